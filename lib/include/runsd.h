@@ -1,0 +1,43 @@
+/*
+ * runsd.h: the public API of the runsd core library. A program (daemon/main.c, or a test)
+ * loads a config, creates a server on its own event_base, starts it, dispatches the loop,
+ * and frees in reverse order. The library never exits, parses argv or installs signal
+ * handlers other than the SIGCHLD event of its own loop.
+ */
+#ifndef RUNSD_H
+#define RUNSD_H
+
+#include <stddef.h>
+
+struct event_base;
+struct rd_config;
+
+typedef struct runsd runsd;
+
+/** Loads and validates a config file. 0 and *out (free with runsd_config_free), or non-zero
+ * with "FILE:LINE: key 'K': reason" in err. */
+int runsd_config_load(const char *path, struct rd_config **out, char *err, size_t errlen);
+void runsd_config_free(struct rd_config *cfg);
+
+/** Creates a server on base. The server takes ownership of cfg. Opens the store, binds every
+ * listener (or takes systemd's sockets), recovers runs. 0 and *out, or non-zero with a
+ * reason in err; on failure cfg has been freed. */
+int runsd_new(struct event_base *base, struct rd_config *cfg, runsd **out, char *err,
+              size_t errlen);
+/** Starts serving and executing (after runsd_new; separate so the caller can notify
+ * readiness in between). */
+int runsd_start(runsd *d);
+/** Replaces the flows with those of cfg (taking ownership of cfg): new and changed flows
+ * apply to runs started from now on; running workers continue. Non-flow settings need a
+ * restart and are kept. 0, or non-zero with a reason in err (the old config stays). */
+int runsd_reload(runsd *d, struct rd_config *cfg, char *err, size_t errlen);
+/** Begins a graceful shutdown: stops accepting, closes streams, stops workers (runs of
+ * resumable flows are resumed at the next start), commits, then calls done(arg) from the
+ * loop. Calling it twice hurries it (workers are killed at once). */
+void runsd_shutdown(runsd *d, void (*done)(void *arg), void *arg);
+/** Frees everything. The loop must no longer be dispatching this server's events. */
+void runsd_free(runsd *d);
+/** The port the first TCP listener is bound to (useful with port 0), or 0. */
+int runsd_bound_port(const runsd *d);
+
+#endif
