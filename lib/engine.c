@@ -1,0 +1,599 @@
+/*
+ * engine.c: the lifecycle's single writer and the commit pipeline.
+ *
+ * Every change to a run goes through rd_transition (status) or the exec.c handlers (counts,
+ * steps, items), which update the in-memory record, append events to the store's open
+ * transaction and mark the record dirty. A commit event at the end of the loop iteration (or
+ * rd_engine_flush, for API calls that must answer only once durable) writes the dirty
+ * records, commits, and only then hands the new events to listeners (the SSE hub) and wakes
+ * watchers. So nothing is published, or acknowledged, that the store could lose.
+ */
+#include "engine_int.h"
+
+#include <event2/event.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+int rd_fail(rd_apierr *e, int http, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+    e->http = http;
+    e->code = code;
+    e->retry_after = 0;
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+rd_active *rd_active_get(rd_engine *eng, const char *id)
+{
+    return rd_map_get(eng->active, id);
+}
+
+json_t *rd_active_json(rd_active *act)
+{
+    return rd_run_to_json(act->run, act->eng->cfg->public_url, NULL);
+}
+
+void rd_mark_dirty(rd_active *act)
+{
+    if (!act->dirty) {
+        act->dirty = true;
+        TAILQ_INSERT_TAIL(&act->eng->dirty, act, dlink);
+    }
+    rd_commit_soon(act->eng);
+}
+
+void rd_commit_soon(rd_engine *eng)
+{
+    if (!event_pending(eng->commit_ev, EV_TIMEOUT, NULL))
+        event_active(eng->commit_ev, EV_TIMEOUT, 0);
+}
+
+void rd_schedule_soon(rd_engine *eng)
+{
+    if (!event_pending(eng->sched_ev, EV_TIMEOUT, NULL))
+        event_active(eng->sched_ev, EV_TIMEOUT, 0);
+}
+
+rd_active *rd_active_adopt(rd_engine *eng, rd_run *run)
+{
+    rd_active *act = calloc(1, sizeof *act);
+    if (!act)
+        return NULL;
+    act->eng = eng;
+    act->run = run;
+    LIST_INIT(&act->watches);
+    LIST_INIT(&act->ctls);
+    const rd_flow_config *flow = rd_config_flow(eng->cfg, run->flow);
+    act->external = flow && flow->external;
+    if (rd_map_set(eng->active, run->id, act) != 0) {
+        free(act);
+        return NULL;
+    }
+    if (run->status == RD_ST_QUEUED)
+        eng->n_queued++;
+    return act;
+}
+
+/* Marks an active record that is terminal (or created) and has no worker for freeing after
+ * the next commit, so watchers it wakes read durable state. */
+void rd_active_release(rd_active *act)
+{
+    if (act->worker || act->releasing)
+        return; /* exec.c releases it once the worker is reaped */
+    act->releasing = true;
+    rd_dequeue(act);
+    TAILQ_INSERT_TAIL(&act->eng->releasing, act, rlink);
+    rd_commit_soon(act->eng);
+}
+
+void rd_active_keep(rd_active *act)
+{
+    if (act->releasing) {
+        TAILQ_REMOVE(&act->eng->releasing, act, rlink);
+        act->releasing = false;
+    }
+}
+
+static void active_free(rd_active *act)
+{
+    rd_engine *eng = act->eng;
+    rd_watch *w;
+    while ((w = LIST_FIRST(&act->watches))) {
+        LIST_REMOVE(w, link);
+        w->fn(w->arg);
+        free(w);
+    }
+    rd_exec_dispose(act);
+    if (act->run->status == RD_ST_QUEUED)
+        eng->n_queued--;
+    rd_map_del(eng->active, act->run->id);
+    rd_run_free(act->run);
+    free(act);
+}
+
+void rd_enqueue(rd_active *act)
+{
+    if (!act->in_queue && !act->external) {
+        TAILQ_INSERT_TAIL(&act->eng->queue, act, qlink);
+        act->in_queue = true;
+    }
+    rd_schedule_soon(act->eng);
+}
+
+void rd_dequeue(rd_active *act)
+{
+    if (act->in_queue) {
+        TAILQ_REMOVE(&act->eng->queue, act, qlink);
+        act->in_queue = false;
+    }
+}
+
+static rd_flow_stat *flow_stat(rd_engine *eng, const char *flow)
+{
+    rd_flow_stat *st = rd_map_get(eng->flow_stats, flow);
+    if (!st) {
+        st = calloc(1, sizeof *st);
+        if (!st || rd_map_set(eng->flow_stats, flow, st) != 0) {
+            free(st);
+            return NULL;
+        }
+    }
+    return st;
+}
+
+void rd_slot_release(rd_active *act)
+{
+    if (!act->counted)
+        return;
+    act->counted = false;
+    act->eng->running--;
+    rd_flow_stat *st = flow_stat(act->eng, act->run->flow);
+    if (st)
+        st->running--;
+    rd_schedule_soon(act->eng);
+}
+
+/* Builds the SSE data payload once, at append time, so every subscriber shares it. */
+static void queue_publish(rd_engine *eng, rd_active *act, int64_t id, const char *type,
+                          int64_t ts, const char *data, bool terminal)
+{
+    if (eng->n_listeners == 0)
+        return;
+    char tbuf[40];
+    rd_rfc3339(ts, tbuf, sizeof tbuf);
+    size_t dlen = strlen(data);
+    size_t cap = dlen + strlen(type) * 2 + strlen(act->run->id) * 2 + strlen(act->run->flow) +
+                 strlen(tbuf) + 160;
+    rd_pending_pub *p = calloc(1, sizeof *p);
+    char *buf = malloc(cap);
+    if (!p || !buf) {
+        free(p);
+        free(buf);
+        return;
+    }
+    /* Layout in buf: frame \0 run_id \0 flow \0 type \0 data \0 */
+    int n = snprintf(buf, cap, "{\"id\":%lld,\"type\":\"%s\",\"run_id\":\"%s\",\"timestamp\":\"%s\","
+                               "\"data\":%s}",
+                     (long long)id, type, act->run->id, tbuf, data);
+    size_t off = (size_t)n + 1;
+    p->ev.frame = buf;
+    p->ev.frame_len = (size_t)n;
+    p->ev.run_id = strcpy(buf + off, act->run->id);
+    off += strlen(act->run->id) + 1;
+    p->ev.flow = strcpy(buf + off, act->run->flow);
+    off += strlen(act->run->flow) + 1;
+    p->ev.type = strcpy(buf + off, type);
+    off += strlen(type) + 1;
+    p->ev.data = memcpy(buf + off, data, dlen + 1);
+    p->ev.id = id;
+    p->ev.ts = ts;
+    p->ev.run_terminal = terminal;
+    p->buf = buf;
+    STAILQ_INSERT_TAIL(&eng->pending, p, link);
+}
+
+static int64_t emit_text(rd_active *act, const char *type, const char *data, int64_t item_seq,
+                         bool terminal)
+{
+    rd_engine *eng = act->eng;
+    int64_t ts = rd_now_ms(), id = 0;
+    if (rd_store_event_append(eng->store, act->run->id, act->run->flow, type, ts, data, item_seq,
+                              &id) != 0)
+        return 0;
+    act->run->last_event_id = id;
+    eng->m_events++;
+    queue_publish(eng, act, id, type, ts, data, terminal);
+    rd_mark_dirty(act);
+    return id;
+}
+
+int64_t rd_emit(rd_active *act, const char *type, json_t *data, int64_t item_seq)
+{
+    char *text = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!text)
+        return 0;
+    int64_t id = emit_text(act, type, text, item_seq, false);
+    free(text);
+    return id;
+}
+
+static bool settled(rd_status s)
+{
+    return rd_status_terminal(s) || s == RD_ST_PAUSED || s == RD_ST_AUTH_REQUIRED;
+}
+
+int rd_transition(rd_active *act, rd_status to, rd_reason reason, const char *error_message)
+{
+    rd_run *r = act->run;
+    rd_status from = r->status;
+    if (!rd_fsm_allowed(from, to)) {
+        rd_log_warn("run %s: refused transition %s -> %s", r->id, rd_status_name(from),
+                    rd_status_name(to));
+        return RD_ECONFLICT;
+    }
+    int64_t now = rd_now_ms();
+    r->status = to;
+    r->updated_at = now;
+    if (from == RD_ST_QUEUED)
+        act->eng->n_queued--;
+    if (to == RD_ST_QUEUED) {
+        act->eng->n_queued++;
+        r->reason = RD_RS_NONE;
+        r->finished_at = 0;
+    }
+    if (to == RD_ST_RUNNING && r->started_at == 0)
+        r->started_at = now;
+    if (to == RD_ST_RUNNING || rd_status_terminal(to)) {
+        json_decref(r->pending_action);
+        r->pending_action = NULL;
+    }
+    if (rd_status_terminal(to)) {
+        r->reason = rd_reason_status(reason) == to ? reason : RD_RS_NONE;
+        r->finished_at = now;
+        act->eng->m_runs_finished[to]++;
+        if (error_message) {
+            json_decref(r->error);
+            r->error = json_pack("{s:s}", "message", error_message);
+        }
+    }
+    json_t *data = json_pack("{s:s, s:s, s:o, s:O}", "status", rd_status_name(to), "previous",
+                             rd_status_name(from), "termination_reason",
+                             r->reason ? json_string(rd_reason_name(r->reason)) : json_null(),
+                             "pending_action",
+                             r->pending_action ? r->pending_action : json_null());
+    if (data) {
+        /* The public pending action hides private members; rebuild from the wire form. */
+        json_t *wire = rd_active_json(act);
+        json_object_set(data, "pending_action", json_object_get(wire, "pending_action"));
+        rd_emit(act, "run.status", data, 0);
+        json_decref(data);
+        if (rd_status_terminal(to)) {
+            json_t *wire2 = rd_active_json(act);
+            json_t *end = json_pack("{s:o}", "run", wire2);
+            char *text = json_dumps(end, JSON_COMPACT);
+            if (text)
+                emit_text(act, "run.end", text, 0, true);
+            free(text);
+            json_decref(end);
+        }
+        json_decref(wire);
+    }
+    if (rd_status_terminal(to))
+        rd_exec_close_ctls(act);
+    rd_mark_dirty(act);
+    return 0;
+}
+
+/* Writes dirty rows, commits, then publishes and wakes watchers. */
+static int flush(rd_engine *eng)
+{
+    rd_active *act;
+    int rc = 0;
+    while ((act = TAILQ_FIRST(&eng->dirty))) {
+        TAILQ_REMOVE(&eng->dirty, act, dlink);
+        act->dirty = false;
+        if (rd_store_run_update(eng->store, act->run) != 0)
+            rc = RD_EIO;
+    }
+    if (rc == 0)
+        rc = rd_store_commit(eng->store);
+    eng->m_commits++;
+    rd_pending_pub *p;
+    if (rc != 0) {
+        /* The batch is lost to the store: do not publish what is not durable. */
+        rd_store_rollback(eng->store);
+        eng->m_commit_failures++;
+        eng->store_ok = false;
+        rd_log_err("store commit failed; events of this batch were not published");
+        while ((p = STAILQ_FIRST(&eng->pending))) {
+            STAILQ_REMOVE_HEAD(&eng->pending, link);
+            free(p->buf);
+            free(p);
+        }
+        return rc;
+    }
+    eng->store_ok = true;
+    while ((p = STAILQ_FIRST(&eng->pending))) {
+        STAILQ_REMOVE_HEAD(&eng->pending, link);
+        for (int i = 0; i < eng->n_listeners; i++)
+            eng->listeners[i].fn(&p->ev, eng->listeners[i].arg);
+        free(p->buf);
+        free(p);
+    }
+    return 0;
+}
+
+/* Watchers are woken after the commit that made their run settle. */
+static void wake_watchers(const char *key, void *value, void *arg)
+{
+    rd_active *act = value;
+    if (!settled(act->run->status))
+        return;
+    rd_watch *w;
+    while ((w = LIST_FIRST(&act->watches))) {
+        LIST_REMOVE(w, link);
+        w->fn(w->arg);
+        free(w);
+    }
+}
+
+int rd_engine_flush(rd_engine *eng)
+{
+    int rc = flush(eng);
+    if (rc != 0)
+        return rc;
+    rd_map_each(eng->active, wake_watchers, NULL);
+    rd_active *act;
+    while ((act = TAILQ_FIRST(&eng->releasing))) {
+        TAILQ_REMOVE(&eng->releasing, act, rlink);
+        if (act->dirty) {
+            /* Changed again by a watcher: its row goes into the next transaction. */
+            TAILQ_REMOVE(&eng->dirty, act, dlink);
+            act->dirty = false;
+            rd_store_run_update(eng->store, act->run);
+            rd_commit_soon(eng);
+        }
+        active_free(act);
+    }
+    return 0;
+}
+
+static void engine_on_commit(evutil_socket_t fd, short what, void *arg)
+{
+    rd_engine_flush(arg);
+}
+
+static void engine_on_schedule(evutil_socket_t fd, short what, void *arg)
+{
+    rd_engine *eng = arg;
+    if (eng->shutting_down)
+        return;
+    rd_active *act, *next;
+    for (act = TAILQ_FIRST(&eng->queue); act && eng->running < eng->cfg->max_running;
+         act = next) {
+        next = TAILQ_NEXT(act, qlink);
+        const rd_flow_config *flow = rd_config_flow(eng->cfg, act->run->flow);
+        rd_flow_stat *st = flow_stat(eng, act->run->flow);
+        if (flow && st && st->running >= flow->concurrency)
+            continue;
+        rd_dequeue(act);
+        rd_exec_start(act); /* takes the slot, or ends the run spawn_failed */
+    }
+    rd_commit_soon(eng);
+}
+
+rd_engine *rd_engine_new(struct event_base *base, rd_store *store, const rd_config *cfg)
+{
+    rd_engine *eng = calloc(1, sizeof *eng);
+    if (!eng)
+        return NULL;
+    eng->base = base;
+    eng->store = store;
+    eng->cfg = cfg;
+    eng->store_ok = true;
+    TAILQ_INIT(&eng->queue);
+    TAILQ_INIT(&eng->dirty);
+    TAILQ_INIT(&eng->releasing);
+    STAILQ_INIT(&eng->pending);
+    eng->active = rd_map_new();
+    eng->flow_stats = rd_map_new();
+    eng->reaper = rd_reaper_new(base);
+    eng->commit_ev = event_new(base, -1, 0, engine_on_commit, eng);
+    eng->sched_ev = event_new(base, -1, 0, engine_on_schedule, eng);
+    if (!eng->active || !eng->flow_stats || !eng->reaper || !eng->commit_ev || !eng->sched_ev) {
+        rd_engine_free(eng);
+        return NULL;
+    }
+    /* Commits run after the iteration's other callbacks: a lower priority would need
+     * event_base_priority_init on the caller's base, so order is by activation instead. */
+    return eng;
+}
+
+void rd_engine_set_config(rd_engine *eng, const rd_config *cfg)
+{
+    eng->cfg = cfg;
+    rd_schedule_soon(eng);
+}
+
+int rd_engine_add_listener(rd_engine *eng, rd_event_listener fn, void *arg)
+{
+    if (eng->n_listeners >= (int)(sizeof eng->listeners / sizeof eng->listeners[0]))
+        return RD_EFULL;
+    eng->listeners[eng->n_listeners].fn = fn;
+    eng->listeners[eng->n_listeners].arg = arg;
+    eng->n_listeners++;
+    return 0;
+}
+
+static void free_active(const char *key, void *value, void *arg)
+{
+    rd_active *act = value;
+    rd_watch *w;
+    while ((w = LIST_FIRST(&act->watches))) {
+        LIST_REMOVE(w, link);
+        free(w);
+    }
+    rd_exec_dispose(act);
+    if (act->worker) {
+        rd_worker_free(act->worker);
+        act->worker = NULL;
+    }
+    rd_run_free(act->run);
+    free(act);
+}
+
+static void free_stat(const char *key, void *value, void *arg)
+{
+    free(value);
+}
+
+void rd_engine_free(rd_engine *eng)
+{
+    if (!eng)
+        return;
+    if (eng->active) {
+        flush(eng);
+        rd_map_each(eng->active, free_active, NULL);
+        rd_map_free(eng->active);
+    }
+    if (eng->flow_stats) {
+        rd_map_each(eng->flow_stats, free_stat, NULL);
+        rd_map_free(eng->flow_stats);
+    }
+    rd_pending_pub *p;
+    while ((p = STAILQ_FIRST(&eng->pending))) {
+        STAILQ_REMOVE_HEAD(&eng->pending, link);
+        free(p->buf);
+        free(p);
+    }
+    if (eng->commit_ev)
+        event_free(eng->commit_ev);
+    if (eng->sched_ev)
+        event_free(eng->sched_ev);
+    if (eng->shutdown_ev)
+        event_free(eng->shutdown_ev);
+    rd_reaper_free(eng->reaper);
+    free(eng);
+}
+
+bool rd_engine_ready(const rd_engine *eng)
+{
+    return eng->store_ok && !eng->shutting_down;
+}
+
+/* Recovery of one stored active run (SPEC section 6). */
+static void recover_one(rd_engine *eng, rd_run *run)
+{
+    rd_active *act = rd_active_adopt(eng, run);
+    if (!act) {
+        rd_run_free(run);
+        return;
+    }
+    const rd_flow_config *flow = rd_config_flow(eng->cfg, run->flow);
+    bool resumable = flow && flow->resumable;
+    switch (run->status) {
+    case RD_ST_QUEUED:
+        if (!flow)
+            rd_transition(act, RD_ST_CRASHED, RD_RS_INTERRUPTED, "flow is no longer configured");
+        else
+            rd_enqueue(act);
+        break;
+    case RD_ST_RUNNING:
+    case RD_ST_PAUSED:
+    case RD_ST_AUTH_REQUIRED:
+        if (resumable && run->status == RD_ST_RUNNING) {
+            rd_transition(act, RD_ST_QUEUED, RD_RS_NONE, NULL);
+            rd_enqueue(act);
+        } else if (resumable) {
+            rd_exec_resume_waiting(act);
+        } else {
+            rd_transition(act, RD_ST_CRASHED, RD_RS_INTERRUPTED,
+                          "the daemon stopped while the run was active");
+        }
+        break;
+    case RD_ST_CANCELLING:
+        rd_transition(act, RD_ST_CANCELLED, RD_RS_USER_CANCELLED, NULL);
+        break;
+    default:
+        break;
+    }
+    if (!rd_status_active(run->status))
+        rd_active_release(act);
+}
+
+int rd_engine_recover(rd_engine *eng)
+{
+    rd_run **runs = NULL;
+    size_t n = 0;
+    if (rd_store_runs_active(eng->store, &runs, &n) != 0)
+        return RD_EIO;
+    for (size_t i = 0; i < n; i++) {
+        recover_one(eng, runs[i]);
+        runs[i] = NULL;
+    }
+    rd_run_array_free(runs, n);
+    if (n)
+        rd_log_info("recovered %zu active run(s)", n);
+    int rc = rd_engine_flush(eng);
+    rd_schedule_soon(eng);
+    return rc;
+}
+
+static void shutdown_check(rd_engine *eng);
+
+static void engine_on_shutdown_tick(evutil_socket_t fd, short what, void *arg)
+{
+    shutdown_check(arg);
+}
+
+static int count_workers(rd_engine *eng)
+{
+    return eng->running;
+}
+
+static void shutdown_check(rd_engine *eng)
+{
+    if (count_workers(eng) > 0 || !eng->shutdown_done)
+        return;
+    rd_engine_flush(eng);
+    void (*done)(void *) = eng->shutdown_done;
+    eng->shutdown_done = NULL;
+    done(eng->shutdown_arg);
+}
+
+static void stop_one(const char *key, void *value, void *arg)
+{
+    rd_exec_shutdown(value);
+}
+
+void rd_engine_shutdown(rd_engine *eng, void (*done)(void *arg), void *arg)
+{
+    bool again = eng->shutting_down;
+    eng->shutting_down = true;
+    eng->shutdown_done = done;
+    eng->shutdown_arg = arg;
+    if (!again)
+        rd_map_each(eng->active, stop_one, NULL);
+    else
+        rd_map_each(eng->active, rd_exec_kill_cb, NULL);
+    if (!eng->shutdown_ev) {
+        eng->shutdown_ev = event_new(eng->base, -1, EV_PERSIST, engine_on_shutdown_tick, eng);
+        struct timeval tv = {0, 50000};
+        if (eng->shutdown_ev)
+            event_add(eng->shutdown_ev, &tv);
+    }
+    shutdown_check(eng);
+}
+
+void rd_engine_note_worker_gone(rd_engine *eng)
+{
+    if (eng->shutting_down)
+        shutdown_check(eng);
+}

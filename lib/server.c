@@ -1,0 +1,153 @@
+/*
+ * server.c: the public API of runsd.h: wires config, store, engine and HTTP together on the
+ * caller's event_base, and takes them apart in reverse order.
+ */
+#include "runsd.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.h"
+#include "config.h"
+#include "engine.h"
+#include "http.h"
+#include "store.h"
+#include "util.h"
+
+struct runsd {
+    struct event_base *base;
+    rd_config *cfg;
+    rd_config *old_cfgs[16]; /* configs replaced by reloads: runs may still name their flows */
+    int n_old;
+    rd_store *store;
+    rd_engine *eng;
+    rd_http *http;
+    void (*done)(void *);
+    void *done_arg;
+};
+
+int runsd_config_load(const char *path, rd_config **out, char *err, size_t errlen)
+{
+    return rd_config_load(path, out, err, errlen);
+}
+
+void runsd_config_free(rd_config *cfg)
+{
+    rd_config_free(cfg);
+}
+
+static int log_level(const char *s)
+{
+    if (!s || strcmp(s, "info") == 0)
+        return RD_LOG_INFO;
+    if (strcmp(s, "debug") == 0)
+        return RD_LOG_DEBUG;
+    if (strcmp(s, "warn") == 0)
+        return RD_LOG_WARN;
+    return RD_LOG_ERR;
+}
+
+int runsd_new(struct event_base *base, rd_config *cfg, runsd **out, char *err, size_t errlen)
+{
+    runsd *d = calloc(1, sizeof *d);
+    if (!d) {
+        rd_config_free(cfg);
+        return snprintf(err, errlen, "out of memory"), RD_ERR;
+    }
+    d->base = base;
+    d->cfg = cfg;
+    rd_log_set_level(log_level(cfg->log_level));
+    rd_store_opts so = {.allow_memory = cfg->store_allow_memory,
+                        .synchronous_full = cfg->store_synchronous &&
+                                            strcmp(cfg->store_synchronous, "full") == 0};
+    if (rd_store_open_sqlite(cfg->store_path, &so, &d->store, err, errlen) != 0)
+        goto fail;
+    d->eng = rd_engine_new(base, d->store, cfg);
+    if (!d->eng) {
+        snprintf(err, errlen, "cannot create the engine");
+        goto fail;
+    }
+    d->http = rd_http_new(base, d->eng, cfg, err, errlen);
+    if (!d->http || rd_http_listen(d->http, err, errlen) != 0)
+        goto fail;
+    if (rd_engine_recover(d->eng) != 0) {
+        snprintf(err, errlen, "recovery failed: the store could not be read or written");
+        goto fail;
+    }
+    *out = d;
+    return 0;
+fail:
+    runsd_free(d);
+    return RD_ERR;
+}
+
+int runsd_start(runsd *d)
+{
+    rd_log_info("runsd listening on port %d with %d flow(s), store %s", rd_http_port(d->http),
+                d->cfg->n_flows, d->cfg->store_path);
+    return 0;
+}
+
+int runsd_reload(runsd *d, rd_config *cfg, char *err, size_t errlen)
+{
+    /* Listeners and the store are bound once; a reload that changes them is refused so the
+     * operator is not misled into thinking it took effect. */
+    bool same_listen = cfg->n_listen == d->cfg->n_listen;
+    for (int i = 0; same_listen && i < cfg->n_listen; i++)
+        same_listen = strcmp(cfg->listen[i], d->cfg->listen[i]) == 0;
+    if (!same_listen || strcmp(cfg->store_path, d->cfg->store_path) != 0) {
+        snprintf(err, errlen, "listen and store.path need a restart; nothing was changed");
+        rd_config_free(cfg);
+        return RD_EINVAL;
+    }
+    if (d->n_old >= (int)(sizeof d->old_cfgs / sizeof d->old_cfgs[0])) {
+        rd_config_free(d->old_cfgs[0]);
+        memmove(d->old_cfgs, d->old_cfgs + 1, sizeof d->old_cfgs - sizeof d->old_cfgs[0]);
+        d->n_old--;
+    }
+    /* The old config stays allocated for a while: nothing should hold its pointers past
+     * this call, but keeping a few is cheap insurance against a callback that does. */
+    d->old_cfgs[d->n_old++] = d->cfg;
+    d->cfg = cfg;
+    rd_log_set_level(log_level(cfg->log_level));
+    rd_engine_set_config(d->eng, cfg);
+    rd_http_set_config(d->http, cfg);
+    rd_log_info("reloaded %s: %d flow(s)", cfg->path, cfg->n_flows);
+    return 0;
+}
+
+static void server_on_engine_done(void *arg)
+{
+    runsd *d = arg;
+    if (d->done)
+        d->done(d->done_arg);
+}
+
+void runsd_shutdown(runsd *d, void (*done)(void *arg), void *arg)
+{
+    d->done = done;
+    d->done_arg = arg;
+    if (d->http)
+        rd_http_close(d->http);
+    rd_engine_shutdown(d->eng, server_on_engine_done, d);
+}
+
+void runsd_free(runsd *d)
+{
+    if (!d)
+        return;
+    rd_http_free(d->http);
+    rd_engine_free(d->eng);
+    rd_store_close(d->store);
+    for (int i = 0; i < d->n_old; i++)
+        rd_config_free(d->old_cfgs[i]);
+    rd_config_free(d->cfg);
+    free(d);
+}
+
+int runsd_bound_port(const runsd *d)
+{
+    return d->http ? rd_http_port(d->http) : 0;
+}
