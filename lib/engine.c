@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "token.h"
 #include "util.h"
 
 int rd_fail(rd_apierr *e, int http, const char *code, const char *fmt, ...)
@@ -35,9 +36,45 @@ rd_active *rd_active_get(rd_engine *eng, const char *id)
     return rd_map_get(eng->active, id);
 }
 
+json_t *rd_engine_run_json(rd_engine *eng, const rd_run *r)
+{
+    char token[96];
+    const char *tok = NULL;
+    if (rd_stream_token_make(eng->stream_key, r->id, rd_now_ms() + eng->cfg->stream_token_ttl_ms,
+                             token, sizeof token) == 0)
+        tok = token;
+    return rd_run_to_json(r, eng->cfg->public_url, tok);
+}
+
 json_t *rd_active_json(rd_active *act)
 {
-    return rd_run_to_json(act->run, act->eng->cfg->public_url, NULL);
+    return rd_engine_run_json(act->eng, act->run);
+}
+
+bool rd_engine_stream_token_ok(rd_engine *eng, const char *id, const char *token)
+{
+    return rd_stream_token_check(eng->stream_key, id, token, rd_now_ms());
+}
+
+/* The stream-token key is created at first start and kept in the store, so tokens survive
+ * restarts (until they expire). */
+static int load_stream_key(rd_engine *eng)
+{
+    char *val = NULL;
+    int rc = rd_store_kv_get(eng->store, "stream_key", &val);
+    if (rc == 0 && rd_b64_decode(val, strlen(val), eng->stream_key, sizeof eng->stream_key) ==
+                       (int)sizeof eng->stream_key) {
+        free(val);
+        return 0;
+    }
+    free(val);
+    char b64[64];
+    if (rd_random_bytes(eng->stream_key, sizeof eng->stream_key) != 0)
+        return RD_ERR;
+    rd_b64_encode(eng->stream_key, sizeof eng->stream_key, b64);
+    if (rd_store_kv_put(eng->store, "stream_key", b64) != 0 || rd_store_commit(eng->store) != 0)
+        return RD_EIO;
+    return 0;
 }
 
 void rd_mark_dirty(rd_active *act)
@@ -407,7 +444,8 @@ rd_engine *rd_engine_new(struct event_base *base, rd_store *store, const rd_conf
     eng->reaper = rd_reaper_new(base);
     eng->commit_ev = event_new(base, -1, 0, engine_on_commit, eng);
     eng->sched_ev = event_new(base, -1, 0, engine_on_schedule, eng);
-    if (!eng->active || !eng->flow_stats || !eng->reaper || !eng->commit_ev || !eng->sched_ev) {
+    if (!eng->active || !eng->flow_stats || !eng->reaper || !eng->commit_ev || !eng->sched_ev ||
+        load_stream_key(eng) != 0) {
         rd_engine_free(eng);
         return NULL;
     }

@@ -106,6 +106,11 @@ int rd_engine_events(rd_engine *eng, const char *id, int64_t after, int limit, j
 /** GET /v1/flows. New reference. */
 json_t *rd_engine_flows(rd_engine *eng);
 
+/** The wire form of a run record, with a fresh stream_url. New reference. */
+json_t *rd_engine_run_json(rd_engine *eng, const rd_run *r);
+/** True when token is a valid stream token for run id. */
+bool rd_engine_stream_token_ok(rd_engine *eng, const char *id, const char *token);
+
 /* External workers (flows with executor = external). */
 /** Applies an NDJSON body of worker messages to the run. *out summarises what was accepted. */
 int rd_engine_ext_post(rd_engine *eng, const char *id, const char *body, size_t len,

@@ -177,7 +177,7 @@ int rd_engine_get(rd_engine *eng, const char *id, json_t **out, rd_apierr *e)
         return rd_fail(e, 404, "run_not_found", "no run with that id");
     if (rc != 0)
         return store_error(e);
-    *out = rd_run_to_json(r, eng->cfg->public_url, NULL);
+    *out = rd_engine_run_json(eng, r);
     rd_run_free(r);
     return 0;
 }
@@ -207,7 +207,7 @@ int rd_engine_list(rd_engine *eng, const rd_run_filter *f, int page, int page_si
     for (size_t i = 0; i < n; i++) {
         rd_active *act = rd_active_get(eng, runs[i]->id);
         json_array_append_new(items, act ? rd_active_json(act)
-                                         : rd_run_to_json(runs[i], eng->cfg->public_url, NULL));
+                                         : rd_engine_run_json(eng, runs[i]));
     }
     rd_run_array_free(runs, n);
     *out = json_pack("{s:o, s:i, s:i, s:I, s:b}", "items", items, "page", page, "page_size",

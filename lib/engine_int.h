@@ -94,6 +94,7 @@ struct rd_engine {
     int n_queued;        /* runs in status queued (local and external) */
     bool shutting_down;
     bool store_ok;
+    unsigned char stream_key[32]; /* HMAC key of stream tokens, kept in the store's kv */
     void (*shutdown_done)(void *arg);
     void *shutdown_arg;
     struct event *shutdown_ev;

@@ -588,6 +588,73 @@ static void test_flow_version(void **state)
     }
 }
 
+/* conf/runsd.example.ini doubles as the reference documentation: it must parse, and every
+ * value it sets must be the real default. */
+static void test_example_config(void **state)
+{
+    const char *src = __FILE__, *tail = strstr(src, "test/unit/test_config.c");
+    char path[4096], err[512];
+    rd_config *ex = NULL, *def = parse_ok("[flow.a]\nexecutor = external\n");
+    const rd_flow_config *f, *d = rd_config_flow(def, "a");
+
+    snprintf(path, sizeof path, "%.*sconf/runsd.example.ini", tail ? (int)(tail - src) : 0, src);
+    if (access(path, R_OK) != 0) {
+        rd_config_free(def);
+        skip(); /* built out of tree without the sources at hand */
+    }
+    if (rd_config_load(path, &ex, err, sizeof err) != RD_OK)
+        fail_msg("%s", err);
+    assert_int_equal(ex->n_listen, 1);
+    assert_string_equal(ex->listen[0], def->listen[0]);
+    assert_string_equal(ex->public_url, def->public_url);
+    assert_int_equal(ex->max_body_bytes, def->max_body_bytes);
+    assert_int_equal(ex->max_uri_bytes, def->max_uri_bytes);
+    assert_int_equal(ex->max_header_bytes, def->max_header_bytes);
+    assert_int_equal(ex->max_connections, def->max_connections);
+    assert_int_equal(ex->n_cors, 0);
+    assert_int_equal(ex->heartbeat_ms, def->heartbeat_ms);
+    assert_int_equal(ex->max_sse_clients, def->max_sse_clients);
+    assert_int_equal(ex->sse_max_buffer, def->sse_max_buffer);
+    assert_int_equal(ex->stream_token_ttl_ms, def->stream_token_ttl_ms);
+    assert_string_equal(ex->log_level, def->log_level);
+    assert_string_equal(ex->store_path, def->store_path);
+    assert_int_equal(ex->store_allow_memory, def->store_allow_memory);
+    assert_string_equal(ex->store_synchronous, def->store_synchronous);
+    assert_int_equal(ex->event_retention_ms, def->event_retention_ms);
+    assert_int_equal(ex->max_running, def->max_running);
+    assert_int_equal(ex->max_queued, def->max_queued);
+    assert_int_equal(ex->max_line_bytes, def->max_line_bytes);
+    assert_int_equal(ex->max_stderr_lines, def->max_stderr_lines);
+    assert_int_equal(ex->kill_grace_ms, def->kill_grace_ms);
+    assert_int_equal(ex->max_wait_ms, def->max_wait_ms);
+    assert_int_equal(ex->max_items_per_run, def->max_items_per_run);
+    assert_int_equal(ex->n_keys + ex->n_hook_urls + ex->n_hook_secrets, 0);
+    assert_int_equal(ex->n_retry, def->n_retry);
+    assert_memory_equal(ex->retry_schedule_ms, def->retry_schedule_ms,
+                        sizeof def->retry_schedule_ms[0] * (size_t)def->n_retry);
+    assert_int_equal(ex->hook_allow_private, def->hook_allow_private);
+    assert_int_equal(ex->hook_timeout_ms, def->hook_timeout_ms);
+    assert_int_equal(ex->hook_max_conns, def->hook_max_conns);
+    assert_int_equal(ex->n_flows, 1);
+    f = &ex->flows[0];
+    assert_false(f->external);
+    assert_int_equal(f->argc, 3);
+    assert_null(f->cwd);
+    assert_int_equal(f->n_env, 0);
+    assert_int_equal(f->concurrency, d->concurrency);
+    assert_int_equal(f->timeout_ms, d->timeout_ms);
+    assert_int_equal(f->resumable, d->resumable);
+    assert_int_equal(f->approval_timeout_ms, d->approval_timeout_ms);
+    assert_int_equal(f->auth_timeout_ms, d->auth_timeout_ms);
+    assert_true(f->min_match_rate == d->min_match_rate);
+    assert_int_equal(f->min_evaluated, d->min_evaluated);
+    assert_int_equal(f->default_limit, d->default_limit);
+    assert_int_equal(f->max_limit, d->max_limit);
+    assert_null(f->description);
+    rd_config_free(ex);
+    rd_config_free(def);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -605,6 +672,7 @@ int main(void)
         cmocka_unit_test(test_load_file),
         cmocka_unit_test(test_split_command),
         cmocka_unit_test(test_flow_version),
+        cmocka_unit_test(test_example_config),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,61 @@
+/*
+ * token.c: stream tokens (see token.h). HMAC-SHA256 from OpenSSL.
+ */
+#include "token.h"
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+static int mac(const unsigned char *key, const char *run_id, long long exp_s, char *out,
+               size_t outlen)
+{
+    char msg[160];
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    int n = snprintf(msg, sizeof msg, "%s.%lld", run_id, exp_s);
+    if (n < 0 || (size_t)n >= sizeof msg)
+        return -1;
+    if (!HMAC(EVP_sha256(), key, RD_TOKEN_KEY_LEN, (const unsigned char *)msg, (size_t)n, md,
+              &mdlen))
+        return -1;
+    if (outlen < 4 * ((mdlen + 2) / 3) + 1)
+        return -1;
+    rd_b64url_encode(md, mdlen, out);
+    return 0;
+}
+
+int rd_stream_token_make(const unsigned char *key, const char *run_id, int64_t exp_ms, char *out,
+                         size_t outlen)
+{
+    char sig[64];
+    long long exp_s = (long long)(exp_ms / 1000);
+    if (mac(key, run_id, exp_s, sig, sizeof sig) != 0)
+        return -1;
+    int n = snprintf(out, outlen, "%lld.%s", exp_s, sig);
+    return n > 0 && (size_t)n < outlen ? 0 : -1;
+}
+
+bool rd_stream_token_check(const unsigned char *key, const char *run_id, const char *token,
+                           int64_t now_ms)
+{
+    if (!token || !run_id)
+        return false;
+    const char *dot = strchr(token, '.');
+    if (!dot || dot == token || dot - token > 15)
+        return false;
+    char num[16];
+    memcpy(num, token, (size_t)(dot - token));
+    num[dot - token] = 0;
+    int64_t exp_s;
+    if (rd_parse_i64(num, &exp_s) != 0 || exp_s <= 0 || exp_s * 1000 < now_ms)
+        return false;
+    char sig[64];
+    if (mac(key, run_id, (long long)exp_s, sig, sizeof sig) != 0)
+        return false;
+    return rd_ct_streq(sig, dot + 1);
+}

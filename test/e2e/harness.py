@@ -1,0 +1,206 @@
+"""harness.py: start the real runsd binary on a free loopback port with a generated config,
+talk to it over HTTP, and fail the test if it died of anything but the signal we sent.
+
+Tests poll for readiness and for conditions; they never sleep for fixed times.
+"""
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+BIN = os.environ.get("RUNSD_BIN", os.path.join(os.path.dirname(__file__), "../../build/runsd"))
+WORKERS = os.environ.get("RUNSD_TEST_WORKERS", os.path.join(os.path.dirname(__file__), "../workers"))
+BUILD = os.environ.get("RUNSD_BUILD_DIR", os.path.join(os.path.dirname(__file__), "../../build"))
+SOURCE = os.environ.get("RUNSD_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "../.."))
+TESTWORKER = "%s %s" % (sys.executable, os.path.join(WORKERS, "testworker.py"))
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_for(cond, timeout=20.0, interval=0.02, what="condition"):
+    """Polls cond() until it returns a truthy value; fails after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = cond()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body)
+
+    def __repr__(self):
+        return "<%d %s>" % (self.status, self.body[:300])
+
+
+class Daemon:
+    """One runsd process with its own temp dir, store and config."""
+
+    def __init__(self, flows="", extra="", limits="", server="", store_path=None, tmp=None):
+        self.tmp = tmp or tempfile.mkdtemp(prefix="runsd-e2e-")
+        self.port = free_port()
+        self.store = store_path or os.path.join(self.tmp, "runsd.db")
+        self.flows = flows
+        self.extra = extra
+        self.limits = limits
+        self.server = server
+        self.proc = None
+        self.expected_exit = False
+
+    def config_text(self):
+        return (
+            "[server]\nlisten = 127.0.0.1:%d\npublic_url = http://127.0.0.1:%d\n%s\n"
+            "[store]\npath = %s\n\n[limits]\n%s\n%s\n%s\n"
+            % (self.port, self.port, self.server, self.store, self.limits, self.extra, self.flows)
+        )
+
+    def start(self):
+        self.conf = os.path.join(self.tmp, "runsd.ini")
+        with open(self.conf, "w") as f:
+            f.write(self.config_text())
+        self.log = open(os.path.join(self.tmp, "runsd.log"), "ab")
+        self.proc = subprocess.Popen([BIN, "-c", self.conf], stdout=self.log, stderr=self.log,
+                                     cwd=self.tmp)
+        self.expected_exit = False
+
+        def ready():
+            if self.proc.poll() is not None:
+                raise AssertionError("runsd exited during start: %s" % self.read_log())
+            try:
+                return self.request("GET", "/readyz").status == 200
+            except OSError:
+                return False
+
+        wait_for(ready, what="runsd readiness")
+        return self
+
+    def read_log(self):
+        try:
+            with open(os.path.join(self.tmp, "runsd.log"), "rb") as f:
+                return f.read().decode("utf-8", "replace")[-4000:]
+        except OSError:
+            return ""
+
+    def request(self, method, path, body=None, headers=None, timeout=30):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        hdrs = dict(headers or {})
+        if body is not None and not isinstance(body, (bytes, str)):
+            body = json.dumps(body)
+            hdrs.setdefault("Content-Type", "application/json")
+        conn.request(method, path, body=body, headers=hdrs)
+        r = conn.getresponse()
+        data = r.read()
+        resp = Response(r.status, dict((k.lower(), v) for k, v in r.getheaders()), data)
+        conn.close()
+        return resp
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def post(self, path, body=None, **kw):
+        return self.request("POST", path, body=body if body is not None else {}, **kw)
+
+    def create(self, flow, input=None, **fields):
+        body = {"flow": flow}
+        if input is not None:
+            body["input"] = input
+        body.update(fields)
+        r = self.post("/v1/runs", body)
+        assert r.status == 201, r
+        return r.json()
+
+    def run(self, run_id):
+        r = self.get("/v1/runs/" + run_id)
+        assert r.status == 200, r
+        return r.json()
+
+    def wait_status(self, run_id, statuses, timeout=30):
+        if isinstance(statuses, str):
+            statuses = (statuses,)
+
+        def check():
+            self.assert_alive()
+            run = self.run(run_id)
+            return run if run["status"] in statuses else None
+
+        return wait_for(check, timeout=timeout, what="run %s in %s" % (run_id, statuses))
+
+    def events(self, run_id, after=0, limit=1000):
+        out = []
+        while True:
+            r = self.get("/v1/runs/%s/events?after=%d&limit=%d" % (run_id, after, limit))
+            assert r.status == 200, r
+            page = r.json()
+            out.extend(page["items"])
+            if not page["has_more"]:
+                return out
+            after = page["next_after"]
+
+    def assert_alive(self):
+        if self.proc is not None and self.proc.poll() is not None and not self.expected_exit:
+            raise AssertionError("runsd died (exit %s): %s" % (self.proc.returncode, self.read_log()))
+
+    def kill9(self):
+        self.expected_exit = True
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self, timeout=30):
+        """SIGTERM; asserts a clean exit 0."""
+        if self.proc is None or self.proc.poll() is not None:
+            self.assert_alive()
+            return
+        self.assert_alive()
+        self.expected_exit = True
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise AssertionError("runsd did not stop on SIGTERM: %s" % self.read_log())
+        if rc != 0:
+            raise AssertionError("runsd exited %s on SIGTERM: %s" % (rc, self.read_log()))
+
+
+def testworker_flow(name="test", **keys):
+    lines = ["[flow.%s]" % name, "command = %s" % TESTWORKER]
+    for k, v in keys.items():
+        lines.append("%s = %s" % (k, v))
+    return "\n".join(lines) + "\n"
+
+
+class DaemonTest(unittest.TestCase):
+    """Base class: self.d is a started daemon; tearDown checks it did not die."""
+
+    flows = testworker_flow()
+    limits = ""
+    extra = ""
+    server = ""
+
+    def setUp(self):
+        self.d = Daemon(flows=self.flows, limits=self.limits, extra=self.extra,
+                        server=self.server).start()
+
+    def tearDown(self):
+        self.d.stop()
