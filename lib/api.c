@@ -182,7 +182,7 @@ static void h_create(rd_req *req)
 
 static void h_list(rd_req *req)
 {
-    int64_t page, size;
+    int64_t page = 1, size = 10;
     if (query_int(req, "page", 1, 1, 1000000, &page) != 0 ||
         query_int(req, "page_size", 10, 1, 100, &size) != 0)
         return;
@@ -269,7 +269,7 @@ static evhtp_res waiter_on_fini(evhtp_request_t *r, void *arg)
 
 static void h_get(rd_req *req, const char *id)
 {
-    int64_t wait;
+    int64_t wait = 0;
     if (query_int(req, "wait", 0, 0, req->cfg->max_wait_ms / 1000, &wait) != 0)
         return;
     if (wait > 0 && !rd_engine_settled(req->eng, id)) {
@@ -322,7 +322,7 @@ static void h_start(rd_req *req, const char *id)
 static void h_results(rd_req *req, const char *id)
 {
     rd_results_req q = {0};
-    int64_t page, size, after;
+    int64_t page = 1, size = 50, after = 0;
     if (query_int(req, "page", 1, 1, 100000000, &page) != 0 ||
         query_int(req, "page_size", 50, 1, 100, &size) != 0 ||
         query_int(req, "after", 0, 0, INT64_MAX / 2, &after) != 0)
@@ -362,7 +362,7 @@ static void h_events_get(rd_req *req, const char *id)
         rd_stream_run(req, id);
         return;
     }
-    int64_t after, limit;
+    int64_t after = 0, limit = 100;
     if (query_int(req, "after", 0, 0, INT64_MAX / 2, &after) != 0 ||
         query_int(req, "limit", 100, 1, 1000, &limit) != 0)
         return;

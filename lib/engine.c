@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "outbox.h"
 #include "token.h"
 #include "util.h"
 
@@ -261,6 +262,22 @@ int64_t rd_emit(rd_active *act, const char *type, json_t *data, int64_t item_seq
     return id;
 }
 
+void rd_engine_set_outbox(rd_engine *eng, struct rd_outbox *ob)
+{
+    eng->outbox = ob;
+}
+
+void rd_notify_webhook(rd_active *act, const char *type, json_t *run_wire)
+{
+    rd_engine *eng = act->eng;
+    if (!eng->outbox || act->run->preview)
+        return; /* previews send no webhooks (FindAll preview) */
+    json_t *wire = run_wire ? json_incref(run_wire) : rd_active_json(act);
+    if (rd_outbox_enqueue(eng->outbox, act->run, type, wire) != 0)
+        rd_log_err("run %s: could not record the %s webhook", act->run->id, type);
+    json_decref(wire);
+}
+
 static bool settled(rd_status s)
 {
     return rd_status_terminal(s) || s == RD_ST_PAUSED || s == RD_ST_AUTH_REQUIRED;
@@ -300,28 +317,34 @@ int rd_transition(rd_active *act, rd_status to, rd_reason reason, const char *er
             r->error = json_pack("{s:s}", "message", error_message);
         }
     }
+    /* The wire form of the pending action hides its private members; it only exists in
+     * waiting states, and run.end needs the whole run, so the wire form is built only then. */
+    json_t *wire = (r->pending_action || rd_status_terminal(to)) ? rd_active_json(act) : NULL;
+    json_t *pending = wire ? json_object_get(wire, "pending_action") : NULL;
     json_t *data = json_pack("{s:s, s:s, s:o, s:O}", "status", rd_status_name(to), "previous",
                              rd_status_name(from), "termination_reason",
                              r->reason ? json_string(rd_reason_name(r->reason)) : json_null(),
-                             "pending_action",
-                             r->pending_action ? r->pending_action : json_null());
+                             "pending_action", pending ? pending : json_null());
     if (data) {
-        /* The public pending action hides private members; rebuild from the wire form. */
-        json_t *wire = rd_active_json(act);
-        json_object_set(data, "pending_action", json_object_get(wire, "pending_action"));
         rd_emit(act, "run.status", data, 0);
         json_decref(data);
-        if (rd_status_terminal(to)) {
-            json_t *wire2 = rd_active_json(act);
-            json_t *end = json_pack("{s:o}", "run", wire2);
-            char *text = json_dumps(end, JSON_COMPACT);
-            if (text)
-                emit_text(act, "run.end", text, 0, true);
-            free(text);
-            json_decref(end);
-        }
-        json_decref(wire);
     }
+    if (rd_status_terminal(to) || to == RD_ST_PAUSED || to == RD_ST_AUTH_REQUIRED) {
+        char type[40];
+        snprintf(type, sizeof type, "run.%s", rd_status_name(to));
+        rd_notify_webhook(act, type, wire);
+    }
+    if (rd_status_terminal(to) && wire) {
+        /* last_event_id in run.end is the id of the terminal run.status just appended. */
+        json_object_set_new(wire, "last_event_id", json_integer(r->last_event_id));
+        json_t *end = json_pack("{s:O}", "run", wire);
+        char *text = end ? json_dumps(end, JSON_COMPACT) : NULL;
+        if (text)
+            emit_text(act, "run.end", text, 0, true);
+        free(text);
+        json_decref(end);
+    }
+    json_decref(wire);
     if (rd_status_terminal(to))
         rd_exec_close_ctls(act);
     rd_mark_dirty(act);
@@ -357,6 +380,8 @@ static int flush(rd_engine *eng)
         return rc;
     }
     eng->store_ok = true;
+    if (eng->outbox)
+        rd_outbox_kick(eng->outbox);
     while ((p = STAILQ_FIRST(&eng->pending))) {
         STAILQ_REMOVE_HEAD(&eng->pending, link);
         for (int i = 0; i < eng->n_listeners; i++)

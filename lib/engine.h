@@ -54,6 +54,9 @@ void rd_engine_free(rd_engine *eng);
 void rd_engine_set_config(rd_engine *eng, const rd_config *cfg);
 /** Recovery per SPEC section 6; then schedules. 0 or RD_EIO. */
 int rd_engine_recover(rd_engine *eng);
+struct rd_outbox;
+/** Gives the engine its webhook outbox (borrowed). */
+void rd_engine_set_outbox(rd_engine *eng, struct rd_outbox *ob);
 /** Registers a listener called after each commit for each new event, in id order. */
 int rd_engine_add_listener(rd_engine *eng, rd_event_listener fn, void *arg);
 /** Begins shutdown: no new starts; workers are stopped; resumable runs go back to queued,

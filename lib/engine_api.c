@@ -110,8 +110,8 @@ static int create_check(rd_engine *eng, const rd_create_req *req, const rd_flow_
 int rd_engine_create(rd_engine *eng, const rd_create_req *req, json_t **out, bool *replayed,
                      rd_apierr *e)
 {
-    const rd_flow_config *flow;
-    int64_t limit;
+    const rd_flow_config *flow = NULL;
+    int64_t limit = 0;
     char key_hash[65] = "";
     *replayed = false;
     if (req->idem_key) {
@@ -131,7 +131,21 @@ int rd_engine_create(rd_engine *eng, const rd_create_req *req, json_t **out, boo
     memcpy(r->flow_version, flow->version, sizeof r->flow_version);
     r->input = req->input ? json_incref(req->input) : NULL;
     r->metadata = req->metadata ? json_incref(req->metadata) : NULL;
-    r->webhook = req->webhook ? json_incref(req->webhook) : NULL;
+    char secret[80] = "";
+    if (req->webhook) {
+        /* The run's own endpoint gets its own signing secret; when the client gave none, one
+         * is generated and returned once, in this reply only. */
+        r->webhook = json_deep_copy(req->webhook);
+        if (!json_object_get(r->webhook, "secret")) {
+            unsigned char raw[24];
+            char b64[40];
+            if (rd_random_bytes(raw, sizeof raw) == 0) {
+                rd_b64_encode(raw, sizeof raw, b64);
+                snprintf(secret, sizeof secret, "whsec_%s", b64);
+                json_object_set_new(r->webhook, "secret", json_string(secret));
+            }
+        }
+    }
     r->limit = limit;
     r->preview = req->preview;
     r->created_at = r->updated_at = rd_now_ms();
@@ -159,7 +173,10 @@ int rd_engine_create(rd_engine *eng, const rd_create_req *req, json_t **out, boo
     } else {
         rd_active_release(act);
     }
-    return finish(eng, act, out, e);
+    int rc = finish(eng, act, out, e);
+    if (rc == 0 && secret[0])
+        json_object_set_new(json_object_get(*out, "webhook"), "secret", json_string(secret));
+    return rc;
 }
 
 int rd_engine_get(rd_engine *eng, const char *id, json_t **out, rd_apierr *e)

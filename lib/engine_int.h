@@ -94,6 +94,7 @@ struct rd_engine {
     int n_queued;        /* runs in status queued (local and external) */
     bool shutting_down;
     bool store_ok;
+    struct rd_outbox *outbox;      /* webhooks; may be NULL (tests) */
     unsigned char stream_key[32]; /* HMAC key of stream tokens, kept in the store's kv */
     void (*shutdown_done)(void *arg);
     void *shutdown_arg;
@@ -150,6 +151,9 @@ void rd_exec_dispose(rd_active *act);
 void rd_exec_resume_waiting(rd_active *act);
 /** rd_map_each callback: kill a worker at once (second shutdown request). */
 void rd_exec_kill_cb(const char *key, void *value, void *arg);
+/** Records a webhook delivery of type for act's run in the open transaction (no-op for
+ * previews and when there is no outbox). run_wire may be NULL (built on demand). */
+void rd_notify_webhook(rd_active *act, const char *type, json_t *run_wire);
 /* engine.c, for exec.c */
 void rd_engine_note_worker_gone(rd_engine *eng);
 

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "outbox.h"
 #include "util.h"
 
 #define MAX_LOGGED_PROTO_ERRORS 100
@@ -223,6 +224,13 @@ static void on_item(rd_active *act, const rd_msg *m, bool ok)
         json_object_set_new(d, "error", json_string(m->message));
     rd_emit(act, ok ? "run.item" : "run.item_error", d, seq);
     json_decref(d);
+    if (ok && act->eng->outbox && !r->preview && rd_outbox_wants(act->eng->outbox, r, "run.item")) {
+        json_t *wire = rd_active_json(act);
+        json_object_set_new(wire, "item", json_pack("{s:I, s:O}", "seq", (json_int_t)seq, "data",
+                                                    m->data));
+        rd_notify_webhook(act, "run.item", wire);
+        json_decref(wire);
+    }
     if (ok) {
         r->n_items++;
         act->eng->m_items++;

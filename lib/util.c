@@ -476,10 +476,14 @@ static int map_grow(rd_map *m)
 
 int rd_map_set(rd_map *m, const char *key, void *value)
 {
-    uint64_t h = map_hash(m, key);
-    size_t i = map_find(m, key, h);
+    uint64_t h;
+    size_t i;
     char *copy;
 
+    if (m == NULL || key == NULL)
+        return RD_ERR;
+    h = map_hash(m, key);
+    i = map_find(m, key, h);
     if (m->slots[i].key != NULL) {
         m->slots[i].value = value;
         return RD_OK;

@@ -165,10 +165,17 @@ class Daemon:
         self.expected_exit = True
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=10)
+        self.close_log()
+
+    def close_log(self):
+        log = getattr(self, "log", None)
+        if log is not None and not log.closed:
+            log.close()
 
     def stop(self, timeout=30):
         """SIGTERM; asserts a clean exit 0."""
         if self.proc is None or self.proc.poll() is not None:
+            self.close_log()
             self.assert_alive()
             return
         self.assert_alive()
@@ -179,6 +186,8 @@ class Daemon:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             raise AssertionError("runsd did not stop on SIGTERM: %s" % self.read_log())
+        finally:
+            self.close_log()
         if rc != 0:
             raise AssertionError("runsd exited %s on SIGTERM: %s" % (rc, self.read_log()))
 

@@ -1,0 +1,296 @@
+/*
+ * bench_core.c: the core issue's two throughput benchmarks, each beside its baseline.
+ *
+ *   bench_core runs  PORT N            create N runs of the `trivial` flow over HTTP and time
+ *                                      create -> all terminal
+ *   bench_core spawn WORKER N CONC     spawn-and-wait the same worker N times, CONC at once
+ *   bench_core items PORT COUNT        one run of the `items` flow emitting COUNT items; time
+ *                                      create -> terminal, items persisted per second
+ *   bench_core raw   DBPATH COUNT      raw SQLite inserts of the same rows into the same schema
+ *
+ * Each prints one line "name value unit". bench/core_bench.sh runs them side by side.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int connect_port(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        perror("connect");
+        exit(1);
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd;
+}
+
+/* One keep-alive HTTP/1.1 exchange; returns the status and the body in buf. */
+static int http(int fd, const char *method, const char *path, const char *body, char *buf,
+                size_t cap)
+{
+    char req[2048];
+    size_t blen = body ? strlen(body) : 0;
+    int n = snprintf(req, sizeof req,
+                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\n\r\n%s",
+                     method, path, blen, body ? body : "");
+    if (write(fd, req, (size_t)n) != n)
+        return -1;
+    size_t got = 0;
+    long clen = -1;
+    char *hdr_end = NULL;
+    for (;;) {
+        ssize_t r = read(fd, buf + got, cap - 1 - got);
+        if (r <= 0)
+            return -1;
+        got += (size_t)r;
+        buf[got] = 0;
+        if (!hdr_end && (hdr_end = strstr(buf, "\r\n\r\n"))) {
+            char *cl = strcasestr(buf, "Content-Length:");
+            clen = cl && cl < hdr_end ? strtol(cl + 15, NULL, 10) : 0;
+        }
+        if (hdr_end && (long)(got - (size_t)(hdr_end + 4 - buf)) >= clen)
+            break;
+    }
+    int status = atoi(buf + 9);
+    memmove(buf, hdr_end + 4, (size_t)clen);
+    buf[clen] = 0;
+    return status;
+}
+
+static long json_long(const char *body, const char *key)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *p = strstr(body, pat);
+    return p ? strtol(p + strlen(pat), NULL, 10) : -1;
+}
+
+static int bench_runs(int port, int n)
+{
+    static char buf[1 << 20];
+    int fd = connect_port(port);
+    double t0 = now_s();
+    for (int i = 0; i < n; i++) {
+        int st = http(fd, "POST", "/v1/runs", "{\"flow\":\"trivial\"}", buf, sizeof buf);
+        if (st == 429) { /* queue full: let it drain, then retry this one */
+            i--;
+            usleep(1000);
+            continue;
+        }
+        if (st != 201) {
+            fprintf(stderr, "create: %d %s\n", st, buf);
+            return 1;
+        }
+    }
+    for (;;) {
+        http(fd, "GET", "/v1/runs?status=succeeded,failed,crashed&flow=trivial&page_size=1", NULL,
+             buf, sizeof buf);
+        if (json_long(buf, "total") >= n)
+            break;
+        usleep(2000);
+    }
+    double dt = now_s() - t0;
+    http(fd, "GET", "/v1/runs?status=succeeded&flow=trivial&page_size=1", NULL, buf, sizeof buf);
+    long ok = json_long(buf, "total");
+    printf("daemon_runs_per_s %.1f runs/s (%d runs, %ld succeeded, %.3f s)\n", n / dt, n, ok, dt);
+    close(fd);
+    return ok == n ? 0 : 1;
+}
+
+/* Output pipes of running workers, by pid: read after the worker exits (its output is far
+ * below a pipe's capacity, so it never blocks on a full pipe). */
+static struct {
+    pid_t pid;
+    int fd;
+} outs[256];
+
+static void drain_output(pid_t pid)
+{
+    for (size_t i = 0; i < sizeof outs / sizeof outs[0]; i++) {
+        if (outs[i].pid == pid) {
+            char buf[4096];
+            while (read(outs[i].fd, buf, sizeof buf) > 0)
+                ;
+            close(outs[i].fd);
+            outs[i].pid = 0;
+            return;
+        }
+    }
+}
+
+static pid_t spawn_one(const char *worker)
+{
+    int in[2], out[2];
+    if (pipe(in) != 0 || pipe(out) != 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        close(in[0]);
+        close(in[1]);
+        close(out[0]);
+        close(out[1]);
+        execl(worker, worker, (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    static const char start[] =
+        "{\"type\":\"start\",\"run\":{\"id\":\"run_x\",\"flow\":\"trivial\",\"input\":null,"
+        "\"limit\":null,\"preview\":false,\"cursor\":null,\"attempt\":1,\"metadata\":null}}\n";
+    if (write(in[1], start, sizeof start - 1) < 0)
+        perror("write");
+    close(in[1]);
+    for (size_t i = 0; i < sizeof outs / sizeof outs[0]; i++) {
+        if (outs[i].pid == 0) {
+            outs[i].pid = pid;
+            outs[i].fd = out[0];
+            return pid;
+        }
+    }
+    close(out[0]);
+    return pid;
+}
+
+static int bench_spawn(const char *worker, int n, int conc)
+{
+    double t0 = now_s();
+    int started = 0, done = 0, running = 0;
+    while (done < n) {
+        while (running < conc && started < n) {
+            if (spawn_one(worker) < 0)
+                return 1;
+            started++;
+            running++;
+        }
+        int status;
+        pid_t pid = waitpid(-1, &status, 0);
+        if (pid > 0) {
+            drain_output(pid);
+            done++;
+            running--;
+        }
+    }
+    double dt = now_s() - t0;
+    printf("spawn_wait_per_s %.1f runs/s (%d runs, concurrency %d, %.3f s)\n", n / dt, n, conc,
+           dt);
+    return 0;
+}
+
+static int bench_items(int port, long count)
+{
+    static char buf[1 << 20];
+    char body[256], path[256];
+    int fd = connect_port(port);
+    snprintf(body, sizeof body, "{\"flow\":\"items\",\"input\":{\"count\":%ld}}", count);
+    double t0 = now_s();
+    if (http(fd, "POST", "/v1/runs", body, buf, sizeof buf) != 201) {
+        fprintf(stderr, "create: %s\n", buf);
+        return 1;
+    }
+    char id[80] = "";
+    const char *p = strstr(buf, "\"id\":\"");
+    if (p)
+        sscanf(p + 6, "%79[^\"]", id);
+    snprintf(path, sizeof path, "/v1/runs/%s?wait=60", id);
+    for (;;) {
+        http(fd, "GET", path, NULL, buf, sizeof buf);
+        if (strstr(buf, "\"is_active\":false"))
+            break;
+    }
+    double dt = now_s() - t0;
+    long items = json_long(buf, "items");
+    printf("daemon_items_per_s %.0f items/s (%ld items persisted, %.3f s create->terminal)\n",
+           items / dt, items, dt);
+    close(fd);
+    return items == count ? 0 : 1;
+}
+
+static int bench_raw(const char *path, long count)
+{
+    char err[256];
+    rd_store *s = NULL;
+    rd_store_opts o = {0};
+    unlink(path);
+    /* The store creates the very schema (tables, indexes, pragmas) the daemon writes to. */
+    if (rd_store_open_sqlite(path, &o, &s, err, sizeof err) != 0) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    rd_store_close(s);
+    sqlite3 *db;
+    sqlite3_open(path, &db);
+    sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL, NULL, NULL);
+    sqlite3_stmt *st;
+    sqlite3_prepare_v2(db,
+                       "INSERT INTO events(run_id, flow, type, ts, data, item_seq) "
+                       "VALUES('run_benchbenchbenchbenchbe','items','run.item',?,?,?)",
+                       -1, &st, NULL);
+    double t0 = now_s();
+    char data[256];
+    sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+    for (long i = 1; i <= count; i++) {
+        int n = snprintf(data, sizeof data,
+                         "{\"seq\":%ld,\"data\":{\"name\":\"pkg-%ld\",\"version\":\"1.%ld\","
+                         "\"size\":%ld}}",
+                         i, i - 1, i - 1, i - 1);
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)(t0 * 1000));
+        sqlite3_bind_text(st, 2, data, n, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, i);
+        if (sqlite3_step(st) != SQLITE_DONE) {
+            fprintf(stderr, "insert: %s\n", sqlite3_errmsg(db));
+            return 1;
+        }
+        sqlite3_reset(st);
+        if (i % 10000 == 0) { /* raw at its best: large batches */
+            sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+            sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+        }
+    }
+    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    double dt = now_s() - t0;
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    printf("raw_sqlite_rows_per_s %.0f rows/s (%ld rows, %.3f s)\n", count / dt, count, dt);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 4 && strcmp(argv[1], "runs") == 0)
+        return bench_runs(atoi(argv[2]), atoi(argv[3]));
+    if (argc >= 5 && strcmp(argv[1], "spawn") == 0)
+        return bench_spawn(argv[2], atoi(argv[3]), atoi(argv[4]));
+    if (argc >= 4 && strcmp(argv[1], "items") == 0)
+        return bench_items(atoi(argv[2]), atol(argv[3]));
+    if (argc >= 4 && strcmp(argv[1], "raw") == 0)
+        return bench_raw(argv[2], atol(argv[3]));
+    fprintf(stderr, "usage: see the comment at the top of bench_core.c\n");
+    return 2;
+}
