@@ -595,6 +595,8 @@ void rd_api_dispatch(rd_req *req)
     }
     if (!SEG(0, "v1"))
         return (void)rd_reply_error(req, 404, "not_found", "no such endpoint");
+    if (rd_api_human_route(req))
+        return;
     if (req->nseg == 2 && SEG(1, "flows")) {
         if (!(IS(GET) || IS(HEAD)))
             return method_not_allowed(req, "GET");

@@ -9,6 +9,9 @@
 
 /** Routes req to its handler by method and exact path. */
 void rd_api_dispatch(rd_req *req);
+/** Approval links, OAuth callback, approve/deny/auth by id, the demo provider page
+ * (api_human.c). True when it handled the request. */
+bool rd_api_human_route(rd_req *req);
 /** Closes every stream and pending long-poll owned by h (shutdown). */
 void rd_api_close_streams(rd_http *h);
 /** True when req's scope is at least need; otherwise replies 401/403 and returns false. */

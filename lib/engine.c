@@ -10,11 +10,15 @@
  */
 #include "engine_int.h"
 
+#include <ctype.h>
+#include <errno.h>
 #include <event2/event.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "outbox.h"
 #include "token.h"
@@ -37,6 +41,57 @@ rd_active *rd_active_get(rd_engine *eng, const char *id)
     return rd_map_get(eng->active, id);
 }
 
+/* Link placeholders ("rdlink:<a|d|s>:<nonce>") become approve/deny URLs or a state token. */
+char *rd_engine_render_links(rd_engine *eng, const char *run_id, const char *text)
+{
+    const char *p = strstr(text, "rdlink:");
+    if (!p)
+        return NULL;
+    size_t cap = strlen(text) + 1, len = 0;
+    char *out = NULL;
+    for (int pass = 0; pass < 2; pass++) {
+        const char *q = text;
+        len = 0;
+        while ((p = strstr(q, "rdlink:"))) {
+            char kind = p[7], nonce[32] = "", tok[RD_LINK_TOKEN_MAX], rep[RD_LINK_TOKEN_MAX + 512];
+            size_t n = 0;
+            const char *np = p + 9;
+            while (n < sizeof nonce - 1 && np[n] && (isalnum((unsigned char)np[n]) ||
+                                                     np[n] == '-' || np[n] == '_'))
+                n++;
+            memcpy(nonce, np, n);
+            nonce[n] = 0;
+            rep[0] = 0;
+            if (p[8] == ':' && rd_link_token_make(eng->link_key, run_id, kind, nonce, tok,
+                                                  sizeof tok) == 0) {
+                if (kind == 's')
+                    snprintf(rep, sizeof rep, "%s", tok);
+                else
+                    snprintf(rep, sizeof rep, "%s/v1/runs/approval?token=%s",
+                             eng->cfg->public_url, tok);
+            }
+            size_t pre = (size_t)(p - q), rl = strlen(rep);
+            if (pass == 1) {
+                memcpy(out + len, q, pre);
+                memcpy(out + len + pre, rep, rl);
+            }
+            len += pre + rl;
+            q = np + n;
+        }
+        size_t rest = strlen(q);
+        if (pass == 1) {
+            memcpy(out + len, q, rest + 1);
+        } else {
+            cap = len + rest + 1;
+            out = malloc(cap);
+            if (!out)
+                return NULL;
+        }
+        len += rest;
+    }
+    return out;
+}
+
 json_t *rd_engine_run_json(rd_engine *eng, const rd_run *r)
 {
     char token[96];
@@ -44,7 +99,76 @@ json_t *rd_engine_run_json(rd_engine *eng, const rd_run *r)
     if (rd_stream_token_make(eng->stream_key, r->id, rd_now_ms() + eng->cfg->stream_token_ttl_ms,
                              token, sizeof token) == 0)
         tok = token;
-    return rd_run_to_json(r, eng->cfg->public_url, tok);
+    json_t *o = rd_run_to_json(r, eng->cfg->public_url, tok);
+    json_t *pa = json_object_get(o, "pending_action");
+    if (pa && json_is_object(pa)) {
+        char *text = json_dumps(pa, JSON_COMPACT);
+        char *rendered = text ? rd_engine_render_links(eng, r->id, text) : NULL;
+        if (rendered)
+            json_object_set_new(o, "pending_action", json_loads(rendered, 0, NULL));
+        free(rendered);
+        free(text);
+    }
+    return o;
+}
+
+int rd_engine_event_frame(rd_engine *eng, const rd_event *ev, char **out, size_t *len)
+{
+    char tbuf[40];
+    rd_rfc3339(ev->ts, tbuf, sizeof tbuf);
+    char *rendered = rd_engine_render_links(eng, ev->run_id, ev->data);
+    const char *data = rendered ? rendered : ev->data;
+    size_t cap = strlen(data) + strlen(ev->type) + strlen(ev->run_id) + strlen(tbuf) + 96;
+    char *buf = malloc(cap);
+    if (!buf) {
+        free(rendered);
+        return -1;
+    }
+    int n = snprintf(buf, cap,
+                     "{\"id\":%lld,\"type\":\"%s\",\"run_id\":\"%s\",\"timestamp\":\"%s\","
+                     "\"data\":%s}",
+                     (long long)ev->id, ev->type, ev->run_id, tbuf, data);
+    free(rendered);
+    *out = buf;
+    *len = (size_t)n;
+    return 0;
+}
+
+/* The link key signs approval and authorization links. It is kept in a file beside the
+ * store (0600), not in it, so a copy of the database cannot mint or recover a link. */
+static int load_link_key(rd_engine *eng)
+{
+    const char *db = eng->cfg->store_path;
+    if (!db || strcmp(db, ":memory:") == 0)
+        return rd_random_bytes(eng->link_key, sizeof eng->link_key);
+    char path[4200], b64[64] = "";
+    snprintf(path, sizeof path, "%s.key", db);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        size_t n = fread(b64, 1, sizeof b64 - 1, f);
+        fclose(f);
+        b64[n] = 0;
+        while (n && (b64[n - 1] == '\n' || b64[n - 1] == '\r'))
+            b64[--n] = 0;
+        if (rd_b64_decode(b64, n, eng->link_key, sizeof eng->link_key) ==
+            (int)sizeof eng->link_key)
+            return 0;
+        rd_log_err("%s: not a valid key file", path);
+        return RD_EINVAL;
+    }
+    if (rd_random_bytes(eng->link_key, sizeof eng->link_key) != 0)
+        return RD_ERR;
+    rd_b64_encode(eng->link_key, sizeof eng->link_key, b64);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        rd_log_err("cannot create %s: %s", path, strerror(errno));
+        return RD_EIO;
+    }
+    size_t bl = strlen(b64);
+    b64[bl] = '\n';
+    bool ok = write(fd, b64, bl + 1) == (ssize_t)(bl + 1) && fsync(fd) == 0;
+    close(fd);
+    return ok ? 0 : RD_EIO;
 }
 
 json_t *rd_active_json(rd_active *act)
@@ -204,6 +328,9 @@ static void queue_publish(rd_engine *eng, rd_active *act, int64_t id, const char
 {
     if (eng->n_listeners == 0)
         return;
+    char *rendered = rd_engine_render_links(eng, act->run->id, data);
+    if (rendered)
+        data = rendered;
     char tbuf[40];
     rd_rfc3339(ts, tbuf, sizeof tbuf);
     size_t dlen = strlen(data);
@@ -214,6 +341,7 @@ static void queue_publish(rd_engine *eng, rd_active *act, int64_t id, const char
     if (!p || !buf) {
         free(p);
         free(buf);
+        free(rendered);
         return;
     }
     /* Layout in buf: frame \0 run_id \0 flow \0 type \0 data \0 */
@@ -235,6 +363,7 @@ static void queue_publish(rd_engine *eng, rd_active *act, int64_t id, const char
     p->ev.run_terminal = terminal;
     p->buf = buf;
     STAILQ_INSERT_TAIL(&eng->pending, p, link);
+    free(rendered);
 }
 
 static int64_t emit_text(rd_active *act, const char *type, const char *data, int64_t item_seq,
@@ -470,7 +599,7 @@ rd_engine *rd_engine_new(struct event_base *base, rd_store *store, const rd_conf
     eng->commit_ev = event_new(base, -1, 0, engine_on_commit, eng);
     eng->sched_ev = event_new(base, -1, 0, engine_on_schedule, eng);
     if (!eng->active || !eng->flow_stats || !eng->reaper || !eng->commit_ev || !eng->sched_ev ||
-        load_stream_key(eng) != 0) {
+        load_stream_key(eng) != 0 || load_link_key(eng) != 0) {
         rd_engine_free(eng);
         return NULL;
     }

@@ -114,6 +114,26 @@ json_t *rd_engine_run_json(rd_engine *eng, const rd_run *r);
 /** True when token is a valid stream token for run id. */
 bool rd_engine_stream_token_ok(rd_engine *eng, const char *id, const char *token);
 
+/* People: approvals and authorizations (human.c). Each answers like the others: 0 and *out
+ * ({decision|status, run}), or an rd_apierr (404 token_invalid, 410 token_spent/expired,
+ * 409 run_not_paused...). */
+int rd_engine_approval_by_token(rd_engine *eng, const char *token, const char *comment,
+                                json_t **out, rd_apierr *e);
+int rd_engine_approval_by_id(rd_engine *eng, const char *id, bool approve, const char *comment,
+                             json_t **out, rd_apierr *e);
+/** What a token would do (run_id, decision, prompt, details), changing nothing. */
+int rd_engine_approval_peek(rd_engine *eng, const char *token, json_t **out, rd_apierr *e);
+int rd_engine_auth_by_state(rd_engine *eng, const char *state, const char *code,
+                            const char *error, json_t **out, rd_apierr *e);
+int rd_engine_auth_by_id(rd_engine *eng, const char *id, const char *code, const char *error,
+                         json_t **out, rd_apierr *e);
+/** Replaces link placeholders in an event's or run's JSON text with real links (tokens are
+ * derived, never stored). Returns a malloc'd string, or NULL when text has none. */
+char *rd_engine_render_links(rd_engine *eng, const char *run_id, const char *text);
+/** Builds the SSE data payload of a stored event ({"id","type","run_id","timestamp","data"}),
+ * exactly as live events are published. *out malloc'd. 0 or -1. */
+int rd_engine_event_frame(rd_engine *eng, const rd_event *ev, char **out, size_t *len);
+
 /* External workers (flows with executor = external). */
 /** Applies an NDJSON body of worker messages to the run. *out summarises what was accepted. */
 int rd_engine_ext_post(rd_engine *eng, const char *id, const char *body, size_t len,

@@ -52,6 +52,7 @@ typedef struct rd_active {
     bool cancel_requested;
     rd_reason cancel_reason;
     bool limit_hit;
+    int64_t timeout_left_ms;      /* flow timeout left while a person is asked */
     int64_t stderr_lines;
     int64_t attempt_started_mono;
     json_t *ctl_log;              /* external runs: daemon -> worker messages so far */
@@ -96,6 +97,7 @@ struct rd_engine {
     bool store_ok;
     struct rd_outbox *outbox;      /* webhooks; may be NULL (tests) */
     unsigned char stream_key[32]; /* HMAC key of stream tokens, kept in the store's kv */
+    unsigned char link_key[32];   /* HMAC key of approval/auth links, kept outside the store */
     void (*shutdown_done)(void *arg);
     void *shutdown_arg;
     struct event *shutdown_ev;

@@ -90,10 +90,18 @@ int rd_engine_results(rd_engine *eng, const char *id, const rd_results_req *q, j
     return 0;
 }
 
+typedef struct ev_ctx {
+    rd_engine *eng;
+    json_t *arr;
+} ev_ctx;
+
 static int event_cb(const rd_event *ev, void *arg)
 {
-    json_t *arr = arg;
-    json_t *d = json_loads(ev->data, 0, NULL);
+    ev_ctx *c = arg;
+    json_t *arr = c->arr;
+    char *rendered = rd_engine_render_links(c->eng, ev->run_id, ev->data);
+    json_t *d = json_loads(rendered ? rendered : ev->data, 0, NULL);
+    free(rendered);
     json_t *o = json_pack("{s:I, s:s, s:s, s:o, s:o}", "id", (json_int_t)ev->id, "type", ev->type,
                           "run_id", ev->run_id, "timestamp", time_json(ev->ts), "data",
                           d ? d : json_null());
@@ -107,7 +115,8 @@ int rd_engine_events(rd_engine *eng, const char *id, int64_t after, int limit, j
     if (need_run(eng, id, e) != 0)
         return -1;
     json_t *items = json_array();
-    if (rd_store_events_scan(eng->store, id, after, limit + 1, event_cb, items) != 0) {
+    ev_ctx c = {eng, items};
+    if (rd_store_events_scan(eng->store, id, after, limit + 1, event_cb, &c) != 0) {
         json_decref(items);
         return rd_fail(e, 503, "store_unavailable", "the store could not be read");
     }

@@ -415,6 +415,15 @@ static void outcome(rd_active *act, const rd_worker_exit *ex, rd_status *st, rd_
         *rs = RD_RS_ERROR_OCCURRED;
         snprintf(msg, msglen, "worker exited with status %d", ex ? ex->code : -1);
     }
+    rd_status now = act->run->status;
+    if ((now == RD_ST_PAUSED || now == RD_ST_AUTH_REQUIRED) &&
+        (*st == RD_ST_SUCCEEDED || *st == RD_ST_INCOMPLETE)) {
+        /* Finishing while a person is asked is not a success: the question is unanswered. */
+        *st = RD_ST_FAILED;
+        *rs = RD_RS_ERROR_OCCURRED;
+        snprintf(msg, msglen, "worker exited while waiting for %s",
+                 now == RD_ST_PAUSED ? "an approval" : "an authorization");
+    }
     if (*st == RD_ST_SUCCEEDED && act->run->n_item_errors > 0) {
         *st = RD_ST_INCOMPLETE;
         *rs = RD_RS_ITEMS_FAILED;
@@ -427,10 +436,16 @@ static void conclude(rd_active *act, const rd_worker_exit *ex)
     rd_status st;
     rd_reason rs;
     char msg[200];
+    rd_run *r = act->run;
+    const rd_flow_config *flow = act_flow(act);
     clear_timer(&act->timeout_ev);
+    if (act->eng->shutting_down && !act->cancel_requested && !act->finishing && flow &&
+        flow->resumable && (r->status == RD_ST_PAUSED || r->status == RD_ST_AUTH_REQUIRED)) {
+        /* Stays waiting across the restart, with its links valid and no worker. */
+        return;
+    }
     clear_timer(&act->wait_ev);
     outcome(act, ex, &st, &rs, msg, sizeof msg);
-    rd_run *r = act->run;
     if (st == RD_ST_CANCELLED && r->status != RD_ST_CANCELLING)
         rd_transition(act, RD_ST_CANCELLING, RD_RS_NONE, NULL);
     if (msg[0] && !r->error)

@@ -183,6 +183,25 @@ static int parse_path(rd_req *req, const char *full)
     return 0;
 }
 
+int rd_form_parse(char *body, const char **keys, const char **vals, int max)
+{
+    int n = 0;
+    char *save = NULL;
+    for (char *tok = strtok_r(body, "&", &save); tok; tok = strtok_r(NULL, "&", &save)) {
+        if (n >= max)
+            return -1;
+        char *eq = strchr(tok, '=');
+        if (eq)
+            *eq++ = 0;
+        if (pct_decode(tok, true) != 0 || (eq && pct_decode(eq, true) != 0))
+            return -1;
+        keys[n] = tok;
+        vals[n] = eq ? eq : "";
+        n++;
+    }
+    return n;
+}
+
 const char *rd_req_query(const rd_req *req, const char *key)
 {
     for (int i = 0; i < req->nq; i++)

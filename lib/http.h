@@ -48,6 +48,9 @@ void rd_http_set_config(rd_http *h, const rd_config *cfg);
 /* For handlers. */
 /** Decoded query value or NULL. Borrowed from req. */
 const char *rd_req_query(const rd_req *req, const char *key);
+/** Parses an application/x-www-form-urlencoded body in place. Returns the number of pairs or
+ * -1 (malformed, %00, more than max). */
+int rd_form_parse(char *body, const char **keys, const char **vals, int max);
 /** A request header or NULL. */
 const char *rd_req_header(const rd_req *req, const char *key);
 /** Parses the body as one JSON object. 0, or -1 after replying 400/413/415. *out owned. */

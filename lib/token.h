@@ -20,4 +20,19 @@ int rd_stream_token_make(const unsigned char *key, const char *run_id, int64_t e
 bool rd_stream_token_check(const unsigned char *key, const char *run_id, const char *token,
                            int64_t now_ms);
 
+
+/*
+ * Link tokens for people (approve / deny links and OAuth state). A token is
+ * "<run_id>.<kind><nonce>.<mac>" where mac = base64url(HMAC-SHA256(key, run_id|kind|nonce))
+ * cut to 22 chars (132 bits). The store keeps only the nonce of a pending request, so a
+ * copy of the database alone cannot mint or recover a token; the key lives outside it.
+ * kind is 'a' (approve), 'd' (deny) or 's' (OAuth state).
+ */
+#define RD_LINK_TOKEN_MAX 160
+int rd_link_token_make(const unsigned char *key, const char *run_id, char kind, const char *nonce,
+                       char *out, size_t outlen);
+/** Splits and verifies a link token. On success fills run_id, *kind and nonce and returns 0;
+ * -1 for malformed or forged tokens (constant-time MAC comparison). */
+int rd_link_token_parse(const unsigned char *key, const char *token, char *run_id,
+                        size_t run_id_len, char *kind, char *nonce, size_t nonce_len);
 #endif
