@@ -319,6 +319,44 @@ static void h_start(rd_req *req, const char *id)
     reply_engine(req, rc, 202, out, &e);
 }
 
+static void h_extend(rd_req *req, const char *id)
+{
+    json_t *body;
+    if (rd_req_json_body(req, &body) != 0)
+        return;
+    json_t *n = json_object_get(body, "additional_limit");
+    if (!json_is_integer(n) || json_integer_value(n) <= 0) {
+        json_decref(body);
+        rd_reply_error(req, 422, "invalid_additional_limit",
+                       "'additional_limit' must be a positive integer");
+        return;
+    }
+    json_t *out = NULL;
+    rd_apierr e;
+    int rc = rd_engine_extend(req->eng, id, json_integer_value(n), &out, &e);
+    json_decref(body);
+    reply_engine(req, rc, 202, out, &e);
+}
+
+static void h_enrich(rd_req *req, const char *id)
+{
+    json_t *body;
+    if (rd_req_json_body(req, &body) != 0)
+        return;
+    json_t *flow = json_object_get(body, "flow");
+    if (!json_is_string(flow) || !valid_flow_name(json_string_value(flow))) {
+        json_decref(body);
+        rd_reply_error(req, 422, "unknown_flow", "'flow' must name a configured flow");
+        return;
+    }
+    json_t *out = NULL;
+    rd_apierr e;
+    int rc = rd_engine_enrich(req->eng, id, json_string_value(flow),
+                              json_object_get(body, "input"), &out, &e);
+    json_decref(body);
+    reply_engine(req, rc, 202, out, &e);
+}
+
 static void h_results(rd_req *req, const char *id)
 {
     rd_results_req q = {0};
@@ -553,6 +591,11 @@ static void route_run(rd_req *req)
             return method_not_allowed(req, "POST");
         if (rd_req_allowed(req, RD_SCOPE_WRITE))
             (sub[0] == 'c' ? h_cancel : h_start)(req, id);
+    } else if (strcmp(sub, "extend") == 0 || strcmp(sub, "enrich") == 0) {
+        if (!IS(POST))
+            return method_not_allowed(req, "POST");
+        if (rd_req_allowed(req, RD_SCOPE_WRITE))
+            (sub[1] == 'x' ? h_extend : h_enrich)(req, id);
     } else if (strcmp(sub, "results") == 0) {
         if (!(IS(GET) || IS(HEAD)))
             return method_not_allowed(req, "GET");

@@ -230,6 +230,7 @@ rd_active *rd_active_adopt(rd_engine *eng, rd_run *run)
         return NULL;
     act->eng = eng;
     act->run = run;
+    LIST_INIT(&act->enrichers);
     LIST_INIT(&act->watches);
     LIST_INIT(&act->ctls);
     const rd_flow_config *flow = rd_config_flow(eng->cfg, run->flow);
@@ -247,8 +248,8 @@ rd_active *rd_active_adopt(rd_engine *eng, rd_run *run)
  * the next commit, so watchers it wakes read durable state. */
 void rd_active_release(rd_active *act)
 {
-    if (act->worker || act->releasing)
-        return; /* exec.c releases it once the worker is reaped */
+    if (act->worker || act->releasing || act->n_enrichers > 0)
+        return; /* exec.c / enrich.c release it once its workers are reaped */
     act->releasing = true;
     rd_dequeue(act);
     TAILQ_INSERT_TAIL(&act->eng->releasing, act, rlink);
@@ -334,8 +335,9 @@ static void queue_publish(rd_engine *eng, rd_active *act, int64_t id, const char
     char tbuf[40];
     rd_rfc3339(ts, tbuf, sizeof tbuf);
     size_t dlen = strlen(data);
-    size_t cap = dlen + strlen(type) * 2 + strlen(act->run->id) * 2 + strlen(act->run->flow) +
-                 strlen(tbuf) + 160;
+    /* data is in buf twice: inside the frame and as its own copy. */
+    size_t cap = dlen * 2 + strlen(type) * 2 + strlen(act->run->id) * 2 +
+                 strlen(act->run->flow) + strlen(tbuf) + 160;
     rd_pending_pub *p = calloc(1, sizeof *p);
     char *buf = malloc(cap);
     if (!p || !buf) {

@@ -64,6 +64,9 @@ int rd_engine_add_listener(rd_engine *eng, rd_event_listener fn, void *arg);
 void rd_engine_shutdown(rd_engine *eng, void (*done)(void *arg), void *arg);
 /** Commits pending writes and publishes their events now. 0 or RD_EIO. */
 int rd_engine_flush(rd_engine *eng);
+/** The store the engine writes (borrowed), for readers such as the SSE replay. Read it
+ * after rd_engine_flush: reads also see the engine's open, uncommitted transaction. */
+rd_store *rd_engine_store(rd_engine *eng);
 /** True while the store accepts writes (readiness). */
 bool rd_engine_ready(const rd_engine *eng);
 /** Prometheus text of the engine's counters appended to buf (malloc'd; caller frees). */
@@ -93,6 +96,13 @@ int rd_engine_list(rd_engine *eng, const rd_run_filter *f, int page, int page_si
                    json_t **out, rd_apierr *e);
 int rd_engine_cancel(rd_engine *eng, const char *id, json_t **out, rd_apierr *e);
 int rd_engine_start(rd_engine *eng, const char *id, json_t **out, rd_apierr *e);
+
+/** POST /v1/runs/{id}/extend: succeeded/match_limit_met, non-preview runs only. */
+int rd_engine_extend(rd_engine *eng, const char *id, int64_t additional, json_t **out,
+                     rd_apierr *e);
+/** POST /v1/runs/{id}/enrich: runs flow's worker over every current and future item. */
+int rd_engine_enrich(rd_engine *eng, const char *id, const char *flow, json_t *input,
+                     json_t **out, rd_apierr *e);
 
 typedef struct rd_results_req {
     int status;       /* 0 any, 1 ok, 2 error */

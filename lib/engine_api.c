@@ -276,3 +276,61 @@ int rd_engine_start(rd_engine *eng, const char *id, json_t **out, rd_apierr *e)
     rd_enqueue(act);
     return finish(eng, act, out, e);
 }
+
+int rd_engine_extend(rd_engine *eng, const char *id, int64_t additional, json_t **out,
+                     rd_apierr *e)
+{
+    rd_active *act;
+    if (load(eng, id, &act, e) != 0)
+        return -1;
+    rd_run *r = act->run;
+    if (!rd_fsm_can_extend(r->status, r->reason, r->preview))
+        return rd_fail(e, 409, "not_extendable",
+                       "only a non-preview run that succeeded with match_limit_met can be "
+                       "extended; this one is %s%s%s%s",
+                       rd_status_name(r->status), r->reason ? " (" : "",
+                       r->reason ? rd_reason_name(r->reason) : "", r->reason ? ")" : "");
+    const rd_flow_config *flow = rd_config_flow(eng->cfg, r->flow);
+    if (!flow)
+        return rd_fail(e, 409, "unknown_flow", "the run's flow is no longer configured");
+    if (additional <= 0 || (flow->max_limit > 0 && r->limit + additional > flow->max_limit))
+        return rd_fail(e, 422, "invalid_additional_limit",
+                       "additional_limit must be a positive integer and the new limit at most %lld",
+                       (long long)flow->max_limit);
+    if (eng->n_queued >= eng->cfg->max_queued) {
+        rd_fail(e, 429, "queue_full", "%d runs are already queued; retry later", eng->n_queued);
+        e->retry_after = 5;
+        return -1;
+    }
+    rd_active_keep(act);
+    r->limit += additional;
+    act->limit_hit = false;
+    /* Same run, same items and history: the worker resumes from the last checkpoint. */
+    rd_transition(act, RD_ST_QUEUED, RD_RS_NONE, NULL);
+    rd_enqueue(act);
+    return finish(eng, act, out, e);
+}
+
+int rd_engine_enrich(rd_engine *eng, const char *id, const char *flow_name, json_t *input,
+                     json_t **out, rd_apierr *e)
+{
+    rd_active *act;
+    if (load(eng, id, &act, e) != 0)
+        return -1;
+    rd_run *r = act->run;
+    if (!rd_fsm_can_enrich(r->status) || r->status == RD_ST_CANCELLING)
+        return rd_fail(e, 409, "not_enrichable", "a %s run cannot be enriched",
+                       rd_status_name(r->status));
+    const rd_flow_config *flow = rd_config_flow(eng->cfg, flow_name);
+    if (!flow)
+        return rd_fail(e, 422, "unknown_flow", "no flow named '%.64s' is configured", flow_name);
+    if (flow->external)
+        return rd_fail(e, 422, "invalid_enrichment_flow",
+                       "an enrichment flow must run a local worker (not executor = external)");
+    if (eng->shutting_down)
+        return rd_fail(e, 503, "shutting_down", "the daemon is shutting down");
+    if (rd_enrich_start(act, flow, input, e) != 0)
+        return -1;
+    rd_active_keep(act); /* a finished run stays in memory while it is enriched */
+    return finish(eng, act, out, e);
+}

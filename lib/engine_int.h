@@ -14,6 +14,7 @@
 #include "worker.h"
 
 struct event;
+typedef struct rd_enricher rd_enricher;
 
 typedef struct rd_watch {
     LIST_ENTRY(rd_watch) link;
@@ -56,6 +57,14 @@ typedef struct rd_active {
     int64_t stderr_lines;
     int64_t attempt_started_mono;
     json_t *ctl_log;              /* external runs: daemon -> worker messages so far */
+    LIST_HEAD(, rd_enricher) enrichers;
+    int n_enrichers;
+    /* The main worker finished while enrichments still work: the terminal transition waits
+     * for the last of them. */
+    bool deferred;
+    rd_status def_status;
+    rd_reason def_reason;
+    char def_msg[200];
     LIST_HEAD(, rd_watch) watches;
     LIST_HEAD(, rd_ctl) ctls;
 } rd_active;
@@ -134,7 +143,16 @@ json_t *rd_active_json(rd_active *act);
 /** approval_required / auth_required from the worker: mint tokens, go paused/auth_required. */
 void rd_human_request(rd_active *act, const rd_msg *m);
 
+/* enrich.c */
+int rd_enrich_start(rd_active *act, const rd_flow_config *flow, json_t *input, rd_apierr *e);
+/** New items (or the run's end): wake the feeders. */
+void rd_enrich_kick(rd_active *act);
+void rd_enrich_stop(rd_active *act, bool now);
+void rd_enrich_dispose(rd_active *act);
+
 /* exec.c */
+/** The last enrichment worker of act exited. */
+void rd_exec_enrichers_done(rd_active *act);
 /** Starts act's attempt: a local worker, or waits for/notifies an external one. */
 int rd_exec_start(rd_active *act);
 /** Applies one worker message line (from stdout or an external POST). */

@@ -42,9 +42,10 @@ static int item_cb(const rd_event *ev, void *arg)
                                                                  : json_null());
     if (!ok)
         json_object_set(it, "error", d ? json_object_get(d, "error") : json_null());
-    json_object_set(it, "enrichments",
-                    d && json_object_get(d, "enrichments") ? json_object_get(d, "enrichments")
-                                                          : json_object());
+    json_t *en = ev->enrichments ? json_loads(ev->enrichments, 0, NULL) : NULL;
+    json_object_set_new(it, "enrichments", en && json_is_object(en) ? en : json_object());
+    if (en && !json_is_object(en))
+        json_decref(en);
     json_object_set_new(it, "created_at", time_json(ev->ts));
     json_object_set_new(it, "event_id", json_integer(ev->id));
     json_array_append_new(arr, it);
@@ -300,4 +301,9 @@ char *rd_engine_metrics_text(rd_engine *eng)
             (unsigned long long)eng->m_commit_failures);
     fclose(f);
     return buf;
+}
+
+rd_store *rd_engine_store(rd_engine *eng)
+{
+    return eng->store;
 }

@@ -231,6 +231,8 @@ static void on_item(rd_active *act, const rd_msg *m, bool ok)
         rd_notify_webhook(act, "run.item", wire);
         json_decref(wire);
     }
+    if (act->n_enrichers > 0)
+        rd_enrich_kick(act);
     if (ok) {
         r->n_items++;
         act->eng->m_items++;
@@ -446,6 +448,20 @@ static void conclude(rd_active *act, const rd_worker_exit *ex)
     }
     clear_timer(&act->wait_ev);
     outcome(act, ex, &st, &rs, msg, sizeof msg);
+    if (act->n_enrichers > 0) {
+        if ((st == RD_ST_SUCCEEDED || st == RD_ST_INCOMPLETE) && r->status == RD_ST_RUNNING) {
+            /* Not finished while an enrichment still works on its items. */
+            act->deferred = true;
+            act->def_status = st;
+            act->def_reason = rs;
+            snprintf(act->def_msg, sizeof act->def_msg, "%s", msg);
+            act->finishing = act->timed_out = act->cancel_requested = act->limit_hit = false;
+            rd_enrich_kick(act);
+            return;
+        }
+        rd_enrich_stop(act, false);
+    }
+    act->deferred = false;
     if (st == RD_ST_CANCELLED && r->status != RD_ST_CANCELLING)
         rd_transition(act, RD_ST_CANCELLING, RD_RS_NONE, NULL);
     if (msg[0] && !r->error)
@@ -547,6 +563,20 @@ int rd_exec_start(rd_active *act)
     return 0;
 }
 
+void rd_exec_enrichers_done(rd_active *act)
+{
+    rd_run *r = act->run;
+    if (act->deferred && r->status == RD_ST_RUNNING) {
+        act->deferred = false;
+        rd_transition(act, act->def_status, act->def_reason,
+                      act->def_msg[0] && !r->error ? act->def_msg : NULL);
+    }
+    if (rd_status_terminal(r->status) && !act->worker)
+        rd_active_release(act);
+    else if (!rd_status_active(r->status) && !act->worker)
+        rd_active_release(act);
+}
+
 void rd_exec_finish_now(rd_active *act)
 {
     if (rd_status_terminal(act->run->status))
@@ -570,6 +600,7 @@ void rd_exec_cancel(rd_active *act, rd_reason reason)
 
 void rd_exec_shutdown(rd_active *act)
 {
+    rd_enrich_stop(act, false);
     if (act->worker)
         rd_worker_stop(act->worker, act->eng->cfg->kill_grace_ms);
 }
@@ -593,6 +624,7 @@ void rd_exec_close_ctls(rd_active *act)
 
 void rd_exec_dispose(rd_active *act)
 {
+    rd_enrich_dispose(act);
     clear_timer(&act->timeout_ev);
     clear_timer(&act->wait_ev);
     rd_exec_close_ctls(act);

@@ -80,7 +80,17 @@ json_t *rd_run_to_json(const rd_run *r, const char *public_url, const char *stre
     json_object_set_new(o, "termination_reason",
                         r->reason == RD_RS_NONE ? json_null()
                                                 : json_string(rd_reason_name(r->reason)));
-    json_object_set_new(o, "is_active", json_boolean(rd_status_active(r->status)));
+    /* FindAll: a run is active while enrichments still work on it, even once finished. */
+    bool enriching = false;
+    json_t *ens = r->extra ? json_object_get(r->extra, "enrichments") : NULL;
+    size_t ei;
+    json_t *ev;
+    json_array_foreach(ens, ei, ev)
+    {
+        const char *st = json_string_value(json_object_get(ev, "status"));
+        enriching |= st && strcmp(st, "running") == 0;
+    }
+    json_object_set_new(o, "is_active", json_boolean(rd_status_active(r->status) || enriching));
     json_object_set_new(o, "input", ref_or_null(r->input));
     json_object_set_new(o, "metadata", r->metadata ? json_incref(r->metadata) : json_object());
     json_object_set_new(o, "limit", r->limit > 0 ? json_integer(r->limit) : json_null());
@@ -98,6 +108,8 @@ json_t *rd_run_to_json(const rd_run *r, const char *public_url, const char *stre
     json_object_set_new(o, "error", ref_or_null(r->error));
     json_object_set_new(o, "pending_action", pending_to_json(r));
     json_object_set_new(o, "webhook", webhook_to_json(r));
+    json_t *enr = r->extra ? json_object_get(r->extra, "enrichments") : NULL;
+    json_object_set_new(o, "enrichments", enr ? json_incref(enr) : json_array());
     json_object_set_new(o, "created_at", time_or_null(r->created_at));
     json_object_set_new(o, "started_at", time_or_null(r->started_at));
     json_object_set_new(o, "finished_at", time_or_null(r->finished_at));

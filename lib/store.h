@@ -33,6 +33,7 @@ typedef struct rd_event {
     int64_t ts;         /* ms since epoch */
     const char *data;   /* the event's data object, JSON text */
     int64_t item_seq;   /* > 0 for run.item / run.item_error, else 0 */
+    const char *enrichments; /* items_scan only: {"flow": data, ...} JSON text, or NULL */
 } rd_event;
 /** Return 0 to continue, non-zero to stop the iteration early. */
 typedef int (*rd_event_cb)(const rd_event *ev, void *arg);
@@ -74,6 +75,8 @@ typedef struct rd_store_ops {
     int (*min_event_id)(rd_store *s, int64_t *out);
     int (*kv_get)(rd_store *s, const char *key, char **out_value);
     int (*kv_put)(rd_store *s, const char *key, const char *value);
+    int (*enrichment_put)(rd_store *s, const char *run_id, int64_t item_seq, const char *flow,
+                          const char *data, int64_t ts);
 } rd_store_ops;
 
 struct rd_store {
@@ -124,6 +127,9 @@ static inline int rd_store_min_event_id(rd_store *s, int64_t *out) { return s->o
  * kv_get: *out_value malloc'd, caller frees; RD_ENOTFOUND if absent. */
 static inline int rd_store_kv_get(rd_store *s, const char *key, char **out_value) { return s->ops->kv_get(s, key, out_value); }
 static inline int rd_store_kv_put(rd_store *s, const char *key, const char *value) { return s->ops->kv_put(s, key, value); }
+
+/** Attaches (or replaces) flow's enrichment data to item item_seq of a run. */
+static inline int rd_store_enrichment_put(rd_store *s, const char *run_id, int64_t item_seq, const char *flow, const char *data, int64_t ts) { return s->ops->enrichment_put(s, run_id, item_seq, flow, data, ts); }
 
 /** Frees an array returned by run_list / runs_active and its records. */
 void rd_run_array_free(rd_run **runs, size_t n);

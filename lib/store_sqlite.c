@@ -76,7 +76,10 @@ static const char schema_sql[] =
     " WHERE item_seq IS NOT NULL;"
     "CREATE TABLE IF NOT EXISTS idempotency (key_hash TEXT PRIMARY KEY, run_id TEXT,"
     " body_hash TEXT, created_at INTEGER);"
-    "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT);";
+    "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT);"
+    "CREATE TABLE IF NOT EXISTS enrichments (run_id TEXT NOT NULL, item_seq INTEGER NOT NULL,"
+    " flow TEXT NOT NULL, data TEXT NOT NULL, ts INTEGER NOT NULL,"
+    " PRIMARY KEY (run_id, item_seq, flow)) WITHOUT ROWID;";
 
 #define EV_SELECT "SELECT id, run_id, flow, type, ts, data, item_seq FROM events"
 /* ?1..?11 of the run list statements: one per status, bound to the status or to NULL. */
@@ -91,8 +94,14 @@ static const char schema_sql[] =
                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6)")                                               \
     X(EV_SCAN_RUN, EV_SELECT " WHERE run_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3")                \
     X(EV_SCAN_ALL, EV_SELECT " WHERE id > ?1 ORDER BY id LIMIT ?2")                                \
-    X(ITEMS_SCAN, EV_SELECT " WHERE run_id = ?1 AND item_seq IS NOT NULL AND item_seq > ?2"        \
-                            " AND type IN (?3, ?4) ORDER BY item_seq LIMIT ?5 OFFSET ?6")          \
+    X(ITEMS_SCAN, "SELECT id, run_id, flow, type, ts, data, item_seq, (SELECT"                     \
+                  " json_group_object(e.flow, json(e.data)) FROM enrichments e WHERE"              \
+                  " e.run_id = events.run_id AND e.item_seq = events.item_seq) FROM events"        \
+                  " WHERE run_id = ?1 AND item_seq IS NOT NULL AND item_seq > ?2"                  \
+                  " AND type IN (?3, ?4) ORDER BY item_seq LIMIT ?5 OFFSET ?6")                    \
+    X(ENRICH_PUT, "INSERT INTO enrichments (run_id, item_seq, flow, data, ts)"                     \
+                  " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (run_id, item_seq, flow)"              \
+                  " DO UPDATE SET data = excluded.data, ts = excluded.ts")                         \
     X(ITEMS_COUNT, "SELECT COUNT(*) FROM events WHERE run_id = ?1 AND item_seq IS NOT NULL")       \
     X(ITEMS_COUNT_TYPE, "SELECT COUNT(*) FROM events"                                              \
                         " WHERE run_id = ?1 AND item_seq IS NOT NULL AND type = ?2")               \
@@ -588,6 +597,9 @@ static int scan_events(rd_sqlite *s, sqlite3_stmt *st, rd_event_cb cb, void *arg
             .data = (const char *)sqlite3_column_text(st, 5),
             .item_seq = sqlite3_column_int64(st, 6), /* NULL reads as 0 */
         };
+        /* Only the items scan has an 8th column: the item's enrichments by flow. */
+        if (sqlite3_column_count(st) > 7)
+            ev.enrichments = (const char *)sqlite3_column_text(st, 7);
         if (cb(&ev, arg) != 0) {
             rc = SQLITE_DONE;
             break;
@@ -668,6 +680,25 @@ static int sqlite_max_event_id(rd_store *base, int64_t *out)
 static int sqlite_min_event_id(rd_store *base, int64_t *out)
 {
     return step_i64((rd_sqlite *)base, ((rd_sqlite *)base)->st[ST_EV_MIN], out, "min event id");
+}
+
+static int sqlite_enrichment_put(rd_store *base, const char *run_id, int64_t item_seq,
+                                 const char *flow, const char *data, int64_t ts)
+{
+    rd_sqlite *s = (rd_sqlite *)base;
+    sqlite3_stmt *st = s->st[ST_ENRICH_PUT];
+    int rc = tx_begin(s);
+
+    if (rc != 0)
+        return rc;
+    bind_text(st, 1, run_id, &rc);
+    bind_i64(st, 2, item_seq, &rc);
+    bind_text(st, 3, flow, &rc);
+    bind_text(st, 4, data, &rc);
+    bind_i64(st, 5, ts, &rc);
+    if (rc != SQLITE_OK)
+        return bind_fail(s, st, "enrichment put");
+    return step_done(s, st, "enrichment put");
 }
 
 /* ---- idempotency keys and kv ------------------------------------------------------------ */
@@ -779,6 +810,7 @@ static const rd_store_ops sqlite_ops = {
     .min_event_id = sqlite_min_event_id,
     .kv_get = sqlite_kv_get,
     .kv_put = sqlite_kv_put,
+    .enrichment_put = sqlite_enrichment_put,
 };
 
 /* A bounded string builder for the generated SQL; overflow is reported once at the end. */

@@ -880,6 +880,11 @@ int rd_worker_send_line(rd_worker *w, const char *line, size_t len)
     return 0;
 }
 
+size_t rd_worker_stdin_pending(const rd_worker *w)
+{
+    return w->in_fd < 0 ? 0 : evbuffer_get_length(w->in_buf);
+}
+
 void rd_worker_close_stdin(rd_worker *w)
 {
     if (w->in_fd < 0)

@@ -66,6 +66,8 @@ pid_t rd_worker_pid(const rd_worker *w);
 /** Queues len bytes plus a newline on the worker's stdin (non-blocking). 0, or RD_ERR when
  * stdin is closed or more than 16 MiB are already waiting. */
 int rd_worker_send_line(rd_worker *w, const char *line, size_t len);
+/** Bytes queued for the worker's stdin and not yet written. */
+size_t rd_worker_stdin_pending(const rd_worker *w);
 /** Closes stdin once everything queued has been written. */
 void rd_worker_close_stdin(rd_worker *w);
 /** Stops reading stdout while paused (backpressure), resumes when false. */
