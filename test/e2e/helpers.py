@@ -35,6 +35,8 @@ def assert_error(tc, resp, status, code=None):
     for k in ("code", "message", "request_id"):
         tc.assertIsInstance(err.get(k), str, "error.%s missing in %r" % (k, resp))
         tc.assertTrue(err[k], "error.%s empty in %r" % (k, resp))
+    if "x-request-id" in resp.headers:
+        tc.assertEqual(resp.headers["x-request-id"], err["request_id"], resp)
     if code is not None:
         tc.assertEqual(err["code"], code, resp)
     return err

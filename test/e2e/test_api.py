@@ -73,7 +73,7 @@ class TestBadInput(DaemonTest):
         self.assertEqual(r.headers.get("location"), "/v1/runs/" + run["id"])
         # secrets are never echoed
         r = self.d.post("/v1/runs", {"flow": "test", "start": False, "webhook": {
-            "url": "http://127.0.0.1:9/h", "secret": "whsec_c2VjcmV0c2VjcmV0c2VjcmV0"}})
+            "url": "http://127.0.0.1:9/h", "secret": "whsec_AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA="}})
         self.assertEqual(r.status, 201, r)
         self.assertNotIn("whsec_", r.body.decode())
         self.assertNotIn("whsec_", self.d.get("/v1/runs/" + r.json()["id"]).body.decode())
@@ -117,6 +117,57 @@ class TestBadInput(DaemonTest):
             pass  # closing on an over-long upload is acceptable; serving on is not optional
         self.assertEqual(self.d.get("/healthz").status, 200)
         self.assertEqual(list_runs(self.d)["total"], 1)
+
+    def test_keep_alive_across_errors(self):
+        import http.client
+        conn = http.client.HTTPConnection("127.0.0.1", self.d.port, timeout=10)
+        try:
+            for body, want in ((b"{bad", 400), (b'{"flow":"nope"}', 422),
+                               (b'{"flow":"test","start":false}', 201), (b"[]", 400)):
+                conn.request("POST", "/v1/runs", body=body,
+                             headers={"Content-Type": "application/json"})
+                r = conn.getresponse()
+                r.read()
+                self.assertEqual(r.status, want)
+            conn.request("GET", "/v1/runs")
+            r = conn.getresponse()
+            self.assertEqual(json.loads(r.read())["total"], 1)
+        finally:
+            conn.close()
+
+    def test_chunked_body(self):
+        import http.client
+        conn = http.client.HTTPConnection("127.0.0.1", self.d.port, timeout=10)
+        try:
+            parts = [b'{"flow":', b'"test", "start": false, ', b'"input": {"a": 1}}']
+            conn.request("POST", "/v1/runs", body=iter(parts), encode_chunked=True,
+                         headers={"Content-Type": "application/json",
+                                  "Transfer-Encoding": "chunked"})
+            r = conn.getresponse()
+            body = r.read()
+            self.assertEqual(r.status, 201, body)
+            self.assertEqual(json.loads(body)["input"], {"a": 1})
+        finally:
+            conn.close()
+        conn = http.client.HTTPConnection("127.0.0.1", self.d.port, timeout=10)
+        try:
+            big = [b'{"flow":"test","input":"'] + [b"z" * 8192] * 16 + [b'"}']
+            conn.request("POST", "/v1/runs", body=iter(big), encode_chunked=True,
+                         headers={"Content-Type": "application/json",
+                                  "Transfer-Encoding": "chunked"})
+            r = conn.getresponse()
+            body = r.read()
+            self.assertEqual(r.status, 413, body)
+        except (ConnectionError, BrokenPipeError):
+            pass
+        finally:
+            conn.close()
+        self.assertEqual(list_runs(self.d)["total"], 1)
+
+    def test_multipart_refused(self):
+        r = self.d.request("POST", "/v1/runs", body=b"--x\r\n\r\n--x--",
+                           headers={"Content-Type": "multipart/form-data; boundary=x"})
+        assert_error(self, r, 415)
 
     def test_long_uri_414(self):
         r = self.d.get("/v1/runs?flow=" + "a" * 4000)
@@ -188,6 +239,16 @@ class TestBadInput(DaemonTest):
             err = assert_error(self, self.d.get("/v1/runs/run_nope"), 404)
             ids.add(err["request_id"])
         self.assertEqual(len(ids), 5, "request ids are not unique")
+
+    def test_head_requests(self):
+        run = self.d.create("test", {}, start=False)
+        for path in ("/v1/runs/" + run["id"], "/v1/runs", "/healthz"):
+            r = self.d.request("HEAD", path)
+            self.assertEqual(r.status, 200, (path, r))
+            self.assertEqual(r.body, b"")
+        r = self.d.request("HEAD", "/v1/runs/run_nope")
+        self.assertEqual(r.status, 404)
+        self.assertEqual(r.body, b"")
 
     def test_flows_and_health(self):
         r = self.d.get("/v1/flows")
@@ -392,6 +453,12 @@ class TestAuth(DaemonTest):
             assert_error(self, self.d.request("DELETE", "/v1/runs/" + rid, headers=rk_header),
                          403, "forbidden")
             assert_error(self, self.d.post("/v1/runs/%s/cancel" % rid, headers=rk_bearer), 403)
+        # Idempotency-Key is scoped per API key: another caller gets its own run
+        body = {"flow": "test", "start": False}
+        r1 = self.d.post("/v1/runs", body, headers=dict(wk_bearer, **{"Idempotency-Key": "k"}))
+        r2 = self.d.post("/v1/runs", body, headers=dict(wk_bearer, **{"Idempotency-Key": "k"}))
+        self.assertEqual(r1.json()["id"], r2.json()["id"])
+        self.assertEqual(r2.headers.get("idempotent-replayed"), "true")
         # a secret is never echoed in an error
         r = self.d.post("/v1/runs", {"flow": "test"}, headers=rk_header)
         self.assertNotIn(READ_KEY.encode(), r.body)

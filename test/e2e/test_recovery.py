@@ -1,20 +1,50 @@
 """Persistence and recovery (SPEC section 6): kill -9 and SIGTERM, then a restart on the same
 store and port. Nothing acknowledged is lost; resumable runs resume from their checkpoint."""
+import json
+import os
+import signal
 import unittest
 
 from harness import Daemon, testworker_flow, wait_for
-from helpers import all_results, events_of, finish, list_runs, status_trail
+from helpers import SSEReader, all_results, events_of, finish, list_runs, status_trail
 
 FLOWS = (testworker_flow("res", resumable="yes") +
-         testworker_flow("nores", resumable="no"))
+         testworker_flow("nores", resumable="no") +
+         "[flow.ext]\nexecutor = external\nresumable = yes\n")
 LIMITS = "kill_grace = 500ms\n"
 
 
-class RecoveryTest(__import__("unittest").TestCase):
+def proc_start(pid):
+    """The start time of pid (field 22 of /proc/pid/stat), None if it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def children_of(ppid):
+    """[(pid, start time)] of the direct children of ppid that lead their process group."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == ppid and int(fields[2]) == int(name):
+            out.append((int(name), fields[19]))
+    return out
+
+
+class RecoveryTest(unittest.TestCase):
     limits = LIMITS
     flows = FLOWS
 
     def setUp(self):
+        self.orphans = []
         self.daemons = []
         self.d = self.start()
 
@@ -27,12 +57,26 @@ class RecoveryTest(__import__("unittest").TestCase):
         self.daemons.append(d)
         return d.start()
 
+    def kill9(self):
+        """kill -9 the daemon. Its workers live on (own process groups); they are remembered
+        and SIGKILLed at tearDown so no test leaves processes behind."""
+        self.orphans.extend(children_of(self.d.proc.pid))
+        self.d.kill9()
+
     def restart(self):
         self.d = self.start(self.d)
         return self.d
 
     def tearDown(self):
-        self.daemons[-1].stop()
+        try:
+            self.daemons[-1].stop()
+        finally:
+            for pid, start in self.orphans:
+                if proc_start(pid) == start:
+                    try:
+                        os.killpg(pid, signal.SIGKILL)
+                    except OSError:
+                        pass
 
     def wait_items(self, run_id, n):
         return wait_for(lambda: (lambda r: r if r["counts"]["items"] >= n else None)(
@@ -54,7 +98,7 @@ class TestKill9(RecoveryTest):
         mid = self.wait_items(run["id"], 8)
         self.assertLess(mid["counts"]["items"], n)
         self.assertEqual(mid["attempt"], 1)
-        self.d.kill9()
+        self.kill9()
         self.restart()
         after = self.d.run(run["id"])
         self.assertIn(after["status"], ("queued", "running", "succeeded"), after)
@@ -73,7 +117,7 @@ class TestKill9(RecoveryTest):
         run = self.d.create("res", {"items": 40, "checkpoint": True, "item_delay": 0.05,
                                     "echo_start": True})
         self.wait_items(run["id"], 5)
-        self.d.kill9()
+        self.kill9()
         self.restart()
         done = finish(self.d, run["id"])
         self.assertEqual(done["status"], "succeeded", done)
@@ -89,7 +133,7 @@ class TestKill9(RecoveryTest):
     def test_non_resumable_run_is_interrupted(self):
         run = self.d.create("nores", {"items": 100, "item_delay": 0.05})
         self.wait_items(run["id"], 2)
-        self.d.kill9()
+        self.kill9()
         self.restart()
         done = finish(self.d, run["id"])
         self.assertEqual((done["status"], done["termination_reason"]), ("crashed", "interrupted"),
@@ -108,7 +152,7 @@ class TestKill9(RecoveryTest):
         events = self.d.events(run["id"])
         results = all_results(self.d, run["id"])
         listing = list_runs(self.d, "?page_size=100")
-        self.d.kill9()
+        self.kill9()
         self.restart()
         self.assertEqual(self.d.run(run["id"]), run)
         self.assertEqual(self.d.events(run["id"]), events)
@@ -126,11 +170,61 @@ class TestKill9(RecoveryTest):
         a = self.d.create("res", {"items": 1}, start=False)
         b = self.d.create("res", {"items": 1}, start=False)
         self.assertEqual(self.d.request("DELETE", "/v1/runs/" + b["id"]).status, 202)
-        self.d.kill9()
+        idem = self.d.post("/v1/runs", {"flow": "res", "start": False},
+                           headers={"Idempotency-Key": "survivor"})
+        self.assertEqual(idem.status, 201)
+        self.kill9()
         self.restart()
         self.assertEqual(self.d.run(a["id"])["status"], "created")
         self.assertEqual(self.d.run(b["id"])["status"], "cancelled")
         self.assertEqual(self.d.run(b["id"])["termination_reason"], "user_cancelled")
+        # the idempotency key outlives the process
+        again = self.d.post("/v1/runs", {"flow": "res", "start": False},
+                            headers={"Idempotency-Key": "survivor"})
+        self.assertEqual(again.json()["id"], idem.json()["id"])
+        self.assertEqual(again.headers.get("idempotent-replayed"), "true")
+        # a created run loaded from the store can be started
+        self.assertEqual(self.d.post("/v1/runs/%s/start" % a["id"]).status, 202)
+        done = finish(self.d, a["id"])
+        self.assertEqual((done["status"], done["counts"]["items"]), ("succeeded", 1))
+
+    def test_cancelling_run_ends_cancelled_after_kill9(self):
+        run = self.d.create("res", {"sleep": 30, "ignore_term": True})
+        self.d.wait_status(run["id"], "running")
+        r = self.d.request("DELETE", "/v1/runs/" + run["id"])
+        self.assertEqual(r.status, 202)
+        self.assertEqual(r.json()["status"], "cancelling")
+        self.kill9()  # inside the 500 ms grace: the store says cancelling
+        self.restart()
+        done = finish(self.d, run["id"])
+        self.assertEqual((done["status"], done["termination_reason"]),
+                         ("cancelled", "user_cancelled"), done)
+
+
+class TestKill9External(RecoveryTest):
+    def test_external_run_resumes_with_cursor(self):
+        run = self.d.create("ext", {})
+        body = "\n".join(json.dumps(m) for m in (
+            {"type": "item", "data": {"i": 0}}, {"type": "checkpoint", "cursor": {"next": 1}},
+            {"type": "item", "data": {"i": 1}}, {"type": "checkpoint", "cursor": {"next": 2}}))
+        r = self.d.request("POST", "/v1/runs/%s/events" % run["id"], body=body)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["run"]["status"], "running")
+        self.kill9()
+        self.restart()
+        # back in the queue, waiting for a remote worker
+        self.assertEqual(self.d.run(run["id"])["status"], "queued")
+        sse = SSEReader(self.d.port, "/v1/runs/%s/control" % run["id"])
+        try:
+            start = json.loads(sse.next_event()["data"])
+            self.assertEqual(start["run"]["attempt"], 2)
+            self.assertEqual(start["run"]["cursor"], {"next": 2})
+            r = self.d.request("POST", "/v1/runs/%s/events" % run["id"], body="\n".join(
+                json.dumps(m) for m in ({"type": "item", "data": {"i": 2}}, {"type": "done"})))
+            self.assertEqual(r.json()["run"]["status"], "succeeded", r)
+        finally:
+            sse.close()
+        self.check_exactly_once(run["id"], 3)
 
 
 class TestKill9Queued(RecoveryTest):
@@ -142,7 +236,7 @@ class TestKill9Queued(RecoveryTest):
         queued = [self.d.create("nores", {"items": 3}), self.d.create("res", {"items": 2})]
         for q in queued:
             self.assertEqual(self.d.run(q["id"])["status"], "queued")
-        self.d.kill9()
+        self.kill9()
         self.restart()
         b = finish(self.d, blocker["id"])
         self.assertEqual((b["status"], b["termination_reason"]), ("crashed", "interrupted"))
@@ -152,9 +246,20 @@ class TestKill9Queued(RecoveryTest):
                              ("succeeded", "completed"), done)
             self.assertEqual(done["attempt"], 1)
             self.check_exactly_once(q["id"], n)
-        # FIFO kept across the restart
-        self.assertLessEqual(self.d.run(queued[0]["id"])["started_at"],
-                             self.d.run(queued[1]["id"])["started_at"])
+
+    def test_queue_order_kept_across_restart(self):
+        blocker = self.d.create("nores", {"sleep": 30})
+        self.d.wait_status(blocker["id"], "running")
+        # created back to back: several share a created_at millisecond
+        queued = [self.d.create(("res", "nores")[k % 2], {}, metadata={"n": k})
+                  for k in range(16)]
+        self.kill9()
+        self.restart()
+        runs = [finish(self.d, q["id"]) for q in queued]
+        self.assertTrue(all(r["status"] == "succeeded" for r in runs))
+        by_start = sorted(runs, key=lambda r: r["started_at"])
+        self.assertEqual([r["metadata"]["n"] for r in by_start], list(range(16)),
+                         "queued runs did not start in creation (FIFO) order after a restart")
 
 
 class TestGracefulStop(RecoveryTest):

@@ -134,6 +134,15 @@ class TestSuccess(DaemonTest):
         self.assertEqual([it["data"]["i"] for it in res], [0, 1, 2])
         self.assertEqual(len(events_of(self.d, run["id"], "run.item")), 3)
 
+    def test_preview_caps_limit(self):
+        run = self.d.create("test", {"items": 30, "stop_at_limit": True}, preview=True)
+        self.assertTrue(run["preview"])
+        self.assertIsNotNone(run["limit"])
+        self.assertLessEqual(run["limit"], 10)
+        done = finish(self.d, run["id"])
+        self.assertEqual(done["status"], "succeeded")
+        self.assertEqual(done["counts"]["items"], run["limit"])
+
     def test_limit_with_stop_at_limit_worker(self):
         run = finish(self.d, self.d.create("test", {"items": 10, "stop_at_limit": True},
                                            limit=4)["id"])
@@ -141,6 +150,72 @@ class TestSuccess(DaemonTest):
                          ("succeeded", "match_limit_met"), run)
         self.assertEqual(run["counts"]["items"], 4)
         self.assertEqual(run["metrics"]["dropped_items"], 0)
+
+
+class TestExtend(DaemonTest):
+    limits = FAST_LIMITS
+
+    def test_extend_after_match_limit_met(self):
+        # A well-behaved worker: item, checkpoint, item, checkpoint... and it stops at the
+        # limit. The extension resumes right after the last item.
+        self.check_extend({"items": 10, "checkpoint": True, "stop_at_limit": True,
+                           "echo_start": True})
+
+    def test_extend_after_over_emitting_worker(self):
+        # The worker over-emits items and checkpoints past the limit; the daemon keeps
+        # neither, so the extension resumes right after the last kept item.
+        self.check_extend({"items": 10, "checkpoint": True, "ignore_term": True,
+                           "echo_start": True})
+
+    def check_extend(self, inp):
+        run = finish(self.d, self.d.create("test", inp, limit=3)["id"])
+        self.assertEqual((run["status"], run["termination_reason"]),
+                         ("succeeded", "match_limit_met"), run)
+        assert_error(self, self.d.post("/v1/runs/%s/extend" % run["id"],
+                                       {"additional_limit": 0}), 422)
+        for bad in ({"additional_limit": -2}, {"additional_limit": "4"},
+                    {"additional_limit": 1.5}, {}):
+            r = self.d.post("/v1/runs/%s/extend" % run["id"], bad)
+            self.assertIn(r.status, (400, 422), (bad, r))
+            assert_error(self, r, r.status)
+        r = self.d.post("/v1/runs/%s/extend" % run["id"], {"additional_limit": 4})
+        self.assertEqual(r.status, 202, r)
+        self.assertIn(r.json()["status"], ("queued", "running"))
+        self.assertEqual(r.json()["limit"], 7)
+        self.assertTrue(r.json()["is_active"])
+        self.assertIsNone(r.json()["termination_reason"])
+        done = finish(self.d, run["id"])
+        self.assertEqual((done["status"], done["termination_reason"]),
+                         ("succeeded", "match_limit_met"), done)
+        self.assertEqual(done["counts"]["items"], 7)
+        self.assertEqual(done["attempt"], 2)
+        res = all_results(self.d, run["id"])
+        self.assertEqual([it["seq"] for it in res], list(range(1, 8)))
+        self.assertEqual([it["data"]["i"] for it in res], list(range(7)))
+        import json
+        starts = [json.loads(e["data"]["message"]) for e in events_of(self.d, run["id"], "run.log")
+                  if e["data"].get("source") == "worker"]
+        self.assertEqual([s["cursor"] for s in starts], [None, {"next": 3}])
+        self.assertEqual([s["limit"] for s in starts], [3, 7])
+        self.assertEqual([s for _, s, _ in status_trail(self.d, run["id"])],
+                         ["queued", "running", "succeeded", "queued", "running", "succeeded"])
+
+    def test_extend_refused(self):
+        done = finish(self.d, self.d.create("test", {"items": 2})["id"])
+        assert_error(self, self.d.post("/v1/runs/%s/extend" % done["id"],
+                                       {"additional_limit": 5}), 409)
+        prev = finish(self.d, self.d.create("test", {"items": 20}, preview=True)["id"])
+        self.assertEqual(prev["termination_reason"], "match_limit_met")
+        assert_error(self, self.d.post("/v1/runs/%s/extend" % prev["id"],
+                                       {"additional_limit": 5}), 409)
+        running = self.d.create("test", {"sleep": 30}, limit=2)
+        self.d.wait_status(running["id"], "running")
+        assert_error(self, self.d.post("/v1/runs/%s/extend" % running["id"],
+                                       {"additional_limit": 5}), 409)
+        assert_error(self, self.d.post("/v1/runs/run_nope/extend", {"additional_limit": 5}), 404,
+                     "run_not_found")
+        self.assertEqual(self.d.request("DELETE", "/v1/runs/" + running["id"]).status, 202)
+        self.d.wait_status(running["id"], "cancelled")
 
 
 class TestFailures(DaemonTest):
@@ -343,6 +418,7 @@ class TestWait(DaemonTest):
         self.assertEqual(r.json()["status"], "succeeded", r)
         self.assertEqual(r.json()["counts"]["items"], 1)
         self.assertLess(elapsed, 5, "wait=10 held the reply %.2fs for a 0.5s run" % elapsed)
+        self.assertGreater(elapsed, 0.3, "the reply was not held until the run ended")
 
     def test_wait_on_terminal_run_is_immediate(self):
         run = finish(self.d, self.d.create("test", {})["id"])
@@ -366,6 +442,64 @@ class TestWait(DaemonTest):
         self.assertEqual(self.d.request("DELETE", "/v1/runs/" + run["id"]).status, 202)
         r = self.d.get("/v1/runs/%s?wait=20" % run["id"])
         self.assertEqual(r.json()["status"], "cancelled")
+
+    def test_waiter_that_disconnects(self):
+        import socket
+        run = self.d.create("test", {"sleep": 0.5})
+        socks = []
+        for _ in range(5):
+            s = socket.create_connection(("127.0.0.1", self.d.port))
+            s.sendall(("GET /v1/runs/%s?wait=20 HTTP/1.1\r\nHost: x\r\n\r\n"
+                       % run["id"]).encode())
+            socks.append(s)
+        # several waiters on one run; they all go away before it ends
+        r = self.d.get("/v1/runs/%s?wait=1" % run["id"])
+        self.assertEqual(r.status, 200)
+        for s in socks:
+            s.close()
+        done = finish(self.d, run["id"])
+        self.assertEqual(done["status"], "succeeded")
+        # and one that stays gets its answer
+        r = self.d.get("/v1/runs/%s?wait=5" % run["id"])
+        self.assertEqual(r.json()["status"], "succeeded")
+
+    def test_many_waiters_all_answered(self):
+        import threading
+        run = self.d.create("test", {"sleep": 0.5, "items": 1})
+        results = []
+
+        def waiter():
+            r = self.d.get("/v1/runs/%s?wait=20" % run["id"])
+            results.append((r.status, r.json()["status"]))
+
+        threads = [threading.Thread(target=waiter) for _ in range(10)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        self.assertEqual(results, [(200, "succeeded")] * 10)
+
+    def test_shutdown_with_pending_waiter(self):
+        import threading
+        run = self.d.create("test", {"sleep": 30})
+        self.d.wait_status(run["id"], "running")
+        got = []
+
+        def waiter():
+            try:
+                r = self.d.get("/v1/runs/%s?wait=30" % run["id"], timeout=20)
+                got.append(r.status)
+            except Exception as e:  # the daemon may close the connection while stopping
+                got.append(repr(e))
+
+        t = threading.Thread(target=waiter)
+        t.start()
+        wait_for(lambda: b"runsd_runs_running 1" in self.d.get("/metrics").body)
+        t0 = time.monotonic()
+        self.d.stop(timeout=15)  # exit 0, with a held request and a running worker
+        self.assertLess(time.monotonic() - t0, 10)
+        t.join(20)
+        self.assertFalse(t.is_alive(), "the held request never ended")
 
     def test_wait_parameter_validation(self):
         run = self.d.create("test", {})
