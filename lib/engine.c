@@ -41,54 +41,85 @@ rd_active *rd_active_get(rd_engine *eng, const char *id)
     return rd_map_get(eng->active, id);
 }
 
-/* Link placeholders ("rdlink:<a|d|s>:<nonce>") become approve/deny URLs or a state token. */
-char *rd_engine_render_links(rd_engine *eng, const char *run_id, const char *text)
+/* Link placeholders ("rdlink:<a|d|s>:<nonce>") in one string become approve/deny URLs or the
+ * state token. Only the link fields of a pending action are ever rendered, so a worker's or a
+ * client's own text is never rewritten. Returns a malloc'd string or NULL. */
+static char *render_string(rd_engine *eng, const char *run_id, const char *text)
 {
     const char *p = strstr(text, "rdlink:");
-    if (!p)
+    if (!p || (p[7] != 'a' && p[7] != 'd' && p[7] != 's') || p[8] != ':')
         return NULL;
-    size_t cap = strlen(text) + 1, len = 0;
-    char *out = NULL;
-    for (int pass = 0; pass < 2; pass++) {
-        const char *q = text;
-        len = 0;
-        while ((p = strstr(q, "rdlink:"))) {
-            char kind = p[7], nonce[32] = "", tok[RD_LINK_TOKEN_MAX], rep[RD_LINK_TOKEN_MAX + 512];
-            size_t n = 0;
-            const char *np = p + 9;
-            while (n < sizeof nonce - 1 && np[n] && (isalnum((unsigned char)np[n]) ||
-                                                     np[n] == '-' || np[n] == '_'))
-                n++;
-            memcpy(nonce, np, n);
-            nonce[n] = 0;
-            rep[0] = 0;
-            if (p[8] == ':' && rd_link_token_make(eng->link_key, run_id, kind, nonce, tok,
-                                                  sizeof tok) == 0) {
-                if (kind == 's')
-                    snprintf(rep, sizeof rep, "%s", tok);
-                else
-                    snprintf(rep, sizeof rep, "%s/v1/runs/approval?token=%s",
-                             eng->cfg->public_url, tok);
-            }
-            size_t pre = (size_t)(p - q), rl = strlen(rep);
-            if (pass == 1) {
-                memcpy(out + len, q, pre);
-                memcpy(out + len + pre, rep, rl);
-            }
-            len += pre + rl;
-            q = np + n;
+    char kind = p[7], nonce[32], tok[RD_LINK_TOKEN_MAX], rep[RD_LINK_TOKEN_MAX + 512];
+    size_t n = 0;
+    const char *np = p + 9;
+    while (n < sizeof nonce - 1 && (isalnum((unsigned char)np[n]) || np[n] == '-' || np[n] == '_'))
+        n++;
+    memcpy(nonce, np, n);
+    nonce[n] = 0;
+    if (rd_link_token_make(eng->link_key, run_id, kind, nonce, tok, sizeof tok) != 0)
+        return NULL;
+    if (kind == 's')
+        snprintf(rep, sizeof rep, "%s", tok);
+    else
+        snprintf(rep, sizeof rep, "%s/v1/runs/approval?token=%s", eng->cfg->public_url, tok);
+    size_t pre = (size_t)(p - text), rl = strlen(rep), rest = strlen(np + n);
+    char *out = malloc(pre + rl + rest + 1);
+    if (!out)
+        return NULL;
+    memcpy(out, text, pre);
+    memcpy(out + pre, rep, rl);
+    memcpy(out + pre + rl, np + n, rest + 1);
+    return out;
+}
+
+void rd_render_pending(rd_engine *eng, const char *run_id, json_t *pa)
+{
+    static const char *fields[] = {"approve_url", "deny_url", "auth_url"};
+    if (!json_is_object(pa))
+        return;
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        /* A provider URL may carry {state} several times: render every placeholder. */
+        for (int n = 0; n < 64; n++) {
+            const char *v = json_string_value(json_object_get(pa, fields[i]));
+            char *r = v ? render_string(eng, run_id, v) : NULL;
+            if (!r)
+                break;
+            json_object_set_new(pa, fields[i], json_string(r));
+            free(r);
         }
-        size_t rest = strlen(q);
-        if (pass == 1) {
-            memcpy(out + len, q, rest + 1);
-        } else {
-            cap = len + rest + 1;
-            out = malloc(cap);
-            if (!out)
-                return NULL;
-        }
-        len += rest;
     }
+}
+
+json_t *rd_public_pending(const rd_run *r)
+{
+    if (!json_is_object(r->pending_action))
+        return json_null();
+    json_t *out = json_object();
+    const char *k;
+    json_t *v;
+    json_object_foreach(r->pending_action, k, v)
+    {
+        if (k[0] != '_')
+            json_object_set(out, k, v);
+    }
+    return out;
+}
+
+char *rd_engine_render_links(rd_engine *eng, const char *run_id, const char *type,
+                             const char *data)
+{
+    bool status = strcmp(type, "run.status") == 0;
+    if (!status && strcmp(type, "run.approval_required") != 0 &&
+        strcmp(type, "run.auth_required") != 0)
+        return NULL;
+    if (!strstr(data, "rdlink:"))
+        return NULL;
+    json_t *d = json_loads(data, 0, NULL);
+    if (!d)
+        return NULL;
+    rd_render_pending(eng, run_id, status ? json_object_get(d, "pending_action") : d);
+    char *out = json_dumps(d, JSON_COMPACT);
+    json_decref(d);
     return out;
 }
 
@@ -100,15 +131,7 @@ json_t *rd_engine_run_json(rd_engine *eng, const rd_run *r)
                              token, sizeof token) == 0)
         tok = token;
     json_t *o = rd_run_to_json(r, eng->cfg->public_url, tok);
-    json_t *pa = json_object_get(o, "pending_action");
-    if (pa && json_is_object(pa)) {
-        char *text = json_dumps(pa, JSON_COMPACT);
-        char *rendered = text ? rd_engine_render_links(eng, r->id, text) : NULL;
-        if (rendered)
-            json_object_set_new(o, "pending_action", json_loads(rendered, 0, NULL));
-        free(rendered);
-        free(text);
-    }
+    rd_render_pending(eng, r->id, json_object_get(o, "pending_action"));
     return o;
 }
 
@@ -116,7 +139,7 @@ int rd_engine_event_frame(rd_engine *eng, const rd_event *ev, char **out, size_t
 {
     char tbuf[40];
     rd_rfc3339(ev->ts, tbuf, sizeof tbuf);
-    char *rendered = rd_engine_render_links(eng, ev->run_id, ev->data);
+    char *rendered = rd_engine_render_links(eng, ev->run_id, ev->type, ev->data);
     const char *data = rendered ? rendered : ev->data;
     size_t cap = strlen(data) + strlen(ev->type) + strlen(ev->run_id) + strlen(tbuf) + 96;
     char *buf = malloc(cap);
@@ -329,7 +352,7 @@ static void queue_publish(rd_engine *eng, rd_active *act, int64_t id, const char
 {
     if (eng->n_listeners == 0)
         return;
-    char *rendered = rd_engine_render_links(eng, act->run->id, data);
+    char *rendered = rd_engine_render_links(eng, act->run->id, type, data);
     if (rendered)
         data = rendered;
     char tbuf[40];
@@ -451,11 +474,11 @@ int rd_transition(rd_active *act, rd_status to, rd_reason reason, const char *er
     /* The wire form of the pending action hides its private members; it only exists in
      * waiting states, and run.end needs the whole run, so the wire form is built only then. */
     json_t *wire = (r->pending_action || rd_status_terminal(to)) ? rd_active_json(act) : NULL;
-    json_t *pending = wire ? json_object_get(wire, "pending_action") : NULL;
-    json_t *data = json_pack("{s:s, s:s, s:o, s:O}", "status", rd_status_name(to), "previous",
+    /* The stored event keeps link placeholders; they are rendered when it is shown. */
+    json_t *data = json_pack("{s:s, s:s, s:o, s:o}", "status", rd_status_name(to), "previous",
                              rd_status_name(from), "termination_reason",
                              r->reason ? json_string(rd_reason_name(r->reason)) : json_null(),
-                             "pending_action", pending ? pending : json_null());
+                             "pending_action", rd_public_pending(r));
     if (data) {
         rd_emit(act, "run.status", data, 0);
         json_decref(data);

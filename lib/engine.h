@@ -137,9 +137,11 @@ int rd_engine_auth_by_state(rd_engine *eng, const char *state, const char *code,
                             const char *error, json_t **out, rd_apierr *e);
 int rd_engine_auth_by_id(rd_engine *eng, const char *id, const char *code, const char *error,
                          json_t **out, rd_apierr *e);
-/** Replaces link placeholders in an event's or run's JSON text with real links (tokens are
- * derived, never stored). Returns a malloc'd string, or NULL when text has none. */
-char *rd_engine_render_links(rd_engine *eng, const char *run_id, const char *text);
+/** Renders the link placeholders of a stored event's data (run.status, run.approval_required,
+ * run.auth_required: only their pending action's link fields) into real links; tokens are
+ * derived, never stored. Returns a malloc'd string, or NULL when there is nothing to render. */
+char *rd_engine_render_links(rd_engine *eng, const char *run_id, const char *type,
+                             const char *data);
 /** Builds the SSE data payload of a stored event ({"id","type","run_id","timestamp","data"}),
  * exactly as live events are published. *out malloc'd. 0 or -1. */
 int rd_engine_event_frame(rd_engine *eng, const rd_event *ev, char **out, size_t *len);

@@ -53,6 +53,7 @@ typedef struct rd_active {
     bool cancel_requested;
     rd_reason cancel_reason;
     bool limit_hit;
+    bool dropped_items;           /* an item of this attempt was dropped (after the limit) */
     int64_t timeout_left_ms;      /* flow timeout left while a person is asked */
     int64_t stderr_lines;
     int64_t attempt_started_mono;
@@ -174,6 +175,10 @@ void rd_exec_kill_cb(const char *key, void *value, void *arg);
 /** Records a webhook delivery of type for act's run in the open transaction (no-op for
  * previews and when there is no outbox). run_wire may be NULL (built on demand). */
 void rd_notify_webhook(rd_active *act, const char *type, json_t *run_wire);
+/** The pending action without its private members, placeholders unrendered. New ref. */
+json_t *rd_public_pending(const rd_run *r);
+/** Renders approve_url / deny_url / auth_url of a public pending action in place. */
+void rd_render_pending(rd_engine *eng, const char *run_id, json_t *pa);
 /* engine.c, for exec.c */
 void rd_engine_note_worker_gone(rd_engine *eng);
 

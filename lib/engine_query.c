@@ -100,7 +100,7 @@ static int event_cb(const rd_event *ev, void *arg)
 {
     ev_ctx *c = arg;
     json_t *arr = c->arr;
-    char *rendered = rd_engine_render_links(c->eng, ev->run_id, ev->data);
+    char *rendered = rd_engine_render_links(c->eng, ev->run_id, ev->type, ev->data);
     json_t *d = json_loads(rendered ? rendered : ev->data, 0, NULL);
     free(rendered);
     json_t *o = json_pack("{s:I, s:s, s:s, s:o, s:o}", "id", (json_int_t)ev->id, "type", ev->type,

@@ -208,6 +208,7 @@ static void on_item(rd_active *act, const rd_msg *m, bool ok)
     rd_run *r = act->run;
     if (act->finishing || rd_status_terminal(r->status)) {
         r->n_dropped++;
+        act->dropped_items = true;
         rd_mark_dirty(act);
         return;
     }
@@ -248,6 +249,8 @@ static void on_item(rd_active *act, const rd_msg *m, bool ok)
 static void on_candidate(rd_active *act, const rd_msg *m)
 {
     rd_run *r = act->run;
+    if (act->finishing || rd_status_terminal(r->status))
+        return; /* the decision is made: later evaluations do not count */
     r->n_evaluated++;
     if (m->matched)
         r->n_matched++;
@@ -302,7 +305,7 @@ static void apply(rd_active *act, const rd_msg *m)
     case RD_MSG_CHECKPOINT:
         /* After the limit (or done) the worker's further progress is not kept, so a cursor
          * past the last kept item would make a resume skip items. */
-        if (act->finishing)
+        if (act->dropped_items)
             break;
         json_decref(act->run->cursor);
         act->run->cursor = json_incref(m->cursor);
@@ -531,6 +534,7 @@ int rd_exec_start(rd_active *act)
     const rd_flow_config *flow = act_flow(act);
     char err[256];
     act->finishing = act->timed_out = act->cancel_requested = act->limit_hit = false;
+    act->dropped_items = false;
     act->stderr_lines = 0;
     if (!flow) {
         rd_transition(act, RD_ST_CRASHED, RD_RS_SPAWN_FAILED, "flow is no longer configured");

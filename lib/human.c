@@ -139,7 +139,10 @@ static json_t *auth_action(rd_active *act, const rd_msg *m, const char *nonce, i
     snprintf(ph, sizeof ph, "rdlink:s:%s", nonce);
     /* {state} in the provider URL becomes the one-time state token. */
     const char *u = m->url;
-    char *url = malloc(strlen(u) + 64 * 4 + 1);
+    size_t n_state = 0;
+    for (const char *p = strstr(u, "{state}"); p; p = strstr(p + 7, "{state}"))
+        n_state++;
+    char *url = malloc(strlen(u) + n_state * strlen(ph) + 1);
     if (!url)
         return NULL;
     char *o = url;
@@ -189,10 +192,10 @@ void rd_human_request(rd_active *act, const rd_msg *m)
     pause_flow_timeout(act);
     arm_deadline(act, exp);
     rd_transition(act, approval ? RD_ST_PAUSED : RD_ST_AUTH_REQUIRED, RD_RS_NONE, NULL);
-    json_t *wire = rd_active_json(act);
-    rd_emit(act, approval ? "run.approval_required" : "run.auth_required",
-            json_object_get(wire, "pending_action"), 0);
-    json_decref(wire);
+    /* The event keeps the link placeholders; links are rendered when it is shown. */
+    json_t *pub = rd_public_pending(r);
+    rd_emit(act, approval ? "run.approval_required" : "run.auth_required", pub, 0);
+    json_decref(pub);
 }
 
 void rd_exec_resume_waiting(rd_active *act)
@@ -230,11 +233,20 @@ static int find_waiting(rd_engine *eng, const char *id, const char *nonce, rd_st
     json_t *j = NULL;
     if (rd_engine_get(eng, id, &j, e) != 0)
         return -1;
+    const char *reason = json_string_value(json_object_get(j, "termination_reason"));
+    bool timed_out = reason && (strcmp(reason, "approval_timeout") == 0 ||
+                                strcmp(reason, "auth_timeout") == 0);
     json_decref(j);
     rd_active *act = rd_active_get(eng, id);
     json_t *pa = act ? act->run->pending_action : NULL;
     const char *pn = pa ? json_string_value(json_object_get(pa, "_nonce")) : NULL;
-    if (!act || act->run->status != want || !pn || (nonce && strcmp(pn, nonce) != 0)) {
+    if (!act || act->run->status != want || !pn || (nonce && strcmp(pn, nonce) != 0) ||
+        act->finishing || act->cancel_requested) {
+        if (act && act->finishing)
+            timed_out = act->fin_reason == RD_RS_APPROVAL_TIMEOUT ||
+                        act->fin_reason == RD_RS_AUTH_TIMEOUT;
+        if (nonce && timed_out && (!pn || strcmp(pn, nonce) == 0))
+            return rd_fail(e, 410, "token_expired", "the request has expired");
         if (nonce)
             return rd_fail(e, 410, "token_spent",
                            "this link was already used, or its request is no longer pending");
@@ -340,6 +352,9 @@ static int answer_auth(rd_engine *eng, rd_active *act, const char *state, const 
         act->finishing = true;
         act->fin_status = RD_ST_FAILED;
         act->fin_reason = RD_RS_AUTH_DENIED;
+        /* The state is spent now, not when the worker has gone. */
+        json_object_del(act->run->pending_action, "_nonce");
+        rd_mark_dirty(act);
         json_decref(act->run->error);
         act->run->error = json_pack("{s:s, s:s}", "message", "the user did not authorize",
                                     "provider_error", error);
