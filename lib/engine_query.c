@@ -11,12 +11,15 @@
 
 #include "util.h"
 
-static int need_run(rd_engine *eng, const char *id, rd_apierr *e)
+static int need_run(rd_engine *eng, const char *id, json_t **run, rd_apierr *e)
 {
     json_t *j = NULL;
     if (rd_engine_get(eng, id, &j, e) != 0)
         return -1;
-    json_decref(j);
+    if (run)
+        *run = j;
+    else
+        json_decref(j);
     if (rd_engine_flush(eng) != 0) {
         e->retry_after = 1;
         return rd_fail(e, 503, "store_unavailable", "the store could not commit; try again");
@@ -56,8 +59,15 @@ static int item_cb(const rd_event *ev, void *arg)
 int rd_engine_results(rd_engine *eng, const char *id, const rd_results_req *q, json_t **out,
                       rd_apierr *e)
 {
-    if (need_run(eng, id, e) != 0)
+    json_t *run = NULL;
+    if (need_run(eng, id, &run, e) != 0)
         return -1;
+    /* Totals come from the run's counters: counting a million rows per page would cost more
+     * than the page itself. */
+    json_t *counts = json_object_get(run, "counts");
+    int64_t n_ok = json_integer_value(json_object_get(counts, "items"));
+    int64_t n_err = json_integer_value(json_object_get(counts, "item_errors"));
+    json_decref(run);
     rd_item_query iq = {
         .run_id = id,
         .status = q->status,
@@ -66,11 +76,11 @@ int rd_engine_results(rd_engine *eng, const char *id, const rd_results_req *q, j
         .limit = q->page_size + 1, /* one more tells whether there is a next page */
     };
     json_t *items = json_array();
-    int64_t total = 0;
+    int64_t total = q->status == 1 ? n_ok : q->status == 2 ? n_err : n_ok + n_err;
     int rc;
     if (q->has_after && q->after == 0)
         iq.after_seq = 0, iq.offset = 0;
-    rc = rd_store_items_scan(eng->store, &iq, item_cb, items, &total);
+    rc = rd_store_items_scan(eng->store, &iq, item_cb, items, NULL);
     if (rc != 0) {
         json_decref(items);
         return rd_fail(e, 503, "store_unavailable", "the store could not be read");
@@ -113,7 +123,7 @@ static int event_cb(const rd_event *ev, void *arg)
 int rd_engine_events(rd_engine *eng, const char *id, int64_t after, int limit, json_t **out,
                      rd_apierr *e)
 {
-    if (need_run(eng, id, e) != 0)
+    if (need_run(eng, id, NULL, e) != 0)
         return -1;
     json_t *items = json_array();
     ev_ctx c = {eng, items};

@@ -210,6 +210,10 @@ static void on_item(rd_active *act, const rd_msg *m, bool ok)
         r->n_dropped++;
         act->dropped_items = true;
         rd_mark_dirty(act);
+        /* At the limit the worker got the chance to checkpoint and exit; one more item says
+         * it will not stop by itself. */
+        if (act->limit_hit && act->worker)
+            rd_worker_stop(act->worker, act->eng->cfg->kill_grace_ms);
         return;
     }
     if (r->n_items + r->n_item_errors >= act->eng->cfg->max_items_per_run) {
@@ -238,8 +242,10 @@ static void on_item(rd_active *act, const rd_msg *m, bool ok)
         r->n_items++;
         act->eng->m_items++;
         if (r->limit > 0 && r->n_items >= r->limit) {
+            /* Close stdin and give the worker its grace to write the checkpoint that follows
+             * this item and exit; an extend resumes from that checkpoint. */
             act->limit_hit = true;
-            stop_for_policy(act, RD_RS_MATCH_LIMIT_MET);
+            finish_with(act, RD_ST_SUCCEEDED, RD_RS_MATCH_LIMIT_MET);
         }
     } else {
         r->n_item_errors++;
@@ -397,7 +403,8 @@ static void outcome(rd_active *act, const rd_worker_exit *ex, rd_status *st, rd_
     } else if (act->finishing) {
         *st = act->fin_status;
         *rs = act->fin_reason;
-        if (*st == RD_ST_SUCCEEDED && ex && ex->exited && ex->code != 0 && !act->limit_hit) {
+        /* A worker the daemon stopped (limit, policy, done grace) exits how SIGTERM makes it. */
+        if (*st == RD_ST_SUCCEEDED && ex && ex->exited && ex->code != 0 && !ex->we_signalled) {
             *st = RD_ST_FAILED;
             *rs = RD_RS_ERROR_OCCURRED;
             snprintf(msg, msglen, "worker exited with status %d after done", ex->code);

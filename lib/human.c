@@ -297,7 +297,7 @@ int rd_engine_approval_by_token(rd_engine *eng, const char *token, const char *c
     if (rd_link_token_parse(eng->link_key, token, id, sizeof id, &kind, nonce, sizeof nonce) != 0 ||
         kind == 's')
         return rd_fail(e, 404, "token_invalid", "this approval link is not valid");
-    rd_active *act;
+    rd_active *act = NULL;
     if (find_waiting(eng, id, nonce, RD_ST_PAUSED, &act, e) != 0)
         return -1;
     return answer_approval(eng, act, kind == 'a', comment, out, e);
@@ -306,7 +306,7 @@ int rd_engine_approval_by_token(rd_engine *eng, const char *token, const char *c
 int rd_engine_approval_by_id(rd_engine *eng, const char *id, bool approve, const char *comment,
                              json_t **out, rd_apierr *e)
 {
-    rd_active *act;
+    rd_active *act = NULL;
     if (find_waiting(eng, id, NULL, RD_ST_PAUSED, &act, e) != 0)
         return -1;
     return answer_approval(eng, act, approve, comment, out, e);
@@ -319,7 +319,7 @@ int rd_engine_approval_peek(rd_engine *eng, const char *token, json_t **out, rd_
     if (rd_link_token_parse(eng->link_key, token, id, sizeof id, &kind, nonce, sizeof nonce) != 0 ||
         kind == 's')
         return rd_fail(e, 404, "token_invalid", "this approval link is not valid");
-    rd_active *act;
+    rd_active *act = NULL;
     if (find_waiting(eng, id, nonce, RD_ST_PAUSED, &act, e) != 0)
         return -1;
     json_t *pa = act->run->pending_action;
@@ -380,7 +380,7 @@ int rd_engine_auth_by_state(rd_engine *eng, const char *state, const char *code,
     if (rd_link_token_parse(eng->link_key, state, id, sizeof id, &kind, nonce, sizeof nonce) != 0 ||
         kind != 's')
         return rd_fail(e, 404, "state_invalid", "this authorization state is not valid");
-    rd_active *act;
+    rd_active *act = NULL;
     if (find_waiting(eng, id, nonce, RD_ST_AUTH_REQUIRED, &act, e) != 0)
         return -1;
     return answer_auth(eng, act, state, code, error, out, e);
@@ -389,7 +389,7 @@ int rd_engine_auth_by_state(rd_engine *eng, const char *state, const char *code,
 int rd_engine_auth_by_id(rd_engine *eng, const char *id, const char *code, const char *error,
                          json_t **out, rd_apierr *e)
 {
-    rd_active *act;
+    rd_active *act = NULL;
     if (find_waiting(eng, id, NULL, RD_ST_AUTH_REQUIRED, &act, e) != 0)
         return -1;
     return answer_auth(eng, act, NULL, code, error, out, e);

@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# sse_compare.sh: SSE fan-out of runsd beside nginx + nchan, on this machine, in one go, with
+# the same load client (bench/sse_load.c) for both. Every measurement gets a fresh server.
+#
+#   throughput  N subscribers, K events published one per POST as fast as the server answers
+#               with P POSTs in flight; the best P of 1, 4, 16 is reported for each server
+#   latency     N subscribers, 10 events/s: per-delivery latency and the time until the last
+#               subscriber had an event (p50 / p99 over events)
+#   memory      server Private_Clean + Private_Dirty before/after opening N idle subscribers
+#   stalled     one subscriber that never reads beside one that does, 2,000 events of 8 KiB:
+#               server memory growth, and whether the stalled one was disconnected (the same
+#               run without the stalled subscriber is the control)
+#
+# Usage: bench/sse_compare.sh [BUILD_DIR]
+#   Without BUILD_DIR a Release tree is configured and built in build-bench.
+# Env: NS="1000 5000", K_1000=2000 and K_5000=400 (events per throughput run), K_LAT=200,
+#      RATE=10, INFLIGHT="1 4 16". Needs nginx-light + libnginx-mod-nchan (apt-get install).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+build=${1:-$root/build-bench}
+if [ -z "${1:-}" ]; then
+    cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
+    cmake --build "$build" -j2 --target runsd sse_load >/dev/null
+fi
+NS=${NS:-"1000 5000"}
+K_LAT=${K_LAT:-200}
+RATE=${RATE:-10}
+INFLIGHT=${INFLIGHT:-"1 4 16"}
+ulimit -n 20000 # the client and each server hold one descriptor per subscriber
+load=$build/bench/sse_load
+tmp=$(mktemp -d)
+server_pid=""
+
+stop_server() {
+    if [ -n "$server_pid" ]; then
+        kill "$server_pid" 2>/dev/null || true
+        wait "$server_pid" 2>/dev/null || true
+        server_pid=""
+    fi
+}
+trap 'stop_server; rm -rf "$tmp"' EXIT
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_http() {
+    for _ in $(seq 200); do
+        curl -s -o /dev/null "http://127.0.0.1:$1$2" && return 0
+        sleep 0.05
+    done
+    echo "sse_compare: the server on port $1 did not start" >&2
+    exit 1
+}
+
+# Each start_* sets port, server_pid, sub, pub and fmt.
+start_runsd() {
+    port=$(free_port)
+    local d=$tmp/runsd.$port
+    mkdir -p "$d"
+    cat > "$d/runsd.ini" <<INI
+[server]
+listen = 127.0.0.1:$port
+max_sse_clients = 20000
+[store]
+path = $d/runsd.db
+[limits]
+[flow.bench]
+executor = external
+timeout = 1h
+INI
+    "$build/runsd" -c "$d/runsd.ini" > "$d/log" 2>&1 &
+    server_pid=$!
+    wait_http "$port" /readyz
+    local id
+    id=$(curl -sf -X POST "http://127.0.0.1:$port/v1/runs" -d '{"flow":"bench"}' |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+    sub=/v1/runs/$id/events pub=/v1/runs/$id/events fmt=item
+}
+
+start_nchan() {
+    port=$(free_port)
+    local d=$tmp/nchan.$port
+    mkdir -p "$d"
+    sed -e "s#__PREFIX__#$d#g" -e "s#__PORT__#$port#g" "$here/nchan.conf" > "$d/nchan.conf"
+    nginx -p "$d" -c nchan.conf > "$d/log" 2>&1 &
+    server_pid=$!
+    wait_http "$port" /nothing-here
+    sub=/sub pub=/pub fmt=raw
+}
+
+# run TARGET ARGS...: one measurement on a fresh server; prints sse_load's RESULT lines.
+run() {
+    local target=$1
+    shift
+    "start_$target"
+    "$load" --port "$port" --sub "$sub" --pub "$pub" --format "$fmt" --pid "$server_pid" "$@" \
+        2> "$tmp/load.err" || cat "$tmp/load.err" >&2
+    stop_server
+}
+
+# field "LINES" PREFIX KEY: KEY's value on the RESULT line that starts with PREFIX.
+field() {
+    grep "^RESULT $2" <<< "$1" | head -1 | tr ' ' '\n' | sed -n "s/^$3=//p"
+}
+
+declare -A R
+for n in $NS; do
+    kvar=K_$n
+    k=${!kvar:-$((2000000 / n))}
+    for t in runsd nchan; do
+        best=0
+        for p in $INFLIGHT; do
+            echo "== $t N=$n throughput K=$k P=$p" >&2
+            out=$(run "$t" -n "$n" -k "$k" --inflight "$p")
+            echo "$out" >&2
+            dps=$(field "$out" subscribers deliveries_per_s)
+            if [ "${dps:-0}" -gt "$best" ]; then
+                best=$dps
+                R[$t,$n,dps]=$dps R[$t,$n,p]=$p
+                R[$t,$n,lost]=$(field "$out" subscribers lost)
+                R[$t,$n,cpu]=$(field "$out" subscribers server_cpu_s)
+            fi
+            # memory per idle subscriber: from the first run (a fresh process each time)
+            [ -n "${R[$t,$n,mem]:-}" ] || R[$t,$n,mem]=$(field "$out" subscribers idle_bytes_per_sub)
+        done
+        echo "== $t N=$n latency K=$K_LAT rate=$RATE/s" >&2
+        out=$(run "$t" -n "$n" -k "$K_LAT" --rate "$RATE" --inflight 4)
+        echo "$out" >&2
+        for f in lat_p50_ms lat_p99_ms last_p50_ms last_p99_ms lost; do
+            R[$t,$n,l_$f]=$(field "$out" subscribers "$f")
+        done
+    done
+done
+for t in runsd nchan; do
+    echo "== $t stalled reader" >&2
+    out=$(run "$t" -n 1 -k 2000 --size 8192 --inflight 1 --stall)
+    echo "$out" >&2
+    R[$t,stall_growth]=$(field "$out" stall server_growth_kb)
+    R[$t,stall_cut]=$(field "$out" stall stalled_disconnected)
+    R[$t,stall_bytes]=$(field "$out" stall stalled_bytes)
+    out=$(run "$t" -n 1 -k 2000 --size 8192 --inflight 1)
+    echo "$out" >&2
+    R[$t,ctl_growth]=$(field "$out" subscribers server_growth_kb)
+done
+
+nchan_ver=$(dpkg-query -W -f '${Version}' libnginx-mod-nchan 2>/dev/null || echo '?')
+echo
+echo "SSE fan-out, $(nproc) cores, loopback; runsd $(git -C "$root" rev-parse --short HEAD 2>/dev/null)+ vs nginx $(nginx -v 2>&1 | sed 's#.*/##') + nchan $nchan_ver"
+printf '%-44s' ""
+for n in $NS; do printf '%12s %12s' "runsd N=$n" "nchan N=$n"; done
+echo
+row() { # label key
+    printf '%-44s' "$1"
+    for n in $NS; do printf '%12s %12s' "${R[runsd,$n,$2]:-?}" "${R[nchan,$n,$2]:-?}"; done
+    echo
+}
+row "deliveries/s (best P)" dps
+row "  POSTs in flight (P) of that run" p
+row "  lost deliveries" lost
+row "  server CPU s (that run)" cpu
+row "latency per delivery p50 ms ($RATE ev/s)" l_lat_p50_ms
+row "latency per delivery p99 ms" l_lat_p99_ms
+row "time to last subscriber p50 ms" l_last_p50_ms
+row "time to last subscriber p99 ms" l_last_p99_ms
+row "server bytes per idle subscriber" mem
+echo
+echo "stalled reader (2,000 events of 8 KiB; growth = peak server memory minus before):"
+for t in runsd nchan; do
+    printf '  %-6s growth %8s kB (control without it: %s kB), disconnected: %s, it received %s bytes\n' \
+        "$t" "${R[$t,stall_growth]}" "${R[$t,ctl_growth]}" "${R[$t,stall_cut]}" "${R[$t,stall_bytes]}"
+done

@@ -1,0 +1,454 @@
+/*
+ * test_hub.c: unit tests for lib/hub.c, the SSE fan-out core, on plain evbuffers: a fake
+ * sink per subscriber (what the transport holds, what "reached the wire", how it was
+ * closed) and a fake store (an array). Covered: routing by run and global filters, one
+ * frame shared by reference among subscribers, a burst coalesced into one send, the unsent
+ * bound (a stalled reader is cut off, the others go on), replay paged by draining, the
+ * switch from replay to live with no gap and no duplicate while events keep arriving,
+ * replay bounded by the last published id, run.end closing a run stream, and close_all.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hub.h"
+
+/* --- fake store ------------------------------------------------------------------------- */
+
+typedef struct fake_ev {
+    int64_t id;
+    char run_id[16];
+    char flow[16];
+    char type[24];
+    char data[1200];
+} fake_ev;
+
+typedef struct fake_store {
+    fake_ev *ev;
+    size_t n, cap;
+    int scans;
+} fake_store;
+
+static fake_ev *store_add(fake_store *s, const char *run, const char *flow, const char *type,
+                          size_t pad)
+{
+    if (s->n == s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 64;
+        s->ev = realloc(s->ev, s->cap * sizeof *s->ev);
+        assert_non_null(s->ev);
+    }
+    fake_ev *e = &s->ev[s->n];
+    memset(e, 0, sizeof *e);
+    e->id = (int64_t)s->n + 1;
+    snprintf(e->run_id, sizeof e->run_id, "%s", run);
+    snprintf(e->flow, sizeof e->flow, "%s", flow);
+    snprintf(e->type, sizeof e->type, "%s", type);
+    int n = snprintf(e->data, sizeof e->data, "{\"n\":%" PRId64 ",\"pad\":\"", e->id);
+    for (size_t i = 0; i < pad && (size_t)n < sizeof e->data - 3; i++)
+        e->data[n++] = 'x';
+    snprintf(e->data + n, sizeof e->data - (size_t)n, "\"}");
+    s->n++;
+    return e;
+}
+
+static rd_hub_event to_hub(const fake_ev *e)
+{
+    rd_hub_event h = {.id = e->id,
+                      .run_id = e->run_id,
+                      .flow = e->flow,
+                      .type = e->type,
+                      .ts = 1700000000000 + e->id,
+                      .data = e->data,
+                      .terminal = strcmp(e->type, "run.end") == 0};
+    return h;
+}
+
+static int fake_scan(void *arg, const char *run_id, int64_t after, int limit,
+                     rd_hub_event_fn fn, void *cbarg)
+{
+    fake_store *s = arg;
+    s->scans++;
+    int rows = 0;
+    for (size_t i = 0; i < s->n && rows < limit; i++) {
+        const fake_ev *e = &s->ev[i];
+        if (e->id <= after || (run_id && strcmp(run_id, e->run_id) != 0))
+            continue;
+        rows++;
+        rd_hub_event h = to_hub(e);
+        if (fn(&h, cbarg) != 0)
+            break;
+    }
+    return 0;
+}
+
+/* Publishes an event the way the engine does: with its frame built beforehand. */
+static void publish(rd_hub *hub, const fake_ev *e)
+{
+    rd_hub_event h = to_hub(e);
+    struct evbuffer *b = evbuffer_new();
+    rd_hub_format(b, &h); /* "id..\nevent..\ndata: <frame>\n\n": keep only <frame> */
+    size_t len = evbuffer_get_length(b);
+    char *all = malloc(len + 1);
+    evbuffer_remove(b, all, len);
+    all[len] = 0;
+    char *frame = strstr(all, "data: ") + 6;
+    h.frame = frame;
+    h.frame_len = strlen(frame) - 2;
+    rd_hub_publish(hub, &h);
+    free(all);
+    evbuffer_free(b);
+}
+
+/* --- fake sink -------------------------------------------------------------------------- */
+
+typedef struct fake_sink {
+    rd_hub_sub *sub;
+    struct evbuffer *unsent; /* the transport's queue */
+    struct evbuffer *wire;   /* what the peer has read */
+    int sends;
+    int closed;              /* 0, or why + 1 */
+    bool stalled;            /* never drains */
+} fake_sink;
+
+static size_t sink_unsent(void *arg)
+{
+    return evbuffer_get_length(((fake_sink *)arg)->unsent);
+}
+
+static void sink_send(void *arg, struct evbuffer *buf)
+{
+    fake_sink *k = arg;
+    k->sends++;
+    evbuffer_add_buffer(k->unsent, buf);
+}
+
+static void sink_close(void *arg, rd_hub_why why)
+{
+    fake_sink *k = arg;
+    k->closed = (int)why + 1;
+    if (why == RD_HUB_END || why == RD_HUB_SHUTDOWN)
+        evbuffer_add_buffer(k->wire, k->unsent); /* flushed, then closed */
+    rd_hub_unsubscribe(k->sub);
+    k->sub = NULL;
+}
+
+static const rd_hub_sink_ops fake_ops = {sink_unsent, sink_send, sink_close};
+
+typedef struct fx {
+    struct event_base *base;
+    fake_store store;
+    rd_hub *hub;
+    fake_sink sinks[8];
+} fx;
+
+static int setup(void **state)
+{
+    fx *f = calloc(1, sizeof *f);
+    f->base = event_base_new();
+    for (int i = 0; i < 8; i++) {
+        f->sinks[i].unsent = evbuffer_new();
+        f->sinks[i].wire = evbuffer_new();
+    }
+    rd_hub_opts o = {.max_buffer = 64 * 1024, .page = 50, .scan = fake_scan,
+                     .scan_arg = &f->store};
+    f->hub = rd_hub_new(f->base, &o, 0);
+    assert_non_null(f->hub);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx *f = *state;
+    for (int i = 0; i < 8; i++)
+        if (f->sinks[i].sub)
+            rd_hub_unsubscribe(f->sinks[i].sub);
+    rd_hub_free(f->hub);
+    for (int i = 0; i < 8; i++) {
+        evbuffer_free(f->sinks[i].unsent);
+        evbuffer_free(f->sinks[i].wire);
+    }
+    event_base_free(f->base);
+    free(f->store.ev);
+    free(f);
+    return 0;
+}
+
+static void sub(fx *f, int i, const rd_hub_filter *flt, int64_t resume, bool finished)
+{
+    f->sinks[i].sub = rd_hub_subscribe(f->hub, flt, resume, finished, &fake_ops, &f->sinks[i]);
+    assert_non_null(f->sinks[i].sub);
+}
+
+/* The peer reads everything queued; the hub hears of the drain. */
+static void drain(fx *f)
+{
+    for (int i = 0; i < 8; i++) {
+        fake_sink *k = &f->sinks[i];
+        if (k->stalled || evbuffer_get_length(k->unsent) == 0)
+            continue;
+        evbuffer_add_buffer(k->wire, k->unsent);
+        if (k->sub)
+            rd_hub_sub_drained(k->sub);
+    }
+}
+
+/* Runs the loop until nothing is left to do, draining readers between iterations. */
+static void settle(fx *f)
+{
+    for (int i = 0; i < 400; i++) {
+        event_base_loop(f->base, EVLOOP_NONBLOCK);
+        drain(f);
+    }
+}
+
+/* The ids of the frames in a sink's wire bytes, in order; n ids written to out. */
+static size_t wire_ids(fake_sink *k, int64_t *out, size_t cap)
+{
+    size_t len = evbuffer_get_length(k->wire), n = 0;
+    char *text = malloc(len + 1);
+    evbuffer_copyout(k->wire, text, len);
+    text[len] = 0;
+    for (char *p = text; (p = strstr(p, "id: ")) && n < cap; p += 4)
+        if (p == text || p[-1] == '\n')
+            out[n++] = strtoll(p + 4, NULL, 10);
+    free(text);
+    return n;
+}
+
+/* --- tests ------------------------------------------------------------------------------ */
+
+static void test_routing_and_filters(void **state)
+{
+    fx *f = *state;
+    const char *types[] = {"run.item"}, *flows[] = {"beta"}, *runs[] = {"r2"};
+    sub(f, 0, &(rd_hub_filter){.run_id = "r1"}, -1, false);
+    sub(f, 1, &(rd_hub_filter){.run_id = "r2"}, -1, false);
+    sub(f, 2, &(rd_hub_filter){0}, -1, false);
+    sub(f, 3, &(rd_hub_filter){.types = types, .n_types = 1}, -1, false);
+    sub(f, 4, &(rd_hub_filter){.flows = flows, .n_flows = 1}, -1, false);
+    sub(f, 5, &(rd_hub_filter){.runs = runs, .n_runs = 1, .types = types, .n_types = 1}, -1,
+        false);
+    publish(f->hub, store_add(&f->store, "r1", "alpha", "run.status", 0)); /* 1 */
+    publish(f->hub, store_add(&f->store, "r2", "beta", "run.item", 0));    /* 2 */
+    publish(f->hub, store_add(&f->store, "r1", "alpha", "run.item", 0));   /* 3 */
+    publish(f->hub, store_add(&f->store, "r2", "beta", "run.log", 0));     /* 4 */
+    settle(f);
+    static const int64_t want[6][4] = {{1, 3}, {2, 4}, {1, 2, 3, 4}, {2, 3}, {2, 4}, {2}};
+    static const size_t nwant[6] = {2, 2, 4, 2, 2, 1};
+    for (int i = 0; i < 6; i++) {
+        int64_t ids[8];
+        size_t n = wire_ids(&f->sinks[i], ids, 8);
+        assert_int_equal(n, nwant[i]);
+        for (size_t j = 0; j < n; j++)
+            assert_int_equal(ids[j], want[i][j]);
+    }
+    assert_int_equal(rd_hub_count(f->hub), 6);
+}
+
+static void test_frame_shared_and_coalesced(void **state)
+{
+    fx *f = *state;
+    for (int i = 0; i < 3; i++)
+        sub(f, i, &(rd_hub_filter){0}, -1, false);
+    publish(f->hub, store_add(&f->store, "r1", "alpha", "run.item", 2000)); /* shared */
+    for (int i = 0; i < 9; i++)
+        publish(f->hub, store_add(&f->store, "r1", "alpha", "run.item", 10)); /* copied */
+    /* Nothing is handed to a sink before the loop runs: a burst is gathered... */
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(f->sinks[i].sends, 0);
+    event_base_loop(f->base, EVLOOP_NONBLOCK);
+    /* ...and sent once per subscriber, with the big frame's bytes shared, not copied. */
+    struct evbuffer_iovec v[3];
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(f->sinks[i].sends, 1);
+        assert_true(evbuffer_peek(f->sinks[i].unsent, 1, NULL, &v[i], 1) >= 1);
+    }
+    assert_ptr_equal(v[0].iov_base, v[1].iov_base);
+    assert_ptr_equal(v[1].iov_base, v[2].iov_base);
+    rd_hub_stats s;
+    rd_hub_get_stats(f->hub, &s);
+    assert_int_equal(s.shared_frames, 3);
+    assert_int_equal(s.frames, 30);
+    settle(f);
+    int64_t ids[16];
+    assert_int_equal(wire_ids(&f->sinks[2], ids, 16), 10);
+}
+
+static void test_stalled_reader_cut_off(void **state)
+{
+    fx *f = *state;
+    rd_hub_set_max_buffer(f->hub, 16 * 1024);
+    sub(f, 0, &(rd_hub_filter){0}, -1, false);
+    sub(f, 1, &(rd_hub_filter){.run_id = "r1"}, -1, false);
+    f->sinks[0].stalled = true;
+    for (int i = 0; i < 200; i++) {
+        publish(f->hub, store_add(&f->store, "r1", "alpha", "run.item", 900));
+        settle(f);
+        /* The stalled reader never holds more than the bound plus one frame. */
+        assert_true(evbuffer_get_length(f->sinks[0].unsent) <= 16 * 1024 + 1200);
+    }
+    assert_int_equal(f->sinks[0].closed, RD_HUB_SLOW + 1);
+    assert_null(f->sinks[0].sub);
+    int64_t ids[256];
+    assert_int_equal(wire_ids(&f->sinks[1], ids, 256), 200);
+    rd_hub_stats s;
+    rd_hub_get_stats(f->hub, &s);
+    assert_int_equal(s.slow_disconnects, 1);
+    assert_int_equal(s.subscribers, 1);
+}
+
+static void test_big_frame_reaches_idle_subscriber(void **state)
+{
+    fx *f = *state;
+    rd_hub_set_max_buffer(f->hub, 1024);
+    sub(f, 0, &(rd_hub_filter){0}, -1, false);
+    publish(f->hub, store_add(&f->store, "r1", "alpha", "run.item", 1100));
+    settle(f);
+    int64_t ids[2];
+    assert_int_equal(wire_ids(&f->sinks[0], ids, 2), 1);
+    assert_int_equal(f->sinks[0].closed, 0);
+}
+
+/* Replays 1,000 stored events while 300 more arrive between pages: every id once, in
+ * order. */
+static void test_replay_then_live_no_gap(void **state)
+{
+    fx *f = *state;
+    for (int i = 0; i < 1000; i++)
+        store_add(&f->store, i % 3 ? "r1" : "r2", "alpha", "run.item", 20);
+    rd_hub_free(f->hub);
+    rd_hub_opts o = {.max_buffer = 8 * 1024, .page = 50, .scan = fake_scan,
+                     .scan_arg = &f->store};
+    f->hub = rd_hub_new(f->base, &o, 1000);
+    sub(f, 0, &(rd_hub_filter){.run_id = "r1"}, 0, false);
+    sub(f, 1, &(rd_hub_filter){0}, 500, false);
+    for (int round = 0; round < 300; round++) {
+        publish(f->hub, store_add(&f->store, round % 2 ? "r1" : "r2", "alpha", "run.item", 20));
+        event_base_loop(f->base, EVLOOP_NONBLOCK);
+        if (round % 3 == 0)
+            drain(f);
+    }
+    settle(f);
+    static int64_t ids[2000];
+    size_t n = wire_ids(&f->sinks[0], ids, 2000), expect = 0;
+    for (size_t i = 0; i < f->store.n; i++)
+        if (strcmp(f->store.ev[i].run_id, "r1") == 0)
+            assert_int_equal(ids[expect++], f->store.ev[i].id);
+    assert_int_equal(n, expect);
+    n = wire_ids(&f->sinks[1], ids, 2000);
+    assert_int_equal(n, 800);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(ids[i], 501 + (int64_t)i);
+    /* Paged: many scans, none reading more than the page. */
+    assert_true(f->store.scans > 20);
+}
+
+/* A reader that does not drain gets about half the bound of replay, no more. */
+static void test_replay_paged_by_drain(void **state)
+{
+    fx *f = *state;
+    for (int i = 0; i < 500; i++)
+        store_add(&f->store, "r1", "alpha", "run.item", 200);
+    rd_hub_free(f->hub);
+    rd_hub_opts o = {.max_buffer = 16 * 1024, .page = 100, .scan = fake_scan,
+                     .scan_arg = &f->store};
+    f->hub = rd_hub_new(f->base, &o, 500);
+    f->sinks[0].stalled = true;
+    sub(f, 0, &(rd_hub_filter){.run_id = "r1"}, 0, false);
+    settle(f);
+    size_t held = evbuffer_get_length(f->sinks[0].unsent);
+    assert_true(held >= 8 * 1024 && held < 8 * 1024 + 600);
+    assert_int_equal(f->sinks[0].closed, 0); /* replay waits; it is never "slow" */
+    f->sinks[0].stalled = false;
+    settle(f);
+    int64_t ids[600];
+    assert_int_equal(wire_ids(&f->sinks[0], ids, 600), 500);
+}
+
+/* Rows above the last published id (an open transaction) are not replayed until published. */
+static void test_replay_bounded_by_published(void **state)
+{
+    fx *f = *state;
+    for (int i = 0; i < 10; i++)
+        store_add(&f->store, "r1", "alpha", "run.item", 0);
+    rd_hub_free(f->hub);
+    rd_hub_opts o = {.max_buffer = 64 * 1024, .page = 4, .scan = fake_scan,
+                     .scan_arg = &f->store};
+    f->hub = rd_hub_new(f->base, &o, 7); /* 8..10 are not committed yet */
+    sub(f, 0, &(rd_hub_filter){.run_id = "r1"}, 0, false);
+    settle(f);
+    int64_t ids[16];
+    assert_int_equal(wire_ids(&f->sinks[0], ids, 16), 7);
+    for (int i = 7; i < 10; i++)
+        publish(f->hub, &f->store.ev[i]);
+    settle(f);
+    assert_int_equal(wire_ids(&f->sinks[0], ids, 16), 10);
+    assert_int_equal(ids[9], 10);
+}
+
+static void test_run_end_closes(void **state)
+{
+    fx *f = *state;
+    store_add(&f->store, "r1", "alpha", "run.status", 0);
+    store_add(&f->store, "r1", "alpha", "run.end", 0);
+    rd_hub_free(f->hub);
+    rd_hub_opts o = {.max_buffer = 64 * 1024, .page = 50, .scan = fake_scan,
+                     .scan_arg = &f->store};
+    f->hub = rd_hub_new(f->base, &o, 2);
+    sub(f, 0, &(rd_hub_filter){.run_id = "r1"}, 0, true);  /* replays through run.end */
+    sub(f, 1, &(rd_hub_filter){.run_id = "r2"}, 0, false); /* live, then run.end */
+    sub(f, 2, &(rd_hub_filter){0}, -1, false);             /* the global stream goes on */
+    settle(f);
+    assert_int_equal(f->sinks[0].closed, RD_HUB_END + 1);
+    int64_t ids[8];
+    assert_int_equal(wire_ids(&f->sinks[0], ids, 8), 2);
+    publish(f->hub, store_add(&f->store, "r2", "alpha", "run.status", 0));
+    publish(f->hub, store_add(&f->store, "r2", "alpha", "run.end", 0));
+    publish(f->hub, store_add(&f->store, "r3", "alpha", "run.status", 0));
+    settle(f);
+    assert_int_equal(f->sinks[1].closed, RD_HUB_END + 1);
+    assert_int_equal(wire_ids(&f->sinks[1], ids, 8), 2);
+    assert_int_equal(f->sinks[2].closed, 0);
+    assert_int_equal(wire_ids(&f->sinks[2], ids, 8), 3);
+}
+
+static void test_close_all(void **state)
+{
+    fx *f = *state;
+    sub(f, 0, &(rd_hub_filter){0}, -1, false);
+    sub(f, 1, &(rd_hub_filter){.run_id = "r1"}, -1, false);
+    publish(f->hub, store_add(&f->store, "r1", "alpha", "run.status", 0));
+    rd_hub_close_all(f->hub, false);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(f->sinks[i].closed, RD_HUB_SHUTDOWN + 1);
+        int64_t ids[2];
+        assert_int_equal(wire_ids(&f->sinks[i], ids, 2), 1); /* flushed before closing */
+    }
+    assert_int_equal(rd_hub_count(f->hub), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_routing_and_filters, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_frame_shared_and_coalesced, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stalled_reader_cut_off, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_big_frame_reaches_idle_subscriber, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replay_then_live_no_gap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replay_paged_by_drain, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replay_bounded_by_published, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_run_end_closes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_all, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
