@@ -21,10 +21,11 @@
 #include <string.h>
 
 #include "store.h"
+#include "store_sqlite_int.h"
 #include "util.h"
 
 /* Bump when the schema changes and add a step to migrate(); user_version holds it. */
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2 /* 2: the webhook outbox tables (store_sqlite_outbox.c) */
 
 typedef enum { COL_STR, COL_I64, COL_INT, COL_BOOL, COL_STATUS, COL_REASON, COL_JSON } col_kind;
 
@@ -65,9 +66,11 @@ static const run_col run_cols[] = {
  * with an item_seq; the partial unique index both serves the results API and refuses a
  * second item with the same seq. */
 static const char schema_sql[] =
-    "CREATE INDEX IF NOT EXISTS runs_status ON runs (status, created_at, id);"
-    "CREATE INDEX IF NOT EXISTS runs_flow_created ON runs (flow, created_at, id);"
-    "CREATE INDEX IF NOT EXISTS runs_created ON runs (created_at, id);"
+    /* Ties on created_at (milliseconds) are broken by rowid, the insertion order, which every
+     * index carries implicitly: so FIFO order survives a restart. */
+    "CREATE INDEX IF NOT EXISTS runs_status2 ON runs (status, created_at);"
+    "CREATE INDEX IF NOT EXISTS runs_flow_created2 ON runs (flow, created_at);"
+    "CREATE INDEX IF NOT EXISTS runs_created2 ON runs (created_at);"
     "CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY AUTOINCREMENT,"
     " run_id TEXT NOT NULL, flow TEXT, type TEXT NOT NULL, ts INTEGER NOT NULL,"
     " data TEXT NOT NULL, item_seq INTEGER);"
@@ -150,6 +153,7 @@ typedef struct rd_sqlite {
     sqlite3 *db;
     bool tx_open; /* we executed BEGIN and have not ended the transaction since */
     sqlite3_stmt *st[ST__COUNT];
+    rd_sqlite_outbox *ob; /* the outbox statements (store_sqlite_outbox.c) */
 } rd_sqlite;
 
 /* Bitmask of the active statuses, built from the status table so it cannot drift. */
@@ -307,6 +311,22 @@ static int sqlite_rollback(rd_store *base)
     if (sqlite3_get_autocommit(s->db))
         return 0; /* SQLite already rolled it back */
     return step_done(s, s->st[ST_ROLLBACK], "rollback") == 0 ? 0 : RD_EIO;
+}
+
+/* For the satellite files (store_sqlite_int.h). */
+sqlite3 *rd_sqlite_db(rd_store *base)
+{
+    return ((rd_sqlite *)base)->db;
+}
+
+int rd_sqlite_write_begin(rd_store *base)
+{
+    return tx_begin((rd_sqlite *)base);
+}
+
+rd_sqlite_outbox *rd_sqlite_outbox_of(rd_store *base)
+{
+    return ((rd_sqlite *)base)->ob;
 }
 
 /* ---- runs ------------------------------------------------------------------------------- */
@@ -785,6 +805,7 @@ static void sqlite_close(rd_store *base)
         return;
     if (s->db && s->st[ST_COMMIT] && s->st[ST_ROLLBACK] && sqlite_commit(base) != 0)
         rd_log_err("store: close: the last transaction was not committed");
+    rd_sqlite_outbox_close(s->ob);
     for (int i = 0; i < ST__COUNT; i++)
         sqlite3_finalize(s->st[i]); /* NULL is a no-op */
     if (s->db && sqlite3_close(s->db) != SQLITE_OK)
@@ -810,6 +831,7 @@ static const rd_store_ops sqlite_ops = {
     .min_event_id = sqlite_min_event_id,
     .kv_get = sqlite_kv_get,
     .kv_put = sqlite_kv_put,
+    RD_SQLITE_OUTBOX_OPS,
     .enrichment_put = sqlite_enrichment_put,
 };
 
@@ -891,10 +913,10 @@ static void run_sql(st_id id, sqlbuf *b)
         if (id == ST_RUN_GET) {
             sb_add(b, " WHERE id = ?1");
         } else if (id == ST_RUNS_ACTIVE) {
-            sb_add(b, " WHERE " STATUS_IN " ORDER BY created_at, id");
+            sb_add(b, " WHERE " STATUS_IN " ORDER BY created_at, rowid");
         } else {
             sb_run_filter(b, (int)id - ST_RUN_LIST);
-            sb_add(b, " ORDER BY created_at DESC, id DESC LIMIT :limit OFFSET :offset");
+            sb_add(b, " ORDER BY created_at DESC, rowid DESC LIMIT :limit OFFSET :offset");
         }
     }
 }
@@ -981,6 +1003,8 @@ static int migrate(rd_sqlite *s, char *err, size_t errlen)
         goto out;
     }
     rc = exec(s, b.s, err, errlen);
+    if (rc == 0)
+        rc = exec(s, rd_sqlite_outbox_schema, err, errlen);
 out:
     if (rc == 0)
         return exec(s, "COMMIT", err, errlen);
@@ -1027,6 +1051,8 @@ int rd_store_open_sqlite(const char *path, const rd_store_opts *opts, rd_store *
     } else if ((rc = apply_pragmas(s, opts, err, errlen)) == 0 &&
                (rc = migrate(s, err, errlen)) == 0) {
         rc = prepare_all(s, err, errlen);
+        if (rc == 0)
+            rc = rd_sqlite_outbox_open(s->db, &s->ob, err, errlen);
     }
     if (rc != 0) {
         sqlite_close(&s->base);

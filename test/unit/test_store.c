@@ -391,11 +391,12 @@ static void test_runs_active(void **state)
     fx *f = *state;
     rd_run **v = NULL;
     size_t n = 0;
-    const char *expect[] = {"run_c", "run_a", "run_b", "run_d", "run_e"};
+    /* Ties on created_at go by insertion order (FIFO across restarts), not by id. */
+    const char *expect[] = {"run_c", "run_b", "run_a", "run_d", "run_e"};
 
     insert_run(f->s, "run_b", "x", RD_ST_PAUSED, 20);
     insert_run(f->s, "run_done", "x", RD_ST_SUCCEEDED, 1);
-    insert_run(f->s, "run_a", "x", RD_ST_RUNNING, 20); /* same time as b: id decides */
+    insert_run(f->s, "run_a", "x", RD_ST_RUNNING, 20); /* same time as b, inserted later */
     insert_run(f->s, "run_e", "y", RD_ST_CANCELLING, 40);
     insert_run(f->s, "run_c", "y", RD_ST_QUEUED, 10);
     insert_run(f->s, "run_new", "y", RD_ST_CREATED, 15);
