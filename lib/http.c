@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -40,12 +41,14 @@ struct rd_http {
     rd_api_state *api_state;
     void *stream_state;
     struct rd_outbox *outbox; /* borrowed, for the deliveries endpoints */
+    LIST_HEAD(, conn_state) conns; /* live evhtp connections (not taken-over streams) */
 };
 
 /* Per-connection state for the body limit: evhtp handles one request at a time per
  * connection, so the counter is reset at each request's headers. */
 typedef struct conn_state {
     rd_http *h;
+    LIST_ENTRY(conn_state) link; /* in h->conns: freed with the server */
     evhtp_connection_t *conn;
     uint64_t body_bytes;
     bool too_big;
@@ -188,7 +191,9 @@ static evhtp_res http_on_headers(evhtp_request_t *r, evhtp_headers_t *hdrs, void
 
 static evhtp_res http_on_conn_fini(evhtp_connection_t *c, void *arg)
 {
-    free(arg);
+    conn_state *cs = arg;
+    LIST_REMOVE(cs, link);
+    free(cs);
     return EVHTP_RES_OK;
 }
 
@@ -199,6 +204,7 @@ static evhtp_res http_on_accept(evhtp_connection_t *c, void *arg)
         return EVHTP_RES_FATAL;
     cs->h = arg;
     cs->conn = c;
+    LIST_INSERT_HEAD(&cs->h->conns, cs, link);
     cs->in_head = true;
     struct bufferevent *bev = evhtp_connection_get_bev(c);
     if (bev) {
@@ -660,6 +666,7 @@ rd_http *rd_http_new(struct event_base *base, rd_engine *eng, const rd_config *c
     h->base = base;
     h->eng = eng;
     h->cfg = cfg;
+    LIST_INIT(&h->conns);
     h->accept_retry = evtimer_new(base, http_on_accept_retry, h);
     if (rd_stream_init(h, err, errlen) != 0) {
         rd_http_free(h);
@@ -707,6 +714,11 @@ void rd_http_free(rd_http *h)
     if (!h)
         return;
     rd_api_close_streams(h);
+    /* evhtp_free leaves live connections behind: free them first (their fini hook unlinks
+     * them; a held ?wait request is released through its own fini hook). */
+    conn_state *cs;
+    while ((cs = LIST_FIRST(&h->conns)))
+        evhtp_connection_free(cs->conn);
     for (int i = 0; i < h->n_htp; i++) {
         evhtp_unbind_socket(h->htp[i]);
         evhtp_free(h->htp[i]);
