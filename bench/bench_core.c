@@ -1,8 +1,9 @@
 /*
  * bench_core.c: the core issue's two throughput benchmarks, each beside its baseline.
  *
- *   bench_core runs  PORT N            create N runs of the `trivial` flow over HTTP and time
- *                                      create -> all terminal
+ *   bench_core runs  PORT N [CONNS]    create N runs of the `trivial` flow over HTTP from CONNS
+ *                                      connections at once (default 8) and time create -> all
+ *                                      terminal
  *   bench_core spawn WORKER N CONC     spawn-and-wait the same worker N times, CONC at once
  *   bench_core items PORT COUNT        one run of the `items` flow emitting COUNT items; time
  *                                      create -> terminal, items persisted per second
@@ -90,35 +91,74 @@ static long json_long(const char *body, const char *key)
     return p ? strtol(p + strlen(pat), NULL, 10) : -1;
 }
 
-static int bench_runs(int port, int n)
+/* Creates n runs over `conns` keep-alive connections at once (clients do not wait for each
+ * other), then polls until all are terminal. */
+static int bench_runs(int port, int n, int conns)
 {
     static char buf[1 << 20];
-    int fd = connect_port(port);
+    static const char req[] = "POST /v1/runs HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                              "Content-Type: application/json\r\nContent-Length: 18\r\n\r\n"
+                              "{\"flow\":\"trivial\"}";
+    struct pollfd pfd[64];
+    char rbuf[64][8192];
+    size_t rlen[64] = {0};
+    int sent = 0, created = 0, retries = 0;
+    if (conns > 64)
+        conns = 64;
     double t0 = now_s();
-    for (int i = 0; i < n; i++) {
-        int st = http(fd, "POST", "/v1/runs", "{\"flow\":\"trivial\"}", buf, sizeof buf);
-        if (st == 429) { /* queue full: let it drain, then retry this one */
-            i--;
-            usleep(1000);
-            continue;
-        }
-        if (st != 201) {
-            fprintf(stderr, "create: %d %s\n", st, buf);
+    for (int i = 0; i < conns; i++) {
+        pfd[i].fd = connect_port(port);
+        pfd[i].events = POLLIN;
+        if (sent < n && write(pfd[i].fd, req, sizeof req - 1) == (ssize_t)(sizeof req - 1))
+            sent++;
+    }
+    while (created < n) {
+        if (poll(pfd, (nfds_t)conns, 10000) <= 0) {
+            fprintf(stderr, "create: timed out\n");
             return 1;
         }
+        for (int i = 0; i < conns; i++) {
+            if (!(pfd[i].revents & POLLIN))
+                continue;
+            ssize_t r = read(pfd[i].fd, rbuf[i] + rlen[i], sizeof rbuf[i] - 1 - rlen[i]);
+            if (r <= 0)
+                return 1;
+            rlen[i] += (size_t)r;
+            rbuf[i][rlen[i]] = 0;
+            char *end = strstr(rbuf[i], "\r\n\r\n");
+            char *cl = end ? strcasestr(rbuf[i], "Content-Length:") : NULL;
+            if (!end || !cl || rlen[i] < (size_t)(end + 4 - rbuf[i]) + strtoul(cl + 15, NULL, 10))
+                continue; /* the reply is not complete yet */
+            int st = atoi(rbuf[i] + 9);
+            rlen[i] = 0;
+            if (st == 201)
+                created++;
+            else if (st == 429)
+                retries++, sent--; /* queue full: send it again */
+            else {
+                fprintf(stderr, "create: status %d\n", st);
+                return 1;
+            }
+            if (sent < n && write(pfd[i].fd, req, sizeof req - 1) == (ssize_t)(sizeof req - 1))
+                sent++;
+        }
     }
+    int fd = connect_port(port);
     for (;;) {
         http(fd, "GET", "/v1/runs?status=succeeded,failed,crashed&flow=trivial&page_size=1", NULL,
              buf, sizeof buf);
         if (json_long(buf, "total") >= n)
             break;
-        usleep(2000);
+        usleep(1000);
     }
     double dt = now_s() - t0;
     http(fd, "GET", "/v1/runs?status=succeeded&flow=trivial&page_size=1", NULL, buf, sizeof buf);
     long ok = json_long(buf, "total");
-    printf("daemon_runs_per_s %.1f runs/s (%d runs, %ld succeeded, %.3f s)\n", n / dt, n, ok, dt);
+    printf("daemon_runs_per_s %.1f runs/s (%d runs over %d connections, %ld succeeded, %.3f s)\n",
+           n / dt, n, conns, ok, dt);
     close(fd);
+    for (int i = 0; i < conns; i++)
+        close(pfd[i].fd);
     return ok == n ? 0 : 1;
 }
 
@@ -284,7 +324,7 @@ static int bench_raw(const char *path, long count)
 int main(int argc, char **argv)
 {
     if (argc >= 4 && strcmp(argv[1], "runs") == 0)
-        return bench_runs(atoi(argv[2]), atoi(argv[3]));
+        return bench_runs(atoi(argv[2]), atoi(argv[3]), argc >= 5 ? atoi(argv[4]) : 8);
     if (argc >= 5 && strcmp(argv[1], "spawn") == 0)
         return bench_spawn(argv[2], atoi(argv[3]), atoi(argv[4]));
     if (argc >= 4 && strcmp(argv[1], "items") == 0)

@@ -149,11 +149,11 @@ nchan_ver=$(dpkg-query -W -f '${Version}' libnginx-mod-nchan 2>/dev/null || echo
 echo
 echo "SSE fan-out, $(nproc) cores, loopback; runsd $(git -C "$root" rev-parse --short HEAD 2>/dev/null)+ vs nginx $(nginx -v 2>&1 | sed 's#.*/##') + nchan $nchan_ver"
 printf '%-44s' ""
-for n in $NS; do printf '%12s %12s' "runsd N=$n" "nchan N=$n"; done
+for n in $NS; do printf ' %13s %13s' "runsd N=$n" "nchan N=$n"; done
 echo
 row() { # label key
     printf '%-44s' "$1"
-    for n in $NS; do printf '%12s %12s' "${R[runsd,$n,$2]:-?}" "${R[nchan,$n,$2]:-?}"; done
+    for n in $NS; do printf ' %13s %13s' "${R[runsd,$n,$2]:-?}" "${R[nchan,$n,$2]:-?}"; done
     echo
 }
 row "deliveries/s (best P)" dps
@@ -166,8 +166,10 @@ row "time to last subscriber p50 ms" l_last_p50_ms
 row "time to last subscriber p99 ms" l_last_p99_ms
 row "server bytes per idle subscriber" mem
 echo
-echo "stalled reader (2,000 events of 8 KiB; growth = peak server memory minus before):"
+echo "stalled reader (2,000 events of 8 KiB; growth = peak server memory minus before; the"
+echo "control is the same run without the stalled subscriber, so the difference is its cost):"
 for t in runsd nchan; do
-    printf '  %-6s growth %8s kB (control without it: %s kB), disconnected: %s, it received %s bytes\n' \
-        "$t" "${R[$t,stall_growth]}" "${R[$t,ctl_growth]}" "${R[$t,stall_cut]}" "${R[$t,stall_bytes]}"
+    printf '  %-6s growth %6s kB, control %6s kB, due to it %6s kB; disconnected: %s; it received %s bytes\n' \
+        "$t" "${R[$t,stall_growth]}" "${R[$t,ctl_growth]}" \
+        "$((R[$t,stall_growth] - R[$t,ctl_growth]))" "${R[$t,stall_cut]}" "${R[$t,stall_bytes]}"
 done

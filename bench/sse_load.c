@@ -126,8 +126,8 @@ static double server_cpu(const bench *b)
         buf[n] = 0;
         char *p = strrchr(buf, ')');
         unsigned long ut = 0, st = 0;
-        if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
-                        &st) == 2)
+        if (p &&
+            sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) == 2)
             total += (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
     }
     return total;
@@ -186,8 +186,7 @@ static bool head(sub *s, char **p, size_t *n)
     if (!end)
         return false;
     if (strncmp(*p, "HTTP/1.1 200", 12) != 0 && strncmp(*p, "HTTP/1.0 200", 12) != 0) {
-        fprintf(stderr, "sse_load: subscriber refused: %.*s\n", (int)(strchr(*p, '\r') - *p),
-                *p);
+        fprintf(stderr, "sse_load: subscriber refused: %.*s\n", (int)(strchr(*p, '\r') - *p), *p);
         s->b->failed++;
     } else {
         s->b->open++;
@@ -334,8 +333,9 @@ static void publish_one(bench *b, int slot)
         evbuffer_add_printf(body, "{\"bt\":%lld,\"bs\":%d,\"pad\":\"%s\"}", (long long)t, seq,
                             b->pad);
     else
-        evbuffer_add_printf(body, "{\"type\":\"item\",\"data\":{\"bt\":%lld,\"bs\":%d,"
-                                  "\"pad\":\"%s\"}}\n",
+        evbuffer_add_printf(body,
+                            "{\"type\":\"item\",\"data\":{\"bt\":%lld,\"bs\":%d,"
+                            "\"pad\":\"%s\"}}\n",
                             (long long)t, seq, b->pad);
     b->pub_busy[slot] = true;
     if (evhttp_make_request(b->pub[slot], req, EVHTTP_REQ_POST, b->pub_path) != 0)
@@ -444,8 +444,7 @@ static void report_stall(bench *b, long base_kb)
            "server_growth_kb=%ld server_end_growth_kb=%ld stalled_disconnected=%s "
            "stalled_bytes=%llu\n",
            b->k, b->size, (unsigned long long)b->deliveries, b->mem_peak_kb - base_kb,
-           end_kb - base_kb,
-           closed ? "yes" : "no", (unsigned long long)s->bytes);
+           end_kb - base_kb, closed ? "yes" : "no", (unsigned long long)s->bytes);
 }
 
 /* --- main -------------------------------------------------------------------------------- */
@@ -459,30 +458,51 @@ static void usage(void)
 
 static void parse(bench *b, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"port", 1, 0, 'p'},   {"sub", 1, 0, 's'},  {"pub", 1, 0, 'u'},
-        {"format", 1, 0, 'f'}, {"rate", 1, 0, 'r'}, {"inflight", 1, 0, 'i'},
-        {"size", 1, 0, 'z'},   {"pid", 1, 0, 'P'},  {"stall", 0, 0, 'S'},
-        {0, 0, 0, 0}};
+    static const struct option opts[] = {{"port", 1, 0, 'p'},  {"sub", 1, 0, 's'},
+                                         {"pub", 1, 0, 'u'},   {"format", 1, 0, 'f'},
+                                         {"rate", 1, 0, 'r'},  {"inflight", 1, 0, 'i'},
+                                         {"size", 1, 0, 'z'},  {"pid", 1, 0, 'P'},
+                                         {"stall", 0, 0, 'S'}, {0, 0, 0, 0}};
     int c;
     b->n = 100, b->k = 1000, b->inflight = 4, b->size = 64;
     while ((c = getopt_long(argc, argv, "n:k:", opts, NULL)) != -1) {
         switch (c) {
-        case 'p': b->port = atoi(optarg); break;
-        case 's': b->sub_path = optarg; break;
-        case 'u': b->pub_path = optarg; break;
-        case 'f': b->raw = strcmp(optarg, "raw") == 0; break;
-        case 'r': b->rate = atof(optarg); break;
-        case 'i': b->inflight = atoi(optarg); break;
-        case 'z': b->size = atoi(optarg); break;
+        case 'p':
+            b->port = atoi(optarg);
+            break;
+        case 's':
+            b->sub_path = optarg;
+            break;
+        case 'u':
+            b->pub_path = optarg;
+            break;
+        case 'f':
+            b->raw = strcmp(optarg, "raw") == 0;
+            break;
+        case 'r':
+            b->rate = atof(optarg);
+            break;
+        case 'i':
+            b->inflight = atoi(optarg);
+            break;
+        case 'z':
+            b->size = atoi(optarg);
+            break;
         case 'P':
             if (b->npids < MAX_PIDS)
                 b->pids[b->npids++] = (pid_t)atoi(optarg);
             break;
-        case 'S': b->stall = true; break;
-        case 'n': b->n = atoi(optarg); break;
-        case 'k': b->k = atoi(optarg); break;
-        default: usage();
+        case 'S':
+            b->stall = true;
+            break;
+        case 'n':
+            b->n = atoi(optarg);
+            break;
+        case 'k':
+            b->k = atoi(optarg);
+            break;
+        default:
+            usage();
         }
     }
     if (!b->port || !b->sub_path || !b->pub_path || b->n < 1 || b->k < 1 || b->inflight < 1 ||

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api_hooks.h"
+#include "outbox.h"
 #include "sse.h"
 #include "stream.h"
 #include "util.h"
@@ -77,6 +79,9 @@ static int check_webhook(rd_req *req, json_t *wh)
     if (sec && (!json_is_string(sec) || strncmp(json_string_value(sec), "whsec_", 6) != 0))
         return rd_reply_error(req, 422, "invalid_webhook",
                               "'webhook.secret' must be a string starting with whsec_");
+    char why[320];
+    if (rd_outbox_check_webhook(wh, why, sizeof why) != 0)
+        return rd_reply_error(req, 422, "invalid_webhook", "%s", why);
     return 0;
 }
 
@@ -616,9 +621,23 @@ static void route_run(rd_req *req)
             return method_not_allowed(req, "GET");
         if (rd_req_allowed(req, RD_SCOPE_WRITE))
             h_control(req, id);
+    } else if (strcmp(sub, "deliveries") == 0) {
+        if (!(IS(GET) || IS(HEAD)))
+            return method_not_allowed(req, "GET");
+        if (rd_req_allowed(req, RD_SCOPE_READ))
+            rd_api_deliveries(req, id);
     } else {
         rd_reply_error(req, 404, "not_found", "no such endpoint");
     }
+}
+
+/* /v1/runs/{id}/deliveries/{did}/redeliver */
+static void route_redeliver(rd_req *req)
+{
+    if (!IS(POST))
+        return method_not_allowed(req, "POST");
+    if (rd_req_allowed(req, RD_SCOPE_WRITE))
+        rd_api_redeliver(req, req->segs[2], req->segs[4]);
 }
 
 void rd_api_dispatch(rd_req *req)
@@ -668,6 +687,8 @@ void rd_api_dispatch(rd_req *req)
     }
     if ((req->nseg == 3 || req->nseg == 4) && SEG(1, "runs"))
         return route_run(req);
+    if (req->nseg == 6 && SEG(1, "runs") && SEG(3, "deliveries") && SEG(5, "redeliver"))
+        return route_redeliver(req);
     rd_reply_error(req, 404, "not_found", "no such endpoint");
 }
 

@@ -293,6 +293,7 @@ static void active_free(rd_active *act)
     rd_watch *w;
     while ((w = LIST_FIRST(&act->watches))) {
         LIST_REMOVE(w, link);
+        eng->n_watches--;
         w->fn(w->arg);
         free(w);
     }
@@ -555,6 +556,7 @@ static void wake_watchers(const char *key, void *value, void *arg)
     rd_watch *w;
     while ((w = LIST_FIRST(&act->watches))) {
         LIST_REMOVE(w, link);
+        act->eng->n_watches--;
         w->fn(w->arg);
         free(w);
     }
@@ -565,7 +567,8 @@ int rd_engine_flush(rd_engine *eng)
     int rc = flush(eng);
     if (rc != 0)
         return rc;
-    rd_map_each(eng->active, wake_watchers, NULL);
+    if (eng->n_watches > 0) /* most commits have no waiter to wake */
+        rd_map_each(eng->active, wake_watchers, NULL);
     rd_active *act;
     while ((act = TAILQ_FIRST(&eng->releasing))) {
         TAILQ_REMOVE(&eng->releasing, act, rlink);
@@ -586,9 +589,8 @@ static void engine_on_commit(evutil_socket_t fd, short what, void *arg)
     rd_engine_flush(arg);
 }
 
-static void engine_on_schedule(evutil_socket_t fd, short what, void *arg)
+void rd_schedule_now(rd_engine *eng)
 {
-    rd_engine *eng = arg;
     if (eng->shutting_down)
         return;
     rd_active *act, *next;
@@ -603,6 +605,11 @@ static void engine_on_schedule(evutil_socket_t fd, short what, void *arg)
         rd_exec_start(act); /* takes the slot, or ends the run spawn_failed */
     }
     rd_commit_soon(eng);
+}
+
+static void engine_on_schedule(evutil_socket_t fd, short what, void *arg)
+{
+    rd_schedule_now(arg);
 }
 
 rd_engine *rd_engine_new(struct event_base *base, rd_store *store, const rd_config *cfg)
@@ -655,6 +662,7 @@ static void free_active(const char *key, void *value, void *arg)
     rd_watch *w;
     while ((w = LIST_FIRST(&act->watches))) {
         LIST_REMOVE(w, link);
+        act->eng->n_watches--;
         free(w);
     }
     rd_exec_dispose(act);

@@ -170,6 +170,9 @@ int rd_engine_create(rd_engine *eng, const rd_create_req *req, json_t **out, boo
     if (req->start) {
         rd_transition(act, RD_ST_QUEUED, RD_RS_NONE, NULL);
         rd_enqueue(act);
+        /* With a free slot the run starts in this same transaction: one commit instead of
+         * two, and the reply already says running. */
+        rd_schedule_now(eng);
     } else {
         rd_active_release(act);
     }

@@ -102,6 +102,7 @@ struct rd_engine {
     rd_listener listeners[8];
     int n_listeners;
     int running;         /* local workers holding a slot */
+    int n_watches;       /* ?wait= waiters across all runs */
     int n_queued;        /* runs in status queued (local and external) */
     bool shutting_down;
     bool store_ok;
@@ -128,6 +129,8 @@ void rd_mark_dirty(rd_active *act);
 /** Schedules a commit at the end of this loop iteration. */
 void rd_commit_soon(rd_engine *eng);
 void rd_schedule_soon(rd_engine *eng);
+/** Starts what the queue and the capacity allow, now (in the caller's transaction). */
+void rd_schedule_now(rd_engine *eng);
 rd_active *rd_active_get(rd_engine *eng, const char *id);
 /** Adopts a record (takes ownership) into the active set. */
 rd_active *rd_active_adopt(rd_engine *eng, rd_run *run);

@@ -267,6 +267,7 @@ void *rd_engine_watch(rd_engine *eng, const char *id, rd_watch_fn fn, void *arg)
     w->fn = fn;
     w->arg = arg;
     LIST_INSERT_HEAD(&act->watches, w, link);
+    eng->n_watches++;
     return w;
 }
 
@@ -276,6 +277,7 @@ void rd_engine_unwatch(rd_engine *eng, void *handle)
     if (!w)
         return;
     LIST_REMOVE(w, link);
+    eng->n_watches--;
     free(w);
 }
 

@@ -44,6 +44,10 @@ void rd_http_close(rd_http *h);
 void rd_http_free(rd_http *h);
 int rd_http_port(const rd_http *h);
 void rd_http_set_config(rd_http *h, const rd_config *cfg);
+struct rd_outbox;
+/** The webhook outbox the deliveries endpoints use (borrowed; NULL until set). */
+void rd_http_set_outbox(rd_http *h, struct rd_outbox *ob);
+struct rd_outbox *rd_http_outbox(rd_http *h);
 
 /* For handlers. */
 /** Decoded query value or NULL. Borrowed from req. */

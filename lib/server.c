@@ -13,6 +13,7 @@
 #include "config.h"
 #include "engine.h"
 #include "http.h"
+#include "outbox.h"
 #include "store.h"
 #include "util.h"
 
@@ -22,6 +23,7 @@ struct runsd {
     rd_config *old_cfgs[16]; /* configs replaced by reloads: runs may still name their flows */
     int n_old;
     rd_store *store;
+    rd_outbox *outbox;
     rd_engine *eng;
     rd_http *http;
     void (*done)(void *);
@@ -69,11 +71,22 @@ int runsd_new(struct event_base *base, rd_config *cfg, runsd **out, char *err, s
         snprintf(err, errlen, "cannot create the engine");
         goto fail;
     }
+    d->outbox = rd_outbox_new(base, d->store, cfg);
+    if (!d->outbox) {
+        snprintf(err, errlen, "cannot create the webhook outbox (libcurl)");
+        goto fail;
+    }
+    rd_engine_set_outbox(d->eng, d->outbox);
     d->http = rd_http_new(base, d->eng, cfg, err, errlen);
     if (!d->http || rd_http_listen(d->http, err, errlen) != 0)
         goto fail;
+    rd_http_set_outbox(d->http, d->outbox);
     if (rd_engine_recover(d->eng) != 0) {
         snprintf(err, errlen, "recovery failed: the store could not be read or written");
+        goto fail;
+    }
+    if (rd_outbox_recover(d->outbox) != 0) {
+        snprintf(err, errlen, "webhook recovery failed: the store could not be written");
         goto fail;
     }
     *out = d;
@@ -114,6 +127,7 @@ int runsd_reload(runsd *d, rd_config *cfg, char *err, size_t errlen)
     rd_log_set_level(log_level(cfg->log_level));
     rd_engine_set_config(d->eng, cfg);
     rd_http_set_config(d->http, cfg);
+    rd_outbox_set_config(d->outbox, cfg);
     rd_log_info("reloaded %s: %d flow(s)", cfg->path, cfg->n_flows);
     return 0;
 }
@@ -140,6 +154,7 @@ void runsd_free(runsd *d)
         return;
     rd_http_free(d->http);
     rd_engine_free(d->eng);
+    rd_outbox_free(d->outbox); /* after the engine, which holds it; before the store */
     rd_store_close(d->store);
     for (int i = 0; i < d->n_old; i++)
         rd_config_free(d->old_cfgs[i]);

@@ -8,17 +8,21 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
 #define SSE_SNDBUF (64 * 1024)
+#define SSE_CLOSE_TIMEOUT_S 30
 
 struct rd_sse {
     struct bufferevent *bev;
     struct event *heartbeat;
     rd_sse_close_fn on_close;
+    rd_sse_drain_fn on_drain;
     void *arg;
     size_t max_buffer;
     bool closing;
@@ -48,6 +52,8 @@ static void sse_on_write(struct bufferevent *bev, void *arg)
     rd_sse *s = arg;
     if (s->closing && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
         sse_free(s, RD_SSE_CLOSED_BY_US);
+    else if (!s->closing && s->on_drain)
+        s->on_drain(s, s->arg);
 }
 
 static void sse_on_event(struct bufferevent *bev, short what, void *arg)
@@ -87,8 +93,12 @@ rd_sse *rd_sse_open(evhtp_request_t *r, const rd_sse_opts *o, rd_sse_close_fn on
     s->arg = arg;
     s->max_buffer = o->max_buffer;
     int fd = bufferevent_getfd(s->bev);
-    int sndbuf = SSE_SNDBUF;
+    int sndbuf = SSE_SNDBUF, one = 1;
     setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+    /* Frames are already gathered into one write per loop iteration; Nagle would only hold
+     * the next one back until the reader's delayed ACK (up to 40 ms on Linux). On a unix
+     * socket this fails harmlessly. */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     bufferevent_set_timeouts(s->bev, NULL, NULL);
     bufferevent_setcb(s->bev, sse_on_read, sse_on_write, sse_on_event, s);
     bufferevent_enable(s->bev, EV_READ | EV_WRITE);
@@ -157,8 +167,14 @@ void rd_sse_close(rd_sse *s)
     s->closing = true;
     if (s->heartbeat)
         event_del(s->heartbeat);
-    if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+    if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0) {
         sse_free(s, RD_SSE_CLOSED_BY_US);
+        return;
+    }
+    /* A reader that stopped reading would keep a closing stream (and its descriptor) forever:
+     * give the flush a deadline of write progress. */
+    struct timeval tv = {SSE_CLOSE_TIMEOUT_S, 0};
+    bufferevent_set_timeouts(s->bev, NULL, &tv);
 }
 
 void rd_sse_abort(rd_sse *s)
@@ -169,4 +185,33 @@ void rd_sse_abort(rd_sse *s)
 void rd_sse_set_arg(rd_sse *s, void *arg)
 {
     s->arg = arg;
+}
+
+void rd_sse_set_drain(rd_sse *s, size_t low, rd_sse_drain_fn fn)
+{
+    s->on_drain = fn;
+    bufferevent_setwatermark(s->bev, EV_WRITE, low, 0);
+}
+
+void rd_sse_send_buffer(rd_sse *s, struct evbuffer *buf)
+{
+    if (s->closing) {
+        evbuffer_drain(buf, evbuffer_get_length(buf));
+        return;
+    }
+    struct evbuffer *out = bufferevent_get_output(s->bev);
+    int fd = bufferevent_getfd(s->bev);
+    /* Writing straight away saves arming the write event, a poll wake-up and disarming it,
+     * per subscriber per batch; bytes stay in order because buf is written directly only
+     * when nothing is queued before it. With a backlog, the write event is armed already;
+     * one more attempt lets a reader that caught up since take the bytes now. Errors are
+     * left for the bufferevent to see on its own next write or read. */
+    if (evbuffer_get_length(out) == 0) {
+        evbuffer_write(buf, fd);
+        if (evbuffer_get_length(buf) > 0)
+            evbuffer_add_buffer(out, buf);
+    } else {
+        evbuffer_add_buffer(out, buf);
+        evbuffer_write(out, fd);
+    }
 }

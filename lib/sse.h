@@ -48,4 +48,13 @@ void rd_sse_close(rd_sse *s);
 void rd_sse_abort(rd_sse *s);
 void rd_sse_set_arg(rd_sse *s, void *arg);
 
+/** Called when the unsent bytes fall to the low watermark after a write (not while closing),
+ * so a writer that pages its output (a replay) can produce the next page. */
+typedef void (*rd_sse_drain_fn)(rd_sse *s, void *arg);
+void rd_sse_set_drain(rd_sse *s, size_t low, rd_sse_drain_fn fn);
+/** Moves all of buf to the stream. When nothing else is queued the bytes are written to the
+ * socket at once (one writev, no event-loop round trip); what the socket does not take is
+ * queued. No bound check and never closes synchronously: the caller bounds its writes. */
+void rd_sse_send_buffer(rd_sse *s, struct evbuffer *buf);
+
 #endif

@@ -51,6 +51,54 @@ typedef struct rd_item_query {
     int limit;
 } rd_item_query;
 
+/* ---- webhook outbox (SPEC section 5) ----------------------------------------------------
+ * One delivery is one message (the webhook-id) to one endpoint. The outbox inserts deliveries
+ * in the transaction of the event that causes them, and records every attempt. */
+typedef enum {
+    RD_DLV_PENDING = 0,   /* waiting for next_at */
+    RD_DLV_SENDING = 1,   /* an attempt is in flight (back to pending after a restart) */
+    RD_DLV_DELIVERED = 2, /* a 2xx answer */
+    RD_DLV_FAILED = 3,    /* the retry schedule is spent, or the URL was refused (SSRF) */
+    RD_DLV_STOPPED = 4,   /* the endpoint answered 410 Gone for this run */
+} rd_dlv_state;
+
+enum { RD_DLV_SRC_RUN = 0, RD_DLV_SRC_CONFIG = 1 };
+
+/** A delivery row. Strings are borrowed: from the caller at insert/update, from the store
+ * for the duration of a callback. */
+typedef struct rd_delivery {
+    int64_t seq;            /* assigned at insert (ignored there): creation order */
+    const char *id;         /* the webhook-id, "msg_" + 22 URL-safe characters */
+    const char *run_id;
+    const char *type;       /* "run.succeeded", ... */
+    const char *url;
+    int source;             /* RD_DLV_SRC_* */
+    const char *secret;     /* RD_DLV_SRC_RUN: the run's signing secret; else NULL */
+    const char *body;       /* the exact bytes sent and signed */
+    int state;              /* rd_dlv_state */
+    int attempts;           /* attempts made so far */
+    bool manual;            /* the next attempt was asked for by a redeliver */
+    int64_t created_at, updated_at, next_at; /* ms since epoch; next_at 0 = none */
+    int last_code;          /* HTTP status of the last attempt, 0 = none */
+    const char *last_error; /* NULL = none */
+} rd_delivery;
+
+/** One attempt of a delivery. Strings borrowed as for rd_delivery. */
+typedef struct rd_delivery_attempt {
+    const char *delivery_id;
+    int n;                  /* 1 for the first attempt */
+    bool manual;            /* asked for by a redeliver */
+    int64_t at;             /* ms since epoch, when it started */
+    int64_t duration_ms;
+    int status_code;        /* 0 = no HTTP answer */
+    const char *error;      /* NULL when delivered */
+    int64_t next_at;        /* the attempt after it is due then; 0 = none */
+} rd_delivery_attempt;
+
+/** Return 0 to continue, non-zero to stop early. */
+typedef int (*rd_delivery_cb)(const rd_delivery *d, void *arg);
+typedef int (*rd_attempt_cb)(const rd_delivery_attempt *a, void *arg);
+
 typedef struct rd_store_ops {
     void (*close)(rd_store *s);
     int (*commit)(rd_store *s);
@@ -77,6 +125,20 @@ typedef struct rd_store_ops {
     int (*kv_put)(rd_store *s, const char *key, const char *value);
     int (*enrichment_put)(rd_store *s, const char *run_id, int64_t item_seq, const char *flow,
                           const char *data, int64_t ts);
+    int (*dlv_insert)(rd_store *s, const rd_delivery *d);
+    int (*dlv_update)(rd_store *s, const rd_delivery *d);
+    int (*dlv_get)(rd_store *s, const char *id, rd_delivery_cb cb, void *arg);
+    int (*dlv_due)(rd_store *s, int64_t now, int limit, rd_delivery_cb cb, void *arg);
+    int (*dlv_next_due)(rd_store *s, int64_t *out);
+    int (*dlv_run_scan)(rd_store *s, const char *run_id, int64_t offset, int limit,
+                        rd_delivery_cb cb, void *arg, int64_t *total);
+    int (*dlv_stop)(rd_store *s, const char *run_id, const char *url, int64_t now,
+                    const char *why);
+    int (*dlv_stopped)(rd_store *s, const char *run_id, const char *url, bool *out);
+    int (*dlv_lease)(rd_store *s, const char *id);
+    int (*dlv_unlease)(rd_store *s);
+    int (*dlv_attempt_add)(rd_store *s, const rd_delivery_attempt *a);
+    int (*dlv_attempts_scan)(rd_store *s, const char *delivery_id, rd_attempt_cb cb, void *arg);
 } rd_store_ops;
 
 struct rd_store {
@@ -130,6 +192,32 @@ static inline int rd_store_kv_put(rd_store *s, const char *key, const char *valu
 
 /** Attaches (or replaces) flow's enrichment data to item item_seq of a run. */
 static inline int rd_store_enrichment_put(rd_store *s, const char *run_id, int64_t item_seq, const char *flow, const char *data, int64_t ts) { return s->ops->enrichment_put(s, run_id, item_seq, flow, data, ts); }
+
+/* Webhook outbox. Writes join the open transaction like every other write. */
+/** Inserts a delivery (all members but seq). RD_ECONFLICT when the id exists. */
+static inline int rd_store_dlv_insert(rd_store *s, const rd_delivery *d) { return s->ops->dlv_insert(s, d); }
+/** Writes state, attempts, manual, updated_at, next_at, last_code and last_error of d->id. */
+static inline int rd_store_dlv_update(rd_store *s, const rd_delivery *d) { return s->ops->dlv_update(s, d); }
+/** Calls cb once with delivery id. RD_ENOTFOUND if absent. */
+static inline int rd_store_dlv_get(rd_store *s, const char *id, rd_delivery_cb cb, void *arg) { return s->ops->dlv_get(s, id, cb, arg); }
+/** Pending deliveries with next_at <= now, earliest first, at most limit. */
+static inline int rd_store_dlv_due(rd_store *s, int64_t now, int limit, rd_delivery_cb cb, void *arg) { return s->ops->dlv_due(s, now, limit, cb, arg); }
+/** The earliest next_at of the pending deliveries (0 when none). */
+static inline int rd_store_dlv_next_due(rd_store *s, int64_t *out) { return s->ops->dlv_next_due(s, out); }
+/** A run's deliveries in creation order, page by offset/limit; *total (may be NULL) counts all. */
+static inline int rd_store_dlv_run_scan(rd_store *s, const char *run_id, int64_t offset, int limit, rd_delivery_cb cb, void *arg, int64_t *total) { return s->ops->dlv_run_scan(s, run_id, offset, limit, cb, arg, total); }
+/** Marks the run's pending deliveries to url stopped, with why as their last error. */
+static inline int rd_store_dlv_stop(rd_store *s, const char *run_id, const char *url, int64_t now, const char *why) { return s->ops->dlv_stop(s, run_id, url, now, why); }
+/** *out = some delivery of the run to url is stopped. */
+static inline int rd_store_dlv_stopped(rd_store *s, const char *run_id, const char *url, bool *out) { return s->ops->dlv_stopped(s, run_id, url, out); }
+/** A pending delivery becomes sending (an attempt is in flight). RD_ENOTFOUND when it is not
+ * pending. */
+static inline int rd_store_dlv_lease(rd_store *s, const char *id) { return s->ops->dlv_lease(s, id); }
+/** Every sending delivery becomes pending again (after a restart, or at shutdown). */
+static inline int rd_store_dlv_unlease(rd_store *s) { return s->ops->dlv_unlease(s); }
+static inline int rd_store_dlv_attempt_add(rd_store *s, const rd_delivery_attempt *a) { return s->ops->dlv_attempt_add(s, a); }
+/** The attempts of a delivery, in order. */
+static inline int rd_store_dlv_attempts_scan(rd_store *s, const char *delivery_id, rd_attempt_cb cb, void *arg) { return s->ops->dlv_attempts_scan(s, delivery_id, cb, arg); }
 
 /** Frees an array returned by run_list / runs_active and its records. */
 void rd_run_array_free(rd_run **runs, size_t n);

@@ -154,6 +154,7 @@ typedef struct rd_sqlite {
     bool tx_open; /* we executed BEGIN and have not ended the transaction since */
     sqlite3_stmt *st[ST__COUNT];
     rd_sqlite_outbox *ob; /* the outbox statements (store_sqlite_outbox.c) */
+    rd_sqlite_ckpt *ckpt; /* the checkpointer thread (store_sqlite_ckpt.c), or NULL */
 } rd_sqlite;
 
 /* Bitmask of the active statuses, built from the status table so it cannot drift. */
@@ -805,6 +806,7 @@ static void sqlite_close(rd_store *base)
         return;
     if (s->db && s->st[ST_COMMIT] && s->st[ST_ROLLBACK] && sqlite_commit(base) != 0)
         rd_log_err("store: close: the last transaction was not committed");
+    rd_sqlite_ckpt_stop(s->ckpt, s->db);
     rd_sqlite_outbox_close(s->ob);
     for (int i = 0; i < ST__COUNT; i++)
         sqlite3_finalize(s->st[i]); /* NULL is a no-op */
@@ -855,10 +857,22 @@ static __attribute__((format(printf, 2, 3))) void sb_add(sqlbuf *b, const char *
 }
 
 /* "id, flow, ..." or, with assign, "flow = ?2, ..." (id excluded: it is the key). */
+/* Columns an UPDATE leaves alone: they never change after insert, and assigning an indexed
+ * column makes SQLite rewrite its index entries (a page written to the WAL per index). */
+static bool immutable_col(const char *name)
+{
+    return strcmp(name, "id") == 0 || strcmp(name, "flow") == 0 ||
+           strcmp(name, "created_at") == 0;
+}
+
 static void sb_cols(sqlbuf *b, bool assign)
 {
-    for (size_t i = assign ? 1 : 0; i < N_RUN_COLS; i++) {
-        const char *sep = i > (assign ? 1u : 0u) ? ", " : "";
+    bool first = true;
+    for (size_t i = 0; i < N_RUN_COLS; i++) {
+        if (assign && immutable_col(run_cols[i].name))
+            continue;
+        const char *sep = first ? "" : ", ";
+        first = false;
         if (assign)
             sb_add(b, "%s%s = ?%zu", sep, run_cols[i].name, i + 1);
         else
@@ -1053,6 +1067,8 @@ int rd_store_open_sqlite(const char *path, const rd_store_opts *opts, rd_store *
         rc = prepare_all(s, err, errlen);
         if (rc == 0)
             rc = rd_sqlite_outbox_open(s->db, &s->ob, err, errlen);
+        if (rc == 0 && !is_memory_path(path))
+            rc = rd_sqlite_ckpt_start(path, s->db, &s->ckpt);
     }
     if (rc != 0) {
         sqlite_close(&s->base);

@@ -11,6 +11,9 @@
 
 #include "http.h"
 
+/** Creates h's stream state (the fan-out hub) and registers it with the engine, so every
+ * committed event reaches it. Called once by rd_http_new. 0 or RD_ERR with err. */
+int rd_stream_init(rd_http *h, char *err, size_t errlen);
 /** GET /v1/runs/{id}/events as SSE. Answers (an error, 204, or the stream). */
 void rd_stream_run(rd_req *req, const char *id);
 /** GET /v1/events as SSE, with the flow/run/types filters. */
@@ -19,8 +22,10 @@ void rd_stream_all(rd_req *req);
 bool rd_stream_token_ok(rd_req *req, const char *id);
 /** Prometheus lines for the streams (malloc'd text, caller frees; may be NULL). */
 char *rd_stream_metrics(rd_http *h);
-/** Closes every stream (shutdown). */
+/** Closes every stream (shutdown): the first call flushes what is queued, later calls
+ * drop streams still flushing. New streams are refused from the first call on. */
 void rd_stream_close_all(rd_http *h);
+/** Closes what is left and frees the state (rd_http_free). */
 void rd_stream_free_state(rd_http *h);
 
 /* From http.c, for stream.c. */

@@ -9,6 +9,7 @@ import hmac
 import json
 import os
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -147,6 +148,21 @@ class WebhookTest(unittest.TestCase):
         self.assertEqual(r.status, 200, r)
         return r.json()["items"]
 
+    def wait_committed_attempts(self, delivery_id, n):
+        """Waits until n attempts of the delivery are committed to the store file. The API
+        also shows writes still inside the outbox's group-commit window; a separate
+        read-only connection sees only what a kill -9 cannot take back."""
+        def check():
+            db = sqlite3.connect("file:%s?mode=ro" % self.d.store, uri=True)
+            try:
+                return db.execute("SELECT COUNT(*) FROM delivery_attempts WHERE delivery_id = ?",
+                                  (delivery_id,)).fetchone()[0] >= n
+            except sqlite3.OperationalError:
+                return False
+            finally:
+                db.close()
+        wait_for(check, what="%d committed attempts" % n)
+
     def wait_delivery(self, run_id, cond, what="delivery", timeout=20):
         def check():
             self.d.assert_alive()
@@ -215,6 +231,23 @@ class TestDelivery(WebhookTest):
         plain = rx.wait_requests(1, "/plain")
         self.wait_delivery(plain_run["id"], lambda it: it[0]["status"] == "delivered")
         self.assertEqual([r["json"]["type"] for r in rx.requests("/plain")], ["run.succeeded"])
+
+    def test_paused_is_opt_in(self):
+        rx = self.receiver()
+        run = self.create(rx.url("/paused"), {"approval": "Deploy?", "items": 1},
+                          events=["run.paused", "run.succeeded"])
+        quiet = self.create(rx.url("/quiet"), {"approval": "Deploy?", "items": 1})
+        paused = rx.wait_requests(1, "/paused")[0]["json"]
+        self.assertEqual(paused["type"], "run.paused")
+        self.assertEqual(paused["data"]["status"], "paused")
+        self.assertEqual(paused["data"]["pending_action"]["type"], "approval")
+        self.d.wait_status(quiet["id"], "paused")
+        for r in (run, quiet):
+            self.assertEqual(self.d.post("/v1/runs/%s/approve" % r["id"]).status, 200)
+        done = rx.wait_requests(2, "/paused")[1]["json"]
+        self.assertEqual((done["type"], done["data"]["status"]), ("run.succeeded", "succeeded"))
+        self.assertEqual([r["json"]["type"] for r in rx.wait_requests(1, "/quiet")],
+                         ["run.succeeded"])
 
     def test_failed_run_sends_run_failed(self):
         rx = self.receiver()
@@ -356,7 +389,7 @@ class TestRestart(WebhookTest):
         rx = self.receiver({"/hook": [{"status": 500}]})
         run = self.create(rx.url())
         first = rx.wait_requests(1)[0]
-        self.wait_delivery(run["id"], lambda it: it[0]["attempt_count"] == 1)
+        self.wait_committed_attempts(first["headers"]["webhook-id"], 1)
         self.d.kill9()  # the next attempt is ~2 s away
         rx.stop()
         rx.start(script={"/hook": [{"status": 200}]})

@@ -72,8 +72,8 @@ static rd_hub_event to_hub(const fake_ev *e)
     return h;
 }
 
-static int fake_scan(void *arg, const char *run_id, int64_t after, int limit,
-                     rd_hub_event_fn fn, void *cbarg)
+static int fake_scan(void *arg, const char *run_id, int64_t after, int limit, rd_hub_event_fn fn,
+                     void *cbarg)
 {
     fake_store *s = arg;
     s->scans++;
@@ -115,8 +115,8 @@ typedef struct fake_sink {
     struct evbuffer *unsent; /* the transport's queue */
     struct evbuffer *wire;   /* what the peer has read */
     int sends;
-    int closed;              /* 0, or why + 1 */
-    bool stalled;            /* never drains */
+    int closed;   /* 0, or why + 1 */
+    bool stalled; /* never drains */
 } fake_sink;
 
 static size_t sink_unsent(void *arg)
@@ -158,8 +158,7 @@ static int setup(void **state)
         f->sinks[i].unsent = evbuffer_new();
         f->sinks[i].wire = evbuffer_new();
     }
-    rd_hub_opts o = {.max_buffer = 64 * 1024, .page = 50, .scan = fake_scan,
-                     .scan_arg = &f->store};
+    rd_hub_opts o = {.max_buffer = 64 * 1024, .page = 50, .scan = fake_scan, .scan_arg = &f->store};
     f->hub = rd_hub_new(f->base, &o, 0);
     assert_non_null(f->hub);
     *state = f;
@@ -236,8 +235,7 @@ static void test_routing_and_filters(void **state)
     sub(f, 2, &(rd_hub_filter){0}, -1, false);
     sub(f, 3, &(rd_hub_filter){.types = types, .n_types = 1}, -1, false);
     sub(f, 4, &(rd_hub_filter){.flows = flows, .n_flows = 1}, -1, false);
-    sub(f, 5, &(rd_hub_filter){.runs = runs, .n_runs = 1, .types = types, .n_types = 1}, -1,
-        false);
+    sub(f, 5, &(rd_hub_filter){.runs = runs, .n_runs = 1, .types = types, .n_types = 1}, -1, false);
     publish(f->hub, store_add(&f->store, "r1", "alpha", "run.status", 0)); /* 1 */
     publish(f->hub, store_add(&f->store, "r2", "beta", "run.item", 0));    /* 2 */
     publish(f->hub, store_add(&f->store, "r1", "alpha", "run.item", 0));   /* 3 */
@@ -327,8 +325,7 @@ static void test_replay_then_live_no_gap(void **state)
     for (int i = 0; i < 1000; i++)
         store_add(&f->store, i % 3 ? "r1" : "r2", "alpha", "run.item", 20);
     rd_hub_free(f->hub);
-    rd_hub_opts o = {.max_buffer = 8 * 1024, .page = 50, .scan = fake_scan,
-                     .scan_arg = &f->store};
+    rd_hub_opts o = {.max_buffer = 8 * 1024, .page = 50, .scan = fake_scan, .scan_arg = &f->store};
     f->hub = rd_hub_new(f->base, &o, 1000);
     sub(f, 0, &(rd_hub_filter){.run_id = "r1"}, 0, false);
     sub(f, 1, &(rd_hub_filter){0}, 500, false);
@@ -360,8 +357,8 @@ static void test_replay_paged_by_drain(void **state)
     for (int i = 0; i < 500; i++)
         store_add(&f->store, "r1", "alpha", "run.item", 200);
     rd_hub_free(f->hub);
-    rd_hub_opts o = {.max_buffer = 16 * 1024, .page = 100, .scan = fake_scan,
-                     .scan_arg = &f->store};
+    rd_hub_opts o = {
+        .max_buffer = 16 * 1024, .page = 100, .scan = fake_scan, .scan_arg = &f->store};
     f->hub = rd_hub_new(f->base, &o, 500);
     f->sinks[0].stalled = true;
     sub(f, 0, &(rd_hub_filter){.run_id = "r1"}, 0, false);
@@ -382,8 +379,7 @@ static void test_replay_bounded_by_published(void **state)
     for (int i = 0; i < 10; i++)
         store_add(&f->store, "r1", "alpha", "run.item", 0);
     rd_hub_free(f->hub);
-    rd_hub_opts o = {.max_buffer = 64 * 1024, .page = 4, .scan = fake_scan,
-                     .scan_arg = &f->store};
+    rd_hub_opts o = {.max_buffer = 64 * 1024, .page = 4, .scan = fake_scan, .scan_arg = &f->store};
     f->hub = rd_hub_new(f->base, &o, 7); /* 8..10 are not committed yet */
     sub(f, 0, &(rd_hub_filter){.run_id = "r1"}, 0, false);
     settle(f);
@@ -402,8 +398,7 @@ static void test_run_end_closes(void **state)
     store_add(&f->store, "r1", "alpha", "run.status", 0);
     store_add(&f->store, "r1", "alpha", "run.end", 0);
     rd_hub_free(f->hub);
-    rd_hub_opts o = {.max_buffer = 64 * 1024, .page = 50, .scan = fake_scan,
-                     .scan_arg = &f->store};
+    rd_hub_opts o = {.max_buffer = 64 * 1024, .page = 50, .scan = fake_scan, .scan_arg = &f->store};
     f->hub = rd_hub_new(f->base, &o, 2);
     sub(f, 0, &(rd_hub_filter){.run_id = "r1"}, 0, true);  /* replays through run.end */
     sub(f, 1, &(rd_hub_filter){.run_id = "r2"}, 0, false); /* live, then run.end */

@@ -111,9 +111,9 @@ static void test_default_schedule(void **state)
     char err[256];
     const int64_t want[] = {5000, 300000, 1800000, 7200000, 18000000, 36000000, 36000000};
 
-    assert_int_equal(rd_config_parse_string("[flow.a]\ncommand = /bin/true\n", "t.ini", &cfg, err,
-                                            sizeof err),
-                     0);
+    assert_int_equal(
+        rd_config_parse_string("[flow.a]\ncommand = /bin/true\n", "t.ini", &cfg, err, sizeof err),
+        0);
     assert_int_equal(cfg->n_retry, 7);
     for (int i = 0; i < 7; i++)
         assert_int_equal(cfg->retry_schedule_ms[i], want[i]);
@@ -139,23 +139,50 @@ static void test_ssrf_classes(void **state)
     static const struct {
         const char *addr, *why; /* why NULL: allowed */
     } cases[] = {
-        {"127.0.0.1", "loopback"}, {"127.255.255.254", "loopback"},
-        {"10.1.2.3", "private"}, {"172.16.0.1", "private"}, {"172.31.255.255", "private"},
-        {"192.168.1.1", "private"}, {"100.64.0.1", "shared (CGNAT)"},
-        {"100.127.255.255", "shared (CGNAT)"}, {"169.254.169.254", "link-local"},
-        {"0.0.0.0", "this-network"}, {"0.1.2.3", "this-network"}, {"224.0.0.1", "multicast"},
-        {"255.255.255.255", "reserved"}, {"192.0.0.8", "reserved"},
-        {"8.8.8.8", NULL}, {"1.1.1.1", NULL}, {"172.15.255.255", NULL}, {"172.32.0.1", NULL},
-        {"100.63.255.255", NULL}, {"100.128.0.1", NULL}, {"192.169.0.1", NULL},
-        {"169.253.0.1", NULL}, {"11.0.0.1", NULL}, {"93.184.216.34", NULL},
-        {"::1", "loopback"}, {"::", "unspecified"}, {"::ffff:127.0.0.1", "loopback"},
-        {"::ffff:10.0.0.1", "private"}, {"::ffff:169.254.169.254", "link-local"},
-        {"::127.0.0.1", "loopback"}, {"64:ff9b::7f00:1", "loopback"},
-        {"2002:7f00:1::1", "loopback"}, {"2002:c0a8:101::1", "private"},
-        {"fc00::1", "private"}, {"fdff:ffff::1", "private"}, {"fe80::1", "link-local"},
-        {"febf::1", "link-local"}, {"fec0::1", "site-local"}, {"ff02::1", "multicast"},
-        {"::ffff:8.8.8.8", NULL}, {"2001:4860:4860::8888", NULL}, {"2002:808:808::1", NULL},
-        {"2606:4700::1111", NULL}, {"fbff::1", NULL},
+        {"127.0.0.1", "loopback"},
+        {"127.255.255.254", "loopback"},
+        {"10.1.2.3", "private"},
+        {"172.16.0.1", "private"},
+        {"172.31.255.255", "private"},
+        {"192.168.1.1", "private"},
+        {"100.64.0.1", "shared (CGNAT)"},
+        {"100.127.255.255", "shared (CGNAT)"},
+        {"169.254.169.254", "link-local"},
+        {"0.0.0.0", "this-network"},
+        {"0.1.2.3", "this-network"},
+        {"224.0.0.1", "multicast"},
+        {"255.255.255.255", "reserved"},
+        {"192.0.0.8", "reserved"},
+        {"8.8.8.8", NULL},
+        {"1.1.1.1", NULL},
+        {"172.15.255.255", NULL},
+        {"172.32.0.1", NULL},
+        {"100.63.255.255", NULL},
+        {"100.128.0.1", NULL},
+        {"192.169.0.1", NULL},
+        {"169.253.0.1", NULL},
+        {"11.0.0.1", NULL},
+        {"93.184.216.34", NULL},
+        {"::1", "loopback"},
+        {"::", "unspecified"},
+        {"::ffff:127.0.0.1", "loopback"},
+        {"::ffff:10.0.0.1", "private"},
+        {"::ffff:169.254.169.254", "link-local"},
+        {"::127.0.0.1", "loopback"},
+        {"64:ff9b::7f00:1", "loopback"},
+        {"2002:7f00:1::1", "loopback"},
+        {"2002:c0a8:101::1", "private"},
+        {"fc00::1", "private"},
+        {"fdff:ffff::1", "private"},
+        {"fe80::1", "link-local"},
+        {"febf::1", "link-local"},
+        {"fec0::1", "site-local"},
+        {"ff02::1", "multicast"},
+        {"::ffff:8.8.8.8", NULL},
+        {"2001:4860:4860::8888", NULL},
+        {"2002:808:808::1", NULL},
+        {"2606:4700::1111", NULL},
+        {"fbff::1", NULL},
     };
 
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
@@ -234,9 +261,7 @@ static int rx_start(fx *f, const int *script, int n)
     return f->rx.port;
 }
 
-static void fx_on_tick(evutil_socket_t fd, short what, void *arg)
-{
-}
+static void fx_on_tick(evutil_socket_t fd, short what, void *arg) {}
 
 static rd_config *config(const char *webhooks)
 {

@@ -27,14 +27,13 @@ static void test_spec_vector(void **state)
 {
     char out[RD_WHSIG_ENTRY];
 
-    assert_int_equal(rd_whsig_sign(VEC_SECRET, VEC_ID, VEC_TS, VEC_BODY, strlen(VEC_BODY), out,
-                                   sizeof out),
-                     0);
+    assert_int_equal(
+        rd_whsig_sign(VEC_SECRET, VEC_ID, VEC_TS, VEC_BODY, strlen(VEC_BODY), out, sizeof out), 0);
     assert_string_equal(out, VEC_SIG);
     /* The reference libraries accept the bare base64 too. */
-    assert_int_equal(rd_whsig_sign(VEC_SECRET + 6, VEC_ID, VEC_TS, VEC_BODY, strlen(VEC_BODY),
-                                   out, sizeof out),
-                     0);
+    assert_int_equal(
+        rd_whsig_sign(VEC_SECRET + 6, VEC_ID, VEC_TS, VEC_BODY, strlen(VEC_BODY), out, sizeof out),
+        0);
     assert_string_equal(out, VEC_SIG);
 }
 
@@ -57,8 +56,8 @@ static void test_rotation_header(void **state)
 {
     const char *secrets[] = {VEC_SECRET, OTHER};
     char hdr[2 * RD_WHSIG_ENTRY], other[RD_WHSIG_ENTRY], want[3 * RD_WHSIG_ENTRY];
-    int n = rd_whsig_header(secrets, 2, VEC_ID, VEC_TS, VEC_BODY, strlen(VEC_BODY), hdr,
-                            sizeof hdr);
+    int n =
+        rd_whsig_header(secrets, 2, VEC_ID, VEC_TS, VEC_BODY, strlen(VEC_BODY), hdr, sizeof hdr);
 
     rd_whsig_sign(OTHER, VEC_ID, VEC_TS, VEC_BODY, strlen(VEC_BODY), other, sizeof other);
     snprintf(want, sizeof want, "%s %s", VEC_SIG, other);
@@ -112,7 +111,7 @@ static void test_secrets(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_spec_vector), cmocka_unit_test(test_each_input_matters),
+        cmocka_unit_test(test_spec_vector),     cmocka_unit_test(test_each_input_matters),
         cmocka_unit_test(test_rotation_header), cmocka_unit_test(test_verify),
         cmocka_unit_test(test_secrets),
     };
