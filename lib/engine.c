@@ -417,9 +417,26 @@ int64_t rd_emit(rd_active *act, const char *type, json_t *data, int64_t item_seq
     return id;
 }
 
+/* Webhook bodies are stored with link placeholders and rendered when sent. */
+static char *engine_render_body(void *arg, const char *run_id, const char *body)
+{
+    rd_engine *eng = arg;
+    if (!strstr(body, "rdlink:"))
+        return NULL;
+    json_t *msg = json_loads(body, 0, NULL);
+    if (!msg)
+        return NULL;
+    rd_render_pending(eng, run_id, json_object_get(json_object_get(msg, "data"), "pending_action"));
+    char *out = json_dumps(msg, JSON_COMPACT);
+    json_decref(msg);
+    return out;
+}
+
 void rd_engine_set_outbox(rd_engine *eng, struct rd_outbox *ob)
 {
     eng->outbox = ob;
+    if (ob)
+        rd_outbox_set_renderer(ob, engine_render_body, eng);
 }
 
 void rd_notify_webhook(rd_active *act, const char *type, json_t *run_wire)
@@ -427,7 +444,16 @@ void rd_notify_webhook(rd_active *act, const char *type, json_t *run_wire)
     rd_engine *eng = act->eng;
     if (!eng->outbox || act->run->preview)
         return; /* previews send no webhooks (FindAll preview) */
-    json_t *wire = run_wire ? json_incref(run_wire) : rd_active_json(act);
+    /* With a pending action the stored body must keep its placeholders: build an
+     * unrendered wire form (engine_render_body renders it at send time). */
+    json_t *wire = NULL;
+    if (act->run->pending_action) {
+        wire = rd_run_to_json(act->run, eng->cfg->public_url, NULL);
+        if (run_wire && json_object_get(run_wire, "item"))
+            json_object_set(wire, "item", json_object_get(run_wire, "item"));
+    } else {
+        wire = run_wire ? json_incref(run_wire) : rd_active_json(act);
+    }
     if (rd_outbox_enqueue(eng->outbox, act->run, type, wire) != 0)
         rd_log_err("run %s: could not record the %s webhook", act->run->id, type);
     json_decref(wire);

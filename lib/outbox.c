@@ -42,7 +42,15 @@ struct rd_outbox {
     bool enqueued; /* deliveries recorded since the last kick */
     bool closing;
     bool curl_ready; /* curl_global_init succeeded */
+    rd_outbox_render_fn render; /* fills link placeholders of a stored body at send time */
+    void *render_arg;
 };
+
+void rd_outbox_set_renderer(rd_outbox *ob, rd_outbox_render_fn fn, void *arg)
+{
+    ob->render = fn;
+    ob->render_arg = arg;
+}
 
 static void outbox_on_done(ob_delivery *d, const ob_result *res, void *arg);
 
@@ -186,8 +194,12 @@ static ob_delivery *delivery_from_row(rd_outbox *ob, const rd_delivery *row)
     snprintf(d->id, sizeof d->id, "%s", row->id);
     snprintf(d->run_id, sizeof d->run_id, "%s", row->run_id);
     d->url = strdup(row->url);
-    d->body = strdup(row->body);
-    d->body_len = strlen(row->body);
+    /* Stored bodies keep approval/auth links as placeholders (the database holds no live
+     * link); they are rendered here, identically on every attempt. */
+    d->body = ob->render ? ob->render(ob->render_arg, row->run_id, row->body) : NULL;
+    if (!d->body)
+        d->body = strdup(row->body);
+    d->body_len = d->body ? strlen(d->body) : 0;
     d->source = row->source;
     d->attempts = row->attempts;
     d->manual = row->manual;
