@@ -83,6 +83,8 @@ struct rd_worker {
     struct event *kill_ev;  /* SIGKILL after the stop grace */
     struct event *drain_ev; /* stdout deadline after the reap */
     struct event *kick_ev;  /* deferred delivery pass */
+    struct event *hwm_ev;   /* samples the child's VmHWM while it lives */
+    int64_t hwm_kb;         /* highest VmHWM seen, 0 when never sampled */
     bool stopping;
     int64_t kill_deadline;
 
@@ -193,7 +195,11 @@ static void worker_on_reaped(rd_worker *w, const int *status, const struct rusag
     ex->we_signalled = w->stopping;
     ex->cpu_user_ms = tv_ms(&ru->ru_utime);
     ex->cpu_sys_ms = tv_ms(&ru->ru_stime);
-    ex->peak_rss_kb = ru->ru_maxrss;
+    /* The sampled VmHWM when there is one; a child that exited before the first sample falls
+     * back to ru_maxrss, which over-states it (see worker_sample_hwm). */
+    ex->peak_rss_kb = w->hwm_kb > 0 ? w->hwm_kb : ru->ru_maxrss;
+    if (w->hwm_ev)
+        event_del(w->hwm_ev);
     ex->wall_ms = rd_mono_ms() - w->spawn_ms;
     event_del(w->kill_ev);
     if (w->out_fd >= 0 && !w->paused) {
@@ -769,6 +775,37 @@ static void worker_abandon_process(rd_worker *w)
 }
 
 /* The one teardown: safe on a half-built worker and on every spawn error path. */
+/* Peak memory. wait4's ru_maxrss is no use here: the kernel folds the high-water mark of the
+ * memory image the child had before exec (a copy of the daemon's, with fork or vfork alike)
+ * into it, so every worker would report at least the daemon's size. VmHWM of the exec'd
+ * image is right, but only readable while the child lives, so it is sampled. */
+#define RD_HWM_SAMPLE_MS 100
+
+static void worker_sample_hwm(rd_worker *w)
+{
+    char path[64], buf[2048];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)w->pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return;
+    buf[n] = 0;
+    const char *p = strstr(buf, "VmHWM:");
+    long long kb = p ? atoll(p + 6) : 0;
+    if (kb > w->hwm_kb)
+        w->hwm_kb = kb;
+}
+
+static void worker_on_hwm(evutil_socket_t fd, short what, void *arg)
+{
+    rd_worker *w = arg;
+    if (!w->reaped)
+        worker_sample_hwm(w);
+}
+
 static void worker_destroy(rd_worker *w)
 {
     if (w->pid > 0 && !w->reaped)
@@ -782,6 +819,8 @@ static void worker_destroy(rd_worker *w)
         event_free(w->drain_ev);
     if (w->kick_ev)
         event_free(w->kick_ev);
+    if (w->hwm_ev)
+        event_free(w->hwm_ev);
     if (w->in_buf)
         evbuffer_free(w->in_buf);
     if (w->out_buf)
@@ -814,7 +853,8 @@ static rd_worker *worker_new(struct event_base *base, rd_reaper *reaper, const r
     w->kill_ev = evtimer_new(base, worker_on_kill_timer, w);
     w->drain_ev = evtimer_new(base, worker_on_drain_deadline, w);
     w->kick_ev = event_new(base, -1, 0, worker_on_kick, w);
-    if (!w->err_line || !w->in_buf || !w->out_buf || !w->err_buf || !w->kill_ev || !w->drain_ev ||
+    w->hwm_ev = event_new(base, -1, EV_PERSIST, worker_on_hwm, w);
+    if (!w->hwm_ev || !w->err_line || !w->in_buf || !w->out_buf || !w->err_buf || !w->kill_ev || !w->drain_ev ||
         !w->kick_ev) {
         worker_destroy(w);
         return NULL;
@@ -859,6 +899,8 @@ int rd_worker_spawn(struct event_base *base, rd_reaper *reaper, const rd_worker_
         worker_destroy(w);
         return RD_ERR;
     }
+    struct timeval hwm_tv = ms_tv(RD_HWM_SAMPLE_MS);
+    event_add(w->hwm_ev, &hwm_tv);
     *out = w;
     return 0;
 }

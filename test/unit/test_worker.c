@@ -656,6 +656,25 @@ static bool all_exited(void *arg)
     return true;
 }
 
+/* The worker's peak is its own, not the daemon's: with a 96 MiB daemon image (this test
+ * process), a shell that sleeps reports a few MiB. ru_maxrss alone would report >= 96 MiB. */
+static void test_peak_rss_is_the_workers(void **state)
+{
+    fixture *f = *state;
+    tw t = {0};
+    size_t big = 96u << 20;
+    char *ballast = malloc(big);
+    assert_non_null(ballast);
+    memset(ballast, 1, big); /* resident, so a copy of this image would count it */
+    spawn_sh(f, &t, "sleep 0.35", 0, 0);
+    assert_true(run_until(f, exited, &t, SAFETY_MS));
+    assert_true(t.ex.exited);
+    assert_true(t.ex.peak_rss_kb > 0);
+    assert_true(t.ex.peak_rss_kb < 32 * 1024);
+    free(ballast);
+    finish(&t);
+}
+
 static void test_many_workers(void **state)
 {
     fixture *f = *state;
@@ -701,6 +720,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stdin_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stdin_epipe, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_workers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_peak_rss_is_the_workers, setup, teardown),
     };
 
     /* As the daemon does: a worker closing its stdin must not kill us. */
