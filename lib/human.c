@@ -262,6 +262,20 @@ static int find_waiting(rd_engine *eng, const char *id, const char *nonce, rd_st
     return 0;
 }
 
+/* Commits an answer, then replies {key: value, run}: the reply never precedes durability. */
+static int answered(rd_engine *eng, rd_active *act, const char *key, const char *value,
+                    json_t **out, rd_apierr *e)
+{
+    json_t *run = rd_active_json(act);
+    if (rd_engine_flush(eng) != 0) {
+        json_decref(run);
+        e->retry_after = 1;
+        return rd_fail(e, 503, "store_unavailable", "the store could not commit; try again");
+    }
+    *out = json_pack("{s:s, s:o}", key, value, "run", run);
+    return 0;
+}
+
 static int answer_approval(rd_engine *eng, rd_active *act, bool approve, const char *comment,
                            json_t **out, rd_apierr *e)
 {
@@ -280,14 +294,7 @@ static int answer_approval(rd_engine *eng, rd_active *act, bool approve, const c
         rd_exec_cancel(act, RD_RS_APPROVAL_DENIED);
     }
     json_decref(msg);
-    json_t *run = rd_active_json(act);
-    if (rd_engine_flush(eng) != 0) {
-        json_decref(run);
-        e->retry_after = 1;
-        return rd_fail(e, 503, "store_unavailable", "the store could not commit; try again");
-    }
-    *out = json_pack("{s:s, s:o}", "decision", approve ? "approved" : "denied", "run", run);
-    return 0;
+    return answered(eng, act, "decision", approve ? "approved" : "denied", out, e);
 }
 
 int rd_engine_approval_by_token(rd_engine *eng, const char *token, const char *comment,
@@ -363,14 +370,7 @@ static int answer_auth(rd_engine *eng, rd_active *act, const char *state, const 
         else
             rd_exec_finish_now(act);
     }
-    json_t *run = rd_active_json(act);
-    if (rd_engine_flush(eng) != 0) {
-        json_decref(run);
-        e->retry_after = 1;
-        return rd_fail(e, 503, "store_unavailable", "the store could not commit; try again");
-    }
-    *out = json_pack("{s:s, s:o}", "status", code ? "authorized" : "denied", "run", run);
-    return 0;
+    return answered(eng, act, "status", code ? "authorized" : "denied", out, e);
 }
 
 int rd_engine_auth_by_state(rd_engine *eng, const char *state, const char *code,
