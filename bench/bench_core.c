@@ -11,85 +11,16 @@
  *
  * Each prints one line "name value unit". bench/core_bench.sh runs them side by side.
  */
-#include <arpa/inet.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "bench_http.h"
 #include "store.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int connect_port(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        perror("connect");
-        exit(1);
-    }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    return fd;
-}
-
-/* One keep-alive HTTP/1.1 exchange; returns the status and the body in buf. */
-static int http(int fd, const char *method, const char *path, const char *body, char *buf,
-                size_t cap)
-{
-    char req[2048];
-    size_t blen = body ? strlen(body) : 0;
-    int n = snprintf(req, sizeof req,
-                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                     "Content-Length: %zu\r\n\r\n%s",
-                     method, path, blen, body ? body : "");
-    if (write(fd, req, (size_t)n) != n)
-        return -1;
-    size_t got = 0;
-    long clen = -1;
-    char *hdr_end = NULL;
-    for (;;) {
-        ssize_t r = read(fd, buf + got, cap - 1 - got);
-        if (r <= 0)
-            return -1;
-        got += (size_t)r;
-        buf[got] = 0;
-        if (!hdr_end && (hdr_end = strstr(buf, "\r\n\r\n"))) {
-            char *cl = strcasestr(buf, "Content-Length:");
-            clen = cl && cl < hdr_end ? strtol(cl + 15, NULL, 10) : 0;
-        }
-        if (hdr_end && (long)(got - (size_t)(hdr_end + 4 - buf)) >= clen)
-            break;
-    }
-    int status = atoi(buf + 9);
-    memmove(buf, hdr_end + 4, (size_t)clen);
-    buf[clen] = 0;
-    return status;
-}
-
-static long json_long(const char *body, const char *key)
-{
-    char pat[64];
-    snprintf(pat, sizeof pat, "\"%s\":", key);
-    const char *p = strstr(body, pat);
-    return p ? strtol(p + strlen(pat), NULL, 10) : -1;
-}
 
 /* Creates n runs over `conns` keep-alive connections at once (clients do not wait for each
  * other), then polls until all are terminal. */
@@ -147,14 +78,14 @@ static int bench_runs(int port, int n, int conns)
     for (;;) {
         http(fd, "GET", "/v1/runs?status=succeeded,failed,crashed&flow=trivial&page_size=1", NULL,
              buf, sizeof buf);
-        if (json_long(buf, "total") >= n)
+        if (json_ll(buf, "total", 0) >= n)
             break;
         usleep(1000);
     }
     double dt = now_s() - t0;
     http(fd, "GET", "/v1/runs?status=succeeded&flow=trivial&page_size=1", NULL, buf, sizeof buf);
-    long ok = json_long(buf, "total");
-    printf("daemon_runs_per_s %.1f runs/s (%d runs over %d connections, %ld succeeded, %.3f s)\n",
+    long long ok = json_ll(buf, "total", 0);
+    printf("daemon_runs_per_s %.1f runs/s (%d runs over %d connections, %lld succeeded, %.3f s)\n",
            n / dt, n, conns, ok, dt);
     close(fd);
     for (int i = 0; i < conns; i++)
@@ -246,27 +177,14 @@ static int bench_spawn(const char *worker, int n, int conc)
 static int bench_items(int port, long count)
 {
     static char buf[1 << 20];
-    char body[256], path[256];
+    char id[80];
     int fd = connect_port(port);
-    snprintf(body, sizeof body, "{\"flow\":\"items\",\"input\":{\"count\":%ld}}", count);
     double t0 = now_s();
-    if (http(fd, "POST", "/v1/runs", body, buf, sizeof buf) != 201) {
-        fprintf(stderr, "create: %s\n", buf);
+    if (items_run(fd, count, buf, sizeof buf, id, sizeof id) != 0)
         return 1;
-    }
-    char id[80] = "";
-    const char *p = strstr(buf, "\"id\":\"");
-    if (p)
-        sscanf(p + 6, "%79[^\"]", id);
-    snprintf(path, sizeof path, "/v1/runs/%s?wait=60", id);
-    for (;;) {
-        http(fd, "GET", path, NULL, buf, sizeof buf);
-        if (strstr(buf, "\"is_active\":false"))
-            break;
-    }
     double dt = now_s() - t0;
-    long items = json_long(buf, "items");
-    printf("daemon_items_per_s %.0f items/s (%ld items persisted, %.3f s create->terminal)\n",
+    long long items = json_ll(buf, "items", 0);
+    printf("daemon_items_per_s %.0f items/s (%lld items persisted, %.3f s create->terminal)\n",
            items / dt, items, dt);
     close(fd);
     return items == count ? 0 : 1;

@@ -20,97 +20,24 @@
  * wrong answer cannot pass for a fast right one. Times are wall-clock per request, client
  * side; the summary line per case is "case median_ms p95_ms min_ms max_ms".
  */
-#include <arpa/inet.h>
 #include <math.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "bench_http.h"
 
 #define PAGE 100
 
 static char buf[1 << 22];
 static int quickack; /* re-arm TCP_QUICKACK before each read: the client never delays an ACK */
 
-static double now_ms(void)
+/* One exchange on the client's buffer, re-arming TCP_QUICKACK when quickack is set. */
+static int request(int fd, const char *method, const char *path, const char *body)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static int connect_port(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        perror("connect");
-        exit(1);
-    }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    return fd;
-}
-
-/* One keep-alive HTTP/1.1 exchange (Content-Length replies); the status, the body in buf. */
-static int http(int fd, const char *method, const char *path, const char *body)
-{
-    char req[2048];
-    size_t blen = body ? strlen(body) : 0;
-    int n = snprintf(req, sizeof req,
-                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                     "Content-Length: %zu\r\n\r\n%s",
-                     method, path, blen, body ? body : "");
-    if (n < 0 || (size_t)n >= sizeof req || write(fd, req, (size_t)n) != n)
-        return -1;
-    size_t got = 0;
-    long clen = -1;
-    char *hdr_end = NULL;
-    for (;;) {
-        if (got + 1 >= sizeof buf)
-            return -1;
-        if (quickack) {
-            int one = 1;
-            setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
-        }
-        ssize_t r = read(fd, buf + got, sizeof buf - 1 - got);
-        if (r <= 0)
-            return -1;
-        got += (size_t)r;
-        buf[got] = 0;
-        if (!hdr_end && (hdr_end = strstr(buf, "\r\n\r\n"))) {
-            char *cl = strcasestr(buf, "Content-Length:");
-            clen = cl && cl < hdr_end ? strtol(cl + 15, NULL, 10) : 0;
-        }
-        if (hdr_end && (long)(got - (size_t)(hdr_end + 4 - buf)) >= clen)
-            break;
-    }
-    int status = atoi(buf + 9);
-    memmove(buf, hdr_end + 4, (size_t)clen);
-    buf[clen] = 0;
-    return status;
-}
-
-/* The integer after the first (or last) "key": in s; -1 when absent. */
-static long long json_ll(const char *s, const char *key, int last)
-{
-    char pat[64];
-    snprintf(pat, sizeof pat, "\"%s\":", key);
-    const char *p = strstr(s, pat), *q = p;
-    while (last && q && (q = strstr(q + 1, pat)))
-        p = q;
-    if (!p)
-        return -1;
-    p += strlen(pat);
-    while (*p == ' ')
-        p++;
-    return strtoll(p, NULL, 10);
+    return http_x(fd, method, path, body, buf, sizeof buf, quickack);
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -133,26 +60,11 @@ static double summary(const char *name, double *v, int n)
 
 static int fill(int port, long long count)
 {
-    char body[256], path[256], id[96] = "";
+    char id[96];
     int fd = connect_port(port);
-    snprintf(body, sizeof body, "{\"flow\":\"items\",\"input\":{\"count\":%lld}}", count);
     double t0 = now_ms();
-    if (http(fd, "POST", "/v1/runs", body) != 201) {
-        fprintf(stderr, "create: %s\n", buf);
+    if (items_run(fd, count, buf, sizeof buf, id, sizeof id) != 0)
         return 1;
-    }
-    const char *p = strstr(buf, "\"id\":\"");
-    if (p)
-        sscanf(p + 6, "%95[^\"]", id);
-    snprintf(path, sizeof path, "/v1/runs/%s?wait=60", id);
-    for (;;) {
-        if (http(fd, "GET", path, NULL) != 200) {
-            fprintf(stderr, "get: %s\n", buf);
-            return 1;
-        }
-        if (strstr(buf, "\"is_active\":false"))
-            break;
-    }
     long long items = json_ll(buf, "items", 0);
     fprintf(stderr, "filled %s: %lld items in %.1f s\n", id, items, (now_ms() - t0) / 1e3);
     if (items != count) {
@@ -179,7 +91,7 @@ static int measure(int port, const char *id, int reps)
     int fd = connect_port(port);
     char path[512];
     snprintf(path, sizeof path, "/v1/runs/%s/results?page_size=1", id);
-    if (http(fd, "GET", path, NULL) != 200 || (total = json_ll(buf, "total", 0)) < 2 * PAGE) {
+    if (request(fd, "GET", path, NULL) != 200 || (total = json_ll(buf, "total", 0)) < 2 * PAGE) {
         fprintf(stderr, "run %s: %.300s\n", id, buf);
         return 1;
     }
@@ -210,7 +122,7 @@ static int measure(int port, const char *id, int reps)
             snprintf(path, sizeof path, "/v1/runs/%s/results?%s", id, cases[c].query);
             for (int i = -1; i < reps; i++) { /* i = -1: warm-up, not timed */
                 double t0 = now_ms();
-                int st = http(fd, "GET", path, NULL);
+                int st = request(fd, "GET", path, NULL);
                 double dt = now_ms() - t0;
                 long long first = json_ll(buf, "seq", 0), last = json_ll(buf, "seq", 1);
                 if (st != 200 || first != cases[c].first || last != cases[c].last) {

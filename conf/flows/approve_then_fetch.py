@@ -15,55 +15,16 @@ run's status. Input (all optional): {"count": N (default: run.limit, else 5), "s
 """
 
 import csv
-import json
 import os
-import signal
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)  # runsd_worker, whatever the working directory
+from runsd_worker import emit, fail, log, read_start, run_main, wait_for  # noqa: E402
+
 DEMO = os.path.join(os.path.dirname(HERE), "demo-data", "customers.csv")
 DEFAULT_COUNT = 5
 MAX_COUNT = 10000
-
-STDIN = sys.stdin.buffer
-
-
-def _write(data):
-    try:
-        while data:
-            n = os.write(1, data)
-            data = data[n:]
-    except OSError:
-        os._exit(141)
-
-
-def emit(*objs):
-    _write(b"".join((json.dumps(o, separators=(",", ":"), ensure_ascii=False) + "\n")
-                    .encode("utf-8") for o in objs))
-
-
-def log(message, level="info"):
-    emit({"type": "log", "level": level, "message": message})
-
-
-def fail(message):
-    emit({"type": "error", "message": message})
-    os._exit(1)
-
-
-def wait_for(msg_type, what):
-    """The next stdin message of msg_type; other lines are ignored. EOF fails the run."""
-    while True:
-        line = STDIN.readline()
-        if not line:
-            fail("stdin closed while waiting for %s" % what)
-        try:
-            msg = json.loads(line)
-        except ValueError:
-            log("ignored a stdin line that is not JSON", "warn")
-            continue
-        if isinstance(msg, dict) and msg.get("type") == msg_type:
-            return msg
 
 
 def load_records(path, count):
@@ -82,13 +43,7 @@ def load_records(path, count):
 
 
 def main():
-    try:
-        start = json.loads(STDIN.readline())
-        run = start["run"]
-        if start.get("type") != "start" or not isinstance(run, dict):
-            raise ValueError
-    except (ValueError, KeyError, TypeError):
-        fail("the first stdin line is not a start message")
+    run = read_start()
     inp = run.get("input")
     if inp is None:
         inp = {}
@@ -163,10 +118,5 @@ def main():
     return 0
 
 
-def _on_term(signum, frame):
-    os._exit(143)
-
-
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, _on_term)
-    os._exit(main())
+    run_main(main)

@@ -16,30 +16,15 @@ Optional input: {"info_dir": "/var/lib/dpkg/info"}.
 import json
 import os
 import re
-import signal
 import stat
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # runsd_worker, whatever the working directory
+from runsd_worker import emit, fail, log, messages, read_start, run_main  # noqa: E402
 
 INFO_DIR = "/var/lib/dpkg/info"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9+.\-]*$")
 ARCH_RE = re.compile(r"^[a-z0-9][a-z0-9\-]*$")
-
-
-def _write(data):
-    try:
-        while data:
-            n = os.write(1, data)
-            data = data[n:]
-    except OSError:
-        os._exit(141)
-
-
-def emit(obj):
-    _write((json.dumps(obj, separators=(",", ":"), ensure_ascii=False) + "\n").encode("utf-8"))
-
-
-def log(message, level="info"):
-    emit({"type": "log", "level": level, "message": message})
 
 
 def count_files(info_dir, name, arch, cache):
@@ -96,31 +81,15 @@ def enrich(data, info_dir, cache):
 
 
 def main():
-    stdin = sys.stdin.buffer
-    try:
-        start = json.loads(stdin.readline())
-        run = start["run"]
-        if start.get("type") != "start" or not isinstance(run, dict):
-            raise ValueError
-    except (ValueError, KeyError, TypeError):
-        emit({"type": "error", "message": "the first stdin line is not a start message"})
-        return 1
+    run = read_start()
     inp = run.get("input") if isinstance(run.get("input"), dict) else {}
     info_dir = inp.get("info_dir", INFO_DIR)
     if not isinstance(info_dir, str) or not os.path.isdir(info_dir):
-        emit({"type": "error", "message": "no dpkg info directory at %s" % json.dumps(info_dir)})
-        return 1
+        fail("no dpkg info directory at %s" % json.dumps(info_dir))
 
     cache = {}
     n = 0
-    for line in stdin:
-        if not line.strip():
-            continue
-        try:
-            msg = json.loads(line)
-        except ValueError:
-            log("ignored a stdin line that is not JSON", "warn")
-            continue
+    for msg in messages():
         if not isinstance(msg, dict) or msg.get("type") != "item":
             continue
         seq = msg.get("seq")
@@ -130,14 +99,9 @@ def main():
         emit({"type": "enrichment", "seq": seq, "data": enrich(msg.get("data"), info_dir, cache)})
         n += 1
     # No `result` here: that is the enriched run's own; a log line is enough.
-    emit({"type": "log", "level": "info", "message": "enriched %d items" % n})
+    log("enriched %d items" % n)
     return 0
 
 
-def _on_term(signum, frame):
-    os._exit(143)
-
-
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, _on_term)
-    os._exit(main())
+    run_main(main)

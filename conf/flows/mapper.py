@@ -29,10 +29,12 @@ import io
 import json
 import os
 import re
-import signal
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)  # runsd_worker, whatever the working directory
+from runsd_worker import emit, fail, log, read_start, run_main  # noqa: E402
+
 CONF = os.path.dirname(HERE)
 DEMO = os.path.join(CONF, "demo-data", "customers.csv")
 MAX_BYTES = 64 << 20
@@ -46,29 +48,6 @@ ALIASES = {
     "country": ["country", "country_code", "countrycode", "cc", "iso_country"],
 }
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+$")
-
-
-def _write(data):
-    try:
-        while data:
-            n = os.write(1, data)
-            data = data[n:]
-    except OSError:
-        os._exit(141)
-
-
-def emit(*objs):
-    _write(b"".join((json.dumps(o, separators=(",", ":"), ensure_ascii=False) + "\n")
-                    .encode("utf-8") for o in objs))
-
-
-def log(message, level="info"):
-    emit({"type": "log", "level": level, "message": message})
-
-
-def fail(message):
-    emit({"type": "error", "message": message})
-    os._exit(1)
 
 
 # ------------------------------------------------------------------------- reading
@@ -242,14 +221,7 @@ def map_record(rec):
 
 
 def main():
-    first = sys.stdin.buffer.readline()
-    try:
-        start = json.loads(first)
-        run = start["run"]
-        if start.get("type") != "start" or not isinstance(run, dict):
-            raise ValueError
-    except (ValueError, KeyError, TypeError):
-        fail("the first stdin line is not a start message")
+    run = read_start()
     inp = run.get("input")
     if inp is None:
         inp = {}
@@ -327,10 +299,5 @@ def main():
     return 0
 
 
-def _on_term(signum, frame):
-    os._exit(143)
-
-
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, _on_term)
-    os._exit(main())
+    run_main(main)

@@ -27,41 +27,16 @@ without a limit, 10 items are the cap.
 
 import json
 import os
-import signal
 import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # runsd_worker, whatever the working directory
+from runsd_worker import emit, fail, log, read_start, run_main  # noqa: E402
 
 DPKG_STATUS = "/var/lib/dpkg/status"
 CHECKPOINT_EVERY = 50
 PROGRESS_EVERY = 100
 PREVIEW_LIMIT = 10
-
-
-def _write(data):
-    try:
-        while data:
-            n = os.write(1, data)
-            data = data[n:]
-    except OSError:
-        os._exit(141)  # stdout closed: the daemon is gone or no longer listening
-
-
-def line(obj):
-    return (json.dumps(obj, separators=(",", ":"), ensure_ascii=False) + "\n").encode("utf-8")
-
-
-def emit(*objs):
-    """Writes one or more messages in a single write (each line complete, then flushed)."""
-    _write(b"".join(line(o) for o in objs))
-
-
-def log(message, level="info"):
-    emit({"type": "log", "level": level, "message": message})
-
-
-def fail(message):
-    emit({"type": "error", "message": message})
-    os._exit(1)
 
 
 # ------------------------------------------------------------------------- the database
@@ -207,14 +182,7 @@ def to_item(p):
 
 
 def main():
-    first = sys.stdin.buffer.readline()
-    try:
-        start = json.loads(first)
-        run = start["run"]
-        if start.get("type") != "start" or not isinstance(run, dict):
-            raise ValueError
-    except (ValueError, KeyError, TypeError):
-        fail("the first stdin line is not a start message")
+    run = read_start()
     crit = criteria_from(run.get("input"))
     public = {k: v for k, v in crit.items() if k != "status_path"}
 
@@ -290,10 +258,5 @@ def main():
     return 0
 
 
-def _on_term(signum, frame):
-    os._exit(143)
-
-
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, _on_term)
-    os._exit(main())
+    run_main(main)

@@ -48,6 +48,12 @@ def log(message, level="info"):
     emit({"type": "log", "level": level, "message": message})
 
 
+def fail(message):
+    """Writes an `error` message and exits 1."""
+    emit({"type": "error", "message": message})
+    os._exit(1)
+
+
 def sleep(seconds):
     """Sleeps in small increments so signals are handled promptly."""
     end = time.monotonic() + max(0.0, float(seconds))
@@ -94,6 +100,16 @@ def wait_for(msg_type):
             return msg
         log("testworker: ignored stdin message of type %r while waiting for %r"
             % (msg.get("type"), msg_type), "debug")
+
+
+def ask(request, answer_type, what):
+    """Writes request (approval_required / auth_required) and blocks for the stdin answer
+    of answer_type; EOF first: `error` and exit 1."""
+    emit(request)
+    ans = wait_for(answer_type)
+    if ans is None:
+        fail("stdin closed while waiting for %s" % what)
+    return ans
 
 
 def drain_until_eof():
@@ -147,8 +163,7 @@ def on_deny(inp, what):
     if mode == "exit":
         os._exit(0)
     if mode == "error":
-        emit({"type": "error", "message": "%s denied" % what})
-        os._exit(1)
+        fail("%s denied" % what)
     # wait: the daemon decides; keep waiting for stdin EOF or termination.
     drain_until_eof()
     os._exit(0)
@@ -223,12 +238,10 @@ def main():
     try:
         start = json.loads(line)
     except ValueError:
-        emit({"type": "error", "message": "testworker: start line is not JSON"})
-        return 1
+        fail("testworker: start line is not JSON")
     if not isinstance(start, dict) or start.get("type") != "start" \
             or not isinstance(start.get("run"), dict):
-        emit({"type": "error", "message": "testworker: first line is not a start message"})
-        return 1
+        fail("testworker: first line is not a start message")
     run = start["run"]
     inp = run.get("input")
     if not isinstance(inp, dict):
@@ -301,11 +314,7 @@ def main():
         req = {"type": "approval_required", "prompt": str(inp.get("approval"))}
         if isinstance(inp.get("approval_details"), dict):
             req["details"] = inp["approval_details"]
-        emit(req)
-        ans = wait_for("approval")
-        if ans is None:
-            emit({"type": "error", "message": "stdin closed while waiting for approval"})
-            return 1
+        ans = ask(req, "approval", "approval")
         decision = ans.get("decision")
         log("approval:%s" % decision)
         if decision != "approved":
@@ -314,11 +323,7 @@ def main():
         req = {"type": "auth_required", "url": str(inp.get("auth"))}
         if isinstance(inp.get("provider"), str):
             req["provider"] = inp["provider"]
-        emit(req)
-        ans = wait_for("auth")
-        if ans is None:
-            emit({"type": "error", "message": "stdin closed while waiting for authorization"})
-            return 1
+        ans = ask(req, "auth", "authorization")
         status = ans.get("status")
         if status == "success":
             code = ans.get("code")
@@ -353,8 +358,7 @@ def main():
     if inp.get("crash") and crash_this_attempt(inp, run):
         crash()
     if inp.get("error") is not None:
-        emit({"type": "error", "message": str(inp.get("error"))})
-        return 1
+        fail(str(inp.get("error")))
     if "result" in inp:
         emit({"type": "result", "data": inp["result"]})
     if inp.get("done") is not None:
