@@ -362,11 +362,16 @@ void rd_hub_publish(rd_hub *hub, const rd_hub_event *ev)
         return;
     }
     rd_hub_sub *sub;
-    if (rs)
+    if (rs) {
         TAILQ_FOREACH(sub, &rs->subs, link)
-    deliver(hub, sub, ev, &f);
+        {
+            deliver(hub, sub, ev, &f);
+        }
+    }
     TAILQ_FOREACH(sub, &hub->global, link)
-    deliver(hub, sub, ev, &f);
+    {
+        deliver(hub, sub, ev, &f);
+    }
     if (f.shared && --f.shared->refs == 0)
         free(f.shared);
 }
@@ -386,7 +391,7 @@ typedef struct page_ctx {
     bool at_upper, full, ended, failed;
 } page_ctx;
 
-static int page_on_event(const rd_hub_event *ev, void *arg)
+static int hub_on_page_row(const rd_hub_event *ev, void *arg)
 {
     page_ctx *c = arg;
     rd_hub_sub *sub = c->sub;
@@ -429,7 +434,7 @@ static void replay_page(rd_hub *hub, rd_hub_sub *sub)
     size_t before = evbuffer_get_length(sub->pending);
     int rc = sub->cursor >= c.upper ? 0
                                     : hub->scan(hub->scan_arg, scan_run(sub), sub->cursor,
-                                                hub->page, page_on_event, &c);
+                                                hub->page, hub_on_page_row, &c);
     hub->st.bytes += evbuffer_get_length(sub->pending) - before;
     if (rc != 0 || c.failed) {
         rd_log_warn("hub: replay after %" PRId64 " failed; closing the stream", sub->cursor);
@@ -600,12 +605,14 @@ void rd_hub_unsubscribe(rd_hub_sub *sub)
     sub_free(sub);
 }
 
-static void collect(const char *key, void *value, void *arg)
+static void hub_on_collect(const char *key, void *value, void *arg)
 {
     rd_hub_sub ***p = arg;
     rd_hub_sub *sub;
     TAILQ_FOREACH(sub, &((run_subs *)value)->subs, link)
-    *(*p)++ = sub;
+    {
+        *(*p)++ = sub;
+    }
 }
 
 void rd_hub_close_all(rd_hub *hub, bool force)
@@ -617,9 +624,11 @@ void rd_hub_close_all(rd_hub *hub, bool force)
     rd_hub_sub **all = calloc(hub->n_subs, sizeof *all), **p = all, *sub;
     if (!all)
         return;
-    rd_map_each(hub->by_run, collect, &p);
+    rd_map_each(hub->by_run, hub_on_collect, &p);
     TAILQ_FOREACH(sub, &hub->global, link)
-    *p++ = sub;
+    {
+        *p++ = sub;
+    }
     for (rd_hub_sub **q = all; q < p; q++) {
         sub = *q;
         if (sub->state == SUB_CLOSING && !force)

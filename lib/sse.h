@@ -42,7 +42,8 @@ int rd_sse_write(rd_sse *s, const char *data, size_t len);
 int rd_sse_frame(rd_sse *s, int64_t id, const char *event, const char *data, size_t len);
 /** Bytes waiting in user space. */
 size_t rd_sse_pending(const rd_sse *s);
-/** Flushes what is queued, then closes; on_close is called with RD_SSE_CLOSED_BY_US. */
+/** Flushes what is queued, then closes; on_close is called with RD_SSE_CLOSED_BY_US. A reader
+ * that takes nothing for 30 s is dropped instead of holding the stream open. */
 void rd_sse_close(rd_sse *s);
 /** Closes at once without flushing (shutdown); on_close called. */
 void rd_sse_abort(rd_sse *s);

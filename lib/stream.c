@@ -98,17 +98,17 @@ static int stream_scan(void *scan_arg, const char *run_id, int64_t after, int li
 
 /* --- the sink: an rd_sse under a hub subscriber ------------------------------------------ */
 
-static size_t sink_unsent(void *arg)
+static size_t stream_sink_unsent(void *arg)
 {
     return rd_sse_pending(arg);
 }
 
-static void sink_send(void *arg, struct evbuffer *buf)
+static void stream_sink_send(void *arg, struct evbuffer *buf)
 {
     rd_sse_send_buffer(arg, buf);
 }
 
-static void sink_close(void *arg, rd_hub_why why)
+static void stream_sink_close(void *arg, rd_hub_why why)
 {
     if (why == RD_HUB_END || why == RD_HUB_SHUTDOWN)
         rd_sse_close(arg); /* flushes what is queued first */
@@ -116,7 +116,8 @@ static void sink_close(void *arg, rd_hub_why why)
         rd_sse_abort(arg);
 }
 
-static const rd_hub_sink_ops sink_ops = {sink_unsent, sink_send, sink_close};
+static const rd_hub_sink_ops stream_sink_ops = {stream_sink_unsent, stream_sink_send,
+                                                stream_sink_close};
 
 typedef struct stream_conn {
     stream_state *st;
@@ -271,7 +272,7 @@ static void open_stream(rd_req *req, stream_state *st, open_args *a)
     }
     /* From here on the connection is ours: failures close it. */
     c->st = st;
-    c->sub = rd_hub_subscribe(st->hub, &a->f, resume, a->run_finished, &sink_ops, s);
+    c->sub = rd_hub_subscribe(st->hub, &a->f, resume, a->run_finished, &stream_sink_ops, s);
     if (!c->sub) {
         free(c);
         rd_sse_abort(s);
