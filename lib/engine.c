@@ -638,6 +638,33 @@ static void engine_on_schedule(evutil_socket_t fd, short what, void *arg)
     rd_schedule_now(arg);
 }
 
+/* Retention: a few small batches a minute, each its own short transaction, so pruning a
+ * large backlog never holds the loop for long. */
+#define PRUNE_BATCH 2000
+#define PRUNE_BATCHES 5
+#define PRUNE_PERIOD_S 60
+
+static void engine_on_prune(evutil_socket_t fd, short what, void *arg)
+{
+    rd_engine *eng = arg;
+    int64_t keep = eng->cfg->event_retention_ms;
+    if (keep <= 0 || eng->shutting_down)
+        return;
+    int64_t total = 0;
+    for (int i = 0; i < PRUNE_BATCHES; i++) {
+        int64_t n = 0;
+        if (rd_store_events_prune(eng->store, rd_now_ms() - keep, PRUNE_BATCH, &n) != 0 ||
+            rd_engine_flush(eng) != 0)
+            break;
+        total += n;
+        if (n < PRUNE_BATCH)
+            break;
+    }
+    eng->m_pruned += (uint64_t)total;
+    if (total)
+        rd_log_debug("retention: %lld event(s) of finished runs deleted", (long long)total);
+}
+
 rd_engine *rd_engine_new(struct event_base *base, rd_store *store, const rd_config *cfg)
 {
     rd_engine *eng = calloc(1, sizeof *eng);
@@ -656,7 +683,9 @@ rd_engine *rd_engine_new(struct event_base *base, rd_store *store, const rd_conf
     eng->reaper = rd_reaper_new(base);
     eng->commit_ev = event_new(base, -1, 0, engine_on_commit, eng);
     eng->sched_ev = event_new(base, -1, 0, engine_on_schedule, eng);
+    eng->prune_ev = event_new(base, -1, EV_PERSIST, engine_on_prune, eng);
     if (!eng->active || !eng->flow_stats || !eng->reaper || !eng->commit_ev || !eng->sched_ev ||
+        !eng->prune_ev ||
         load_stream_key(eng) != 0 || load_link_key(eng) != 0) {
         rd_engine_free(eng);
         return NULL;
@@ -728,6 +757,8 @@ void rd_engine_free(rd_engine *eng)
         event_free(eng->commit_ev);
     if (eng->sched_ev)
         event_free(eng->sched_ev);
+    if (eng->prune_ev)
+        event_free(eng->prune_ev);
     if (eng->shutdown_ev)
         event_free(eng->shutdown_ev);
     rd_reaper_free(eng->reaper);
@@ -794,6 +825,9 @@ int rd_engine_recover(rd_engine *eng)
         rd_log_info("recovered %zu active run(s)", n);
     int rc = rd_engine_flush(eng);
     rd_schedule_soon(eng);
+    struct timeval tv = {PRUNE_PERIOD_S, 0};
+    event_add(eng->prune_ev, &tv);
+    engine_on_prune(-1, 0, eng); /* a backlog from a long stop goes at once */
     return rc;
 }
 

@@ -99,6 +99,7 @@ struct rd_engine {
     STAILQ_HEAD(, rd_pending_pub) pending;
     struct event *commit_ev;
     struct event *sched_ev;
+    struct event *prune_ev;  /* retention */
     rd_listener listeners[8];
     int n_listeners;
     int running;         /* local workers holding a slot */
@@ -114,7 +115,7 @@ struct rd_engine {
     struct event *shutdown_ev;
     /* counters for /metrics */
     uint64_t m_runs_created, m_runs_finished[RD_ST__COUNT], m_events, m_items,
-        m_proto_errors, m_spawn_failures, m_commits, m_commit_failures;
+        m_proto_errors, m_spawn_failures, m_commits, m_commit_failures, m_pruned;
 };
 
 /* engine.c */

@@ -327,6 +327,8 @@ char *rd_engine_metrics_text(rd_engine *eng)
             "# TYPE runsd_store_commit_failures_total counter\n"
             "runsd_store_commit_failures_total %llu\n",
             (unsigned long long)eng->m_commit_failures);
+    fprintf(f, "# TYPE runsd_events_pruned_total counter\nrunsd_events_pruned_total %llu\n",
+            (unsigned long long)eng->m_pruned);
     fclose(f);
     return buf;
 }

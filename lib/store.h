@@ -125,6 +125,7 @@ typedef struct rd_store_ops {
     int (*kv_put)(rd_store *s, const char *key, const char *value);
     int (*enrichment_put)(rd_store *s, const char *run_id, int64_t item_seq, const char *flow,
                           const char *data, int64_t ts);
+    int (*events_prune)(rd_store *s, int64_t before_ms, int limit, int64_t *n_deleted);
     int (*dlv_insert)(rd_store *s, const rd_delivery *d);
     int (*dlv_update)(rd_store *s, const rd_delivery *d);
     int (*dlv_get)(rd_store *s, const char *id, rd_delivery_cb cb, void *arg);
@@ -182,7 +183,8 @@ static inline int rd_store_items_scan(rd_store *s, const rd_item_query *q, rd_ev
 /** Idempotency keys: key_hash -> (run_id, hash of the request body). RD_ENOTFOUND if absent. */
 static inline int rd_store_idem_get(rd_store *s, const char *key_hash, char *run_id, size_t run_id_len, char *body_hash, size_t body_hash_len) { return s->ops->idem_get(s, key_hash, run_id, run_id_len, body_hash, body_hash_len); }
 static inline int rd_store_idem_put(rd_store *s, const char *key_hash, const char *run_id, const char *body_hash, int64_t ts) { return s->ops->idem_put(s, key_hash, run_id, body_hash, ts); }
-/** Highest / lowest event id stored (0 when none). */
+/** Highest event id stored (0 when none) / the id from which history is complete: the lowest
+ * id stored, or one past the highest id retention deleted (0 when none). */
 static inline int rd_store_max_event_id(rd_store *s, int64_t *out) { return s->ops->max_event_id(s, out); }
 static inline int rd_store_min_event_id(rd_store *s, int64_t *out) { return s->ops->min_event_id(s, out); }
 /** A small key/value table for daemon state (e.g. secrets generated at first start).
@@ -218,6 +220,11 @@ static inline int rd_store_dlv_unlease(rd_store *s) { return s->ops->dlv_unlease
 static inline int rd_store_dlv_attempt_add(rd_store *s, const rd_delivery_attempt *a) { return s->ops->dlv_attempt_add(s, a); }
 /** The attempts of a delivery, in order. */
 static inline int rd_store_dlv_attempts_scan(rd_store *s, const char *delivery_id, rd_attempt_cb cb, void *arg) { return s->ops->dlv_attempts_scan(s, delivery_id, cb, arg); }
+
+/** Retention: deletes up to limit events older than before_ms of runs that finished before
+ * before_ms, except items (run.item / run.item_error: they are the results). Records the
+ * highest id deleted, so min_event_id reports where complete history starts. */
+static inline int rd_store_events_prune(rd_store *s, int64_t before_ms, int limit, int64_t *n_deleted) { return s->ops->events_prune(s, before_ms, limit, n_deleted); }
 
 /** Frees an array returned by run_list / runs_active and its records. */
 void rd_run_array_free(rd_run **runs, size_t n);

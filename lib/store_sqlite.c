@@ -85,6 +85,11 @@ static const char schema_sql[] =
     " PRIMARY KEY (run_id, item_seq, flow)) WITHOUT ROWID;";
 
 #define EV_SELECT "SELECT id, run_id, flow, type, ts, data, item_seq FROM events"
+/* Retention's victims: non-item events older than ?1 of runs that finished before ?1. */
+#define PRUNE_SELECT                                                                               \
+    "SELECT e.id FROM events e WHERE e.ts < ?1 AND e.item_seq IS NULL AND EXISTS (SELECT 1"        \
+    " FROM runs r WHERE r.id = e.run_id AND r.finished_at > 0 AND r.finished_at < ?1)"             \
+    " ORDER BY e.id LIMIT ?2"
 /* ?1..?11 of the run list statements: one per status, bound to the status or to NULL. */
 #define STATUS_IN "status IN (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
 
@@ -109,7 +114,11 @@ static const char schema_sql[] =
     X(ITEMS_COUNT_TYPE, "SELECT COUNT(*) FROM events"                                              \
                         " WHERE run_id = ?1 AND item_seq IS NOT NULL AND type = ?2")               \
     X(EV_MAX, "SELECT COALESCE(MAX(id), 0) FROM events")                                           \
-    X(EV_MIN, "SELECT COALESCE(MIN(id), 0) FROM events")                                           \
+    X(EV_MIN, "SELECT MAX(COALESCE((SELECT MIN(id) FROM events), 0),"                              \
+              " COALESCE((SELECT CAST(value AS INTEGER) + 1 FROM kv"                               \
+              " WHERE key = 'pruned_through'), 0))")                                               \
+    X(EV_PRUNE_MAX, "SELECT COALESCE(MAX(id), 0), COUNT(*) FROM (" PRUNE_SELECT ")")               \
+    X(EV_PRUNE, "DELETE FROM events WHERE id IN (" PRUNE_SELECT ")")                               \
     X(IDEM_GET, "SELECT run_id, body_hash FROM idempotency WHERE key_hash = ?1")                   \
     X(IDEM_PUT, "INSERT INTO idempotency (key_hash, run_id, body_hash, created_at)"                \
                 " VALUES (?1, ?2, ?3, ?4)")                                                        \
@@ -703,6 +712,51 @@ static int sqlite_min_event_id(rd_store *base, int64_t *out)
     return step_i64((rd_sqlite *)base, ((rd_sqlite *)base)->st[ST_EV_MIN], out, "min event id");
 }
 
+static int sqlite_kv_get(rd_store *base, const char *key, char **out_value);
+static int sqlite_kv_put(rd_store *base, const char *key, const char *value);
+
+static int sqlite_events_prune(rd_store *base, int64_t before_ms, int limit, int64_t *n_deleted)
+{
+    rd_sqlite *s = (rd_sqlite *)base;
+    sqlite3_stmt *st = s->st[ST_EV_PRUNE_MAX];
+    int rc = tx_begin(s);
+    int64_t max_id = 0, n = 0;
+
+    *n_deleted = 0;
+    if (rc != 0)
+        return rc;
+    bind_i64(st, 1, before_ms, &rc);
+    bind_i64(st, 2, limit, &rc);
+    if (rc != SQLITE_OK)
+        return bind_fail(s, st, "prune");
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        done(st);
+        return fail(s, "prune");
+    }
+    max_id = sqlite3_column_int64(st, 0);
+    n = sqlite3_column_int64(st, 1);
+    done(st);
+    if (n == 0)
+        return 0;
+    st = s->st[ST_EV_PRUNE];
+    bind_i64(st, 1, before_ms, &rc);
+    bind_i64(st, 2, limit, &rc);
+    if (rc != SQLITE_OK)
+        return bind_fail(s, st, "prune");
+    if ((rc = step_done(s, st, "prune")) != 0)
+        return rc;
+    /* The watermark only grows: victims are taken in id order, oldest first. */
+    char val[32];
+    int64_t prev = 0;
+    char *old = NULL;
+    if (sqlite_kv_get(base, "pruned_through", &old) == 0 && old)
+        prev = atoll(old);
+    free(old);
+    snprintf(val, sizeof val, "%lld", (long long)(max_id > prev ? max_id : prev));
+    *n_deleted = n;
+    return sqlite_kv_put(base, "pruned_through", val);
+}
+
 static int sqlite_enrichment_put(rd_store *base, const char *run_id, int64_t item_seq,
                                  const char *flow, const char *data, int64_t ts)
 {
@@ -835,6 +889,7 @@ static const rd_store_ops sqlite_ops = {
     .kv_put = sqlite_kv_put,
     RD_SQLITE_OUTBOX_OPS,
     .enrichment_put = sqlite_enrichment_put,
+    .events_prune = sqlite_events_prune,
 };
 
 /* A bounded string builder for the generated SQL; overflow is reported once at the end. */

@@ -398,6 +398,34 @@ class TestRestart(unittest.TestCase):
         self.assertEqual(metric(d, "runsd_sse_resets_total"), 2)
 
 
+    def test_retention_prunes_and_resets(self):
+        """[store] retention deletes old non-item events of finished runs (at start, then
+        every minute); a resume from before them gets stream.reset; items stay."""
+        d = self.daemons[0]
+        a = d.create("test", {"items": 3})
+        d.wait_status(a["id"], TERMINAL)
+        alog = d.events(a["id"])
+        d.stop()
+        finished = time.time()
+        wait_for(lambda: time.time() > finished + 1.2, what="the retention window to pass")
+        old = self.daemons[-1]
+        d = Daemon(flows=FLOWS, limits="kill_grace = 500ms\n", extra="",
+                   store_path=old.store, tmp=old.tmp)
+        d.port = old.port
+        d.config_text_orig = d.config_text
+        d.config_text = lambda: d.config_text_orig().replace(
+            "[store]\npath = %s\n" % old.store, "[store]\npath = %s\nretention = 1s\n" % old.store)
+        self.daemons.append(d.start())
+        self.assertGreaterEqual(metric(d, "runsd_events_pruned_total"), 1)
+        items = [e["id"] for e in alog if e["type"] == "run.item"]
+        self.assertEqual([e["id"] for e in d.events(a["id"])], items)  # items are results: kept
+        self.assertEqual(len(d.get("/v1/runs/%s/results" % a["id"]).json()["items"]), 3)
+        s = SSE(d.port, "/v1/runs/%s/events" % a["id"], headers={"Last-Event-ID": "1"})
+        frames = s.until_close()
+        self.assertEqual(frames[0]["event"], "stream.reset")
+        self.assertGreater(json.loads(frames[0]["data"])["oldest_id"], alog[-1]["id"])
+
+
 class TestSlowReader(SSETest):
     server = "sse_max_buffer = 64K\n"
 

@@ -448,6 +448,40 @@ static int64_t append(rd_store *s, const char *run, const char *type, int64_t se
     return id;
 }
 
+/* Retention deletes the old non-item events of finished runs only, and min_event_id moves to
+ * where complete history starts. */
+static void test_events_prune(void **state)
+{
+    fx *f = *state;
+    rd_run *done_run = make_run("run_done", "f", RD_ST_SUCCEEDED, 100);
+    done_run->finished_at = 1000;
+    assert_int_equal(rd_store_run_insert(f->s, done_run), 0);
+    rd_run_free(done_run);
+    insert_run(f->s, "run_live", "f", RD_ST_RUNNING, 100);
+    int64_t first = append(f->s, "run_done", "run.status", 0); /* ts 1234 */
+    int64_t item = append(f->s, "run_done", "run.item", 1);
+    int64_t last_old = append(f->s, "run_done", "run.end", 0);
+    append(f->s, "run_live", "run.log", 0);
+    int64_t n = -1, min = 0;
+    assert_int_equal(rd_store_min_event_id(f->s, &min), 0);
+    assert_int_equal(min, first);
+    /* Nothing is older than 1000: nothing goes. */
+    assert_int_equal(rd_store_events_prune(f->s, 1000, 100, &n), 0);
+    assert_int_equal(n, 0);
+    /* Before 5000: run_done's two non-item events go; its item and the live run's stay. */
+    assert_int_equal(rd_store_events_prune(f->s, 5000, 100, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(rd_store_commit(f->s), 0);
+    collect c = {0};
+    assert_int_equal(rd_store_events_scan(f->s, NULL, 0, 0, collect_cb, &c), 0);
+    assert_int_equal(c.n, 2);
+    assert_int_equal(c.ids[0], item);
+    assert_int_equal(rd_store_min_event_id(f->s, &min), 0);
+    assert_int_equal(min, last_old + 1);
+    assert_int_equal(rd_store_events_prune(f->s, 5000, 100, &n), 0);
+    assert_int_equal(n, 0);
+}
+
 static void test_event_ids_never_reused(void **state)
 {
     fx *f = *state;
@@ -784,6 +818,7 @@ int main(void)
         BOTH(test_run_duplicate),   BOTH(test_run_list),
         BOTH(test_runs_active),     FILE_ONLY(test_event_ids_never_reused),
         BOTH(test_events_scan),     BOTH(test_items_scan),
+        BOTH(test_events_prune),
         BOTH(test_idempotency),     BOTH(test_kv),
         BOTH(test_commit_rollback), FILE_ONLY(test_durability),
         FILE_ONLY(test_kill9),      FILE_ONLY(test_open_refusals),
