@@ -347,12 +347,21 @@ void rd_slot_release(rd_active *act)
     rd_schedule_soon(act->eng);
 }
 
+static bool listeners_want(rd_engine *eng, const char *run_id);
+
 /* Builds the SSE data payload once, at append time, so every subscriber shares it. */
 static void queue_publish(rd_engine *eng, rd_active *act, int64_t id, const char *type,
                           int64_t ts, const char *data, bool terminal)
 {
     if (eng->n_listeners == 0)
         return;
+    if (!listeners_want(eng, act->run->id)) {
+        /* Nobody watches this run: formatting and copying the frame would be wasted (a
+         * million items are a million frames); the id alone goes out after the commit. */
+        if (id > eng->pub_watermark)
+            eng->pub_watermark = id;
+        return;
+    }
     char *rendered = rd_engine_render_links(eng, act->run->id, type, data);
     if (rendered)
         data = rendered;
@@ -553,6 +562,7 @@ static int flush(rd_engine *eng)
         eng->m_commit_failures++;
         eng->store_ok = false;
         rd_log_err("store commit failed; events of this batch were not published");
+        eng->pub_watermark = 0;
         while ((p = STAILQ_FIRST(&eng->pending))) {
             STAILQ_REMOVE_HEAD(&eng->pending, link);
             free(p->buf);
@@ -569,6 +579,14 @@ static int flush(rd_engine *eng)
             eng->listeners[i].fn(&p->ev, eng->listeners[i].arg);
         free(p->buf);
         free(p);
+    }
+    if (eng->pub_watermark > 0) {
+        /* After the formatted ones: listeners ignore ids at or below what they have seen. */
+        rd_pub_event w = {.id = eng->pub_watermark, .run_id = "", .flow = "", .type = "",
+                          .data = "", .frame = NULL};
+        eng->pub_watermark = 0;
+        for (int i = 0; i < eng->n_listeners; i++)
+            eng->listeners[i].fn(&w, eng->listeners[i].arg);
     }
     return 0;
 }
@@ -701,14 +719,29 @@ void rd_engine_set_config(rd_engine *eng, const rd_config *cfg)
     rd_schedule_soon(eng);
 }
 
-int rd_engine_add_listener(rd_engine *eng, rd_event_listener fn, void *arg)
+int rd_engine_add_listener_gated(rd_engine *eng, rd_event_listener fn,
+                                 bool (*wants)(void *arg, const char *run_id), void *arg)
 {
     if (eng->n_listeners >= (int)(sizeof eng->listeners / sizeof eng->listeners[0]))
         return RD_EFULL;
     eng->listeners[eng->n_listeners].fn = fn;
+    eng->listeners[eng->n_listeners].wants = wants;
     eng->listeners[eng->n_listeners].arg = arg;
     eng->n_listeners++;
     return 0;
+}
+
+int rd_engine_add_listener(rd_engine *eng, rd_event_listener fn, void *arg)
+{
+    return rd_engine_add_listener_gated(eng, fn, NULL, arg);
+}
+
+static bool listeners_want(rd_engine *eng, const char *run_id)
+{
+    for (int i = 0; i < eng->n_listeners; i++)
+        if (!eng->listeners[i].wants || eng->listeners[i].wants(eng->listeners[i].arg, run_id))
+            return true;
+    return false;
 }
 
 static void free_active(const char *key, void *value, void *arg)

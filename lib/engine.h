@@ -59,6 +59,11 @@ struct rd_outbox;
 void rd_engine_set_outbox(rd_engine *eng, struct rd_outbox *ob);
 /** Registers a listener called after each commit for each new event, in id order. */
 int rd_engine_add_listener(rd_engine *eng, rd_event_listener fn, void *arg);
+/** The same, with a gate: events of runs for which wants(arg, run_id) is false are not
+ * formatted; the listener then gets one watermark event per commit (id = the highest such id,
+ * run_id/type/data "" and frame NULL) so it still learns the last committed id. */
+int rd_engine_add_listener_gated(rd_engine *eng, rd_event_listener fn,
+                                 bool (*wants)(void *arg, const char *run_id), void *arg);
 /** Begins shutdown: no new starts; workers are stopped; resumable runs go back to queued,
  * others end crashed/interrupted. done(arg) is called from the loop once no worker is left. */
 void rd_engine_shutdown(rd_engine *eng, void (*done)(void *arg), void *arg);

@@ -79,6 +79,7 @@ typedef struct rd_pending_pub {
 
 typedef struct rd_listener {
     rd_event_listener fn;
+    bool (*wants)(void *arg, const char *run_id); /* NULL: every event */
     void *arg;
 } rd_listener;
 
@@ -102,6 +103,7 @@ struct rd_engine {
     struct event *prune_ev;  /* retention */
     rd_listener listeners[8];
     int n_listeners;
+    int64_t pub_watermark; /* highest committed-to-be id no listener wanted formatted */
     int running;         /* local workers holding a slot */
     int n_watches;       /* ?wait= waiters across all runs */
     int n_queued;        /* runs in status queued (local and external) */

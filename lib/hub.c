@@ -376,6 +376,11 @@ void rd_hub_publish(rd_hub *hub, const rd_hub_event *ev)
         free(f.shared);
 }
 
+bool rd_hub_wants(const rd_hub *hub, const char *run_id)
+{
+    return !TAILQ_EMPTY(&hub->global) || rd_map_get(hub->by_run, run_id) != NULL;
+}
+
 int64_t rd_hub_last_id(const rd_hub *hub)
 {
     return hub->last_id;

@@ -107,6 +107,9 @@ void rd_hub_set_max_buffer(rd_hub *hub, size_t max_buffer);
 void rd_hub_publish(rd_hub *hub, const rd_hub_event *ev);
 /** The highest id published so far. */
 int64_t rd_hub_last_id(const rd_hub *hub);
+/** True when some subscriber may want run_id's events (its run's or a global one). When false
+ * the publisher may send just the id (frame and data NULL) to advance rd_hub_last_id. */
+bool rd_hub_wants(const rd_hub *hub, const char *run_id);
 
 /** Adds a subscriber. resume < 0: live only, from the next published event; resume >= 0:
  * replays every wanted event with id > resume from the store, then live. run_finished tells

@@ -58,6 +58,13 @@ static void stream_on_event(const rd_pub_event *ev, void *arg)
     rd_hub_publish(st->hub, &he);
 }
 
+/* The engine formats frames only for events some subscriber may want. */
+static bool stream_wants(void *arg, const char *run_id)
+{
+    stream_state *st = arg;
+    return rd_hub_wants(st->hub, run_id);
+}
+
 typedef struct scan_ctx {
     rd_engine *eng;
     rd_hub_event_fn fn;
@@ -384,7 +391,8 @@ int rd_stream_init(rd_http *h, char *err, size_t errlen)
                      .scan = stream_scan,
                      .scan_arg = st};
     st->hub = rd_hub_new(rd_http_base(h), &o, last);
-    if (!st->hub || rd_engine_add_listener(st->eng, stream_on_event, st) != 0) {
+    if (!st->hub ||
+        rd_engine_add_listener_gated(st->eng, stream_on_event, stream_wants, st) != 0) {
         rd_hub_free(st->hub);
         free(st);
         return snprintf(err, errlen, "cannot create the event hub"), RD_ERR;
