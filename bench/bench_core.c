@@ -169,8 +169,7 @@ static int bench_spawn(const char *worker, int n, int conc)
         }
     }
     double dt = now_s() - t0;
-    printf("spawn_wait_per_s %.1f runs/s (%d runs, concurrency %d, %.3f s)\n", n / dt, n, conc,
-           dt);
+    printf("spawn_wait_per_s %.1f runs/s (%d runs, concurrency %d, %.3f s)\n", n / dt, n, conc, dt);
     return 0;
 }
 

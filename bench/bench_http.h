@@ -55,8 +55,8 @@ static inline int connect_port(int port)
  * not fit, the connection fails or the reply does not fit in buf. With quickack, the client
  * re-arms TCP_QUICKACK before each read, so it never delays an ACK (a server's Nagle stall
  * against a delayed ACK, ~40 ms, cannot hide the server's own time). */
-static inline int http_x(int fd, const char *method, const char *path, const char *body,
-                         char *buf, size_t cap, int quickack)
+static inline int http_x(int fd, const char *method, const char *path, const char *body, char *buf,
+                         size_t cap, int quickack)
 {
     char req[2048];
     size_t blen = body ? strlen(body) : 0;
@@ -95,8 +95,8 @@ static inline int http_x(int fd, const char *method, const char *path, const cha
 }
 
 /* http_x without TCP_QUICKACK: the plain client. */
-static inline int http(int fd, const char *method, const char *path, const char *body,
-                       char *buf, size_t cap)
+static inline int http(int fd, const char *method, const char *path, const char *body, char *buf,
+                       size_t cap)
 {
     return http_x(fd, method, path, body, buf, cap, 0);
 }
@@ -121,8 +121,7 @@ static inline long long json_ll(const char *s, const char *key, int last)
  * until it is terminal (GET /v1/runs/{id}?wait=60 until "is_active":false). Returns 0 with
  * the run's id in id (idcap bytes) and its terminal run object in buf; -1, with the reply on
  * stderr, when a request fails. */
-static inline int items_run(int fd, long long count, char *buf, size_t cap, char *id,
-                            size_t idcap)
+static inline int items_run(int fd, long long count, char *buf, size_t cap, char *id, size_t idcap)
 {
     char body[256], path[256];
     snprintf(body, sizeof body, "{\"flow\":\"items\",\"input\":{\"count\":%lld}}", count);

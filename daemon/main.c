@@ -83,11 +83,21 @@ int main(int argc, char **argv)
     int opt;
     while ((opt = getopt(argc, argv, "c:tVh")) != -1) {
         switch (opt) {
-        case 'c': a.config_path = optarg; break;
-        case 't': check = true; break;
-        case 'V': printf("runsd 0.1.0\n"); return 0;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'c':
+            a.config_path = optarg;
+            break;
+        case 't':
+            check = true;
+            break;
+        case 'V':
+            printf("runsd 0.1.0\n");
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (!a.config_path) {

@@ -30,8 +30,8 @@ static int query_int(rd_req *req, const char *key, int64_t def, int64_t lo, int6
     int64_t n;
     if (rd_parse_i64(v, &n) != 0 || n < lo || n > hi)
         return rd_reply_error(req, 400, "invalid_parameter",
-                              "'%s' must be an integer between %lld and %lld", key,
-                              (long long)lo, (long long)hi);
+                              "'%s' must be an integer between %lld and %lld", key, (long long)lo,
+                              (long long)hi);
     *out = n;
     return 0;
 }
@@ -89,7 +89,7 @@ static int check_webhook(rd_req *req, json_t *wh)
 
 static int parse_create(rd_req *req, json_t *body, rd_create_req *c)
 {
-    static const char *known[] = {"flow",  "input", "metadata", "limit",
+    static const char *known[] = {"flow",    "input", "metadata", "limit",
                                   "preview", "start", "webhook",  NULL};
     const char *k;
     json_t *v;
@@ -116,8 +116,7 @@ static int parse_create(rd_req *req, json_t *body, rd_create_req *c)
     json_t *lim = json_object_get(body, "limit");
     if (lim && !json_is_null(lim)) {
         if (!json_is_integer(lim) || json_integer_value(lim) <= 0)
-            return rd_reply_error(req, 422, "invalid_limit",
-                                  "'limit' must be a positive integer");
+            return rd_reply_error(req, 422, "invalid_limit", "'limit' must be a positive integer");
         c->limit = json_integer_value(lim);
     }
     json_t *pv = json_object_get(body, "preview"), *st = json_object_get(body, "start");
@@ -178,8 +177,7 @@ static void h_create(rd_req *req)
                                  evhtp_header_new("Idempotent-Replayed", "true", 0, 0));
     if (rc == 0) {
         char loc[200];
-        snprintf(loc, sizeof loc, "/v1/runs/%s",
-                 json_string_value(json_object_get(out, "id")));
+        snprintf(loc, sizeof loc, "/v1/runs/%s", json_string_value(json_object_get(out, "id")));
         evhtp_headers_add_header(req->r->headers_out, evhtp_header_new("Location", loc, 0, 1));
     }
     reply_engine(req, rc, 201, out, &e);
@@ -356,8 +354,8 @@ static void h_enrich(rd_req *req, const char *id)
     }
     json_t *out = NULL;
     rd_apierr e;
-    int rc = rd_engine_enrich(req->eng, id, json_string_value(flow),
-                              json_object_get(body, "input"), &out, &e);
+    int rc = rd_engine_enrich(req->eng, id, json_string_value(flow), json_object_get(body, "input"),
+                              &out, &e);
     json_decref(body);
     reply_engine(req, rc, 202, out, &e);
 }
@@ -561,8 +559,8 @@ static void preflight(rd_req *req)
 {
     evhtp_headers_t *out = req->r->headers_out;
     rd_req_cors(req, out);
-    evhtp_headers_add_header(out, evhtp_header_new("Access-Control-Allow-Methods",
-                                                   "GET, POST, DELETE, OPTIONS", 0, 0));
+    evhtp_headers_add_header(
+        out, evhtp_header_new("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS", 0, 0));
     evhtp_headers_add_header(out, evhtp_header_new("Access-Control-Allow-Headers",
                                                    "Authorization, Content-Type, x-api-key, "
                                                    "Idempotency-Key, Last-Event-ID",

@@ -29,12 +29,23 @@ static char *html_escape(const char *s)
         return NULL;
     for (const char *p = s; *p; p++) {
         switch (*p) {
-        case '<': q = stpcpy(q, "&lt;"); break;
-        case '>': q = stpcpy(q, "&gt;"); break;
-        case '&': q = stpcpy(q, "&amp;"); break;
-        case '"': q = stpcpy(q, "&quot;"); break;
-        case '\'': q = stpcpy(q, "&#39;"); break;
-        default: *q++ = *p;
+        case '<':
+            q = stpcpy(q, "&lt;");
+            break;
+        case '>':
+            q = stpcpy(q, "&gt;");
+            break;
+        case '&':
+            q = stpcpy(q, "&amp;");
+            break;
+        case '"':
+            q = stpcpy(q, "&quot;");
+            break;
+        case '\'':
+            q = stpcpy(q, "&#39;");
+            break;
+        default:
+            *q++ = *p;
         }
     }
     *q = 0;
@@ -129,7 +140,8 @@ static void approval_get(rd_req *req)
     }
     bool approve = strcmp(json_string_value(json_object_get(info, "decision")), "approve") == 0;
     char *prompt = html_escape(json_string_value(json_object_get(info, "prompt")));
-    char *details_txt = json_dumps(json_object_get(info, "details"), JSON_INDENT(2) | JSON_ENCODE_ANY);
+    char *details_txt =
+        json_dumps(json_object_get(info, "details"), JSON_INDENT(2) | JSON_ENCODE_ANY);
     char *details = html_escape(details_txt ? details_txt : "null");
     char *tok = html_escape(token);
     char *flow = html_escape(json_string_value(json_object_get(info, "flow")));
@@ -144,8 +156,7 @@ static void approval_get(rd_req *req)
                  "maxlength=\"500\"></label></p>"
                  "<button type=\"submit\">%s</button></form>",
                  flow, prompt, details, tok, approve ? "Approve" : "Deny");
-    page(req, 200, approve ? "Approve this request?" : "Deny this request?",
-         body ? body : "");
+    page(req, 200, approve ? "Approve this request?" : "Deny this request?", body ? body : "");
     free(body);
     free(prompt);
     free(details_txt);
@@ -194,7 +205,7 @@ static void approval_post(rd_req *req)
         const char *d = rc == 0 ? json_string_value(json_object_get(out, "decision")) : "";
         reply_result(req, rc, out, &e, form || wants_html(req),
                      d && strcmp(d, "approved") == 0 ? "The request was approved."
-                                                    : "The request was denied.");
+                                                     : "The request was denied.");
     }
     json_decref(body);
     free(raw);
@@ -209,7 +220,8 @@ static void approve_by_id(rd_req *req, const char *id, bool approve)
     json_t *c = json_object_get(body, "comment");
     if (c && !json_is_null(c) && (!json_is_string(c) || json_string_length(c) > 2000)) {
         json_decref(body);
-        rd_reply_error(req, 422, "invalid_comment", "'comment' must be a string of at most 2000 bytes");
+        rd_reply_error(req, 422, "invalid_comment",
+                       "'comment' must be a string of at most 2000 bytes");
         return;
     }
     json_t *out = NULL;
@@ -309,8 +321,8 @@ bool rd_api_human_route(rd_req *req)
             rd_reply_error(req, 405, "method_not_allowed", "use GET on this path");
         return true;
     }
-    if (req->nseg == 4 && strcmp(req->segs[1], "demo") == 0 &&
-        strcmp(req->segs[2], "oauth") == 0 && strcmp(req->segs[3], "authorize") == 0) {
+    if (req->nseg == 4 && strcmp(req->segs[1], "demo") == 0 && strcmp(req->segs[2], "oauth") == 0 &&
+        strcmp(req->segs[3], "authorize") == 0) {
         if (get)
             demo_provider(req);
         else

@@ -22,75 +22,77 @@
 enum { RD_SCOPE_READ = 1, RD_SCOPE_WRITE = 2, RD_SCOPE_ADMIN = 3 };
 
 typedef struct rd_api_key {
-    int scope;  /* RD_SCOPE_*: admin implies write implies read */
-    char *key;  /* the secret itself; never logged */
+    int scope; /* RD_SCOPE_*: admin implies write implies read */
+    char *key; /* the secret itself; never logged */
 } rd_api_key;
 
 typedef struct rd_flow_config {
-    char *name;                /* from the section name [flow.NAME]; [A-Za-z0-9_.-]{1,64} */
-    bool external;             /* executor = external: no command, remote worker over HTTP */
-    char *command;             /* the raw command line, for display */
-    char *argv[RD_MAX_ARGV + 1]; /* split like a shell would (quotes, backslashes), NULL-terminated */
+    char *name;    /* from the section name [flow.NAME]; [A-Za-z0-9_.-]{1,64} */
+    bool external; /* executor = external: no command, remote worker over HTTP */
+    char *command; /* the raw command line, for display */
+    char *
+        argv[RD_MAX_ARGV + 1]; /* split like a shell would (quotes, backslashes), NULL-terminated */
     int argc;
     char *cwd;                 /* optional working directory (key: cwd) */
-    char *env[RD_MAX_ENV + 1]; /* "NAME=value" entries added to the worker's environment (key: env, repeatable) */
+    char *env[RD_MAX_ENV + 1]; /* "NAME=value" entries added to the worker's environment (key: env,
+                                  repeatable) */
     int n_env;
-    int concurrency;           /* default 4, 1..10000 */
-    int64_t timeout_ms;        /* default 10m; 0 = none */
-    bool resumable;            /* default yes */
+    int concurrency;             /* default 4, 1..10000 */
+    int64_t timeout_ms;          /* default 10m; 0 = none */
+    bool resumable;              /* default yes */
     int64_t approval_timeout_ms; /* default 24h */
     int64_t auth_timeout_ms;     /* default 1h */
-    double min_match_rate;     /* 0 = no policy (key absent) */
-    int64_t min_evaluated;     /* default 100 */
-    int64_t default_limit;     /* key: limit; 0 = unlimited; default 0 */
-    int64_t max_limit;         /* key: max_limit; default 1000000 */
-    char *description;         /* optional, shown in GET /v1/flows */
-    char version[17];          /* first 16 hex chars of SHA-256 over the flow's keys and values */
+    double min_match_rate;       /* 0 = no policy (key absent) */
+    int64_t min_evaluated;       /* default 100 */
+    int64_t default_limit;       /* key: limit; 0 = unlimited; default 0 */
+    int64_t max_limit;           /* key: max_limit; default 1000000 */
+    char *description;           /* optional, shown in GET /v1/flows */
+    char version[17];            /* first 16 hex chars of SHA-256 over the flow's keys and values */
 } rd_flow_config;
 
 typedef struct rd_config {
-    char *path;                       /* the file it was loaded from */
+    char *path; /* the file it was loaded from */
     /* [server] */
-    char *listen[RD_MAX_LISTEN];      /* "host:port", "[v6]:port" or "unix:/path" */
+    char *listen[RD_MAX_LISTEN]; /* "host:port", "[v6]:port" or "unix:/path" */
     int n_listen;
-    char *public_url;                 /* default "http://" + first listen */
-    int64_t max_body_bytes;           /* default 1 MiB (key: max_body) */
-    int64_t max_uri_bytes;            /* default 8 KiB (key: max_uri) */
-    int64_t max_header_bytes;         /* default 16 KiB (key: max_headers) */
-    int max_connections;              /* default 4096 */
-    char *cors_origins[RD_MAX_CORS];  /* key: cors_origin, repeatable; "*" allowed */
+    char *public_url;                /* default "http://" + first listen */
+    int64_t max_body_bytes;          /* default 1 MiB (key: max_body) */
+    int64_t max_uri_bytes;           /* default 8 KiB (key: max_uri) */
+    int64_t max_header_bytes;        /* default 16 KiB (key: max_headers) */
+    int max_connections;             /* default 4096 */
+    char *cors_origins[RD_MAX_CORS]; /* key: cors_origin, repeatable; "*" allowed */
     int n_cors;
-    int64_t heartbeat_ms;             /* SSE heartbeat, default 15s (key: sse_heartbeat) */
-    int max_sse_clients;              /* default 10000 */
-    int64_t sse_max_buffer;           /* per-subscriber unsent bytes bound, default 256 KiB */
-    int64_t stream_token_ttl_ms;      /* lifetime of stream_url tokens, default 24h */
-    char *log_level;                  /* "debug" | "info" | "warn" | "error"; default info */
+    int64_t heartbeat_ms;        /* SSE heartbeat, default 15s (key: sse_heartbeat) */
+    int max_sse_clients;         /* default 10000 */
+    int64_t sse_max_buffer;      /* per-subscriber unsent bytes bound, default 256 KiB */
+    int64_t stream_token_ttl_ms; /* lifetime of stream_url tokens, default 24h */
+    char *log_level;             /* "debug" | "info" | "warn" | "error"; default info */
     /* [store] */
-    char *store_path;                 /* default ./runsd.db; ":memory:" only with allow_memory */
-    bool store_allow_memory;          /* key: allow_memory (tests only) */
-    char *store_synchronous;          /* "normal" (default) | "full" */
-    int64_t event_retention_ms;       /* key: retention; 0 = keep forever (default) */
+    char *store_path;           /* default ./runsd.db; ":memory:" only with allow_memory */
+    bool store_allow_memory;    /* key: allow_memory (tests only) */
+    char *store_synchronous;    /* "normal" (default) | "full" */
+    int64_t event_retention_ms; /* key: retention; 0 = keep forever (default) */
     /* [limits] */
-    int max_running;                  /* default 8 */
-    int max_queued;                   /* default 10000 */
-    int64_t max_line_bytes;           /* worker stdout line bound, default 1 MiB (key: max_line) */
-    int64_t max_stderr_lines;         /* per run, default 1000 (key: max_stderr_lines) */
-    int64_t kill_grace_ms;            /* SIGTERM -> SIGKILL, default 5s (key: kill_grace) */
-    int64_t max_wait_ms;              /* cap for ?wait=, default 60s (key: max_wait) */
-    int64_t max_items_per_run;        /* default 10000000 (key: max_items) */
+    int max_running;           /* default 8 */
+    int max_queued;            /* default 10000 */
+    int64_t max_line_bytes;    /* worker stdout line bound, default 1 MiB (key: max_line) */
+    int64_t max_stderr_lines;  /* per run, default 1000 (key: max_stderr_lines) */
+    int64_t kill_grace_ms;     /* SIGTERM -> SIGKILL, default 5s (key: kill_grace) */
+    int64_t max_wait_ms;       /* cap for ?wait=, default 60s (key: max_wait) */
+    int64_t max_items_per_run; /* default 10000000 (key: max_items) */
     /* [auth] */
     rd_api_key keys[RD_MAX_KEYS];
     int n_keys;
     /* [webhooks] */
-    char *hook_urls[RD_MAX_HOOKS];    /* key: url, repeatable */
+    char *hook_urls[RD_MAX_HOOKS]; /* key: url, repeatable */
     int n_hook_urls;
     char *hook_secrets[RD_MAX_SECRETS]; /* key: secret, repeatable (rotation); whsec_<base64> */
     int n_hook_secrets;
-    int64_t retry_schedule_ms[16];    /* default 5s 5m 30m 2h 5h 10h 10h */
+    int64_t retry_schedule_ms[16]; /* default 5s 5m 30m 2h 5h 10h 10h */
     int n_retry;
-    bool hook_allow_private;          /* key: allow_private, default no */
-    int64_t hook_timeout_ms;          /* key: timeout, default 10s */
-    int hook_max_conns;               /* key: max_connections, default 64 */
+    bool hook_allow_private; /* key: allow_private, default no */
+    int64_t hook_timeout_ms; /* key: timeout, default 10s */
+    int hook_max_conns;      /* key: max_connections, default 64 */
     /* [flow.NAME] sections */
     rd_flow_config flows[RD_MAX_FLOWS];
     int n_flows;

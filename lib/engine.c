@@ -105,8 +105,7 @@ json_t *rd_public_pending(const rd_run *r)
     return out;
 }
 
-char *rd_engine_render_links(rd_engine *eng, const char *run_id, const char *type,
-                             const char *data)
+char *rd_engine_render_links(rd_engine *eng, const char *run_id, const char *type, const char *data)
 {
     bool status = strcmp(type, "run.status") == 0;
     if (!status && strcmp(type, "run.approval_required") != 0 &&
@@ -173,8 +172,7 @@ static int load_link_key(rd_engine *eng)
         b64[n] = 0;
         while (n && (b64[n - 1] == '\n' || b64[n - 1] == '\r'))
             b64[--n] = 0;
-        if (rd_b64_decode(b64, n, eng->link_key, sizeof eng->link_key) ==
-            (int)sizeof eng->link_key)
+        if (rd_b64_decode(b64, n, eng->link_key, sizeof eng->link_key) == (int)sizeof eng->link_key)
             return 0;
         rd_log_err("%s: not a valid key file", path);
         return RD_EINVAL;
@@ -350,8 +348,8 @@ void rd_slot_release(rd_active *act)
 static bool listeners_want(rd_engine *eng, const char *run_id);
 
 /* Builds the SSE data payload once, at append time, so every subscriber shares it. */
-static void queue_publish(rd_engine *eng, rd_active *act, int64_t id, const char *type,
-                          int64_t ts, const char *data, bool terminal)
+static void queue_publish(rd_engine *eng, rd_active *act, int64_t id, const char *type, int64_t ts,
+                          const char *data, bool terminal)
 {
     if (eng->n_listeners == 0)
         return;
@@ -369,8 +367,8 @@ static void queue_publish(rd_engine *eng, rd_active *act, int64_t id, const char
     rd_rfc3339(ts, tbuf, sizeof tbuf);
     size_t dlen = strlen(data);
     /* data is in buf twice: inside the frame and as its own copy. */
-    size_t cap = dlen * 2 + strlen(type) * 2 + strlen(act->run->id) * 2 +
-                 strlen(act->run->flow) + strlen(tbuf) + 160;
+    size_t cap = dlen * 2 + strlen(type) * 2 + strlen(act->run->id) * 2 + strlen(act->run->flow) +
+                 strlen(tbuf) + 160;
     rd_pending_pub *p = calloc(1, sizeof *p);
     char *buf = malloc(cap);
     if (!p || !buf) {
@@ -380,8 +378,9 @@ static void queue_publish(rd_engine *eng, rd_active *act, int64_t id, const char
         return;
     }
     /* Layout in buf: frame \0 run_id \0 flow \0 type \0 data \0 */
-    int n = snprintf(buf, cap, "{\"id\":%lld,\"type\":\"%s\",\"run_id\":\"%s\",\"timestamp\":\"%s\","
-                               "\"data\":%s}",
+    int n = snprintf(buf, cap,
+                     "{\"id\":%lld,\"type\":\"%s\",\"run_id\":\"%s\",\"timestamp\":\"%s\","
+                     "\"data\":%s}",
                      (long long)id, type, act->run->id, tbuf, data);
     size_t off = (size_t)n + 1;
     p->ev.frame = buf;
@@ -582,8 +581,12 @@ static int flush(rd_engine *eng)
     }
     if (eng->pub_watermark > 0) {
         /* After the formatted ones: listeners ignore ids at or below what they have seen. */
-        rd_pub_event w = {.id = eng->pub_watermark, .run_id = "", .flow = "", .type = "",
-                          .data = "", .frame = NULL};
+        rd_pub_event w = {.id = eng->pub_watermark,
+                          .run_id = "",
+                          .flow = "",
+                          .type = "",
+                          .data = "",
+                          .frame = NULL};
         eng->pub_watermark = 0;
         for (int i = 0; i < eng->n_listeners; i++)
             eng->listeners[i].fn(&w, eng->listeners[i].arg);
@@ -638,8 +641,7 @@ void rd_schedule_now(rd_engine *eng)
     if (eng->shutting_down)
         return;
     rd_active *act, *next;
-    for (act = TAILQ_FIRST(&eng->queue); act && eng->running < eng->cfg->max_running;
-         act = next) {
+    for (act = TAILQ_FIRST(&eng->queue); act && eng->running < eng->cfg->max_running; act = next) {
         next = TAILQ_NEXT(act, qlink);
         const rd_flow_config *flow = rd_config_flow(eng->cfg, act->run->flow);
         rd_flow_stat *st = flow_stat(eng, act->run->flow);
@@ -703,8 +705,7 @@ rd_engine *rd_engine_new(struct event_base *base, rd_store *store, const rd_conf
     eng->sched_ev = event_new(base, -1, 0, engine_on_schedule, eng);
     eng->prune_ev = event_new(base, -1, EV_PERSIST, engine_on_prune, eng);
     if (!eng->active || !eng->flow_stats || !eng->reaper || !eng->commit_ev || !eng->sched_ev ||
-        !eng->prune_ev ||
-        load_stream_key(eng) != 0 || load_link_key(eng) != 0) {
+        !eng->prune_ev || load_stream_key(eng) != 0 || load_link_key(eng) != 0) {
         rd_engine_free(eng);
         return NULL;
     }

@@ -84,7 +84,7 @@ typedef struct rd_create_req {
     json_t *webhook;  /* borrowed; validated object or NULL */
     int64_t limit;    /* 0 = flow default */
     bool preview;
-    bool start;       /* default true */
+    bool start;            /* default true */
     const char *idem_key;  /* Idempotency-Key (already scoped by the caller) or NULL */
     const char *body_hash; /* SHA-256 hex of the request body, for idempotency */
 } rd_create_req;
@@ -97,8 +97,8 @@ int rd_engine_create(rd_engine *eng, const rd_create_req *req, json_t **out, boo
 int rd_engine_get(rd_engine *eng, const char *id, json_t **out, rd_apierr *e);
 /** True when the run is terminal or waits for a human (the ?wait= condition), or unknown. */
 bool rd_engine_settled(rd_engine *eng, const char *id);
-int rd_engine_list(rd_engine *eng, const rd_run_filter *f, int page, int page_size,
-                   json_t **out, rd_apierr *e);
+int rd_engine_list(rd_engine *eng, const rd_run_filter *f, int page, int page_size, json_t **out,
+                   rd_apierr *e);
 int rd_engine_cancel(rd_engine *eng, const char *id, json_t **out, rd_apierr *e);
 int rd_engine_start(rd_engine *eng, const char *id, json_t **out, rd_apierr *e);
 
@@ -106,15 +106,15 @@ int rd_engine_start(rd_engine *eng, const char *id, json_t **out, rd_apierr *e);
 int rd_engine_extend(rd_engine *eng, const char *id, int64_t additional, json_t **out,
                      rd_apierr *e);
 /** POST /v1/runs/{id}/enrich: runs flow's worker over every current and future item. */
-int rd_engine_enrich(rd_engine *eng, const char *id, const char *flow, json_t *input,
-                     json_t **out, rd_apierr *e);
+int rd_engine_enrich(rd_engine *eng, const char *id, const char *flow, json_t *input, json_t **out,
+                     rd_apierr *e);
 
 typedef struct rd_results_req {
-    int status;       /* 0 any, 1 ok, 2 error */
-    int64_t after;    /* > 0: cursor mode */
+    int status;    /* 0 any, 1 ok, 2 error */
+    int64_t after; /* > 0: cursor mode */
     bool has_after;
-    int page;         /* from 1 */
-    int page_size;    /* 1..100 */
+    int page;      /* from 1 */
+    int page_size; /* 1..100 */
 } rd_results_req;
 int rd_engine_results(rd_engine *eng, const char *id, const rd_results_req *q, json_t **out,
                       rd_apierr *e);
@@ -138,8 +138,8 @@ int rd_engine_approval_by_id(rd_engine *eng, const char *id, bool approve, const
                              json_t **out, rd_apierr *e);
 /** What a token would do (run_id, decision, prompt, details), changing nothing. */
 int rd_engine_approval_peek(rd_engine *eng, const char *token, json_t **out, rd_apierr *e);
-int rd_engine_auth_by_state(rd_engine *eng, const char *state, const char *code,
-                            const char *error, json_t **out, rd_apierr *e);
+int rd_engine_auth_by_state(rd_engine *eng, const char *state, const char *code, const char *error,
+                            json_t **out, rd_apierr *e);
 int rd_engine_auth_by_id(rd_engine *eng, const char *id, const char *code, const char *error,
                          json_t **out, rd_apierr *e);
 /** Renders the link placeholders of a stored event's data (run.status, run.approval_required,
@@ -153,8 +153,8 @@ int rd_engine_event_frame(rd_engine *eng, const rd_event *ev, char **out, size_t
 
 /* External workers (flows with executor = external). */
 /** Applies an NDJSON body of worker messages to the run. *out summarises what was accepted. */
-int rd_engine_ext_post(rd_engine *eng, const char *id, const char *body, size_t len,
-                       json_t **out, rd_apierr *e);
+int rd_engine_ext_post(rd_engine *eng, const char *id, const char *body, size_t len, json_t **out,
+                       rd_apierr *e);
 
 /** A sink for daemon -> worker messages of an external run (the control stream). */
 typedef struct rd_ctl_sink {

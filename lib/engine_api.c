@@ -72,8 +72,8 @@ static int create_replay(rd_engine *eng, const rd_create_req *req, const char *k
                          json_t **out, bool *replayed, rd_apierr *e)
 {
     char run_id[RD_RUN_ID_MAX], body_hash[80];
-    int rc = rd_store_idem_get(eng->store, key_hash, run_id, sizeof run_id, body_hash,
-                               sizeof body_hash);
+    int rc =
+        rd_store_idem_get(eng->store, key_hash, run_id, sizeof run_id, body_hash, sizeof body_hash);
     if (rc == RD_ENOTFOUND)
         return 1;
     if (rc != 0)
@@ -151,8 +151,8 @@ int rd_engine_create(rd_engine *eng, const rd_create_req *req, json_t **out, boo
     r->created_at = r->updated_at = rd_now_ms();
     memcpy(r->idem_key_hash, key_hash, sizeof r->idem_key_hash);
     if (rd_store_run_insert(eng->store, r) != 0 ||
-        (req->idem_key && rd_store_idem_put(eng->store, key_hash, r->id, req->body_hash,
-                                            r->created_at) != 0)) {
+        (req->idem_key &&
+         rd_store_idem_put(eng->store, key_hash, r->id, req->body_hash, r->created_at) != 0)) {
         rd_run_free(r);
         rd_store_rollback(eng->store);
         return store_error(e);
@@ -212,8 +212,8 @@ bool rd_engine_settled(rd_engine *eng, const char *id)
            s == RD_ST_CREATED;
 }
 
-int rd_engine_list(rd_engine *eng, const rd_run_filter *f, int page, int page_size,
-                   json_t **out, rd_apierr *e)
+int rd_engine_list(rd_engine *eng, const rd_run_filter *f, int page, int page_size, json_t **out,
+                   rd_apierr *e)
 {
     rd_run **runs = NULL;
     size_t n = 0;
@@ -226,13 +226,12 @@ int rd_engine_list(rd_engine *eng, const rd_run_filter *f, int page, int page_si
     json_t *items = json_array();
     for (size_t i = 0; i < n; i++) {
         rd_active *act = rd_active_get(eng, runs[i]->id);
-        json_array_append_new(items, act ? rd_active_json(act)
-                                         : rd_engine_run_json(eng, runs[i]));
+        json_array_append_new(items, act ? rd_active_json(act) : rd_engine_run_json(eng, runs[i]));
     }
     rd_run_array_free(runs, n);
-    *out = json_pack("{s:o, s:i, s:i, s:I, s:b}", "items", items, "page", page, "page_size",
-                     page_size, "total", (json_int_t)total, "has_more",
-                     (int64_t)page * page_size < total);
+    *out =
+        json_pack("{s:o, s:i, s:i, s:I, s:b}", "items", items, "page", page, "page_size", page_size,
+                  "total", (json_int_t)total, "has_more", (int64_t)page * page_size < total);
     return 0;
 }
 
@@ -243,8 +242,7 @@ int rd_engine_cancel(rd_engine *eng, const char *id, json_t **out, rd_apierr *e)
         return -1;
     rd_run *r = act->run;
     if (rd_status_terminal(r->status))
-        return rd_fail(e, 409, "run_terminal", "the run is already %s",
-                       rd_status_name(r->status));
+        return rd_fail(e, 409, "run_terminal", "the run is already %s", rd_status_name(r->status));
     switch (r->status) {
     case RD_ST_CREATED:
     case RD_ST_QUEUED:
@@ -280,8 +278,7 @@ int rd_engine_start(rd_engine *eng, const char *id, json_t **out, rd_apierr *e)
     return finish(eng, act, out, e);
 }
 
-int rd_engine_extend(rd_engine *eng, const char *id, int64_t additional, json_t **out,
-                     rd_apierr *e)
+int rd_engine_extend(rd_engine *eng, const char *id, int64_t additional, json_t **out, rd_apierr *e)
 {
     rd_active *act;
     if (load(eng, id, &act, e) != 0)

@@ -44,7 +44,7 @@ typedef struct rd_active {
     TAILQ_ENTRY(rd_active) rlink; /* in eng->releasing: freed after the next commit */
     bool releasing;
     bool external;
-    bool counted;                 /* holds an executor slot */
+    bool counted; /* holds an executor slot */
     /* How the current attempt should end once the worker exits. */
     bool finishing;
     rd_status fin_status;
@@ -53,11 +53,11 @@ typedef struct rd_active {
     bool cancel_requested;
     rd_reason cancel_reason;
     bool limit_hit;
-    bool dropped_items;           /* an item of this attempt was dropped (after the limit) */
-    int64_t timeout_left_ms;      /* flow timeout left while a person is asked */
+    bool dropped_items;      /* an item of this attempt was dropped (after the limit) */
+    int64_t timeout_left_ms; /* flow timeout left while a person is asked */
     int64_t stderr_lines;
     int64_t attempt_started_mono;
-    json_t *ctl_log;              /* external runs: daemon -> worker messages so far */
+    json_t *ctl_log; /* external runs: daemon -> worker messages so far */
     LIST_HEAD(, rd_enricher) enrichers;
     int n_enrichers;
     /* The main worker finished while enrichments still work: the terminal transition waits
@@ -92,32 +92,32 @@ struct rd_engine {
     rd_store *store;
     const rd_config *cfg;
     rd_reaper *reaper;
-    rd_map *active;      /* run id -> rd_active */
-    rd_map *flow_stats;  /* flow name -> rd_flow_stat */
+    rd_map *active;     /* run id -> rd_active */
+    rd_map *flow_stats; /* flow name -> rd_flow_stat */
     TAILQ_HEAD(, rd_active) queue;
     TAILQ_HEAD(, rd_active) dirty;
     TAILQ_HEAD(, rd_active) releasing;
     STAILQ_HEAD(, rd_pending_pub) pending;
     struct event *commit_ev;
     struct event *sched_ev;
-    struct event *prune_ev;  /* retention */
+    struct event *prune_ev; /* retention */
     rd_listener listeners[8];
     int n_listeners;
     int64_t pub_watermark; /* highest committed-to-be id no listener wanted formatted */
-    int running;         /* local workers holding a slot */
-    int n_watches;       /* ?wait= waiters across all runs */
-    int n_queued;        /* runs in status queued (local and external) */
+    int running;           /* local workers holding a slot */
+    int n_watches;         /* ?wait= waiters across all runs */
+    int n_queued;          /* runs in status queued (local and external) */
     bool shutting_down;
     bool store_ok;
-    struct rd_outbox *outbox;      /* webhooks; may be NULL (tests) */
+    struct rd_outbox *outbox;     /* webhooks; may be NULL (tests) */
     unsigned char stream_key[32]; /* HMAC key of stream tokens, kept in the store's kv */
     unsigned char link_key[32];   /* HMAC key of approval/auth links, kept outside the store */
     void (*shutdown_done)(void *arg);
     void *shutdown_arg;
     struct event *shutdown_ev;
     /* counters for /metrics */
-    uint64_t m_runs_created, m_runs_finished[RD_ST__COUNT], m_events, m_items,
-        m_proto_errors, m_spawn_failures, m_commits, m_commit_failures, m_pruned;
+    uint64_t m_runs_created, m_runs_finished[RD_ST__COUNT], m_events, m_items, m_proto_errors,
+        m_spawn_failures, m_commits, m_commit_failures, m_pruned;
 };
 
 /* engine.c */

@@ -39,10 +39,10 @@ static int item_cb(const rd_event *ev, void *arg)
     json_t *arr = arg;
     json_t *d = json_loads(ev->data, 0, NULL);
     bool ok = strcmp(ev->type, "run.item") == 0;
-    json_t *it = json_pack("{s:I, s:s}", "seq", (json_int_t)ev->item_seq, "status",
-                           ok ? "ok" : "error");
-    json_object_set(it, "data", d && json_object_get(d, "data") ? json_object_get(d, "data")
-                                                                 : json_null());
+    json_t *it =
+        json_pack("{s:I, s:s}", "seq", (json_int_t)ev->item_seq, "status", ok ? "ok" : "error");
+    json_object_set(it, "data",
+                    d && json_object_get(d, "data") ? json_object_get(d, "data") : json_null());
     if (!ok)
         json_object_set(it, "error", d ? json_object_get(d, "error") : json_null());
     json_t *en = ev->enrichments ? json_loads(ev->enrichments, 0, NULL) : NULL;
@@ -112,8 +112,8 @@ int rd_engine_results(rd_engine *eng, const char *id, const rd_results_req *q, j
                          (json_int_t)total, "has_more", more, "next_after", next);
     else
         *out = json_pack("{s:o, s:i, s:i, s:I, s:b, s:o}", "items", items, "page", q->page,
-                         "page_size", q->page_size, "total", (json_int_t)total, "has_more",
-                         more, "next_after", next);
+                         "page_size", q->page_size, "total", (json_int_t)total, "has_more", more,
+                         "next_after", next);
     return 0;
 }
 
@@ -129,9 +129,9 @@ static int event_cb(const rd_event *ev, void *arg)
     char *rendered = rd_engine_render_links(c->eng, ev->run_id, ev->type, ev->data);
     json_t *d = json_loads(rendered ? rendered : ev->data, 0, NULL);
     free(rendered);
-    json_t *o = json_pack("{s:I, s:s, s:s, s:o, s:o}", "id", (json_int_t)ev->id, "type", ev->type,
-                          "run_id", ev->run_id, "timestamp", time_json(ev->ts), "data",
-                          d ? d : json_null());
+    json_t *o =
+        json_pack("{s:I, s:s, s:s, s:o, s:o}", "id", (json_int_t)ev->id, "type", ev->type, "run_id",
+                  ev->run_id, "timestamp", time_json(ev->ts), "data", d ? d : json_null());
     json_array_append_new(arr, o);
     return 0;
 }
@@ -165,9 +165,9 @@ json_t *rd_engine_flows(rd_engine *eng)
         const rd_flow_config *f = &cfg->flows[i];
         rd_flow_stat *st = rd_map_get(eng->flow_stats, f->name);
         json_t *o = json_pack(
-            "{s:s, s:s, s:s, s:i, s:I, s:b, s:I, s:I, s:i}", "name", f->name, "version",
-            f->version, "executor", f->external ? "external" : "process", "concurrency",
-            f->concurrency, "timeout_ms", (json_int_t)f->timeout_ms, "resumable", f->resumable,
+            "{s:s, s:s, s:s, s:i, s:I, s:b, s:I, s:I, s:i}", "name", f->name, "version", f->version,
+            "executor", f->external ? "external" : "process", "concurrency", f->concurrency,
+            "timeout_ms", (json_int_t)f->timeout_ms, "resumable", f->resumable,
             "approval_timeout_ms", (json_int_t)f->approval_timeout_ms, "auth_timeout_ms",
             (json_int_t)f->auth_timeout_ms, "running", st ? st->running : 0);
         if (f->description)
@@ -202,8 +202,8 @@ static int ext_active(rd_engine *eng, const char *id, rd_active **out, rd_apierr
     return 0;
 }
 
-int rd_engine_ext_post(rd_engine *eng, const char *id, const char *body, size_t len,
-                       json_t **out, rd_apierr *e)
+int rd_engine_ext_post(rd_engine *eng, const char *id, const char *body, size_t len, json_t **out,
+                       rd_apierr *e)
 {
     rd_active *act;
     if (ext_active(eng, id, &act, e) != 0)

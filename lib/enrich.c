@@ -95,8 +95,8 @@ static void enrich_on_feed(evutil_socket_t fd, short what, void *arg)
     int64_t last = act->run->next_item_seq - 1;
     if (en->fed < last && rd_worker_stdin_pending(en->w) < FEED_ROOM) {
         feed_ctx c = {en, 0};
-        rd_item_query q = {.run_id = act->run->id, .status = 1, .after_seq = en->fed,
-                           .limit = FEED_PAGE};
+        rd_item_query q = {
+            .run_id = act->run->id, .status = 1, .after_seq = en->fed, .limit = FEED_PAGE};
         if (en->fed == 0)
             q.after_seq = 0, q.offset = 0;
         rd_store_items_scan(act->eng->store, &q, feed_one, &c, NULL);
@@ -140,8 +140,8 @@ static void enrich_on_line(void *arg, const char *line, size_t len)
         }
         free(text);
     } else if (m.type == RD_MSG_LOG) {
-        json_t *d = json_pack("{s:s, s:s, s:s}", "level", m.level, "message", m.message,
-                              "source", en->flow);
+        json_t *d = json_pack("{s:s, s:s, s:s}", "level", m.level, "message", m.message, "source",
+                              en->flow);
         rd_emit(act, "run.log", d, 0);
         json_decref(d);
     } else {
@@ -212,8 +212,7 @@ static int spawn(rd_enricher *en, const rd_flow_config *flow, json_t *input, cha
         return -1;
     json_t *start = json_pack("{s:s, s:{s:s, s:s, s:O, s:s, s:O}}", "type", "start", "run", "id",
                               act->run->id, "flow", flow->name, "input",
-                              input ? input : json_null(), "enriches", act->run->flow,
-                              "metadata",
+                              input ? input : json_null(), "enriches", act->run->flow, "metadata",
                               act->run->metadata ? act->run->metadata : json_null());
     char *line = start ? json_dumps(start, JSON_COMPACT) : NULL;
     if (line)

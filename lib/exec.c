@@ -161,8 +161,8 @@ static void on_step(rd_active *act, const rd_msg *m)
     char now[40];
     rd_rfc3339(rd_now_ms(), now, sizeof now);
     if (!step) {
-        step = json_pack("{s:s, s:s, s:n, s:n}", "name", m->name, "state", m->state,
-                         "started_at", "finished_at");
+        step = json_pack("{s:s, s:s, s:n, s:n}", "name", m->name, "state", m->state, "started_at",
+                         "finished_at");
         json_array_append_new(r->steps, step);
     }
     bool finished = strcmp(m->state, "finished") == 0;
@@ -231,8 +231,8 @@ static void on_item(rd_active *act, const rd_msg *m, bool ok)
     json_decref(d);
     if (ok && act->eng->outbox && !r->preview && rd_outbox_wants(act->eng->outbox, r, "run.item")) {
         json_t *wire = rd_active_json(act);
-        json_object_set_new(wire, "item", json_pack("{s:I, s:O}", "seq", (json_int_t)seq, "data",
-                                                    m->data));
+        json_object_set_new(wire, "item",
+                            json_pack("{s:I, s:O}", "seq", (json_int_t)seq, "data", m->data));
         rd_notify_webhook(act, "run.item", wire);
         json_decref(wire);
     }
@@ -531,8 +531,8 @@ static int spawn(rd_active *act, const rd_flow_config *flow, char *err, size_t e
         .max_line = (size_t)act->eng->cfg->max_line_bytes,
         .max_stderr_line = 4096,
     };
-    return rd_worker_spawn(act->eng->base, act->eng->reaper, &spec, &worker_cbs, act,
-                           &act->worker, err, errlen);
+    return rd_worker_spawn(act->eng->base, act->eng->reaper, &spec, &worker_cbs, act, &act->worker,
+                           err, errlen);
 }
 
 int rd_exec_start(rd_active *act)

@@ -40,7 +40,7 @@ struct rd_http {
     struct event *accept_retry;
     rd_api_state *api_state;
     void *stream_state;
-    struct rd_outbox *outbox; /* borrowed, for the deliveries endpoints */
+    struct rd_outbox *outbox;      /* borrowed, for the deliveries endpoints */
     LIST_HEAD(, conn_state) conns; /* live evhtp connections (not taken-over streams) */
 };
 
@@ -130,7 +130,8 @@ static void http_on_raw_read(struct bufferevent *bev, void *arg)
                 return; /* hold the bytes until the head is whole */
             refuse = evbuffer_search(in, "\r\n", 2, NULL).pos < 0 ? 414 : 431;
         } else {
-            refuse = (size_t)blank.pos + 4 > head_max ? 431 : head_check(cs, in, (size_t)blank.pos + 2);
+            refuse =
+                (size_t)blank.pos + 4 > head_max ? 431 : head_check(cs, in, (size_t)blank.pos + 2);
         }
         if (refuse == 414) {
             http_refuse_head(cs, 414, "uri_too_long", "the request line is too long");
@@ -213,8 +214,7 @@ static evhtp_res http_on_accept(evhtp_connection_t *c, void *arg)
             bufferevent_setcb(bev, http_on_raw_read, http_on_raw_write, http_on_raw_event, cs);
     }
     evhtp_connection_set_hook(c, evhtp_hook_on_headers, (evhtp_hook)http_on_headers, cs);
-    evhtp_connection_set_hook(c, evhtp_hook_on_connection_fini, (evhtp_hook)http_on_conn_fini,
-                              cs);
+    evhtp_connection_set_hook(c, evhtp_hook_on_connection_fini, (evhtp_hook)http_on_conn_fini, cs);
     return EVHTP_RES_OK;
 }
 
@@ -346,8 +346,8 @@ void rd_req_cors(rd_req *req, evhtp_headers_t *out)
     for (int i = 0; i < req->cfg->n_cors; i++) {
         if (strcmp(req->cfg->cors_origins[i], "*") == 0 ||
             strcmp(req->cfg->cors_origins[i], origin) == 0) {
-            evhtp_headers_add_header(
-                out, evhtp_header_new("Access-Control-Allow-Origin", origin, 0, 1));
+            evhtp_headers_add_header(out,
+                                     evhtp_header_new("Access-Control-Allow-Origin", origin, 0, 1));
             evhtp_headers_add_header(out, evhtp_header_new("Vary", "Origin", 0, 0));
             evhtp_headers_add_header(out, evhtp_header_new("Access-Control-Expose-Headers",
                                                            "X-Request-Id, Retry-After", 0, 0));
@@ -376,7 +376,8 @@ void rd_reply_json(rd_req *req, int status, json_t *body)
     char *text = json_dumps(body, JSON_COMPACT);
     json_decref(body);
     if (!text) {
-        static const char oom[] = "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
+        static const char oom[] =
+            "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
         rd_reply_raw(req, 500, "application/json", oom, sizeof oom - 1);
         return;
     }
@@ -404,8 +405,7 @@ void rd_reply_apierr(rd_req *req, const rd_apierr *e)
     if (e->retry_after > 0) {
         char buf[16];
         snprintf(buf, sizeof buf, "%d", e->retry_after);
-        evhtp_headers_add_header(req->r->headers_out,
-                                 evhtp_header_new("Retry-After", buf, 0, 1));
+        evhtp_headers_add_header(req->r->headers_out, evhtp_header_new("Retry-After", buf, 0, 1));
     }
     rd_reply_error(req, e->http, e->code, "%s", e->message);
 }
@@ -489,7 +489,9 @@ bool rd_req_allowed(rd_req *req, int need)
                        "an API key is required (Authorization: Bearer or x-api-key)");
     } else {
         rd_reply_error(req, 403, "forbidden", "this API key lacks the '%s' scope",
-                       need == RD_SCOPE_ADMIN ? "admin" : need == RD_SCOPE_WRITE ? "write" : "read");
+                       need == RD_SCOPE_ADMIN   ? "admin"
+                       : need == RD_SCOPE_WRITE ? "write"
+                                                : "read");
     }
     return false;
 }
@@ -614,8 +616,8 @@ static int bound_port(evhtp_t *htp)
 {
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
-    if (!htp->server || getsockname(evconnlistener_get_fd(htp->server), (struct sockaddr *)&ss,
-                                    &sl) != 0)
+    if (!htp->server ||
+        getsockname(evconnlistener_get_fd(htp->server), (struct sockaddr *)&ss, &sl) != 0)
         return 0;
     if (ss.ss_family == AF_INET)
         return ntohs(((struct sockaddr_in *)&ss)->sin_port);

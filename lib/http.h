@@ -23,14 +23,14 @@ typedef struct rd_req {
     rd_engine *eng;
     const rd_config *cfg;
     htp_method method;
-    char *path;        /* decoded path, owned */
-    char *pcopy;       /* storage of segs, owned */
-    char *segs[9];     /* path segments (pointers into pcopy), NULL-terminated */
+    char *path;    /* decoded path, owned */
+    char *pcopy;   /* storage of segs, owned */
+    char *segs[9]; /* path segments (pointers into pcopy), NULL-terminated */
     int nseg;
-    char *qbuf;        /* decoded query storage, owned */
+    char *qbuf; /* decoded query storage, owned */
     const char *qk[32], *qv[32];
     int nq;
-    int scope;         /* granted scope (RD_SCOPE_*), or RD_SCOPE_ADMIN when no keys exist */
+    int scope; /* granted scope (RD_SCOPE_*), or RD_SCOPE_ADMIN when no keys exist */
     bool body_too_big;
     char request_id[24];
 } rd_req;

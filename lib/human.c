@@ -66,8 +66,8 @@ static void pause_flow_timeout(rd_active *act)
     if (event_pending(act->timeout_ev, EV_TIMEOUT, &tv)) {
         struct timeval now;
         event_base_gettimeofday_cached(act->eng->base, &now);
-        int64_t left = ((int64_t)tv.tv_sec - now.tv_sec) * 1000 +
-                       ((int64_t)tv.tv_usec - now.tv_usec) / 1000;
+        int64_t left =
+            ((int64_t)tv.tv_sec - now.tv_sec) * 1000 + ((int64_t)tv.tv_usec - now.tv_usec) / 1000;
         act->timeout_left_ms = left > 0 ? left : 1;
     }
     event_del(act->timeout_ev);
@@ -128,8 +128,8 @@ static json_t *approval_action(rd_active *act, const rd_msg *m, const char *nonc
     snprintf(d, sizeof d, "rdlink:d:%s", nonce);
     rd_rfc3339(exp, when, sizeof when);
     return json_pack("{s:s, s:s, s:O, s:s, s:s, s:s, s:s, s:I}", "type", "approval", "prompt",
-                     m->message, "details", m->details ? m->details : json_null(), "approve_url",
-                     a, "deny_url", d, "expires_at", when, "_nonce", nonce, "_expires_ms",
+                     m->message, "details", m->details ? m->details : json_null(), "approve_url", a,
+                     "deny_url", d, "expires_at", when, "_nonce", nonce, "_expires_ms",
                      (json_int_t)exp);
 }
 
@@ -234,8 +234,8 @@ static int find_waiting(rd_engine *eng, const char *id, const char *nonce, rd_st
     if (rd_engine_get(eng, id, &j, e) != 0)
         return -1;
     const char *reason = json_string_value(json_object_get(j, "termination_reason"));
-    bool timed_out = reason && (strcmp(reason, "approval_timeout") == 0 ||
-                                strcmp(reason, "auth_timeout") == 0);
+    bool timed_out =
+        reason && (strcmp(reason, "approval_timeout") == 0 || strcmp(reason, "auth_timeout") == 0);
     json_decref(j);
     rd_active *act = rd_active_get(eng, id);
     json_t *pa = act ? act->run->pending_action : NULL;
@@ -243,8 +243,8 @@ static int find_waiting(rd_engine *eng, const char *id, const char *nonce, rd_st
     if (!act || act->run->status != want || !pn || (nonce && strcmp(pn, nonce) != 0) ||
         act->finishing || act->cancel_requested) {
         if (act && act->finishing)
-            timed_out = act->fin_reason == RD_RS_APPROVAL_TIMEOUT ||
-                        act->fin_reason == RD_RS_AUTH_TIMEOUT;
+            timed_out =
+                act->fin_reason == RD_RS_APPROVAL_TIMEOUT || act->fin_reason == RD_RS_AUTH_TIMEOUT;
         if (nonce && timed_out && (!pn || strcmp(pn, nonce) == 0))
             return rd_fail(e, 410, "token_expired", "the request has expired");
         if (nonce)
@@ -342,13 +342,13 @@ static int answer_auth(rd_engine *eng, rd_active *act, const char *state, const 
     if (code) {
         /* The code goes to the worker (and, if it must wait for a restart, into the run
          * record for it), never into an event or a log line. */
-        json_t *msg = json_pack("{s:s, s:s, s:s, s:o}", "type", "auth", "status", "success",
-                                "code", code, "state", state ? json_string(state) : json_null());
+        json_t *msg = json_pack("{s:s, s:s, s:s, s:o}", "type", "auth", "status", "success", "code",
+                                code, "state", state ? json_string(state) : json_null());
         deliver(act, "auth", msg);
         json_decref(msg);
     } else {
-        json_t *msg = json_pack("{s:s, s:s, s:s}", "type", "auth", "status", "denied", "error",
-                                error);
+        json_t *msg =
+            json_pack("{s:s, s:s, s:s}", "type", "auth", "status", "denied", "error", error);
         if (act->worker)
             rd_exec_send(act, msg);
         json_decref(msg);
@@ -373,8 +373,8 @@ static int answer_auth(rd_engine *eng, rd_active *act, const char *state, const 
     return answered(eng, act, "status", code ? "authorized" : "denied", out, e);
 }
 
-int rd_engine_auth_by_state(rd_engine *eng, const char *state, const char *code,
-                            const char *error, json_t **out, rd_apierr *e)
+int rd_engine_auth_by_state(rd_engine *eng, const char *state, const char *code, const char *error,
+                            json_t **out, rd_apierr *e)
 {
     char id[RD_RUN_ID_MAX], nonce[32], kind;
     if (rd_link_token_parse(eng->link_key, state, id, sizeof id, &kind, nonce, sizeof nonce) != 0 ||

@@ -41,7 +41,7 @@ struct rd_outbox {
     int n_inflight;
     bool enqueued; /* deliveries recorded since the last kick */
     bool closing;
-    bool curl_ready; /* curl_global_init succeeded */
+    bool curl_ready;            /* curl_global_init succeeded */
     rd_outbox_render_fn render; /* fills link placeholders of a stored body at send time */
     void *render_arg;
 };

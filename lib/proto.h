@@ -57,11 +57,12 @@ typedef enum {
 typedef struct rd_msg {
     rd_msg_type type;
     json_t *root;
-    const char *name;     /* STEP */
-    const char *state;    /* STEP */
-    const char *level;    /* LOG */
-    const char *message;  /* LOG, PROGRESS, ITEM_ERROR (error text), APPROVAL_REQUIRED (prompt), ERROR */
-    const char *url;      /* AUTH_REQUIRED */
+    const char *name;  /* STEP */
+    const char *state; /* STEP */
+    const char *level; /* LOG */
+    const char
+        *message;    /* LOG, PROGRESS, ITEM_ERROR (error text), APPROVAL_REQUIRED (prompt), ERROR */
+    const char *url; /* AUTH_REQUIRED */
     const char *provider; /* AUTH_REQUIRED */
     const char *reason;   /* DONE */
     json_t *data;         /* ITEM, ITEM_ERROR, ENRICHMENT, RESULT */

@@ -102,8 +102,7 @@ json_t *rd_run_to_json(const rd_run *r, const char *public_url, const char *stre
     json_object_set_new(o, "counts",
                         json_pack("{s:I, s:I, s:I, s:I}", "items", (json_int_t)r->n_items,
                                   "item_errors", (json_int_t)r->n_item_errors, "evaluated",
-                                  (json_int_t)r->n_evaluated, "matched",
-                                  (json_int_t)r->n_matched));
+                                  (json_int_t)r->n_evaluated, "matched", (json_int_t)r->n_matched));
     json_object_set_new(o, "result", ref_or_null(r->result));
     json_object_set_new(o, "error", ref_or_null(r->error));
     json_object_set_new(o, "pending_action", pending_to_json(r));
@@ -118,8 +117,7 @@ json_t *rd_run_to_json(const rd_run *r, const char *public_url, const char *stre
     json_object_set_new(o, "last_event_id", json_integer(r->last_event_id));
     if (public_url && stream_token) {
         char url[1024];
-        snprintf(url, sizeof url, "%s/v1/runs/%s/events?token=%s", public_url, r->id,
-                 stream_token);
+        snprintf(url, sizeof url, "%s/v1/runs/%s/events?token=%s", public_url, r->id, stream_token);
         json_object_set_new(o, "stream_url", json_string(url));
     } else {
         json_object_set_new(o, "stream_url", json_null());

@@ -16,7 +16,7 @@
 #define RD_FLOW_NAME_MAX 65
 
 typedef struct rd_run {
-    char id[RD_RUN_ID_MAX];      /* "run_" + 22 URL-safe chars */
+    char id[RD_RUN_ID_MAX]; /* "run_" + 22 URL-safe chars */
     char flow[RD_FLOW_NAME_MAX];
     char flow_version[17];
     rd_status status;
@@ -33,16 +33,16 @@ typedef struct rd_run {
     json_t *extra;          /* free-form object for features that need a persisted slot */
     int64_t limit;          /* 0 = unlimited */
     bool preview;
-    int attempt;            /* 1 on first start; +1 on each resume/extend */
+    int attempt; /* 1 on first start; +1 on each resume/extend */
     int64_t n_items, n_item_errors, n_evaluated, n_matched;
     int64_t n_dropped;      /* item lines after the limit */
     int64_t n_proto_errors; /* invalid lines from the worker */
     int64_t n_steps_finished;
     int64_t created_at, started_at, finished_at, updated_at; /* ms since epoch; 0 = null */
     int64_t cpu_user_ms, cpu_sys_ms, peak_rss_kb;            /* summed / max over attempts */
-    int64_t run_ms;         /* accumulated worker wall time over attempts */
+    int64_t run_ms; /* accumulated worker wall time over attempts */
     int64_t last_event_id;
-    int64_t next_item_seq;  /* seq the next item gets (starts at 1) */
+    int64_t next_item_seq;      /* seq the next item gets (starts at 1) */
     char stream_token_hash[65]; /* SHA-256 hex of the run's stream token; "" when none */
     int64_t stream_token_exp;
     char idem_key_hash[65]; /* hash of the Idempotency-Key that created it, or "" */

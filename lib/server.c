@@ -62,8 +62,8 @@ int runsd_new(struct event_base *base, rd_config *cfg, runsd **out, char *err, s
     d->cfg = cfg;
     rd_log_set_level(log_level(cfg->log_level));
     rd_store_opts so = {.allow_memory = cfg->store_allow_memory,
-                        .synchronous_full = cfg->store_synchronous &&
-                                            strcmp(cfg->store_synchronous, "full") == 0};
+                        .synchronous_full =
+                            cfg->store_synchronous && strcmp(cfg->store_synchronous, "full") == 0};
     if (rd_store_open_sqlite(cfg->store_path, &so, &d->store, err, errlen) != 0)
         goto fail;
     d->eng = rd_engine_new(base, d->store, cfg);

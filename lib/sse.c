@@ -69,8 +69,7 @@ static void sse_on_heartbeat(evutil_socket_t fd, short what, void *arg)
     rd_sse_write(s, ":\n\n", 3);
 }
 
-rd_sse *rd_sse_open(evhtp_request_t *r, const rd_sse_opts *o, rd_sse_close_fn on_close,
-                    void *arg)
+rd_sse *rd_sse_open(evhtp_request_t *r, const rd_sse_opts *o, rd_sse_close_fn on_close, void *arg)
 {
     rd_sse *s = calloc(1, sizeof *s);
     if (!s)

@@ -24,16 +24,15 @@ typedef enum {
 typedef void (*rd_sse_close_fn)(rd_sse *s, rd_sse_why why, void *arg);
 
 typedef struct rd_sse_opts {
-    size_t max_buffer;     /* unsent bytes bound (user space) */
-    int64_t heartbeat_ms;  /* comment line interval; 0 = none */
-    int retry_ms;          /* `retry:` sent on connect; 0 = none */
+    size_t max_buffer;         /* unsent bytes bound (user space) */
+    int64_t heartbeat_ms;      /* comment line interval; 0 = none */
+    int retry_ms;              /* `retry:` sent on connect; 0 = none */
     const char *extra_headers; /* "Name: value\r\n..." lines (CORS), may be NULL */
 } rd_sse_opts;
 
 /** Takes r's connection over (only inside the request callback) and writes the head. The
  * request must not be used afterwards. NULL on failure (the request is still evhtp's). */
-rd_sse *rd_sse_open(evhtp_request_t *r, const rd_sse_opts *o, rd_sse_close_fn on_close,
-                    void *arg);
+rd_sse *rd_sse_open(evhtp_request_t *r, const rd_sse_opts *o, rd_sse_close_fn on_close, void *arg);
 /** Queues raw SSE bytes. Returns 0, or -1 when the stream was closed for being over the
  * bound (on_close has then been called and s freed). */
 int rd_sse_write(rd_sse *s, const char *data, size_t len);

@@ -917,8 +917,7 @@ static __attribute__((format(printf, 2, 3))) void sb_add(sqlbuf *b, const char *
  * column makes SQLite rewrite its index entries (a page written to the WAL per index). */
 static bool immutable_col(const char *name)
 {
-    return strcmp(name, "id") == 0 || strcmp(name, "flow") == 0 ||
-           strcmp(name, "created_at") == 0;
+    return strcmp(name, "id") == 0 || strcmp(name, "flow") == 0 || strcmp(name, "created_at") == 0;
 }
 
 static void sb_cols(sqlbuf *b, bool assign)

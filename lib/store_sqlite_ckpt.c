@@ -14,7 +14,7 @@
 #include "store_sqlite_int.h"
 #include "util.h"
 
-#define CKPT_FRAMES 1000  /* wake the checkpointer once the WAL holds this many frames */
+#define CKPT_FRAMES 1000 /* wake the checkpointer once the WAL holds this many frames */
 #define CKPT_PERIOD_MS 1000
 
 struct rd_sqlite_ckpt {

@@ -391,8 +391,7 @@ int rd_stream_init(rd_http *h, char *err, size_t errlen)
                      .scan = stream_scan,
                      .scan_arg = st};
     st->hub = rd_hub_new(rd_http_base(h), &o, last);
-    if (!st->hub ||
-        rd_engine_add_listener_gated(st->eng, stream_on_event, stream_wants, st) != 0) {
+    if (!st->hub || rd_engine_add_listener_gated(st->eng, stream_on_event, stream_wants, st) != 0) {
         rd_hub_free(st->hub);
         free(st);
         return snprintf(err, errlen, "cannot create the event hub"), RD_ERR;

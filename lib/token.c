@@ -94,8 +94,8 @@ int rd_link_token_parse(const unsigned char *key, const char *token, char *run_i
         return -1;
     const char *d1 = strchr(token, '.');
     const char *d2 = d1 ? strchr(d1 + 1, '.') : NULL;
-    if (!d1 || !d2 || strchr(d2 + 1, '.') || (size_t)(d1 - token) >= run_id_len ||
-        d2 - d1 < 3 || (size_t)(d2 - d1 - 1) >= nonce_len || strlen(d2 + 1) != 22)
+    if (!d1 || !d2 || strchr(d2 + 1, '.') || (size_t)(d1 - token) >= run_id_len || d2 - d1 < 3 ||
+        (size_t)(d2 - d1 - 1) >= nonce_len || strlen(d2 + 1) != 22)
         return -1;
     memcpy(run_id, token, (size_t)(d1 - token));
     run_id[d1 - token] = 0;

@@ -20,7 +20,6 @@ int rd_stream_token_make(const unsigned char *key, const char *run_id, int64_t e
 bool rd_stream_token_check(const unsigned char *key, const char *run_id, const char *token,
                            int64_t now_ms);
 
-
 /*
  * Link tokens for people (approve / deny links and OAuth state). A token is
  * "<run_id>.<kind><nonce>.<mac>" where mac = base64url(HMAC-SHA256(key, run_id|kind|nonce))

@@ -30,7 +30,8 @@ void rd_rfc3339(int64_t ms, char *buf, size_t buflen);
 
 /** Fills buf with n cryptographically random bytes (OpenSSL). 0 or RD_ERR. */
 int rd_random_bytes(void *buf, size_t n);
-/** Writes a new random id "<prefix><22 URL-safe chars>" (128 bits) into out (>= strlen(prefix)+23). */
+/** Writes a new random id "<prefix><22 URL-safe chars>" (128 bits) into out (>= strlen(prefix)+23).
+ */
 int rd_random_id(const char *prefix, char *out, size_t outlen);
 
 /** Base64url without padding; out must hold 4*ceil(n/3)+1 bytes. Returns length written. */

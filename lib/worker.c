@@ -854,8 +854,8 @@ static rd_worker *worker_new(struct event_base *base, rd_reaper *reaper, const r
     w->drain_ev = evtimer_new(base, worker_on_drain_deadline, w);
     w->kick_ev = event_new(base, -1, 0, worker_on_kick, w);
     w->hwm_ev = event_new(base, -1, EV_PERSIST, worker_on_hwm, w);
-    if (!w->hwm_ev || !w->err_line || !w->in_buf || !w->out_buf || !w->err_buf || !w->kill_ev || !w->drain_ev ||
-        !w->kick_ev) {
+    if (!w->hwm_ev || !w->err_line || !w->in_buf || !w->out_buf || !w->err_buf || !w->kill_ev ||
+        !w->drain_ev || !w->kick_ev) {
         worker_destroy(w);
         return NULL;
     }

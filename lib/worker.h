@@ -33,15 +33,15 @@ typedef struct rd_worker_spec {
 } rd_worker_spec;
 
 typedef struct rd_worker_exit {
-    bool exited;          /* normal exit: code is valid */
+    bool exited; /* normal exit: code is valid */
     int code;
-    bool signaled;        /* killed by a signal: sig is valid */
+    bool signaled; /* killed by a signal: sig is valid */
     int sig;
-    bool we_signalled;    /* the daemon sent SIGTERM/SIGKILL to this worker (stop/kill) */
-    int64_t cpu_user_ms;  /* from wait4's rusage */
+    bool we_signalled;   /* the daemon sent SIGTERM/SIGKILL to this worker (stop/kill) */
+    int64_t cpu_user_ms; /* from wait4's rusage */
     int64_t cpu_sys_ms;
-    int64_t peak_rss_kb;  /* ru_maxrss */
-    int64_t wall_ms;      /* spawn to reap */
+    int64_t peak_rss_kb; /* ru_maxrss */
+    int64_t wall_ms;     /* spawn to reap */
 } rd_worker_exit;
 
 typedef struct rd_worker_cbs {
@@ -59,8 +59,7 @@ typedef struct rd_worker_cbs {
  * is ever called for a failed spawn, e.g. a missing executable is reported here, not as an
  * exit 127 — the child reports exec failure through a CLOEXEC pipe). */
 int rd_worker_spawn(struct event_base *base, rd_reaper *reaper, const rd_worker_spec *spec,
-                    const rd_worker_cbs *cbs, void *arg, rd_worker **out, char *err,
-                    size_t errlen);
+                    const rd_worker_cbs *cbs, void *arg, rd_worker **out, char *err, size_t errlen);
 /** The child's pid (also its process group id). */
 pid_t rd_worker_pid(const rd_worker *w);
 /** Queues len bytes plus a newline on the worker's stdin (non-blocking). 0, or RD_ERR when

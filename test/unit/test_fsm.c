@@ -12,14 +12,14 @@
 
 /* The SPEC's table, spelled as strings so a typo in fsm.c's table cannot be mirrored here. */
 static const char *legal[] = {
-    "created>queued",        "created>cancelled",     "queued>running",
-    "queued>cancelled",      "queued>crashed",        "running>auth_required",
-    "running>paused",        "running>cancelling",    "running>succeeded",
-    "running>incomplete",    "running>failed",        "running>crashed",
+    "created>queued",        "created>cancelled",        "queued>running",
+    "queued>cancelled",      "queued>crashed",           "running>auth_required",
+    "running>paused",        "running>cancelling",       "running>succeeded",
+    "running>incomplete",    "running>failed",           "running>crashed",
     "auth_required>running", "auth_required>cancelling", "auth_required>failed",
-    "auth_required>crashed", "paused>running",        "paused>cancelling",
-    "paused>failed",         "paused>crashed",        "cancelling>cancelled",
-    "running>queued",        "auth_required>queued",  "paused>queued",
+    "auth_required>crashed", "paused>running",           "paused>cancelling",
+    "paused>failed",         "paused>crashed",           "cancelling>cancelled",
+    "running>queued",        "auth_required>queued",     "paused>queued",
     "succeeded>queued",
 };
 
@@ -96,13 +96,20 @@ static void test_reason_status(void **state)
     static const struct {
         const char *reason, *status;
     } table[] = {
-        {"completed", "succeeded"},        {"match_limit_met", "succeeded"},
-        {"candidates_exhausted", "succeeded"}, {"low_match_rate", "succeeded"},
-        {"items_failed", "incomplete"},    {"error_occurred", "failed"},
-        {"timeout", "failed"},             {"approval_timeout", "failed"},
-        {"auth_timeout", "failed"},        {"auth_denied", "failed"},
-        {"worker_crashed", "crashed"},     {"interrupted", "crashed"},
-        {"spawn_failed", "crashed"},       {"user_cancelled", "cancelled"},
+        {"completed", "succeeded"},
+        {"match_limit_met", "succeeded"},
+        {"candidates_exhausted", "succeeded"},
+        {"low_match_rate", "succeeded"},
+        {"items_failed", "incomplete"},
+        {"error_occurred", "failed"},
+        {"timeout", "failed"},
+        {"approval_timeout", "failed"},
+        {"auth_timeout", "failed"},
+        {"auth_denied", "failed"},
+        {"worker_crashed", "crashed"},
+        {"interrupted", "crashed"},
+        {"spawn_failed", "crashed"},
+        {"user_cancelled", "cancelled"},
         {"approval_denied", "cancelled"},
     };
     assert_int_equal(sizeof table / sizeof table[0], RD_RS__COUNT - 1);
@@ -135,10 +142,8 @@ static void test_extend_and_enrich(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_every_pair),
-        cmocka_unit_test(test_terminal_and_active),
-        cmocka_unit_test(test_names_round_trip),
-        cmocka_unit_test(test_reason_status),
+        cmocka_unit_test(test_every_pair),        cmocka_unit_test(test_terminal_and_active),
+        cmocka_unit_test(test_names_round_trip),  cmocka_unit_test(test_reason_status),
         cmocka_unit_test(test_extend_and_enrich),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -813,15 +813,23 @@ static void test_open_refusals(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        BOTH(test_run_roundtrip),   cmocka_unit_test(test_run_dup),
-        BOTH(test_run_update),      BOTH(test_run_not_found),
-        BOTH(test_run_duplicate),   BOTH(test_run_list),
-        BOTH(test_runs_active),     FILE_ONLY(test_event_ids_never_reused),
-        BOTH(test_events_scan),     BOTH(test_items_scan),
+        BOTH(test_run_roundtrip),
+        cmocka_unit_test(test_run_dup),
+        BOTH(test_run_update),
+        BOTH(test_run_not_found),
+        BOTH(test_run_duplicate),
+        BOTH(test_run_list),
+        BOTH(test_runs_active),
+        FILE_ONLY(test_event_ids_never_reused),
+        BOTH(test_events_scan),
+        BOTH(test_items_scan),
         BOTH(test_events_prune),
-        BOTH(test_idempotency),     BOTH(test_kv),
-        BOTH(test_commit_rollback), FILE_ONLY(test_durability),
-        FILE_ONLY(test_kill9),      FILE_ONLY(test_open_refusals),
+        BOTH(test_idempotency),
+        BOTH(test_kv),
+        BOTH(test_commit_rollback),
+        FILE_ONLY(test_durability),
+        FILE_ONLY(test_kill9),
+        FILE_ONLY(test_open_refusals),
     };
 
     rd_log_set_level(RD_LOG_WARN);
