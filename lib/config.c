@@ -944,6 +944,18 @@ static void config_finish(parse_ctx *ctx)
         ctx_error(ctx, 1, "out of memory");
         return;
     }
+    /* No API key means an open API: only loopback may reach it (SPEC section 3). Checked here
+     * too so `runsd -t` refuses what the daemon would refuse at bind. */
+    for (int i = 0; i < cfg->n_listen && cfg->n_keys == 0 && ctx->err_line == 0; i++) {
+        const char *l = cfg->listen[i];
+        bool local = strncmp(l, "unix:", 5) == 0 || strncmp(l, "127.", 4) == 0 ||
+                     strncmp(l, "[::1]:", 6) == 0 || strncmp(l, "localhost:", 10) == 0;
+        if (!local)
+            ctx_error(ctx, ctx->key_line[SEC_SERVER][key_index(SEC_SERVER, "listen")],
+                      "key 'listen': %s is not a loopback address and no [auth] key is "
+                      "configured (the API would be open to the network)",
+                      l);
+    }
     if (strcmp(cfg->store_path, ":memory:") == 0 && !cfg->store_allow_memory)
         ctx_error(ctx, ctx->key_line[SEC_STORE][key_index(SEC_STORE, "path")],
                   "key 'path': :memory: loses every run on exit; it needs allow_memory = yes");

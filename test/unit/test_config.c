@@ -279,7 +279,8 @@ static void test_repeated_keys(void **state)
 
 static void test_public_url_default(void **state)
 {
-    rd_config *cfg = parse_ok("[server]\nlisten = unix:/tmp/x.sock\nlisten = 0.0.0.0:9000\n");
+    rd_config *cfg = parse_ok("[server]\nlisten = unix:/tmp/x.sock\nlisten = 0.0.0.0:9000\n"
+                              "[auth]\nkey = read:aaaaaaaaaaaaaaaa\n");
 
     assert_string_equal(cfg->public_url, "http://127.0.0.1:9000");
     rd_config_free(cfg);
@@ -287,7 +288,7 @@ static void test_public_url_default(void **state)
     assert_int_equal(cfg->n_listen, 1); /* no TCP listener is added */
     assert_string_equal(cfg->public_url, "http://127.0.0.1:8080");
     rd_config_free(cfg);
-    cfg = parse_ok("[server]\nlisten = [::]:81\n");
+    cfg = parse_ok("[server]\nlisten = [::]:81\n[auth]\nkey = read:aaaaaaaaaaaaaaaa\n");
     assert_string_equal(cfg->public_url, "http://[::1]:81");
     rd_config_free(cfg);
     cfg = parse_ok("[server]\nlisten = localhost:0\n");
@@ -389,7 +390,13 @@ static void test_errors_listen(void **state)
         expect_err(text, "t.ini:3: key 'listen': ");
     }
     expect_err("[server]\nlisten=1.2.3.4:65536\n", "t.ini:2: key 'listen': port must be a number");
-    rd_config_free(parse_ok("[server]\nlisten = 1.2.3.4:65535\nlisten = [fe80::1%eth0]:0\n"));
+    rd_config_free(parse_ok("[server]\nlisten = 1.2.3.4:65535\nlisten = [fe80::1%eth0]:0\n"
+                            "[auth]\nkey = read:aaaaaaaaaaaaaaaa\n"));
+    /* No API key: only loopback and unix sockets, so -t refuses what bind would. */
+    expect_err("[server]\nlisten = 0.0.0.0:8080\n",
+               "t.ini:2: key 'listen': 0.0.0.0:8080 is not a loopback address");
+    rd_config_free(parse_ok("[server]\nlisten = 127.0.0.2:1\nlisten = [::1]:2\n"
+                            "listen = localhost:3\nlisten = unix:/tmp/s\n"));
 }
 
 static void test_errors_sections(void **state)
