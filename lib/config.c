@@ -574,6 +574,7 @@ static const key_spec limits_keys[] = {
     KEY("kill_grace", "5s", K_DUR, CFG(kill_grace_ms), 0, HOUR),
     KEY("max_wait", "60s", K_DUR, CFG(max_wait_ms), 0, HOUR),
     KEY("max_items", "10000000", K_I64, CFG(max_items_per_run), 1, INT64_MAX),
+    KEY("idempotency_ttl", "24h", K_DUR, CFG(idempotency_ttl_ms), MINUTE, 3650 * DAY),
 };
 
 static const key_spec auth_keys[] = {

@@ -73,13 +73,14 @@ typedef struct rd_config {
     char *store_synchronous;    /* "normal" (default) | "full" */
     int64_t event_retention_ms; /* key: retention; 0 = keep forever (default) */
     /* [limits] */
-    int max_running;           /* default 8 */
-    int max_queued;            /* default 10000 */
-    int64_t max_line_bytes;    /* worker stdout line bound, default 1 MiB (key: max_line) */
-    int64_t max_stderr_lines;  /* per run, default 1000 (key: max_stderr_lines) */
-    int64_t kill_grace_ms;     /* SIGTERM -> SIGKILL, default 5s (key: kill_grace) */
-    int64_t max_wait_ms;       /* cap for ?wait=, default 60s (key: max_wait) */
-    int64_t max_items_per_run; /* default 10000000 (key: max_items) */
+    int max_running;            /* default 8 */
+    int max_queued;             /* default 10000 */
+    int64_t max_line_bytes;     /* worker stdout line bound, default 1 MiB (key: max_line) */
+    int64_t max_stderr_lines;   /* per run, default 1000 (key: max_stderr_lines) */
+    int64_t kill_grace_ms;      /* SIGTERM -> SIGKILL, default 5s (key: kill_grace) */
+    int64_t max_wait_ms;        /* cap for ?wait=, default 60s (key: max_wait) */
+    int64_t max_items_per_run;  /* default 10000000 (key: max_items) */
+    int64_t idempotency_ttl_ms; /* how long an Idempotency-Key is remembered, default 24h */
     /* [auth] */
     rd_api_key keys[RD_MAX_KEYS];
     int n_keys;

@@ -658,8 +658,8 @@ static void engine_on_schedule(evutil_socket_t fd, short what, void *arg)
     rd_schedule_now(arg);
 }
 
-/* Retention: a few small batches a minute, each its own short transaction, so pruning a
- * large backlog never holds the loop for long. */
+/* Retention and idempotency-key expiry: a few small batches a minute, each its own short
+ * transaction, so pruning a large backlog never holds the loop for long. */
 #define PRUNE_BATCH 2000
 #define PRUNE_BATCHES 5
 #define PRUNE_PERIOD_S 60
@@ -667,8 +667,15 @@ static void engine_on_schedule(evutil_socket_t fd, short what, void *arg)
 static void engine_on_prune(evutil_socket_t fd, short what, void *arg)
 {
     rd_engine *eng = arg;
-    int64_t keep = eng->cfg->event_retention_ms;
-    if (keep <= 0 || eng->shutting_down)
+    int64_t keep = eng->cfg->event_retention_ms, forgotten = 0;
+    if (eng->shutting_down)
+        return;
+    /* Idempotency keys are remembered for idempotency_ttl (checked here, so a key may live
+     * up to one period longer). */
+    if (rd_store_idem_prune(eng->store, rd_now_ms() - eng->cfg->idempotency_ttl_ms, &forgotten) ==
+        0)
+        rd_engine_flush(eng);
+    if (keep <= 0)
         return;
     int64_t total = 0;
     for (int i = 0; i < PRUNE_BATCHES; i++) {

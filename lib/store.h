@@ -126,6 +126,7 @@ typedef struct rd_store_ops {
     int (*enrichment_put)(rd_store *s, const char *run_id, int64_t item_seq, const char *flow,
                           const char *data, int64_t ts);
     int (*events_prune)(rd_store *s, int64_t before_ms, int limit, int64_t *n_deleted);
+    int (*idem_prune)(rd_store *s, int64_t before_ms, int64_t *n_deleted);
     int (*dlv_insert)(rd_store *s, const rd_delivery *d);
     int (*dlv_update)(rd_store *s, const rd_delivery *d);
     int (*dlv_get)(rd_store *s, const char *id, rd_delivery_cb cb, void *arg);
@@ -330,6 +331,12 @@ static inline int rd_store_events_prune(rd_store *s, int64_t before_ms, int limi
                                         int64_t *n_deleted)
 {
     return s->ops->events_prune(s, before_ms, limit, n_deleted);
+}
+
+/** Forgets Idempotency-Keys recorded before before_ms. */
+static inline int rd_store_idem_prune(rd_store *s, int64_t before_ms, int64_t *n_deleted)
+{
+    return s->ops->idem_prune(s, before_ms, n_deleted);
 }
 
 /** Frees an array returned by run_list / runs_active and its records. */

@@ -123,6 +123,7 @@ static const char schema_sql[] =
     X(IDEM_GET, "SELECT run_id, body_hash FROM idempotency WHERE key_hash = ?1")                   \
     X(IDEM_PUT, "INSERT INTO idempotency (key_hash, run_id, body_hash, created_at)"                \
                 " VALUES (?1, ?2, ?3, ?4)")                                                        \
+    X(IDEM_PRUNE, "DELETE FROM idempotency WHERE created_at < ?1")                                 \
     X(KV_GET, "SELECT value FROM kv WHERE key = ?1")                                               \
     X(KV_PUT, "INSERT INTO kv (key, value) VALUES (?1, ?2)"                                        \
               " ON CONFLICT (key) DO UPDATE SET value = excluded.value")                           \
@@ -758,6 +759,23 @@ static int sqlite_events_prune(rd_store *base, int64_t before_ms, int limit, int
     return sqlite_kv_put(base, "pruned_through", val);
 }
 
+static int sqlite_idem_prune(rd_store *base, int64_t before_ms, int64_t *n_deleted)
+{
+    rd_sqlite *s = (rd_sqlite *)base;
+    sqlite3_stmt *st = s->st[ST_IDEM_PRUNE];
+    int rc = tx_begin(s);
+
+    *n_deleted = 0;
+    if (rc != 0)
+        return rc;
+    bind_i64(st, 1, before_ms, &rc);
+    if (rc != SQLITE_OK)
+        return bind_fail(s, st, "idempotency prune");
+    if ((rc = step_done(s, st, "idempotency prune")) == 0)
+        *n_deleted = sqlite3_changes(s->db);
+    return rc;
+}
+
 static int sqlite_enrichment_put(rd_store *base, const char *run_id, int64_t item_seq,
                                  const char *flow, const char *data, int64_t ts)
 {
@@ -891,6 +909,7 @@ static const rd_store_ops sqlite_ops = {
     RD_SQLITE_OUTBOX_OPS,
     .enrichment_put = sqlite_enrichment_put,
     .events_prune = sqlite_events_prune,
+    .idem_prune = sqlite_idem_prune,
 };
 
 /* A bounded string builder for the generated SQL; overflow is reported once at the end. */

@@ -74,6 +74,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->kill_grace_ms, 5000);
     assert_int_equal(cfg->max_wait_ms, 60000);
     assert_int_equal(cfg->max_items_per_run, 10000000);
+    assert_int_equal(cfg->idempotency_ttl_ms, 24 * 3600 * 1000LL);
     assert_int_equal(cfg->n_keys, 0);
     assert_int_equal(cfg->n_hook_urls, 0);
     assert_int_equal(cfg->n_hook_secrets, 0);
@@ -117,6 +118,7 @@ static const char full_config[] = "; every key, with a value other than its defa
                                   "kill_grace = 250ms\n"
                                   "max_wait = 30s\n"
                                   "max_items = 500\n"
+                                  "idempotency_ttl = 2h\n"
                                   "[auth]\n"
                                   "key = read:aaaaaaaaaaaaaaaa\n"
                                   "key = write:bbbbbbbbbbbbbbbbbbbb\n"
@@ -162,6 +164,7 @@ static void test_every_section(void **state)
     assert_int_equal(cfg->kill_grace_ms, 250);
     assert_int_equal(cfg->max_wait_ms, 30000);
     assert_int_equal(cfg->max_items_per_run, 500);
+    assert_int_equal(cfg->idempotency_ttl_ms, 2 * 3600 * 1000LL);
     assert_int_equal(cfg->n_keys, 3);
     assert_int_equal(cfg->keys[0].scope, RD_SCOPE_READ);
     assert_string_equal(cfg->keys[0].key, "aaaaaaaaaaaaaaaa");
@@ -635,6 +638,7 @@ static void test_example_config(void **state)
     assert_int_equal(ex->kill_grace_ms, def->kill_grace_ms);
     assert_int_equal(ex->max_wait_ms, def->max_wait_ms);
     assert_int_equal(ex->max_items_per_run, def->max_items_per_run);
+    assert_int_equal(ex->idempotency_ttl_ms, def->idempotency_ttl_ms);
     assert_int_equal(ex->n_keys + ex->n_hook_urls + ex->n_hook_secrets, 0);
     assert_int_equal(ex->n_retry, def->n_retry);
     assert_memory_equal(ex->retry_schedule_ms, def->retry_schedule_ms,

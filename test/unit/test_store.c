@@ -663,6 +663,17 @@ static void test_idempotency(void **state)
     assert_string_equal(body, "bodyhash1");
     assert_int_equal(rd_store_idem_get(f->s, "k1", NULL, 0, NULL, 0), 0);
     assert_int_equal(rd_store_idem_get(f->s, "k1", tiny, sizeof(tiny), NULL, 0), RD_EINVAL);
+    /* Expiry: keys recorded before the cut are forgotten, later ones stay. */
+    int64_t n = -1;
+    assert_int_equal(rd_store_idem_put(f->s, "k2", "run_2", "bodyhash2", 50), 0);
+    assert_int_equal(rd_store_idem_prune(f->s, 10, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(rd_store_idem_prune(f->s, 20, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(rd_store_commit(f->s), 0);
+    assert_int_equal(rd_store_idem_get(f->s, "k1", NULL, 0, NULL, 0), RD_ENOTFOUND);
+    assert_int_equal(rd_store_idem_get(f->s, "k2", run, sizeof(run), NULL, 0), 0);
+    assert_string_equal(run, "run_2");
 }
 
 static void test_kv(void **state)
