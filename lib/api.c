@@ -532,21 +532,21 @@ static void h_ready(rd_req *req)
 
 static void h_metrics(rd_req *req)
 {
-    char *text = rd_engine_metrics_text(req->eng);
-    char *more = rd_stream_metrics(req->h);
-    size_t a = text ? strlen(text) : 0, b = more ? strlen(more) : 0;
-    char *all = malloc(a + b + 1);
-    if (all) {
-        memcpy(all, text ? text : "", a);
-        memcpy(all + a, more ? more : "", b);
-        all[a + b] = 0;
-        rd_reply_raw(req, 200, "text/plain; version=0.0.4", all, a + b);
-    } else {
-        rd_reply_error(req, 500, "internal", "out of memory");
+    char *parts[3] = {rd_engine_metrics_text(req->eng), rd_stream_metrics(req->h),
+                      rd_outbox_metrics_text(rd_http_outbox(req->h))};
+    char *all = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&all, &len);
+    for (int i = 0; i < 3; i++) {
+        if (f && parts[i])
+            fputs(parts[i], f);
+        free(parts[i]);
     }
+    if (f && fclose(f) == 0 && all)
+        rd_reply_raw(req, 200, "text/plain; version=0.0.4", all, len);
+    else
+        rd_reply_error(req, 500, "internal", "out of memory");
     free(all);
-    free(text);
-    free(more);
 }
 
 static void method_not_allowed(rd_req *req, const char *allow)

@@ -41,7 +41,8 @@ struct rd_outbox {
     int n_inflight;
     bool enqueued; /* deliveries recorded since the last kick */
     bool closing;
-    bool curl_ready;            /* curl_global_init succeeded */
+    bool curl_ready; /* curl_global_init succeeded */
+    uint64_t m_attempts, m_delivered, m_retried, m_failed, m_stopped; /* for /metrics */
     rd_outbox_render_fn render; /* fills link placeholders of a stored body at send time */
     void *render_arg;
 };
@@ -456,7 +457,37 @@ static void settle(rd_outbox *ob, const ob_delivery *d, const ob_result *res)
     if (rc != 0)
         rd_log_err("webhook %s: could not record attempt %d", d->id, n);
     log_outcome(d, &v, n);
+    ob->m_attempts++;
+    if (v.state == RD_DLV_DELIVERED)
+        ob->m_delivered++;
+    else if (v.state == RD_DLV_PENDING)
+        ob->m_retried++;
+    else if (v.state == RD_DLV_STOPPED)
+        ob->m_stopped++;
+    else
+        ob->m_failed++;
     commit_soon(ob);
+}
+
+char *rd_outbox_metrics_text(rd_outbox *ob)
+{
+    char *buf = NULL;
+    if (!ob)
+        return NULL;
+    if (asprintf(&buf,
+                 "# TYPE runsd_webhook_attempts_total counter\n"
+                 "runsd_webhook_attempts_total %llu\n"
+                 "# TYPE runsd_webhook_outcomes_total counter\n"
+                 "runsd_webhook_outcomes_total{outcome=\"delivered\"} %llu\n"
+                 "runsd_webhook_outcomes_total{outcome=\"retry\"} %llu\n"
+                 "runsd_webhook_outcomes_total{outcome=\"failed\"} %llu\n"
+                 "runsd_webhook_outcomes_total{outcome=\"stopped\"} %llu\n"
+                 "# TYPE runsd_webhook_in_flight gauge\nrunsd_webhook_in_flight %d\n",
+                 (unsigned long long)ob->m_attempts, (unsigned long long)ob->m_delivered,
+                 (unsigned long long)ob->m_retried, (unsigned long long)ob->m_failed,
+                 (unsigned long long)ob->m_stopped, ob->n_inflight) < 0)
+        return NULL;
+    return buf;
 }
 
 static void outbox_on_done(ob_delivery *d, const ob_result *res, void *arg)

@@ -205,6 +205,9 @@ class TestDelivery(WebhookTest):
         self.assertRegex(a["at"], RFC3339)
         self.assertGreaterEqual(a["duration_ms"], 0)
         self.assertNotIn("secret", json.dumps(d))
+        m = self.d.get("/metrics").body.decode()
+        self.assertIn('runsd_webhook_outcomes_total{outcome="delivered"} 1\n', m)
+        self.assertIn("runsd_webhook_attempts_total 1\n", m)
 
     def test_generated_secret_is_returned_once_and_signs(self):
         rx = self.receiver()
