@@ -687,6 +687,12 @@ static void engine_on_prune(evutil_socket_t fd, short what, void *arg)
         if (n < PRUNE_BATCH)
             break;
     }
+    for (int i = 0; i < PRUNE_BATCHES; i++) {
+        int64_t n = 0;
+        if (rd_store_dlv_prune(eng->store, rd_now_ms() - keep, PRUNE_BATCH, &n) != 0 ||
+            rd_engine_flush(eng) != 0 || n < PRUNE_BATCH)
+            break;
+    }
     eng->m_pruned += (uint64_t)total;
     if (total)
         rd_log_debug("retention: %lld event(s) of finished runs deleted", (long long)total);

@@ -127,6 +127,7 @@ typedef struct rd_store_ops {
                           const char *data, int64_t ts);
     int (*events_prune)(rd_store *s, int64_t before_ms, int limit, int64_t *n_deleted);
     int (*idem_prune)(rd_store *s, int64_t before_ms, int64_t *n_deleted);
+    int (*dlv_prune)(rd_store *s, int64_t before_ms, int limit, int64_t *n_deleted);
     int (*dlv_insert)(rd_store *s, const rd_delivery *d);
     int (*dlv_update)(rd_store *s, const rd_delivery *d);
     int (*dlv_get)(rd_store *s, const char *id, rd_delivery_cb cb, void *arg);
@@ -333,6 +334,12 @@ static inline int rd_store_events_prune(rd_store *s, int64_t before_ms, int limi
     return s->ops->events_prune(s, before_ms, limit, n_deleted);
 }
 
+/** Retention: deletes up to limit finished webhook deliveries (delivered, failed, stopped)
+ * last changed before before_ms, with their attempts. */
+static inline int rd_store_dlv_prune(rd_store *s, int64_t before_ms, int limit, int64_t *n_deleted)
+{
+    return s->ops->dlv_prune(s, before_ms, limit, n_deleted);
+}
 /** Forgets Idempotency-Keys recorded before before_ms. */
 static inline int rd_store_idem_prune(rd_store *s, int64_t before_ms, int64_t *n_deleted)
 {

@@ -49,6 +49,7 @@ int rd_sqlite_dlv_stopped(rd_store *s, const char *run_id, const char *url, bool
 int rd_sqlite_dlv_lease(rd_store *s, const char *id);
 int rd_sqlite_dlv_unlease(rd_store *s);
 int rd_sqlite_dlv_attempt_add(rd_store *s, const rd_delivery_attempt *a);
+int rd_sqlite_dlv_prune(rd_store *s, int64_t before_ms, int limit, int64_t *n_deleted);
 int rd_sqlite_dlv_attempts_scan(rd_store *s, const char *delivery_id, rd_attempt_cb cb, void *arg);
 
 /* The outbox members of store_sqlite.c's rd_store_ops table. */
@@ -58,6 +59,7 @@ int rd_sqlite_dlv_attempts_scan(rd_store *s, const char *delivery_id, rd_attempt
     .dlv_next_due = rd_sqlite_dlv_next_due, .dlv_run_scan = rd_sqlite_dlv_run_scan,                \
     .dlv_stop = rd_sqlite_dlv_stop, .dlv_stopped = rd_sqlite_dlv_stopped,                          \
     .dlv_lease = rd_sqlite_dlv_lease, .dlv_unlease = rd_sqlite_dlv_unlease,                        \
-    .dlv_attempt_add = rd_sqlite_dlv_attempt_add, .dlv_attempts_scan = rd_sqlite_dlv_attempts_scan
+    .dlv_attempt_add = rd_sqlite_dlv_attempt_add,                                                  \
+    .dlv_attempts_scan = rd_sqlite_dlv_attempts_scan, .dlv_prune = rd_sqlite_dlv_prune
 
 #endif

@@ -38,6 +38,11 @@ const char rd_sqlite_outbox_schema[] =
     " updated_at, next_at, last_code, last_error"
 #define DLV_SELECT "SELECT " DLV_COLS " FROM deliveries"
 
+/* Retention's victims: finished deliveries (delivered, failed, stopped) last touched before
+ * ?1, oldest first, at most ?2. */
+#define DLV_DONE_BEFORE                                                                            \
+    "SELECT id FROM deliveries WHERE state >= 2 AND updated_at < ?1 ORDER BY seq LIMIT ?2"
+
 /* X(name, sql) */
 #define OB_LIST(X)                                                                                 \
     X(INSERT, "INSERT INTO deliveries (" DLV_COLS ") VALUES (NULL, ?1, ?2, ?3, ?4, ?5, ?6, ?7,"    \
@@ -57,7 +62,9 @@ const char rd_sqlite_outbox_schema[] =
     X(ATT_ADD, "INSERT INTO delivery_attempts (delivery_id, n, manual, at, duration_ms,"           \
                " status_code, error, next_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")            \
     X(ATT_SCAN, "SELECT delivery_id, n, manual, at, duration_ms, status_code, error, next_at"      \
-                " FROM delivery_attempts WHERE delivery_id = ?1 ORDER BY n")
+                " FROM delivery_attempts WHERE delivery_id = ?1 ORDER BY n")                       \
+    X(PRUNE_ATT, "DELETE FROM delivery_attempts WHERE delivery_id IN (" DLV_DONE_BEFORE ")")       \
+    X(PRUNE, "DELETE FROM deliveries WHERE id IN (" DLV_DONE_BEFORE ")")
 
 typedef enum {
 #define X_ENUM(name, sql) OB_##name,
@@ -444,5 +451,26 @@ int rd_sqlite_outbox_open(sqlite3 *db, rd_sqlite_outbox **out, char *err, size_t
         }
     }
     *out = ob;
+    return 0;
+}
+
+int rd_sqlite_dlv_prune(rd_store *s, int64_t before_ms, int limit, int64_t *n_deleted)
+{
+    int rc = rd_sqlite_write_begin(s);
+
+    *n_deleted = 0;
+    if (rc != 0)
+        return rc;
+    /* Attempts first: the same victims are still selectable while their rows exist. */
+    for (int i = 0; i < 2; i++) {
+        sqlite3_stmt *st = stmt(s, i == 0 ? OB_PRUNE_ATT : OB_PRUNE);
+        bind_i64(st, 1, before_ms, &rc);
+        bind_i64(st, 2, limit, &rc);
+        if (rc != SQLITE_OK)
+            return fail(s, st, "deliveries prune");
+        if ((rc = step_done(s, st, "deliveries prune")) != 0)
+            return rc;
+    }
+    *n_deleted = sqlite3_changes(rd_sqlite_db(s));
     return 0;
 }

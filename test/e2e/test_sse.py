@@ -433,23 +433,36 @@ class TestSlowReader(SSETest):
         run = self.d.create("ext")
         stalled = self.stream(run["id"], rcvbuf=4096)  # never read past the head
         fast = self.stream(run["id"])
-        result = {}
-        reader = threading.Thread(target=lambda: result.update(frames=fast.until_close()))
+        got = []
+
+        def read_all():
+            while True:
+                f = fast.next()
+                if f is None:
+                    return
+                got.append(f)
+
+        reader = threading.Thread(target=read_all)
         reader.start()
         pad = "x" * 8000
-        batches = 40
+        per, batches = 5, 80  # one batch (40 KB) fits the 64 KB bound by itself
         for b in range(batches):
-            body = ndjson(*[{"type": "item", "data": {"k": b * 10 + j, "pad": pad}}
-                            for j in range(10)])
+            body = ndjson(*[{"type": "item", "data": {"k": b * per + j, "pad": pad}}
+                            for j in range(per)])
             r = self.d.request("POST", "/v1/runs/%s/events" % run["id"], body=body,
                                headers={"Content-Type": "application/x-ndjson"})
             self.assertEqual(r.status, 200, r)
+            # A reader that keeps up: the next batch goes once this one has arrived, so only
+            # the stalled reader falls behind, however loaded the machine is.
+            wait_for(lambda: sum(f["event"] == "run.item" for f in got) >= (b + 1) * per,
+                     what="the fast reader to receive batch %d" % b)
         self.d.request("POST", "/v1/runs/%s/events" % run["id"], body=ndjson({"type": "done"}),
                        headers={"Content-Type": "application/x-ndjson"})
         reader.join(60)
+        result = {"frames": got}
         frames = result["frames"]
         self.assert_complete(frames, run["id"])
-        self.assertEqual(sum(f["event"] == "run.item" for f in frames), batches * 10)
+        self.assertEqual(sum(f["event"] == "run.item" for f in frames), batches * per)
         wait_for(lambda: metric(self.d, "runsd_sse_slow_disconnects_total") >= 1,
                  what="a slow disconnect")
         # The stalled reader got a prefix, then the connection was closed on it.

@@ -676,6 +676,60 @@ static void test_idempotency(void **state)
     assert_string_equal(run, "run_2");
 }
 
+static int count_dlv(const rd_delivery *d, void *arg)
+{
+    (*(int *)arg)++;
+    return 0;
+}
+
+static int count_att(const rd_delivery_attempt *a, void *arg)
+{
+    (*(int *)arg)++;
+    return 0;
+}
+
+/* Retention of webhook deliveries: finished ones last changed before the cut go, with their
+ * attempts; pending ones and recent ones stay. */
+static void test_deliveries_prune(void **state)
+{
+    fx *f = *state;
+    const char *ids[] = {"msg_old_delivered", "msg_old_pending", "msg_new_failed"};
+    int states[] = {RD_DLV_DELIVERED, RD_DLV_PENDING, RD_DLV_FAILED};
+    int64_t updated[] = {100, 100, 900};
+    for (int i = 0; i < 3; i++) {
+        rd_delivery d = {.id = ids[i],
+                         .run_id = "run_a",
+                         .type = "run.succeeded",
+                         .url = "http://127.0.0.1:9/h",
+                         .source = RD_DLV_SRC_RUN,
+                         .body = "{}",
+                         .state = states[i],
+                         .attempts = 1,
+                         .created_at = 50,
+                         .updated_at = updated[i]};
+        rd_delivery_attempt a = {.delivery_id = ids[i], .n = 1, .at = 60, .status_code = 200};
+        assert_int_equal(rd_store_dlv_insert(f->s, &d), 0);
+        assert_int_equal(rd_store_dlv_attempt_add(f->s, &a), 0);
+    }
+    int64_t n = -1;
+    assert_int_equal(rd_store_dlv_prune(f->s, 500, 100, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(rd_store_commit(f->s), 0);
+    int left = 0;
+    int64_t total = 0;
+    assert_int_equal(rd_store_dlv_run_scan(f->s, "run_a", 0, 10, count_dlv, &left, &total), 0);
+    assert_int_equal(left, 2);
+    left = 0;
+    assert_int_equal(rd_store_dlv_get(f->s, "msg_old_delivered", count_dlv, &left), RD_ENOTFOUND);
+    assert_int_equal(rd_store_dlv_get(f->s, "msg_old_pending", count_dlv, &left), 0);
+    assert_int_equal(left, 1);
+    int att = 0;
+    assert_int_equal(rd_store_dlv_attempts_scan(f->s, "msg_old_delivered", count_att, &att), 0);
+    assert_int_equal(att, 0);
+    assert_int_equal(rd_store_dlv_attempts_scan(f->s, "msg_new_failed", count_att, &att), 0);
+    assert_int_equal(att, 1);
+}
+
 static void test_kv(void **state)
 {
     fx *f = *state;
@@ -837,6 +891,7 @@ int main(void)
         BOTH(test_events_prune),
         BOTH(test_idempotency),
         BOTH(test_kv),
+        BOTH(test_deliveries_prune),
         BOTH(test_commit_rollback),
         FILE_ONLY(test_durability),
         FILE_ONLY(test_kill9),
