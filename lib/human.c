@@ -297,15 +297,23 @@ static int answer_approval(rd_engine *eng, rd_active *act, bool approve, const c
     return answered(eng, act, "decision", approve ? "approved" : "denied", out, e);
 }
 
+/* Verifies an approve/deny link and finds the paused run it answers; *kind is 'a' or 'd'. */
+static int find_by_approval_token(rd_engine *eng, const char *token, rd_active **act, char *kind,
+                                  rd_apierr *e)
+{
+    char id[RD_RUN_ID_MAX], nonce[32];
+    if (rd_link_token_parse(eng->link_key, token, id, sizeof id, kind, nonce, sizeof nonce) != 0 ||
+        *kind == 's')
+        return rd_fail(e, 404, "token_invalid", "this approval link is not valid");
+    return find_waiting(eng, id, nonce, RD_ST_PAUSED, act, e);
+}
+
 int rd_engine_approval_by_token(rd_engine *eng, const char *token, const char *comment,
                                 json_t **out, rd_apierr *e)
 {
-    char id[RD_RUN_ID_MAX], nonce[32], kind;
-    if (rd_link_token_parse(eng->link_key, token, id, sizeof id, &kind, nonce, sizeof nonce) != 0 ||
-        kind == 's')
-        return rd_fail(e, 404, "token_invalid", "this approval link is not valid");
+    char kind;
     rd_active *act = NULL;
-    if (find_waiting(eng, id, nonce, RD_ST_PAUSED, &act, e) != 0)
+    if (find_by_approval_token(eng, token, &act, &kind, e) != 0)
         return -1;
     return answer_approval(eng, act, kind == 'a', comment, out, e);
 }
@@ -322,15 +330,12 @@ int rd_engine_approval_by_id(rd_engine *eng, const char *id, bool approve, const
 /* Describes what a token would do, for the confirmation page (nothing changes). */
 int rd_engine_approval_peek(rd_engine *eng, const char *token, json_t **out, rd_apierr *e)
 {
-    char id[RD_RUN_ID_MAX], nonce[32], kind;
-    if (rd_link_token_parse(eng->link_key, token, id, sizeof id, &kind, nonce, sizeof nonce) != 0 ||
-        kind == 's')
-        return rd_fail(e, 404, "token_invalid", "this approval link is not valid");
+    char kind;
     rd_active *act = NULL;
-    if (find_waiting(eng, id, nonce, RD_ST_PAUSED, &act, e) != 0)
+    if (find_by_approval_token(eng, token, &act, &kind, e) != 0)
         return -1;
     json_t *pa = act->run->pending_action;
-    *out = json_pack("{s:s, s:s, s:s, s:O, s:O}", "run_id", id, "decision",
+    *out = json_pack("{s:s, s:s, s:s, s:O, s:O}", "run_id", act->run->id, "decision",
                      kind == 'a' ? "approve" : "deny", "flow", act->run->flow, "prompt",
                      json_object_get(pa, "prompt"), "details", json_object_get(pa, "details"));
     return 0;
