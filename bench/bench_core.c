@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #include "bench_http.h"
-#include "store.h"
+#include "store/store.h"
 
 /* Creates n runs over `conns` keep-alive connections at once (clients do not wait for each
  * other), then polls until all are terminal. */

@@ -9,13 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api.h"
-#include "config.h"
-#include "engine.h"
-#include "http.h"
-#include "outbox.h"
-#include "store.h"
-#include "util.h"
+#include "api/api.h"
+#include "config/config.h"
+#include "engine/engine.h"
+#include "http/http.h"
+#include "webhook/outbox.h"
+#include "store/store.h"
+#include "base/util.h"
 
 struct runsd {
     struct event_base *base;

@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "fsm.h"
+#include "model/fsm.h"
 
 /* The SPEC's table, spelled as strings so a typo in fsm.c's table cannot be mirrored here. */
 static const char *legal[] = {

@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hub.h"
+#include "stream/hub.h"
 
 /* --- fake store ------------------------------------------------------------------------- */
 

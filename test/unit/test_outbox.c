@@ -23,12 +23,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "outbox.h"
-#include "outbox_policy.h"
-#include "store.h"
-#include "util.h"
-#include "webhook_sign.h"
+#include "config/config.h"
+#include "webhook/outbox.h"
+#include "webhook/outbox_policy.h"
+#include "store/store.h"
+#include "base/util.h"
+#include "webhook/webhook_sign.h"
 
 #define SECRET "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 

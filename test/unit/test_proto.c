@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proto.h"
-#include "util.h"
+#include "exec/proto.h"
+#include "base/util.h"
 
 /* ---- helpers --------------------------------------------------------------------------- */
 

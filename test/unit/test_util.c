@@ -15,7 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "util.h"
+#include "base/util.h"
 
 static void test_duration_good(void **state)
 {

@@ -13,7 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "webhook_sign.h"
+#include "webhook/webhook_sign.h"
 
 #define VEC_SECRET "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 #define VEC_ID "msg_p5jXN8AQM9LWM0D4loKWxJek"

@@ -21,8 +21,8 @@
 
 #include <event2/event.h>
 
-#include "util.h"
-#include "worker.h"
+#include "base/util.h"
+#include "exec/worker.h"
 
 #define SAFETY_MS 30000
 

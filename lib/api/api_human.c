@@ -1,0 +1,345 @@
+/*
+ * api_human.c: the HTTP side of approvals and authorizations. Links in mail and chat get
+ * prefetched by scanners, so a browser's GET of an approval link only shows a confirmation
+ * page whose button POSTs; a non-browser client's GET acts (the seed's documented behaviour);
+ * HEAD never acts. The OAuth callback answers browsers with a page that says the window can
+ * be closed. Codes never reach a log or an event.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api.h"
+#include "base/util.h"
+
+static bool wants_html(rd_req *req)
+{
+    const char *acc = rd_req_header(req, "Accept");
+    return acc && strstr(acc, "text/html") != NULL;
+}
+
+/* HTML-escapes s into a malloc'd string. */
+static char *html_escape(const char *s)
+{
+    size_t n = 0;
+    for (const char *p = s; *p; p++)
+        n += (*p == '<' || *p == '>') ? 4 : *p == '&' ? 5 : (*p == '"' || *p == '\'') ? 6 : 1;
+    char *o = malloc(n + 1), *q = o;
+    if (!o)
+        return NULL;
+    for (const char *p = s; *p; p++) {
+        switch (*p) {
+        case '<':
+            q = stpcpy(q, "&lt;");
+            break;
+        case '>':
+            q = stpcpy(q, "&gt;");
+            break;
+        case '&':
+            q = stpcpy(q, "&amp;");
+            break;
+        case '"':
+            q = stpcpy(q, "&quot;");
+            break;
+        case '\'':
+            q = stpcpy(q, "&#39;");
+            break;
+        default:
+            *q++ = *p;
+        }
+    }
+    *q = 0;
+    return o;
+}
+
+static void page(rd_req *req, int status, const char *title, const char *body_html)
+{
+    char *t = html_escape(title);
+    size_t cap = strlen(body_html) + (t ? strlen(t) : 0) * 2 + 1024;
+    char *html = malloc(cap);
+    if (!html || !t) {
+        free(html);
+        free(t);
+        rd_reply_error(req, 500, "internal", "out of memory");
+        return;
+    }
+    int n = snprintf(html, cap,
+                     "<!doctype html><html><head><meta charset=\"utf-8\">"
+                     "<meta name=\"viewport\" content=\"width=device-width\">"
+                     "<meta name=\"robots\" content=\"noindex\"><title>%s</title>"
+                     "<style>body{font:16px system-ui,sans-serif;max-width:40em;margin:3em auto;"
+                     "padding:0 1em}button{font-size:1em;padding:.5em 1.5em}pre{background:#f4f4f4;"
+                     "padding:1em;overflow:auto}</style></head><body><h1>%s</h1>%s</body></html>",
+                     t, t, body_html);
+    evhtp_headers_add_header(req->r->headers_out,
+                             evhtp_header_new("Content-Security-Policy",
+                                              "default-src 'none'; style-src 'unsafe-inline'; "
+                                              "form-action 'self'",
+                                              0, 0));
+    evhtp_headers_add_header(req->r->headers_out,
+                             evhtp_header_new("X-Frame-Options", "DENY", 0, 0));
+    rd_reply_raw(req, status, "text/html; charset=utf-8", html, (size_t)n);
+    free(html);
+    free(t);
+}
+
+static void reply_result(rd_req *req, int rc, json_t *out, const rd_apierr *e, bool html,
+                         const char *done_msg)
+{
+    if (!html) {
+        if (rc == 0)
+            rd_reply_json(req, 200, out);
+        else
+            rd_reply_apierr(req, e);
+        return;
+    }
+    if (rc == 0) {
+        char *m = html_escape(done_msg);
+        char body[600];
+        snprintf(body, sizeof body, "<p>%s</p><p>You can close this window.</p>", m ? m : "");
+        free(m);
+        page(req, 200, "Done", body);
+        json_decref(out);
+    } else {
+        char *m = html_escape(e->message);
+        char body[800];
+        snprintf(body, sizeof body, "<p>%s</p><p><small>%s</small></p>", m ? m : "", e->code);
+        free(m);
+        page(req, e->http, e->http == 410 ? "Link already used or expired" : "Link not valid",
+             body);
+    }
+}
+
+/* GET/HEAD /v1/runs/approval?token=T */
+static void approval_get(rd_req *req)
+{
+    const char *token = rd_req_query(req, "token");
+    if (!token || !*token) {
+        rd_reply_error(req, 400, "missing_token", "the 'token' query parameter is required");
+        return;
+    }
+    json_t *info = NULL;
+    rd_apierr e;
+    int rc = rd_engine_approval_peek(req->eng, token, &info, &e);
+    if (req->method == htp_method_HEAD) {
+        /* HEAD never acts: it only tells whether the link is live. */
+        json_decref(info);
+        rd_reply_raw(req, rc == 0 ? 200 : e.http, "text/html; charset=utf-8", NULL, 0);
+        return;
+    }
+    if (!wants_html(req)) {
+        json_decref(info);
+        json_t *out = NULL;
+        rc = rc == 0 ? rd_engine_approval_by_token(req->eng, token, NULL, &out, &e) : rc;
+        reply_result(req, rc, out, &e, false, NULL);
+        return;
+    }
+    if (rc != 0) {
+        reply_result(req, rc, NULL, &e, true, NULL);
+        return;
+    }
+    bool approve = strcmp(json_string_value(json_object_get(info, "decision")), "approve") == 0;
+    char *prompt = html_escape(json_string_value(json_object_get(info, "prompt")));
+    char *details_txt =
+        json_dumps(json_object_get(info, "details"), JSON_INDENT(2) | JSON_ENCODE_ANY);
+    char *details = html_escape(details_txt ? details_txt : "null");
+    char *tok = html_escape(token);
+    char *flow = html_escape(json_string_value(json_object_get(info, "flow")));
+    size_t cap = 2048 + (prompt ? strlen(prompt) : 0) + (details ? strlen(details) : 0);
+    char *body = malloc(cap);
+    if (body && prompt && details && tok && flow)
+        snprintf(body, cap,
+                 "<p>Flow <b>%s</b> asks:</p><blockquote>%s</blockquote><pre>%s</pre>"
+                 "<form method=\"post\" action=\"/v1/runs/approval\">"
+                 "<input type=\"hidden\" name=\"token\" value=\"%s\">"
+                 "<p><label>Comment (optional)<br><input name=\"comment\" size=\"40\" "
+                 "maxlength=\"500\"></label></p>"
+                 "<button type=\"submit\">%s</button></form>",
+                 flow, prompt, details, tok, approve ? "Approve" : "Deny");
+    page(req, 200, approve ? "Approve this request?" : "Deny this request?", body ? body : "");
+    free(body);
+    free(prompt);
+    free(details_txt);
+    free(details);
+    free(tok);
+    free(flow);
+    json_decref(info);
+}
+
+/* POST /v1/runs/approval: {token, comment?} as JSON or a form. */
+static void approval_post(rd_req *req)
+{
+    const char *ctype = rd_req_header(req, "Content-Type");
+    bool form = ctype && strncasecmp(ctype, "application/x-www-form-urlencoded", 33) == 0;
+    const char *token = NULL, *comment = NULL;
+    json_t *body = NULL;
+    char *raw = NULL;
+    if (form) {
+        size_t len;
+        raw = rd_req_body(req, &len);
+        if (!raw)
+            return;
+        const char *k[8], *v[8];
+        int n = rd_form_parse(raw, k, v, 8);
+        for (int i = 0; i < n; i++) {
+            if (strcmp(k[i], "token") == 0)
+                token = v[i];
+            else if (strcmp(k[i], "comment") == 0)
+                comment = v[i];
+        }
+    } else {
+        if (rd_req_json_body(req, &body) != 0)
+            return;
+        token = json_string_value(json_object_get(body, "token"));
+        comment = json_string_value(json_object_get(body, "comment"));
+    }
+    if (!token || !*token) {
+        rd_reply_error(req, 400, "missing_token", "'token' is required");
+    } else if (comment && strlen(comment) > 2000) {
+        rd_reply_error(req, 422, "invalid_comment", "'comment' is at most 2000 bytes");
+    } else {
+        json_t *out = NULL;
+        rd_apierr e;
+        int rc = rd_engine_approval_by_token(req->eng, token, comment && *comment ? comment : NULL,
+                                             &out, &e);
+        const char *d = rc == 0 ? json_string_value(json_object_get(out, "decision")) : "";
+        reply_result(req, rc, out, &e, form || wants_html(req),
+                     d && strcmp(d, "approved") == 0 ? "The request was approved."
+                                                     : "The request was denied.");
+    }
+    json_decref(body);
+    free(raw);
+}
+
+/* POST /v1/runs/{id}/approve|deny {comment?} */
+static void approve_by_id(rd_req *req, const char *id, bool approve)
+{
+    json_t *body;
+    if (rd_req_json_body(req, &body) != 0)
+        return;
+    json_t *c = json_object_get(body, "comment");
+    if (c && !json_is_null(c) && (!json_is_string(c) || json_string_length(c) > 2000)) {
+        json_decref(body);
+        rd_reply_error(req, 422, "invalid_comment",
+                       "'comment' must be a string of at most 2000 bytes");
+        return;
+    }
+    json_t *out = NULL;
+    rd_apierr e;
+    int rc = rd_engine_approval_by_id(req->eng, id, approve, json_string_value(c), &out, &e);
+    json_decref(body);
+    reply_result(req, rc, out, &e, false, NULL);
+}
+
+/* GET /v1/auth/callback?state=S&code=C (or error=E) */
+static void auth_callback(rd_req *req)
+{
+    const char *state = rd_req_query(req, "state"), *code = rd_req_query(req, "code"),
+               *error = rd_req_query(req, "error");
+    bool html = wants_html(req);
+    rd_apierr e = {0};
+    int rc = -1;
+    json_t *out = NULL;
+    if (!state || !*state)
+        rd_fail(&e, 400, "missing_state", "the 'state' query parameter is required");
+    else if ((!code || !*code) && (!error || !*error))
+        rd_fail(&e, 400, "missing_code", "the callback carries neither 'code' nor 'error'");
+    else if (code && strlen(code) > 4096)
+        rd_fail(&e, 400, "invalid_code", "the code is too long");
+    else
+        rc = rd_engine_auth_by_state(req->eng, state, code && *code ? code : NULL,
+                                     code && *code ? NULL : error, &out, &e);
+    reply_result(req, rc, out, &e, html,
+                 code && *code ? "Authorization complete." : "Authorization was declined.");
+}
+
+/* POST /v1/runs/{id}/auth {code} | {error} */
+static void auth_by_id(rd_req *req, const char *id)
+{
+    json_t *body;
+    if (rd_req_json_body(req, &body) != 0)
+        return;
+    const char *code = json_string_value(json_object_get(body, "code"));
+    const char *error = json_string_value(json_object_get(body, "error"));
+    if ((!code || !*code) == (!error || !*error)) {
+        json_decref(body);
+        rd_reply_error(req, 422, "invalid_auth_answer", "send exactly one of 'code' or 'error'");
+        return;
+    }
+    json_t *out = NULL;
+    rd_apierr e;
+    int rc = rd_engine_auth_by_id(req->eng, id, code, error, &out, &e);
+    json_decref(body);
+    reply_result(req, rc, out, &e, false, NULL);
+}
+
+/* GET /v1/demo/oauth/authorize?state=S: a stand-in provider, clearly marked as a demo, so the
+ * whole loop can be clicked through on a laptop. */
+static void demo_provider(rd_req *req)
+{
+    const char *state = rd_req_query(req, "state");
+    if (!state || !*state || strlen(state) > 200) {
+        rd_reply_error(req, 400, "missing_state", "the 'state' query parameter is required");
+        return;
+    }
+    unsigned char raw[12];
+    char code[20];
+    rd_random_bytes(raw, sizeof raw);
+    rd_b64url_encode(raw, sizeof raw, code);
+    char *st = html_escape(state);
+    char body[1500];
+    snprintf(body, sizeof body,
+             "<p><b>DEMO ONLY.</b> This page stands in for an OAuth provider's consent screen so "
+             "the authorization loop can be tried locally. It grants nothing.</p>"
+             "<p>The run asks to access your (imaginary) account.</p>"
+             "<p><a href=\"/v1/auth/callback?state=%s&amp;code=demo-%s\">Allow</a> &nbsp; "
+             "<a href=\"/v1/auth/callback?state=%s&amp;error=access_denied\">Deny</a></p>",
+             st ? st : "", code, st ? st : "");
+    free(st);
+    page(req, 200, "Demo provider: authorize?", body);
+}
+
+bool rd_api_human_route(rd_req *req)
+{
+    bool get = req->method == htp_method_GET || req->method == htp_method_HEAD;
+    bool post = req->method == htp_method_POST;
+    if (req->nseg == 3 && strcmp(req->segs[1], "runs") == 0 &&
+        strcmp(req->segs[2], "approval") == 0) {
+        if (get)
+            approval_get(req);
+        else if (post)
+            approval_post(req);
+        else
+            rd_reply_error(req, 405, "method_not_allowed", "use GET or POST on this path");
+        return true;
+    }
+    if (req->nseg == 3 && strcmp(req->segs[1], "auth") == 0 &&
+        strcmp(req->segs[2], "callback") == 0) {
+        if (get)
+            auth_callback(req);
+        else
+            rd_reply_error(req, 405, "method_not_allowed", "use GET on this path");
+        return true;
+    }
+    if (req->nseg == 4 && strcmp(req->segs[1], "demo") == 0 && strcmp(req->segs[2], "oauth") == 0 &&
+        strcmp(req->segs[3], "authorize") == 0) {
+        if (get)
+            demo_provider(req);
+        else
+            rd_reply_error(req, 405, "method_not_allowed", "use GET on this path");
+        return true;
+    }
+    if (req->nseg == 4 && strcmp(req->segs[1], "runs") == 0) {
+        const char *sub = req->segs[3];
+        bool approve = strcmp(sub, "approve") == 0, deny = strcmp(sub, "deny") == 0,
+             auth = strcmp(sub, "auth") == 0;
+        if (!approve && !deny && !auth)
+            return false;
+        if (!post)
+            rd_reply_error(req, 405, "method_not_allowed", "use POST on this path");
+        else if (rd_req_allowed(req, RD_SCOPE_WRITE))
+            auth ? auth_by_id(req, req->segs[2]) : approve_by_id(req, req->segs[2], approve);
+        return true;
+    }
+    return false;
+}

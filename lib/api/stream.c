@@ -1,0 +1,454 @@
+/*
+ * stream.c: the HTTP side of the live event streams (SPEC section 4). It validates the
+ * request (run existence, 204 for a finished and fully read run, the client cap, the resume
+ * id, stream.reset when that id predates retained history), takes the connection over as an
+ * SSE transport (sse.c) and subscribes it to the fan-out hub (hub.c), which does the rest.
+ *
+ * The hub is fed by an engine listener, which the engine calls after each commit: so only
+ * durable events are ever sent, and the hub's last published id bounds what a replay may
+ * read from the store.
+ */
+#include "api/stream.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api.h"
+#include "stream/hub.h"
+#include "stream/sse.h"
+#include "base/util.h"
+
+/* The reconnection delay sent as `retry:`. A few seconds spreads the reconnects of many
+ * clients after a restart. */
+#define STREAM_RETRY_MS 3000
+#define STREAM_MAX_FILTER 32
+
+typedef struct stream_state {
+    rd_http *h;
+    rd_engine *eng;
+    rd_store *store;
+    rd_hub *hub;
+    int close_calls;         /* rd_stream_close_all: first graceful, then forced */
+    uint64_t refused;        /* 503 too_many_streams */
+    uint64_t transport_slow; /* cut by the transport's own bound (a heartbeat that did
+                                not fit) rather than by the hub */
+} stream_state;
+
+static stream_state *state_of(rd_http *h)
+{
+    return *rd_http_stream_state(h);
+}
+
+/* --- engine and store glue -------------------------------------------------------------- */
+
+static void stream_on_event(const rd_pub_event *ev, void *arg)
+{
+    stream_state *st = arg;
+    rd_hub_event he = {.id = ev->id,
+                       .run_id = ev->run_id,
+                       .flow = ev->flow,
+                       .type = ev->type,
+                       .ts = ev->ts,
+                       .data = ev->data,
+                       .frame = ev->frame,
+                       .frame_len = ev->frame_len,
+                       .terminal = ev->run_terminal};
+    rd_hub_publish(st->hub, &he);
+}
+
+/* The engine formats frames only for events some subscriber may want. */
+static bool stream_wants(void *arg, const char *run_id)
+{
+    stream_state *st = arg;
+    return rd_hub_wants(st->hub, run_id);
+}
+
+typedef struct scan_ctx {
+    rd_engine *eng;
+    rd_hub_event_fn fn;
+    void *arg;
+    bool failed;
+} scan_ctx;
+
+static int stream_on_row(const rd_event *ev, void *arg)
+{
+    scan_ctx *c = arg;
+    rd_hub_event he = {.id = ev->id,
+                       .run_id = ev->run_id,
+                       .flow = ev->flow,
+                       .type = ev->type,
+                       .ts = ev->ts,
+                       .data = ev->data,
+                       .terminal = strcmp(ev->type, "run.end") == 0};
+    /* The engine renders a stored event exactly as it published it live (links included). */
+    char *frame = NULL;
+    if (rd_engine_event_frame(c->eng, ev, &frame, &he.frame_len) != 0) {
+        c->failed = true; /* a stop is not an error to the store: remember it */
+        return 1;
+    }
+    he.frame = frame;
+    int rc = c->fn(&he, c->arg);
+    free(frame);
+    return rc;
+}
+
+static int stream_scan(void *scan_arg, const char *run_id, int64_t after, int limit,
+                       rd_hub_event_fn fn, void *arg)
+{
+    stream_state *st = scan_arg;
+    scan_ctx c = {st->eng, fn, arg, false};
+    int rc = rd_store_events_scan(st->store, run_id, after, limit, stream_on_row, &c);
+    return rc != 0 || c.failed ? -1 : 0;
+}
+
+/* --- the sink: an rd_sse under a hub subscriber ------------------------------------------ */
+
+static size_t stream_sink_unsent(void *arg)
+{
+    return rd_sse_pending(arg);
+}
+
+static void stream_sink_send(void *arg, struct evbuffer *buf)
+{
+    rd_sse_send_buffer(arg, buf);
+}
+
+static void stream_sink_close(void *arg, rd_hub_why why)
+{
+    if (why == RD_HUB_END || why == RD_HUB_SHUTDOWN)
+        rd_sse_close(arg); /* flushes what is queued first */
+    else
+        rd_sse_abort(arg);
+}
+
+static const rd_hub_sink_ops stream_sink_ops = {stream_sink_unsent, stream_sink_send,
+                                                stream_sink_close};
+
+typedef struct stream_conn {
+    stream_state *st;
+    rd_hub_sub *sub;
+} stream_conn;
+
+static void stream_on_close(rd_sse *s, rd_sse_why why, void *arg)
+{
+    stream_conn *c = arg;
+    if (!c)
+        return;
+    if (why == RD_SSE_CLOSED_SLOW)
+        c->st->transport_slow++;
+    rd_hub_unsubscribe(c->sub);
+    free(c);
+}
+
+static void stream_on_drain(rd_sse *s, void *arg)
+{
+    stream_conn *c = arg;
+    rd_hub_sub_drained(c->sub);
+}
+
+/* --- request parsing -------------------------------------------------------------------- */
+
+/* The resume point: the Last-Event-ID header (what EventSource sends on reconnect) wins
+ * over the last_event_id query (a first connection's explicit choice). 1 when given, 0 when
+ * not, -1 after replying 400. */
+static int resume_id(rd_req *req, int64_t *out)
+{
+    const char *v = rd_req_header(req, "Last-Event-ID");
+    const char *name = "Last-Event-ID";
+    if (!v || !*v) {
+        v = rd_req_query(req, "last_event_id");
+        name = "last_event_id";
+    }
+    if (!v || !*v)
+        return 0;
+    if (rd_parse_i64(v, out) != 0 || *out < 0)
+        return rd_reply_error(req, 400, "invalid_last_event_id",
+                              "%s must be a non-negative integer event id", name);
+    return 1;
+}
+
+/* Splits a comma list query value into at most STREAM_MAX_FILTER non-empty items pointing
+ * into buf. Count, or -1 after replying 400. */
+static int split_list(rd_req *req, const char *key, char *buf, size_t buflen, const char **items)
+{
+    const char *v = rd_req_query(req, key);
+    if (!v || !*v)
+        return 0;
+    if (strlen(v) >= buflen)
+        return rd_reply_error(req, 400, "invalid_parameter", "'%s' is too long", key);
+    snprintf(buf, buflen, "%s", v);
+    int n = 0;
+    char *save = NULL;
+    for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        while (*t == ' ')
+            t++;
+        if (!*t)
+            continue;
+        if (n == STREAM_MAX_FILTER)
+            return rd_reply_error(req, 400, "invalid_parameter", "'%s' lists more than %d values",
+                                  key, STREAM_MAX_FILTER);
+        items[n++] = t;
+    }
+    return n;
+}
+
+/* The response head lines beyond sse.c's own: the request id and, for an allowed Origin,
+ * CORS (the same policy as rd_req_cors, which works on evhtp replies we do not send). */
+static void head_lines(rd_req *req, char *out, size_t outlen)
+{
+    int n = snprintf(out, outlen, "X-Request-Id: %s\r\n", req->request_id);
+    const char *origin = rd_req_header(req, "Origin");
+    if (!origin || strlen(origin) > 256 || n < 0)
+        return;
+    for (const char *p = origin; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            return; /* never echo a header-splitting value */
+    for (int i = 0; i < req->cfg->n_cors; i++) {
+        if (strcmp(req->cfg->cors_origins[i], "*") == 0 ||
+            strcmp(req->cfg->cors_origins[i], origin) == 0) {
+            snprintf(out + n, outlen - (size_t)n,
+                     "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n"
+                     "Access-Control-Expose-Headers: X-Request-Id, Retry-After\r\n",
+                     origin);
+            return;
+        }
+    }
+}
+
+/* --- opening a stream ------------------------------------------------------------------- */
+
+typedef struct open_args {
+    rd_hub_filter f;
+    int64_t resume;    /* -1: live only */
+    bool run_finished; /* a run stream of a terminal run */
+} open_args;
+
+/* An id older than retained history cannot be resumed without a gap: say so with
+ * stream.reset and continue from the oldest event kept. Returns the (maybe moved) resume
+ * point and fills reset (empty when none). */
+static int64_t check_retained(stream_state *st, int64_t resume, char *reset, size_t len)
+{
+    int64_t min = 0;
+    reset[0] = 0;
+    if (resume < 0 || rd_store_min_event_id(st->store, &min) != 0 || min <= 0 || resume >= min - 1)
+        return resume;
+    snprintf(reset, len,
+             "id: %" PRId64 "\nevent: stream.reset\ndata: {\"reason\":\"expired\","
+             "\"message\":\"events after %" PRId64 " are no longer retained; continuing from "
+             "the oldest retained event\",\"last_event_id\":%" PRId64 ",\"oldest_id\":%" PRId64
+             "}\n\n",
+             min - 1, resume, resume, min);
+    rd_hub_note_reset(st->hub);
+    return min - 1;
+}
+
+static void open_stream(rd_req *req, stream_state *st, open_args *a)
+{
+    const rd_config *cfg = req->cfg;
+    if (rd_hub_count(st->hub) >= (size_t)cfg->max_sse_clients) {
+        st->refused++;
+        evhtp_headers_add_header(req->r->headers_out, evhtp_header_new("Retry-After", "5", 0, 0));
+        rd_reply_error(req, 503, "too_many_streams",
+                       "this server already serves %d event streams; retry later",
+                       cfg->max_sse_clients);
+        return;
+    }
+    if (req->method == htp_method_HEAD) {
+        rd_reply_raw(req, 200, "text/event-stream", NULL, 0);
+        return;
+    }
+    char reset[400];
+    int64_t resume = check_retained(st, a->resume, reset, sizeof reset);
+    if (resume > rd_hub_last_id(st->hub))
+        resume = rd_hub_last_id(st->hub); /* an id from the future: nothing to replay */
+    rd_hub_set_max_buffer(st->hub, (size_t)cfg->sse_max_buffer);
+    char head[800];
+    head_lines(req, head, sizeof head);
+    rd_sse_opts o = {.max_buffer = (size_t)cfg->sse_max_buffer,
+                     .heartbeat_ms = cfg->heartbeat_ms,
+                     .retry_ms = STREAM_RETRY_MS,
+                     .extra_headers = head};
+    stream_conn *c = calloc(1, sizeof *c);
+    rd_sse *s = c ? rd_sse_open(req->r, &o, stream_on_close, NULL) : NULL;
+    if (!s) {
+        free(c);
+        rd_reply_error(req, 500, "internal", "could not open the stream");
+        return;
+    }
+    /* From here on the connection is ours: failures close it. */
+    c->st = st;
+    c->sub = rd_hub_subscribe(st->hub, &a->f, resume, a->run_finished, &stream_sink_ops, s);
+    if (!c->sub) {
+        free(c);
+        rd_sse_abort(s);
+        return;
+    }
+    rd_sse_set_arg(s, c);
+    rd_sse_set_drain(s, rd_hub_low_watermark(st->hub), stream_on_drain);
+    if (reset[0])
+        rd_hub_sub_write(c->sub, reset, strlen(reset));
+}
+
+/* Common checks; the engine is flushed so the hub has published everything acknowledged
+ * and the run's status is the committed one. */
+static stream_state *begin(rd_req *req, int64_t *resume, int *have)
+{
+    stream_state *st = state_of(req->h);
+    if (!st || st->close_calls > 0) {
+        rd_reply_error(req, 503, "shutting_down", "the server is shutting down");
+        return NULL;
+    }
+    if ((*have = resume_id(req, resume)) < 0)
+        return NULL;
+    if (rd_engine_flush(st->eng) != 0) {
+        evhtp_headers_add_header(req->r->headers_out, evhtp_header_new("Retry-After", "1", 0, 0));
+        rd_reply_error(req, 503, "store_unavailable", "the store could not commit; try again");
+        return NULL;
+    }
+    return st;
+}
+
+void rd_stream_run(rd_req *req, const char *id)
+{
+    int64_t resume = 0;
+    int have = 0;
+    stream_state *st = begin(req, &resume, &have);
+    if (!st)
+        return;
+    json_t *run = NULL;
+    rd_apierr e;
+    if (rd_engine_get(st->eng, id, &run, &e) != 0) {
+        rd_reply_apierr(req, &e);
+        return;
+    }
+    rd_status status;
+    const char *sname = json_string_value(json_object_get(run, "status"));
+    bool finished = sname && rd_status_parse(sname, &status) == 0 && rd_status_terminal(status);
+    int64_t last = json_integer_value(json_object_get(run, "last_event_id"));
+    json_decref(run);
+    if (finished && have && resume >= last) {
+        /* Everything was read: 204 tells EventSource to stop reconnecting. */
+        rd_reply_raw(req, 204, "text/event-stream", NULL, 0);
+        return;
+    }
+    /* A run stream always starts from the run's first event unless told otherwise. */
+    open_args a = {.f = {.run_id = id}, .resume = have ? resume : 0, .run_finished = finished};
+    open_stream(req, st, &a);
+}
+
+void rd_stream_all(rd_req *req)
+{
+    int64_t resume = 0;
+    int have = 0;
+    char rbuf[2048], fbuf[2048], tbuf[2048];
+    const char *runs[STREAM_MAX_FILTER], *flows[STREAM_MAX_FILTER], *types[STREAM_MAX_FILTER];
+    open_args a = {.resume = -1};
+    if ((a.f.n_runs = split_list(req, "run", rbuf, sizeof rbuf, runs)) < 0 ||
+        (a.f.n_flows = split_list(req, "flow", fbuf, sizeof fbuf, flows)) < 0 ||
+        (a.f.n_types = split_list(req, "types", tbuf, sizeof tbuf, types)) < 0)
+        return;
+    a.f.runs = runs;
+    a.f.flows = flows;
+    a.f.types = types;
+    stream_state *st = begin(req, &resume, &have);
+    if (!st)
+        return;
+    /* The global stream starts live; a resume id replays what came after it. */
+    if (have)
+        a.resume = resume;
+    open_stream(req, st, &a);
+}
+
+bool rd_stream_token_ok(rd_req *req, const char *id)
+{
+    /* The token opens the run's event stream and nothing else, not even its JSON log. */
+    const char *token = rd_req_query(req, "token");
+    const char *acc = rd_req_header(req, "Accept");
+    if (!token || !*token || !acc || !strstr(acc, "text/event-stream"))
+        return false;
+    return rd_engine_stream_token_ok(rd_http_engine(req->h), id, token);
+}
+
+/* --- lifecycle and metrics -------------------------------------------------------------- */
+
+int rd_stream_init(rd_http *h, char *err, size_t errlen)
+{
+    stream_state *st = calloc(1, sizeof *st);
+    if (!st)
+        return snprintf(err, errlen, "out of memory"), RD_ERR;
+    st->h = h;
+    st->eng = rd_http_engine(h);
+    st->store = rd_engine_store(st->eng);
+    int64_t last = 0;
+    if (rd_store_max_event_id(st->store, &last) != 0) {
+        free(st);
+        return snprintf(err, errlen, "cannot read the newest event id"), RD_ERR;
+    }
+    rd_hub_opts o = {.max_buffer = (size_t)rd_http_config(h)->sse_max_buffer,
+                     .page = 500,
+                     .scan = stream_scan,
+                     .scan_arg = st};
+    st->hub = rd_hub_new(rd_http_base(h), &o, last);
+    if (!st->hub || rd_engine_add_listener_gated(st->eng, stream_on_event, stream_wants, st) != 0) {
+        rd_hub_free(st->hub);
+        free(st);
+        return snprintf(err, errlen, "cannot create the event hub"), RD_ERR;
+    }
+    *rd_http_stream_state(h) = st;
+    return 0;
+}
+
+char *rd_stream_metrics(rd_http *h)
+{
+    stream_state *st = state_of(h);
+    if (!st)
+        return NULL;
+    rd_hub_stats s;
+    rd_hub_get_stats(st->hub, &s);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f)
+        return NULL;
+#define LINE(name, type, v)                                                                        \
+    fprintf(f, "# TYPE runsd_sse_" name " " type "\nrunsd_sse_" name " %llu\n",                    \
+            (unsigned long long)(v))
+    LINE("subscribers", "gauge", s.subscribers);
+    LINE("frames_total", "counter", s.frames);
+    LINE("bytes_total", "counter", s.bytes);
+    LINE("shared_frames_total", "counter", s.shared_frames);
+    LINE("slow_disconnects_total", "counter", s.slow_disconnects + st->transport_slow);
+    LINE("replays_total", "counter", s.replays);
+    LINE("replay_frames_total", "counter", s.replay_frames);
+    LINE("resets_total", "counter", s.resets);
+    LINE("refused_total", "counter", st->refused);
+#undef LINE
+    fclose(f);
+    return buf;
+}
+
+void rd_stream_close_all(rd_http *h)
+{
+    stream_state *st = state_of(h);
+    if (!st)
+        return;
+    /* First call (shutdown begins): flush and close. Later ones (the server is being
+     * freed): whoever is still flushing to a stalled reader goes at once. */
+    rd_hub_close_all(st->hub, st->close_calls++ > 0);
+}
+
+void rd_stream_free_state(rd_http *h)
+{
+    stream_state *st = state_of(h);
+    if (!st)
+        return;
+    rd_hub_close_all(st->hub, true);
+    /* The engine cannot drop a listener, and rd_engine_free flushes once more: publish
+     * everything pending now, while the hub exists, so that last flush has nothing for us. */
+    rd_engine_flush(st->eng);
+    rd_hub_free(st->hub);
+    free(st);
+    *rd_http_stream_state(h) = NULL;
+}

@@ -1,0 +1,179 @@
+/*
+ * engine.h: the run engine: the lifecycle's single writer, the scheduler, the worker glue and
+ * recovery. The HTTP layer calls these operations; each returns 0 or fills an rd_apierr with
+ * the HTTP status and a stable error code. Every operation that changes state has committed
+ * it (and published its events) before it returns, so a reply never acknowledges anything
+ * the store could lose.
+ */
+#ifndef RUNSD_ENGINE_H
+#define RUNSD_ENGINE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config/config.h"
+#include "store/store.h"
+
+struct event_base;
+typedef struct rd_engine rd_engine;
+
+typedef struct rd_apierr {
+    int http;          /* HTTP status to answer with */
+    const char *code;  /* stable machine-readable code, static storage */
+    char message[256]; /* human-readable */
+    int retry_after;   /* seconds, for 429/503; 0 = none */
+} rd_apierr;
+
+/** Fills e and returns -1, so handlers can `return rd_fail(e, 404, "run_not_found", ...)`. */
+int rd_fail(rd_apierr *e, int http, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/** A committed event, as listeners see it. data is the event's data object as JSON text;
+ * frame is the full SSE data payload {"id","type","run_id","timestamp","data"} as JSON text.
+ * Borrowed for the duration of the call. */
+typedef struct rd_pub_event {
+    int64_t id;
+    const char *run_id;
+    const char *flow;
+    const char *type;
+    int64_t ts;
+    const char *data;
+    const char *frame;
+    size_t frame_len;
+    bool run_terminal; /* the run reached a terminal status with this event (run.end) */
+} rd_pub_event;
+typedef void (*rd_event_listener)(const rd_pub_event *ev, void *arg);
+
+/** Creates the engine. Borrows base, store and cfg (cfg must outlive it or be replaced with
+ * rd_engine_set_config). NULL on out of memory. */
+rd_engine *rd_engine_new(struct event_base *base, rd_store *store, const rd_config *cfg);
+/** Frees the engine; workers still alive are killed. */
+void rd_engine_free(rd_engine *eng);
+/** Swaps the config used for flows and limits from now on (reload). Borrowed. */
+void rd_engine_set_config(rd_engine *eng, const rd_config *cfg);
+/** Recovery per SPEC section 6; then schedules. 0 or RD_EIO. */
+int rd_engine_recover(rd_engine *eng);
+struct rd_outbox;
+/** Gives the engine its webhook outbox (borrowed). */
+void rd_engine_set_outbox(rd_engine *eng, struct rd_outbox *ob);
+/** Registers a listener called after each commit for each new event, in id order. */
+int rd_engine_add_listener(rd_engine *eng, rd_event_listener fn, void *arg);
+/** The same, with a gate: events of runs for which wants(arg, run_id) is false are not
+ * formatted; the listener then gets one watermark event per commit (id = the highest such id,
+ * run_id/type/data "" and frame NULL) so it still learns the last committed id. */
+int rd_engine_add_listener_gated(rd_engine *eng, rd_event_listener fn,
+                                 bool (*wants)(void *arg, const char *run_id), void *arg);
+/** Begins shutdown: no new starts; workers are stopped; resumable runs go back to queued,
+ * others end crashed/interrupted. done(arg) is called from the loop once no worker is left. */
+void rd_engine_shutdown(rd_engine *eng, void (*done)(void *arg), void *arg);
+/** Commits pending writes and publishes their events now. 0 or RD_EIO. */
+int rd_engine_flush(rd_engine *eng);
+/** The store the engine writes (borrowed), for readers such as the SSE replay. Read it
+ * after rd_engine_flush: reads also see the engine's open, uncommitted transaction. */
+rd_store *rd_engine_store(rd_engine *eng);
+/** True while the store accepts writes (readiness). */
+bool rd_engine_ready(const rd_engine *eng);
+/** Prometheus text of the engine's counters appended to buf (malloc'd; caller frees). */
+char *rd_engine_metrics_text(rd_engine *eng);
+
+typedef struct rd_create_req {
+    const char *flow;
+    json_t *input;    /* borrowed; any JSON or NULL */
+    json_t *metadata; /* borrowed; object or NULL */
+    json_t *webhook;  /* borrowed; validated object or NULL */
+    int64_t limit;    /* 0 = flow default */
+    bool preview;
+    bool start;            /* default true */
+    const char *idem_key;  /* Idempotency-Key (already scoped by the caller) or NULL */
+    const char *body_hash; /* SHA-256 hex of the request body, for idempotency */
+} rd_create_req;
+
+/** Creates a run. *out is the run's wire form (new reference); *replayed is set when an
+ * Idempotency-Key matched an earlier identical request. */
+int rd_engine_create(rd_engine *eng, const rd_create_req *req, json_t **out, bool *replayed,
+                     rd_apierr *e);
+/** The run's wire form. */
+int rd_engine_get(rd_engine *eng, const char *id, json_t **out, rd_apierr *e);
+/** True when the run is terminal or waits for a human (the ?wait= condition), or unknown. */
+bool rd_engine_settled(rd_engine *eng, const char *id);
+int rd_engine_list(rd_engine *eng, const rd_run_filter *f, int page, int page_size, json_t **out,
+                   rd_apierr *e);
+int rd_engine_cancel(rd_engine *eng, const char *id, json_t **out, rd_apierr *e);
+int rd_engine_start(rd_engine *eng, const char *id, json_t **out, rd_apierr *e);
+
+/** POST /v1/runs/{id}/extend: succeeded/match_limit_met, non-preview runs only. */
+int rd_engine_extend(rd_engine *eng, const char *id, int64_t additional, json_t **out,
+                     rd_apierr *e);
+/** POST /v1/runs/{id}/enrich: runs flow's worker over every current and future item. */
+int rd_engine_enrich(rd_engine *eng, const char *id, const char *flow, json_t *input, json_t **out,
+                     rd_apierr *e);
+
+typedef struct rd_results_req {
+    int status;    /* 0 any, 1 ok, 2 error */
+    int64_t after; /* > 0: cursor mode */
+    bool has_after;
+    int page;      /* from 1 */
+    int page_size; /* 1..100 */
+} rd_results_req;
+int rd_engine_results(rd_engine *eng, const char *id, const rd_results_req *q, json_t **out,
+                      rd_apierr *e);
+/** The event log as JSON: {"items":[...], "has_more", "next_after"}. */
+int rd_engine_events(rd_engine *eng, const char *id, int64_t after, int limit, json_t **out,
+                     rd_apierr *e);
+/** GET /v1/flows. New reference. */
+json_t *rd_engine_flows(rd_engine *eng);
+
+/** The wire form of a run record, with a fresh stream_url. New reference. */
+json_t *rd_engine_run_json(rd_engine *eng, const rd_run *r);
+/** True when token is a valid stream token for run id. */
+bool rd_engine_stream_token_ok(rd_engine *eng, const char *id, const char *token);
+
+/* People: approvals and authorizations (human.c). Each answers like the others: 0 and *out
+ * ({decision|status, run}), or an rd_apierr (404 token_invalid, 410 token_spent/expired,
+ * 409 run_not_paused...). */
+int rd_engine_approval_by_token(rd_engine *eng, const char *token, const char *comment,
+                                json_t **out, rd_apierr *e);
+int rd_engine_approval_by_id(rd_engine *eng, const char *id, bool approve, const char *comment,
+                             json_t **out, rd_apierr *e);
+/** What a token would do (run_id, decision, prompt, details), changing nothing. */
+int rd_engine_approval_peek(rd_engine *eng, const char *token, json_t **out, rd_apierr *e);
+int rd_engine_auth_by_state(rd_engine *eng, const char *state, const char *code, const char *error,
+                            json_t **out, rd_apierr *e);
+int rd_engine_auth_by_id(rd_engine *eng, const char *id, const char *code, const char *error,
+                         json_t **out, rd_apierr *e);
+/** Renders the link placeholders of a stored event's data (run.status, run.approval_required,
+ * run.auth_required: only their pending action's link fields) into real links; tokens are
+ * derived, never stored. Returns a malloc'd string, or NULL when there is nothing to render. */
+char *rd_engine_render_links(rd_engine *eng, const char *run_id, const char *type,
+                             const char *data);
+/** Builds the SSE data payload of a stored event ({"id","type","run_id","timestamp","data"}),
+ * exactly as live events are published. *out malloc'd. 0 or -1. */
+int rd_engine_event_frame(rd_engine *eng, const rd_event *ev, char **out, size_t *len);
+
+/* External workers (flows with executor = external). */
+/** Applies an NDJSON body of worker messages to the run. *out summarises what was accepted. */
+int rd_engine_ext_post(rd_engine *eng, const char *id, const char *body, size_t len, json_t **out,
+                       rd_apierr *e);
+
+/** A sink for daemon -> worker messages of an external run (the control stream). */
+typedef struct rd_ctl_sink {
+    /** Called with one message line (JSON object text); return non-zero if the sink is gone. */
+    int (*send)(void *arg, const char *line, size_t len);
+    /** The run ended or the engine is going away: the sink should close. */
+    void (*close)(void *arg);
+    void *arg;
+} rd_ctl_sink;
+/** Attaches a control sink: replays every message sent so far (start, answers) and delivers
+ * new ones; starts a queued external run. Returns a handle for rd_engine_ctl_detach. */
+int rd_engine_ctl_attach(rd_engine *eng, const char *id, const rd_ctl_sink *sink, void **handle,
+                         rd_apierr *e);
+void rd_engine_ctl_detach(rd_engine *eng, void *handle);
+
+/* Watches, for GET /v1/runs/{id}?wait=N: fn is called once (after a commit) when the run is
+ * terminal or waiting for a human. */
+typedef void (*rd_watch_fn)(void *arg);
+void *rd_engine_watch(rd_engine *eng, const char *id, rd_watch_fn fn, void *arg);
+void rd_engine_unwatch(rd_engine *eng, void *handle);
+
+#endif

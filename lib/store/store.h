@@ -1,0 +1,352 @@
+/*
+ * store.h: the one storage interface of runsd. The engine talks only to these functions; the
+ * embedded SQLite backend (store_sqlite.c) implements them, and a clustered backend will
+ * implement the same operations table.
+ *
+ * Transactions are implicit and batched (group commit): the first write after a commit opens
+ * a transaction; rd_store_commit() ends it. The engine commits at the end of each burst of
+ * work (one read from a worker, one API request), and publishes events, replies to clients and
+ * fires notifications only after that commit returned 0. Reads see the open transaction's
+ * writes.
+ *
+ * Events have a global, strictly increasing integer id assigned at append. Items are stored
+ * as events of type run.item / run.item_error that carry an item sequence number, so one row
+ * is written per item; the results API reads them through the (run_id, item_seq) index.
+ */
+#ifndef RUNSD_STORE_H
+#define RUNSD_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model/run.h"
+
+typedef struct rd_store rd_store;
+
+/** One stored event. Strings are borrowed for the duration of the callback. */
+typedef struct rd_event {
+    int64_t id;
+    const char *run_id;
+    const char *flow;
+    const char *type;        /* "run.status", ... */
+    int64_t ts;              /* ms since epoch */
+    const char *data;        /* the event's data object, JSON text */
+    int64_t item_seq;        /* > 0 for run.item / run.item_error, else 0 */
+    const char *enrichments; /* items_scan only: {"flow": data, ...} JSON text, or NULL */
+} rd_event;
+/** Return 0 to continue, non-zero to stop the iteration early. */
+typedef int (*rd_event_cb)(const rd_event *ev, void *arg);
+
+typedef struct rd_run_filter {
+    unsigned status_mask; /* bit (1u << rd_status); 0 = any */
+    const char *flow;     /* NULL = any */
+} rd_run_filter;
+
+typedef struct rd_item_query {
+    const char *run_id;
+    int status;        /* 0 any, 1 ok only (run.item), 2 errors only (run.item_error) */
+    int64_t after_seq; /* > 0: items with seq > after_seq (cursor mode, offset ignored) */
+    int64_t offset;    /* page mode: rows to skip */
+    int limit;
+} rd_item_query;
+
+/* ---- webhook outbox (SPEC section 5) ----------------------------------------------------
+ * One delivery is one message (the webhook-id) to one endpoint. The outbox inserts deliveries
+ * in the transaction of the event that causes them, and records every attempt. */
+typedef enum {
+    RD_DLV_PENDING = 0,   /* waiting for next_at */
+    RD_DLV_SENDING = 1,   /* an attempt is in flight (back to pending after a restart) */
+    RD_DLV_DELIVERED = 2, /* a 2xx answer */
+    RD_DLV_FAILED = 3,    /* the retry schedule is spent, or the URL was refused (SSRF) */
+    RD_DLV_STOPPED = 4,   /* the endpoint answered 410 Gone for this run */
+} rd_dlv_state;
+
+enum { RD_DLV_SRC_RUN = 0, RD_DLV_SRC_CONFIG = 1 };
+
+/** A delivery row. Strings are borrowed: from the caller at insert/update, from the store
+ * for the duration of a callback. */
+typedef struct rd_delivery {
+    int64_t seq;    /* assigned at insert (ignored there): creation order */
+    const char *id; /* the webhook-id, "msg_" + 22 URL-safe characters */
+    const char *run_id;
+    const char *type; /* "run.succeeded", ... */
+    const char *url;
+    int source;         /* RD_DLV_SRC_* */
+    const char *secret; /* RD_DLV_SRC_RUN: the run's signing secret; else NULL */
+    const char *body;   /* the exact bytes sent and signed */
+    int state;          /* rd_dlv_state */
+    int attempts;       /* attempts made so far */
+    bool manual;        /* the next attempt was asked for by a redeliver */
+    int64_t created_at, updated_at, next_at; /* ms since epoch; next_at 0 = none */
+    int last_code;                           /* HTTP status of the last attempt, 0 = none */
+    const char *last_error;                  /* NULL = none */
+} rd_delivery;
+
+/** One attempt of a delivery. Strings borrowed as for rd_delivery. */
+typedef struct rd_delivery_attempt {
+    const char *delivery_id;
+    int n;       /* 1 for the first attempt */
+    bool manual; /* asked for by a redeliver */
+    int64_t at;  /* ms since epoch, when it started */
+    int64_t duration_ms;
+    int status_code;   /* 0 = no HTTP answer */
+    const char *error; /* NULL when delivered */
+    int64_t next_at;   /* the attempt after it is due then; 0 = none */
+} rd_delivery_attempt;
+
+/** Return 0 to continue, non-zero to stop early. */
+typedef int (*rd_delivery_cb)(const rd_delivery *d, void *arg);
+typedef int (*rd_attempt_cb)(const rd_delivery_attempt *a, void *arg);
+
+typedef struct rd_store_ops {
+    void (*close)(rd_store *s);
+    int (*commit)(rd_store *s);
+    int (*rollback)(rd_store *s);
+    int (*run_insert)(rd_store *s, const rd_run *r);
+    int (*run_update)(rd_store *s, const rd_run *r);
+    int (*run_get)(rd_store *s, const char *id, rd_run **out);
+    int (*run_list)(rd_store *s, const rd_run_filter *f, int64_t offset, int limit, rd_run ***out,
+                    size_t *n, int64_t *total);
+    int (*runs_active)(rd_store *s, rd_run ***out, size_t *n);
+    int (*event_append)(rd_store *s, const char *run_id, const char *flow, const char *type,
+                        int64_t ts, const char *data, int64_t item_seq, int64_t *out_id);
+    int (*events_scan)(rd_store *s, const char *run_id, int64_t after_id, int limit, rd_event_cb cb,
+                       void *arg);
+    int (*items_scan)(rd_store *s, const rd_item_query *q, rd_event_cb cb, void *arg,
+                      int64_t *total);
+    int (*idem_get)(rd_store *s, const char *key_hash, char *run_id, size_t run_id_len,
+                    char *body_hash, size_t body_hash_len);
+    int (*idem_put)(rd_store *s, const char *key_hash, const char *run_id, const char *body_hash,
+                    int64_t ts);
+    int (*max_event_id)(rd_store *s, int64_t *out);
+    int (*min_event_id)(rd_store *s, int64_t *out);
+    int (*kv_get)(rd_store *s, const char *key, char **out_value);
+    int (*kv_put)(rd_store *s, const char *key, const char *value);
+    int (*enrichment_put)(rd_store *s, const char *run_id, int64_t item_seq, const char *flow,
+                          const char *data, int64_t ts);
+    int (*events_prune)(rd_store *s, int64_t before_ms, int limit, int64_t *n_deleted);
+    int (*idem_prune)(rd_store *s, int64_t before_ms, int64_t *n_deleted);
+    int (*dlv_prune)(rd_store *s, int64_t before_ms, int limit, int64_t *n_deleted);
+    int (*dlv_insert)(rd_store *s, const rd_delivery *d);
+    int (*dlv_update)(rd_store *s, const rd_delivery *d);
+    int (*dlv_get)(rd_store *s, const char *id, rd_delivery_cb cb, void *arg);
+    int (*dlv_due)(rd_store *s, int64_t now, int limit, rd_delivery_cb cb, void *arg);
+    int (*dlv_next_due)(rd_store *s, int64_t *out);
+    int (*dlv_run_scan)(rd_store *s, const char *run_id, int64_t offset, int limit,
+                        rd_delivery_cb cb, void *arg, int64_t *total);
+    int (*dlv_stop)(rd_store *s, const char *run_id, const char *url, int64_t now, const char *why);
+    int (*dlv_stopped)(rd_store *s, const char *run_id, const char *url, bool *out);
+    int (*dlv_lease)(rd_store *s, const char *id);
+    int (*dlv_unlease)(rd_store *s);
+    int (*dlv_attempt_add)(rd_store *s, const rd_delivery_attempt *a);
+    int (*dlv_attempts_scan)(rd_store *s, const char *delivery_id, rd_attempt_cb cb, void *arg);
+} rd_store_ops;
+
+struct rd_store {
+    const rd_store_ops *ops;
+};
+
+typedef struct rd_store_opts {
+    bool allow_memory;     /* accept ":memory:" (tests) */
+    bool synchronous_full; /* PRAGMA synchronous=FULL instead of NORMAL */
+} rd_store_opts;
+
+/** Opens (creating if needed) the SQLite store at path: WAL mode, schema migrated, prepared
+ * statements ready. 0 and *out, or RD_EIO/RD_EINVAL with a reason in err. */
+int rd_store_open_sqlite(const char *path, const rd_store_opts *opts, rd_store **out, char *err,
+                         size_t errlen);
+
+/* Thin wrappers so callers read naturally. All return 0, RD_ENOTFOUND, RD_ECONFLICT
+ * (duplicate key) or RD_EIO. Returned rd_run records are owned by the caller (rd_run_free);
+ * arrays returned by run_list/runs_active are malloc'd arrays of owned records. */
+static inline void rd_store_close(rd_store *s)
+{
+    if (s)
+        s->ops->close(s);
+}
+/** Commits the open transaction, if any. */
+static inline int rd_store_commit(rd_store *s)
+{
+    return s->ops->commit(s);
+}
+/** Rolls back the open transaction, if any. */
+static inline int rd_store_rollback(rd_store *s)
+{
+    return s->ops->rollback(s);
+}
+static inline int rd_store_run_insert(rd_store *s, const rd_run *r)
+{
+    return s->ops->run_insert(s, r);
+}
+static inline int rd_store_run_update(rd_store *s, const rd_run *r)
+{
+    return s->ops->run_update(s, r);
+}
+static inline int rd_store_run_get(rd_store *s, const char *id, rd_run **out)
+{
+    return s->ops->run_get(s, id, out);
+}
+/** Newest first (created_at DESC, id DESC). *total is the count matching the filter. */
+static inline int rd_store_run_list(rd_store *s, const rd_run_filter *f, int64_t offset, int limit,
+                                    rd_run ***out, size_t *n, int64_t *total)
+{
+    return s->ops->run_list(s, f, offset, limit, out, n, total);
+}
+/** Every run whose status is active (queued..cancelling), oldest first (created_at, id). */
+static inline int rd_store_runs_active(rd_store *s, rd_run ***out, size_t *n)
+{
+    return s->ops->runs_active(s, out, n);
+}
+/** Appends an event; *out_id receives its id (strictly greater than every earlier one, never
+ * reused even after deletion). item_seq 0 = not an item. */
+static inline int rd_store_event_append(rd_store *s, const char *run_id, const char *flow,
+                                        const char *type, int64_t ts, const char *data,
+                                        int64_t item_seq, int64_t *out_id)
+{
+    return s->ops->event_append(s, run_id, flow, type, ts, data, item_seq, out_id);
+}
+/** Events with id > after_id in id order, of one run (run_id) or of all runs (NULL), at most
+ * limit (<= 0: no limit). */
+static inline int rd_store_events_scan(rd_store *s, const char *run_id, int64_t after_id, int limit,
+                                       rd_event_cb cb, void *arg)
+{
+    return s->ops->events_scan(s, run_id, after_id, limit, cb, arg);
+}
+/** Items of a run in seq order per the query; *total (may be NULL) gets the count matching
+ * run_id and status regardless of offset/after/limit. */
+static inline int rd_store_items_scan(rd_store *s, const rd_item_query *q, rd_event_cb cb,
+                                      void *arg, int64_t *total)
+{
+    return s->ops->items_scan(s, q, cb, arg, total);
+}
+/** Idempotency keys: key_hash -> (run_id, hash of the request body). RD_ENOTFOUND if absent. */
+static inline int rd_store_idem_get(rd_store *s, const char *key_hash, char *run_id,
+                                    size_t run_id_len, char *body_hash, size_t body_hash_len)
+{
+    return s->ops->idem_get(s, key_hash, run_id, run_id_len, body_hash, body_hash_len);
+}
+static inline int rd_store_idem_put(rd_store *s, const char *key_hash, const char *run_id,
+                                    const char *body_hash, int64_t ts)
+{
+    return s->ops->idem_put(s, key_hash, run_id, body_hash, ts);
+}
+/** Highest event id stored (0 when none) / the id from which history is complete: the lowest
+ * id stored, or one past the highest id retention deleted (0 when none). */
+static inline int rd_store_max_event_id(rd_store *s, int64_t *out)
+{
+    return s->ops->max_event_id(s, out);
+}
+static inline int rd_store_min_event_id(rd_store *s, int64_t *out)
+{
+    return s->ops->min_event_id(s, out);
+}
+/** A small key/value table for daemon state (e.g. secrets generated at first start).
+ * kv_get: *out_value malloc'd, caller frees; RD_ENOTFOUND if absent. */
+static inline int rd_store_kv_get(rd_store *s, const char *key, char **out_value)
+{
+    return s->ops->kv_get(s, key, out_value);
+}
+static inline int rd_store_kv_put(rd_store *s, const char *key, const char *value)
+{
+    return s->ops->kv_put(s, key, value);
+}
+
+/** Attaches (or replaces) flow's enrichment data to item item_seq of a run. */
+static inline int rd_store_enrichment_put(rd_store *s, const char *run_id, int64_t item_seq,
+                                          const char *flow, const char *data, int64_t ts)
+{
+    return s->ops->enrichment_put(s, run_id, item_seq, flow, data, ts);
+}
+
+/* Webhook outbox. Writes join the open transaction like every other write. */
+/** Inserts a delivery (all members but seq). RD_ECONFLICT when the id exists. */
+static inline int rd_store_dlv_insert(rd_store *s, const rd_delivery *d)
+{
+    return s->ops->dlv_insert(s, d);
+}
+/** Writes state, attempts, manual, updated_at, next_at, last_code and last_error of d->id. */
+static inline int rd_store_dlv_update(rd_store *s, const rd_delivery *d)
+{
+    return s->ops->dlv_update(s, d);
+}
+/** Calls cb once with delivery id. RD_ENOTFOUND if absent. */
+static inline int rd_store_dlv_get(rd_store *s, const char *id, rd_delivery_cb cb, void *arg)
+{
+    return s->ops->dlv_get(s, id, cb, arg);
+}
+/** Pending deliveries with next_at <= now, earliest first, at most limit. */
+static inline int rd_store_dlv_due(rd_store *s, int64_t now, int limit, rd_delivery_cb cb,
+                                   void *arg)
+{
+    return s->ops->dlv_due(s, now, limit, cb, arg);
+}
+/** The earliest next_at of the pending deliveries (0 when none). */
+static inline int rd_store_dlv_next_due(rd_store *s, int64_t *out)
+{
+    return s->ops->dlv_next_due(s, out);
+}
+/** A run's deliveries in creation order, page by offset/limit; *total (may be NULL) counts all. */
+static inline int rd_store_dlv_run_scan(rd_store *s, const char *run_id, int64_t offset, int limit,
+                                        rd_delivery_cb cb, void *arg, int64_t *total)
+{
+    return s->ops->dlv_run_scan(s, run_id, offset, limit, cb, arg, total);
+}
+/** Marks the run's pending deliveries to url stopped, with why as their last error. */
+static inline int rd_store_dlv_stop(rd_store *s, const char *run_id, const char *url, int64_t now,
+                                    const char *why)
+{
+    return s->ops->dlv_stop(s, run_id, url, now, why);
+}
+/** *out = some delivery of the run to url is stopped. */
+static inline int rd_store_dlv_stopped(rd_store *s, const char *run_id, const char *url, bool *out)
+{
+    return s->ops->dlv_stopped(s, run_id, url, out);
+}
+/** A pending delivery becomes sending (an attempt is in flight). RD_ENOTFOUND when it is not
+ * pending. */
+static inline int rd_store_dlv_lease(rd_store *s, const char *id)
+{
+    return s->ops->dlv_lease(s, id);
+}
+/** Every sending delivery becomes pending again (after a restart, or at shutdown). */
+static inline int rd_store_dlv_unlease(rd_store *s)
+{
+    return s->ops->dlv_unlease(s);
+}
+static inline int rd_store_dlv_attempt_add(rd_store *s, const rd_delivery_attempt *a)
+{
+    return s->ops->dlv_attempt_add(s, a);
+}
+/** The attempts of a delivery, in order. */
+static inline int rd_store_dlv_attempts_scan(rd_store *s, const char *delivery_id, rd_attempt_cb cb,
+                                             void *arg)
+{
+    return s->ops->dlv_attempts_scan(s, delivery_id, cb, arg);
+}
+
+/** Retention: deletes up to limit events older than before_ms of runs that finished before
+ * before_ms, except items (run.item / run.item_error: they are the results). Records the
+ * highest id deleted, so min_event_id reports where complete history starts. */
+static inline int rd_store_events_prune(rd_store *s, int64_t before_ms, int limit,
+                                        int64_t *n_deleted)
+{
+    return s->ops->events_prune(s, before_ms, limit, n_deleted);
+}
+
+/** Retention: deletes up to limit finished webhook deliveries (delivered, failed, stopped)
+ * last changed before before_ms, with their attempts. */
+static inline int rd_store_dlv_prune(rd_store *s, int64_t before_ms, int limit, int64_t *n_deleted)
+{
+    return s->ops->dlv_prune(s, before_ms, limit, n_deleted);
+}
+/** Forgets Idempotency-Keys recorded before before_ms. */
+static inline int rd_store_idem_prune(rd_store *s, int64_t before_ms, int64_t *n_deleted)
+{
+    return s->ops->idem_prune(s, before_ms, n_deleted);
+}
+
+/** Frees an array returned by run_list / runs_active and its records. */
+void rd_run_array_free(rd_run **runs, size_t n);
+
+#endif

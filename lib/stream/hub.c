@@ -1,0 +1,713 @@
+/*
+ * hub.c: SSE fan-out. See hub.h for the contract; here is how it holds.
+ *
+ * Live path. rd_hub_publish formats the frame once. Subscribers of the event's run are found
+ * through a map keyed by run id, global ones by walking their (usually short) list with
+ * their filters. A frame of SHARE_MIN bytes or more goes into one refcounted block that every
+ * subscriber's buffer references (evbuffer_add_reference), so 5,000 subscribers cost 5,000
+ * small chain headers, not 5,000 copies; a smaller frame is cheaper to copy into the
+ * buffer's current chain than to reference with a new one. Frames are gathered in a
+ * per-subscriber pending buffer and handed to the transport once per loop iteration (an
+ * event made active at the first publish), so a burst of events becomes one write.
+ *
+ * Replay. A resuming subscriber starts in REPLAY: pages of events with id > cursor are read
+ * from the store, bounded above by the last published id (everything up to it is
+ * committed; rows of the engine's open transaction lie above it). A page stops early when
+ * the subscriber's unsent bytes reach half the bound, and the next page waits until they
+ * drain below a quarter. Live events are not buffered for a replaying subscriber: they are
+ * in the store and the next page reads them. Once a page finds nothing more up to the last
+ * published id, the cursor jumps to that id and the subscriber is LIVE; every later event
+ * has a larger id, so there is no gap and no duplicate.
+ *
+ * Closing. The hub never lets a subscriber go while it iterates: it marks it (doom) and
+ * asks its sink to close from the flush callback, after the batch has been handed out.
+ */
+#include "stream/hub.h"
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+
+#include "base/util.h"
+
+/* Below this a frame is copied into each subscriber's buffer; from it on it is shared. */
+#define SHARE_MIN 512
+/* Replay pages handled per callback before the loop gets to poll sockets again. */
+#define REPLAY_BUDGET 32
+
+enum { SUB_REPLAY, SUB_LIVE, SUB_CLOSING };
+
+typedef struct hub_filter {
+    char **runs, **flows, **types;
+    int n_runs, n_flows, n_types;
+} hub_filter;
+
+struct rd_hub_sub {
+    rd_hub *hub;
+    const rd_hub_sink_ops *ops;
+    void *arg;
+    struct evbuffer *pending; /* frames gathered this iteration, not yet sent */
+    char *run_id;             /* a run stream's run (indexed), or NULL for a global one */
+    hub_filter *filter;       /* a global stream's filters, or NULL */
+    int64_t cursor;           /* every wanted event with id <= cursor has been queued */
+    uint8_t state;
+    uint8_t why;
+    bool dirty, queued, dooming, run_finished;
+    TAILQ_ENTRY(rd_hub_sub) link;  /* its run's list, or the global list */
+    TAILQ_ENTRY(rd_hub_sub) dlink; /* hub->dirty */
+    TAILQ_ENTRY(rd_hub_sub) rlink; /* hub->replay */
+    TAILQ_ENTRY(rd_hub_sub) xlink; /* hub->doomed */
+};
+
+TAILQ_HEAD(sub_list, rd_hub_sub);
+
+typedef struct run_subs {
+    struct sub_list subs;
+} run_subs;
+
+/* A frame shared by reference; freed by the last buffer that drops it. */
+typedef struct shared_frame {
+    size_t refs;
+    size_t len;
+    char data[];
+} shared_frame;
+
+struct rd_hub {
+    struct event_base *base;
+    rd_hub_scan_fn scan;
+    void *scan_arg;
+    size_t max_buffer;
+    int page;
+    int64_t last_id;
+    rd_map *by_run;          /* run id -> run_subs */
+    struct sub_list global;  /* global streams */
+    struct sub_list dirty;   /* have pending bytes to hand to their sink */
+    struct sub_list replay;  /* replaying and ready for their next page */
+    struct sub_list doomed;  /* to be closed from the flush callback */
+    struct event *flush_ev;  /* activated once per iteration with work */
+    struct event *replay_ev; /* zero timer: replay pages after the loop polled sockets */
+    bool flush_scheduled;
+    size_t n_subs;
+    rd_hub_stats st;
+};
+
+static void hub_flush(rd_hub *hub);
+
+/* --- frames ----------------------------------------------------------------------------- */
+
+int rd_hub_format(struct evbuffer *buf, const rd_hub_event *ev)
+{
+    int rc;
+    if (ev->frame) {
+        rc = evbuffer_add_printf(buf, "id: %" PRId64 "\nevent: %s\ndata: ", ev->id, ev->type);
+        if (rc >= 0)
+            rc = evbuffer_add(buf, ev->frame, ev->frame_len);
+    } else {
+        /* The same bytes the engine builds for live events (engine.c queue_publish). */
+        char ts[40];
+        rd_rfc3339(ev->ts, ts, sizeof ts);
+        rc = evbuffer_add_printf(buf,
+                                 "id: %" PRId64 "\nevent: %s\ndata: {\"id\":%lld,\"type\":\"%s\","
+                                 "\"run_id\":\"%s\",\"timestamp\":\"%s\",\"data\":%s}",
+                                 ev->id, ev->type, (long long)ev->id, ev->type, ev->run_id, ts,
+                                 ev->data);
+    }
+    if (rc >= 0)
+        rc = evbuffer_add(buf, "\n\n", 2);
+    return rc < 0 ? -1 : 0;
+}
+
+static void hub_on_frame_unref(const void *data, size_t len, void *arg)
+{
+    shared_frame *f = arg;
+    if (--f->refs == 0)
+        free(f);
+}
+
+/* --- filters ---------------------------------------------------------------------------- */
+
+static bool in_list(char *const *list, int n, const char *s)
+{
+    if (n == 0)
+        return true;
+    for (int i = 0; i < n; i++)
+        if (s && strcmp(list[i], s) == 0)
+            return true;
+    return false;
+}
+
+static bool wants(const rd_hub_sub *sub, const rd_hub_event *ev)
+{
+    if (sub->run_id)
+        return strcmp(sub->run_id, ev->run_id) == 0;
+    const hub_filter *f = sub->filter;
+    return !f ||
+           (in_list(f->runs, f->n_runs, ev->run_id) && in_list(f->flows, f->n_flows, ev->flow) &&
+            in_list(f->types, f->n_types, ev->type));
+}
+
+static void filter_free(hub_filter *f)
+{
+    if (!f)
+        return;
+    for (int i = 0; i < f->n_runs; i++)
+        free(f->runs[i]);
+    for (int i = 0; i < f->n_flows; i++)
+        free(f->flows[i]);
+    for (int i = 0; i < f->n_types; i++)
+        free(f->types[i]);
+    free(f->runs);
+    free(f->flows);
+    free(f->types);
+    free(f);
+}
+
+static int copy_list(char ***out, int *n_out, const char *const *in, int n)
+{
+    *n_out = 0;
+    if (n <= 0)
+        return 0;
+    *out = calloc((size_t)n, sizeof **out);
+    if (!*out)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        if (!((*out)[i] = strdup(in[i])))
+            return -1;
+        (*n_out)++;
+    }
+    return 0;
+}
+
+static hub_filter *filter_copy(const rd_hub_filter *f)
+{
+    if (f->n_runs == 0 && f->n_flows == 0 && f->n_types == 0)
+        return NULL;
+    hub_filter *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    if (copy_list(&c->runs, &c->n_runs, f->runs, f->n_runs) != 0 ||
+        copy_list(&c->flows, &c->n_flows, f->flows, f->n_flows) != 0 ||
+        copy_list(&c->types, &c->n_types, f->types, f->n_types) != 0) {
+        filter_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* --- scheduling ------------------------------------------------------------------------- */
+
+static void schedule_flush(rd_hub *hub)
+{
+    if (!hub->flush_scheduled) {
+        hub->flush_scheduled = true;
+        event_active(hub->flush_ev, EV_TIMEOUT, 1);
+    }
+}
+
+static void mark_dirty(rd_hub_sub *sub)
+{
+    if (!sub->dirty && evbuffer_get_length(sub->pending) > 0) {
+        sub->dirty = true;
+        TAILQ_INSERT_TAIL(&sub->hub->dirty, sub, dlink);
+        schedule_flush(sub->hub);
+    }
+}
+
+static void queue_replay(rd_hub_sub *sub)
+{
+    if (sub->queued || sub->state != SUB_REPLAY)
+        return;
+    sub->queued = true;
+    TAILQ_INSERT_TAIL(&sub->hub->replay, sub, rlink);
+    static const struct timeval now = {0, 0};
+    evtimer_add(sub->hub->replay_ev, &now);
+}
+
+static void unqueue(rd_hub_sub *sub)
+{
+    rd_hub *hub = sub->hub;
+    if (sub->dirty) {
+        TAILQ_REMOVE(&hub->dirty, sub, dlink);
+        sub->dirty = false;
+    }
+    if (sub->queued) {
+        TAILQ_REMOVE(&hub->replay, sub, rlink);
+        sub->queued = false;
+    }
+    if (sub->dooming) {
+        TAILQ_REMOVE(&hub->doomed, sub, xlink);
+        sub->dooming = false;
+    }
+}
+
+/* Marks sub to be let go from the flush callback. END keeps its queued bytes (flushed
+ * first); the others drop them. */
+static void doom(rd_hub_sub *sub, rd_hub_why why)
+{
+    if (sub->state == SUB_CLOSING)
+        return;
+    sub->state = SUB_CLOSING;
+    sub->why = (uint8_t)why;
+    unqueue(sub);
+    if (why == RD_HUB_END || why == RD_HUB_SHUTDOWN)
+        mark_dirty(sub);
+    else
+        evbuffer_drain(sub->pending, evbuffer_get_length(sub->pending));
+    if (why == RD_HUB_SLOW)
+        sub->hub->st.slow_disconnects++;
+    sub->dooming = true;
+    TAILQ_INSERT_TAIL(&sub->hub->doomed, sub, xlink);
+    schedule_flush(sub->hub);
+}
+
+static size_t unsent(const rd_hub_sub *sub)
+{
+    return sub->ops->unsent(sub->arg) + evbuffer_get_length(sub->pending);
+}
+
+/* --- live ------------------------------------------------------------------------------- */
+
+typedef struct frame_out {
+    const char *bytes;
+    size_t len;
+    shared_frame *shared; /* or NULL: copy bytes */
+} frame_out;
+
+static void deliver(rd_hub *hub, rd_hub_sub *sub, const rd_hub_event *ev, const frame_out *f)
+{
+    if (sub->state != SUB_LIVE || ev->id <= sub->cursor || !wants(sub, ev))
+        return;
+    /* The bound is on backlog: a frame larger than the bound still goes to an idle
+     * subscriber, or it could never receive that event. Before judging, a big burst is
+     * handed to the transport early, which writes what the socket takes: only bytes the
+     * reader has not taken count against it. */
+    size_t u = unsent(sub);
+    if (u > 0 && u + f->len > hub->max_buffer && evbuffer_get_length(sub->pending) > 0) {
+        sub->ops->send(sub->arg, sub->pending);
+        u = unsent(sub);
+    }
+    if (u > 0 && u + f->len > hub->max_buffer) {
+        doom(sub, RD_HUB_SLOW);
+        return;
+    }
+    int rc;
+    if (f->shared) {
+        f->shared->refs++;
+        rc = evbuffer_add_reference(sub->pending, f->bytes, f->len, hub_on_frame_unref, f->shared);
+        if (rc != 0)
+            f->shared->refs--;
+        else
+            hub->st.shared_frames++;
+    } else {
+        rc = evbuffer_add(sub->pending, f->bytes, f->len);
+    }
+    if (rc != 0) {
+        doom(sub, RD_HUB_ERROR);
+        return;
+    }
+    sub->cursor = ev->id;
+    hub->st.frames++;
+    hub->st.bytes += f->len;
+    mark_dirty(sub);
+    if (ev->terminal && sub->run_id)
+        doom(sub, RD_HUB_END);
+}
+
+/* Builds the frame once: on the stack when small (copied per subscriber), else in a shared
+ * block. Returns the block (one reference held by the caller) or NULL. */
+static int frame_build(const rd_hub_event *ev, char *small, size_t small_cap, frame_out *f)
+{
+    char head[160];
+    int hl =
+        snprintf(head, sizeof head, "id: %" PRId64 "\nevent: %.100s\ndata: ", ev->id, ev->type);
+    if (hl < 0 || (size_t)hl >= sizeof head)
+        return -1;
+    size_t len = (size_t)hl + ev->frame_len + 2;
+    char *dst = small;
+    f->shared = NULL;
+    if (len > small_cap) {
+        f->shared = malloc(sizeof *f->shared + len);
+        if (!f->shared)
+            return -1;
+        f->shared->refs = 1;
+        f->shared->len = len;
+        dst = f->shared->data;
+    }
+    memcpy(dst, head, (size_t)hl);
+    memcpy(dst + hl, ev->frame, ev->frame_len);
+    memcpy(dst + hl + ev->frame_len, "\n\n", 2);
+    f->bytes = dst;
+    f->len = len;
+    return 0;
+}
+
+void rd_hub_publish(rd_hub *hub, const rd_hub_event *ev)
+{
+    if (ev->id <= hub->last_id)
+        return; /* ids only grow; an old one was already offered */
+    hub->last_id = ev->id;
+    run_subs *rs = rd_map_get(hub->by_run, ev->run_id);
+    if (!rs && TAILQ_EMPTY(&hub->global))
+        return;
+    if (!ev->frame)
+        return; /* live events always carry the engine's frame */
+    char small[SHARE_MIN];
+    frame_out f;
+    if (frame_build(ev, small, sizeof small - 1, &f) != 0) {
+        rd_log_err("hub: out of memory formatting event %" PRId64, ev->id);
+        return;
+    }
+    rd_hub_sub *sub;
+    if (rs) {
+        TAILQ_FOREACH(sub, &rs->subs, link)
+        {
+            deliver(hub, sub, ev, &f);
+        }
+    }
+    TAILQ_FOREACH(sub, &hub->global, link)
+    {
+        deliver(hub, sub, ev, &f);
+    }
+    if (f.shared && --f.shared->refs == 0)
+        free(f.shared);
+}
+
+bool rd_hub_wants(const rd_hub *hub, const char *run_id)
+{
+    return !TAILQ_EMPTY(&hub->global) || rd_map_get(hub->by_run, run_id) != NULL;
+}
+
+int64_t rd_hub_last_id(const rd_hub *hub)
+{
+    return hub->last_id;
+}
+
+/* --- replay ----------------------------------------------------------------------------- */
+
+typedef struct page_ctx {
+    rd_hub_sub *sub;
+    int64_t upper; /* the last published id when the page began */
+    size_t high;   /* stop the page when unsent bytes reach this */
+    int rows;
+    bool at_upper, full, ended, failed;
+} page_ctx;
+
+static int hub_on_page_row(const rd_hub_event *ev, void *arg)
+{
+    page_ctx *c = arg;
+    rd_hub_sub *sub = c->sub;
+    if (ev->id > c->upper) {
+        c->at_upper = true; /* not published yet, maybe not even committed: live's job */
+        return 1;
+    }
+    c->rows++;
+    sub->cursor = ev->id;
+    if (wants(sub, ev)) {
+        if (rd_hub_format(sub->pending, ev) != 0) {
+            c->failed = true;
+            return 1;
+        }
+        sub->hub->st.frames++;
+        sub->hub->st.replay_frames++;
+        if (ev->terminal && sub->run_id) {
+            c->ended = true;
+            return 1;
+        }
+    }
+    if (unsent(sub) >= c->high) {
+        c->full = true;
+        return 1;
+    }
+    return 0;
+}
+
+static const char *scan_run(const rd_hub_sub *sub)
+{
+    if (sub->run_id)
+        return sub->run_id;
+    /* A global stream of exactly one run reads that run's index, not every event. */
+    return sub->filter && sub->filter->n_runs == 1 ? sub->filter->runs[0] : NULL;
+}
+
+static void replay_page(rd_hub *hub, rd_hub_sub *sub)
+{
+    page_ctx c = {.sub = sub, .upper = hub->last_id, .high = hub->max_buffer / 2};
+    size_t before = evbuffer_get_length(sub->pending);
+    int rc = sub->cursor >= c.upper ? 0
+                                    : hub->scan(hub->scan_arg, scan_run(sub), sub->cursor,
+                                                hub->page, hub_on_page_row, &c);
+    hub->st.bytes += evbuffer_get_length(sub->pending) - before;
+    if (rc != 0 || c.failed) {
+        rd_log_warn("hub: replay after %" PRId64 " failed; closing the stream", sub->cursor);
+        doom(sub, RD_HUB_ERROR);
+        return;
+    }
+    mark_dirty(sub);
+    if (c.ended) {
+        doom(sub, RD_HUB_END);
+        return;
+    }
+    if (c.full)
+        return; /* hub_flush or the sink's drain queues the next page below the low mark */
+    if (c.rows == hub->page && !c.at_upper) {
+        /* More to read. A page that queued nothing (filtered out) is not dirty, so it is
+         * queued here rather than after a send. */
+        if (!sub->dirty && unsent(sub) < rd_hub_low_watermark(hub))
+            queue_replay(sub);
+        return;
+    }
+    /* Nothing more up to the last published id: from here on, live events continue it. */
+    if (sub->cursor < c.upper)
+        sub->cursor = c.upper;
+    if (sub->run_id && sub->run_finished)
+        doom(sub, RD_HUB_END); /* its run.end was pruned: nothing will ever follow */
+    else
+        sub->state = SUB_LIVE;
+}
+
+static void hub_on_replay(evutil_socket_t fd, short what, void *arg)
+{
+    rd_hub *hub = arg;
+    rd_hub_sub *sub;
+    for (int n = 0; n < REPLAY_BUDGET && (sub = TAILQ_FIRST(&hub->replay)); n++) {
+        TAILQ_REMOVE(&hub->replay, sub, rlink);
+        sub->queued = false;
+        replay_page(hub, sub);
+    }
+    hub_flush(hub);
+    if (!TAILQ_EMPTY(&hub->replay)) {
+        static const struct timeval now = {0, 0};
+        evtimer_add(hub->replay_ev, &now);
+    }
+}
+
+/* --- flush: hand gathered frames to sinks, then let doomed subscribers go --------------- */
+
+static void hub_flush(rd_hub *hub)
+{
+    hub->flush_scheduled = false;
+    rd_hub_sub *sub;
+    while ((sub = TAILQ_FIRST(&hub->dirty))) {
+        TAILQ_REMOVE(&hub->dirty, sub, dlink);
+        sub->dirty = false;
+        sub->ops->send(sub->arg, sub->pending);
+        if (sub->state == SUB_REPLAY && unsent(sub) < rd_hub_low_watermark(hub))
+            queue_replay(sub);
+    }
+    while ((sub = TAILQ_FIRST(&hub->doomed))) {
+        TAILQ_REMOVE(&hub->doomed, sub, xlink);
+        sub->dooming = false;
+        sub->ops->close(sub->arg, (rd_hub_why)sub->why); /* may unsubscribe (free) sub */
+    }
+}
+
+static void hub_on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    hub_flush(arg);
+}
+
+/* --- subscribers ------------------------------------------------------------------------ */
+
+static int sub_link(rd_hub *hub, rd_hub_sub *sub)
+{
+    if (!sub->run_id) {
+        TAILQ_INSERT_TAIL(&hub->global, sub, link);
+        return 0;
+    }
+    run_subs *rs = rd_map_get(hub->by_run, sub->run_id);
+    if (!rs) {
+        rs = calloc(1, sizeof *rs);
+        if (!rs)
+            return -1;
+        TAILQ_INIT(&rs->subs);
+        if (rd_map_set(hub->by_run, sub->run_id, rs) != 0) {
+            free(rs);
+            return -1;
+        }
+    }
+    TAILQ_INSERT_TAIL(&rs->subs, sub, link);
+    return 0;
+}
+
+static void sub_free(rd_hub_sub *sub)
+{
+    if (sub->pending)
+        evbuffer_free(sub->pending);
+    filter_free(sub->filter);
+    free(sub->run_id);
+    free(sub);
+}
+
+rd_hub_sub *rd_hub_subscribe(rd_hub *hub, const rd_hub_filter *f, int64_t resume, bool run_finished,
+                             const rd_hub_sink_ops *ops, void *arg)
+{
+    rd_hub_sub *sub = calloc(1, sizeof *sub);
+    if (!sub)
+        return NULL;
+    sub->hub = hub;
+    sub->ops = ops;
+    sub->arg = arg;
+    sub->run_finished = run_finished;
+    sub->pending = evbuffer_new();
+    bool ok = sub->pending != NULL;
+    if (ok && f->run_id)
+        ok = (sub->run_id = strdup(f->run_id)) != NULL;
+    else if (ok)
+        ok = (sub->filter = filter_copy(f)) != NULL ||
+             (f->n_runs == 0 && f->n_flows == 0 && f->n_types == 0);
+    if (!ok || sub_link(hub, sub) != 0) {
+        sub_free(sub);
+        return NULL;
+    }
+    hub->n_subs++;
+    if (resume < 0) {
+        sub->cursor = hub->last_id;
+        sub->state = SUB_LIVE;
+    } else {
+        sub->cursor = resume;
+        sub->state = SUB_REPLAY;
+        hub->st.replays++;
+        queue_replay(sub);
+    }
+    return sub;
+}
+
+void rd_hub_sub_write(rd_hub_sub *sub, const char *data, size_t len)
+{
+    if (sub->state == SUB_CLOSING)
+        return;
+    evbuffer_add(sub->pending, data, len);
+    mark_dirty(sub);
+}
+
+void rd_hub_sub_drained(rd_hub_sub *sub)
+{
+    if (sub->state == SUB_REPLAY && !sub->dirty)
+        queue_replay(sub);
+}
+
+void rd_hub_unsubscribe(rd_hub_sub *sub)
+{
+    if (!sub)
+        return;
+    rd_hub *hub = sub->hub;
+    unqueue(sub);
+    if (sub->run_id) {
+        run_subs *rs = rd_map_get(hub->by_run, sub->run_id);
+        if (rs) {
+            TAILQ_REMOVE(&rs->subs, sub, link);
+            if (TAILQ_EMPTY(&rs->subs))
+                free(rd_map_del(hub->by_run, sub->run_id));
+        }
+    } else {
+        TAILQ_REMOVE(&hub->global, sub, link);
+    }
+    hub->n_subs--;
+    sub_free(sub);
+}
+
+static void hub_on_collect(const char *key, void *value, void *arg)
+{
+    rd_hub_sub ***p = arg;
+    rd_hub_sub *sub;
+    TAILQ_FOREACH(sub, &((run_subs *)value)->subs, link)
+    {
+        *(*p)++ = sub;
+    }
+}
+
+void rd_hub_close_all(rd_hub *hub, bool force)
+{
+    hub_flush(hub); /* what was gathered goes out first */
+    if (hub->n_subs == 0)
+        return;
+    /* A snapshot: each close may free its own subscriber, never another. */
+    rd_hub_sub **all = calloc(hub->n_subs, sizeof *all), **p = all, *sub;
+    if (!all)
+        return;
+    rd_map_each(hub->by_run, hub_on_collect, &p);
+    TAILQ_FOREACH(sub, &hub->global, link)
+    {
+        *p++ = sub;
+    }
+    for (rd_hub_sub **q = all; q < p; q++) {
+        sub = *q;
+        if (sub->state == SUB_CLOSING && !force)
+            continue; /* already asked; its flush is under way */
+        unqueue(sub);
+        sub->state = SUB_CLOSING;
+        sub->ops->close(sub->arg, force ? RD_HUB_ABORT : RD_HUB_SHUTDOWN);
+    }
+    free(all);
+}
+
+/* --- the hub ---------------------------------------------------------------------------- */
+
+rd_hub *rd_hub_new(struct event_base *base, const rd_hub_opts *o, int64_t last_id)
+{
+    rd_hub *hub = calloc(1, sizeof *hub);
+    if (!hub)
+        return NULL;
+    hub->base = base;
+    hub->scan = o->scan;
+    hub->scan_arg = o->scan_arg;
+    hub->max_buffer = o->max_buffer;
+    hub->page = o->page > 0 ? o->page : 500;
+    hub->last_id = last_id;
+    TAILQ_INIT(&hub->global);
+    TAILQ_INIT(&hub->dirty);
+    TAILQ_INIT(&hub->replay);
+    TAILQ_INIT(&hub->doomed);
+    hub->by_run = rd_map_new();
+    hub->flush_ev = event_new(base, -1, 0, hub_on_flush, hub);
+    hub->replay_ev = evtimer_new(base, hub_on_replay, hub);
+    if (!hub->by_run || !hub->flush_ev || !hub->replay_ev) {
+        rd_hub_free(hub);
+        return NULL;
+    }
+    return hub;
+}
+
+void rd_hub_free(rd_hub *hub)
+{
+    if (!hub)
+        return;
+    if (hub->n_subs)
+        rd_log_err("hub: freed with %zu subscriber(s) left", hub->n_subs);
+    if (hub->flush_ev)
+        event_free(hub->flush_ev);
+    if (hub->replay_ev)
+        event_free(hub->replay_ev);
+    rd_map_free(hub->by_run);
+    free(hub);
+}
+
+void rd_hub_set_max_buffer(rd_hub *hub, size_t max_buffer)
+{
+    hub->max_buffer = max_buffer;
+}
+
+size_t rd_hub_low_watermark(const rd_hub *hub)
+{
+    return hub->max_buffer / 4;
+}
+
+size_t rd_hub_count(const rd_hub *hub)
+{
+    return hub->n_subs;
+}
+
+void rd_hub_note_reset(rd_hub *hub)
+{
+    hub->st.resets++;
+}
+
+void rd_hub_get_stats(const rd_hub *hub, rd_hub_stats *out)
+{
+    *out = hub->st;
+    out->subscribers = hub->n_subs;
+}
