@@ -24,18 +24,6 @@
 #include "base/token.h"
 #include "base/util.h"
 
-int rd_fail(rd_apierr *e, int http, const char *code, const char *fmt, ...)
-{
-    va_list ap;
-    e->http = http;
-    e->code = code;
-    e->retry_after = 0;
-    va_start(ap, fmt);
-    vsnprintf(e->message, sizeof e->message, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 rd_active *rd_active_get(rd_engine *eng, const char *id)
 {
     return rd_map_get(eng->active, id);

@@ -12,22 +12,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "base/apierr.h"
 #include "config/config.h"
 #include "store/store.h"
 
 struct event_base;
 typedef struct rd_engine rd_engine;
-
-typedef struct rd_apierr {
-    int http;          /* HTTP status to answer with */
-    const char *code;  /* stable machine-readable code, static storage */
-    char message[256]; /* human-readable */
-    int retry_after;   /* seconds, for 429/503; 0 = none */
-} rd_apierr;
-
-/** Fills e and returns -1, so handlers can `return rd_fail(e, 404, "run_not_found", ...)`. */
-int rd_fail(rd_apierr *e, int http, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
 
 /** A committed event, as listeners see it. data is the event's data object as JSON text;
  * frame is the full SSE data payload {"id","type","run_id","timestamp","data"} as JSON text.
