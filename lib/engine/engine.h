@@ -1,8 +1,9 @@
 /*
- * engine.h: the run engine: the lifecycle's single writer, the scheduler, the worker glue and
- * recovery. The HTTP layer calls these operations; each returns 0 or fills an rd_apierr with
- * the HTTP status and a stable error code. Every operation that changes state has committed
- * it (and published its events) before it returns, so a reply never acknowledges anything
+ * engine.h: the run engine: the operations on runs (create, cancel, extend, enrich, answers
+ * from people, reads), the scheduler and recovery, on top of the run records (run/) and the
+ * execution layer (exec/). The HTTP layer calls these operations; each returns 0 or fills an
+ * rd_apierr with the HTTP status and a stable error code. Every operation that changes state has
+ * committed it (and published its events) before it returns, so a reply never acknowledges anything
  * the store could lose.
  */
 #ifndef RUNSD_ENGINE_H
@@ -14,26 +15,12 @@
 
 #include "base/apierr.h"
 #include "config/config.h"
+#include "exec/exec.h"
+#include "run/runs.h"
 #include "store/store.h"
 
 struct event_base;
 typedef struct rd_engine rd_engine;
-
-/** A committed event, as listeners see it. data is the event's data object as JSON text;
- * frame is the full SSE data payload {"id","type","run_id","timestamp","data"} as JSON text.
- * Borrowed for the duration of the call. */
-typedef struct rd_pub_event {
-    int64_t id;
-    const char *run_id;
-    const char *flow;
-    const char *type;
-    int64_t ts;
-    const char *data;
-    const char *frame;
-    size_t frame_len;
-    bool run_terminal; /* the run reached a terminal status with this event (run.end) */
-} rd_pub_event;
-typedef void (*rd_event_listener)(const rd_pub_event *ev, void *arg);
 
 /** Creates the engine. Borrows base, store and cfg (cfg must outlive it or be replaced with
  * rd_engine_set_config). NULL on out of memory. */
@@ -146,14 +133,6 @@ int rd_engine_event_frame(rd_engine *eng, const rd_event *ev, char **out, size_t
 int rd_engine_ext_post(rd_engine *eng, const char *id, const char *body, size_t len, json_t **out,
                        rd_apierr *e);
 
-/** A sink for daemon -> worker messages of an external run (the control stream). */
-typedef struct rd_ctl_sink {
-    /** Called with one message line (JSON object text); return non-zero if the sink is gone. */
-    int (*send)(void *arg, const char *line, size_t len);
-    /** The run ended or the engine is going away: the sink should close. */
-    void (*close)(void *arg);
-    void *arg;
-} rd_ctl_sink;
 /** Attaches a control sink: replays every message sent so far (start, answers) and delivers
  * new ones; starts a queued external run. Returns a handle for rd_engine_ctl_detach. */
 int rd_engine_ctl_attach(rd_engine *eng, const char *id, const rd_ctl_sink *sink, void **handle,
@@ -162,7 +141,6 @@ void rd_engine_ctl_detach(rd_engine *eng, void *handle);
 
 /* Watches, for GET /v1/runs/{id}?wait=N: fn is called once (after a commit) when the run is
  * terminal or waiting for a human. */
-typedef void (*rd_watch_fn)(void *arg);
 void *rd_engine_watch(rd_engine *eng, const char *id, rd_watch_fn fn, void *arg);
 void rd_engine_unwatch(rd_engine *eng, void *handle);
 

@@ -577,6 +577,8 @@ static void worker_on_stdin(evutil_socket_t fd, short what, void *arg)
         event_del(w->in_ev);
         if (w->in_closing)
             worker_close_stdin_now(w);
+        else if (w->cbs.on_stdin_drained)
+            w->cbs.on_stdin_drained(w->arg);
     }
 }
 

@@ -53,6 +53,9 @@ typedef struct rd_worker_cbs {
     void (*on_stderr)(void *arg, const char *line, size_t len);
     /** Once, at the end. The worker may be freed from inside this callback. */
     void (*on_exit)(void *arg, const rd_worker_exit *ex);
+    /** Optional: everything queued for stdin has been written (a writer that pages its input
+     * can queue more). Must not free the worker. */
+    void (*on_stdin_drained)(void *arg);
 } rd_worker_cbs;
 
 /** Spawns argv. On success 0 and *out; on failure RD_ERR with a reason in err (no callback

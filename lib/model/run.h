@@ -53,6 +53,8 @@ rd_run *rd_run_new(void);
 void rd_run_free(rd_run *r);
 /** Deep copy. NULL on out of memory. */
 rd_run *rd_run_dup(const rd_run *r);
+/** Frees an array of records (as the store's run_list / runs_active return) and the records. */
+void rd_run_array_free(rd_run **runs, size_t n);
 
 /** The wire form of SPEC section 3. public_url (may be NULL) builds approve/deny/auth/stream
  * links; stream_token (may be NULL) is the raw token, added to stream_url when given.

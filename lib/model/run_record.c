@@ -9,7 +9,6 @@
 #include <string.h>
 
 #include "model/run.h"
-#include "store/store.h"
 
 #define RD_RUN_JSON_MEMBERS(X)                                                                     \
     X(input)                                                                                       \

@@ -346,7 +346,4 @@ static inline int rd_store_idem_prune(rd_store *s, int64_t before_ms, int64_t *n
     return s->ops->idem_prune(s, before_ms, n_deleted);
 }
 
-/** Frees an array returned by run_list / runs_active and its records. */
-void rd_run_array_free(rd_run **runs, size_t n);
-
 #endif

@@ -110,7 +110,7 @@ static void t_on_exit(void *arg, const rd_worker_exit *ex)
     }
 }
 
-static const rd_worker_cbs cbs = {t_on_line, t_on_overlong, t_on_stderr, t_on_exit};
+static const rd_worker_cbs cbs = {t_on_line, t_on_overlong, t_on_stderr, t_on_exit, NULL};
 
 static int setup(void **state)
 {

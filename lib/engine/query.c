@@ -1,7 +1,7 @@
 /*
- * engine_query.c: read-side operations (results, the event log, flows), the external-worker
- * endpoints, and ?wait= watches. Reads go to the store after a flush, so they see every
- * acknowledged change.
+ * query.c: reads (a run, lists, results, the event log, flows), the external-worker endpoints
+ * and ?wait= watches. Reads go to the store after a commit, so they see every acknowledged
+ * change; a run's existence is checked cheaply, without building its wire form.
  */
 #include "engine/engine_int.h"
 
@@ -9,21 +9,84 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/util.h"
-
-static int need_run(rd_engine *eng, const char *id, json_t **run, rd_apierr *e)
+int rd_engine_get(rd_engine *eng, const char *id, json_t **out, rd_apierr *e)
 {
-    json_t *j = NULL;
-    if (rd_engine_get(eng, id, &j, e) != 0)
-        return -1;
-    if (run)
-        *run = j;
-    else
-        json_decref(j);
-    if (rd_engine_flush(eng) != 0) {
-        e->retry_after = 1;
-        return rd_fail(e, 503, "store_unavailable", "the store could not commit; try again");
+    if (!rd_run_id_valid(id))
+        return rd_fail(e, 404, "run_not_found", "no run with that id");
+    rd_active *act = rd_runs_get(eng->runs, id);
+    if (act) {
+        *out = rd_active_json(act);
+        return 0;
     }
+    rd_run *r = NULL;
+    int rc = rd_store_run_get(eng->store, id, &r);
+    if (rc == RD_ENOTFOUND)
+        return rd_fail(e, 404, "run_not_found", "no run with that id");
+    if (rc != 0)
+        return rd_fail_store(e);
+    *out = rd_runs_run_json(eng->runs, r);
+    rd_run_free(r);
+    return 0;
+}
+
+bool rd_engine_settled(rd_engine *eng, const char *id)
+{
+    rd_active *act = rd_runs_get(eng->runs, id);
+    if (!act)
+        return true; /* not active: terminal, created or unknown */
+    rd_status s = rd_active_run(act)->status;
+    return rd_status_terminal(s) || s == RD_ST_PAUSED || s == RD_ST_AUTH_REQUIRED ||
+           s == RD_ST_CREATED;
+}
+
+int rd_engine_list(rd_engine *eng, const rd_run_filter *f, int page, int page_size, json_t **out,
+                   rd_apierr *e)
+{
+    rd_run **runs = NULL;
+    size_t n = 0;
+    int64_t total = 0;
+    if (rd_runs_flush(eng->runs) != 0 ||
+        rd_store_run_list(eng->store, f, (int64_t)(page - 1) * page_size, page_size, &runs, &n,
+                          &total) != 0)
+        return rd_fail_store(e);
+    json_t *items = json_array();
+    for (size_t i = 0; i < n; i++) {
+        rd_active *act = rd_runs_get(eng->runs, runs[i]->id);
+        json_array_append_new(items,
+                              act ? rd_active_json(act) : rd_runs_run_json(eng->runs, runs[i]));
+    }
+    rd_run_array_free(runs, n);
+    *out =
+        json_pack("{s:o, s:i, s:i, s:I, s:b}", "items", items, "page", page, "page_size", page_size,
+                  "total", (json_int_t)total, "has_more", (int64_t)page * page_size < total);
+    return 0;
+}
+
+/* The run exists (404 otherwise) and every acknowledged change is committed. */
+static int need_run(rd_engine *eng, const char *id, rd_apierr *e)
+{
+    rd_status st;
+    rd_reason rs;
+    if (rd_runs_lookup(eng->runs, id, &st, &rs, e) != 0)
+        return -1;
+    return rd_runs_flush(eng->runs) == 0 ? 0 : rd_fail_store(e);
+}
+
+/* Totals come from the run's counters: counting a million rows per page would cost more than
+ * the page itself. */
+static int run_counts(rd_engine *eng, const char *id, int64_t *n_ok, int64_t *n_err, rd_apierr *e)
+{
+    rd_active *act = rd_runs_get(eng->runs, id);
+    rd_run *stored = NULL;
+    const rd_run *r = act ? rd_active_run(act) : NULL;
+    if (!r) {
+        if (rd_store_run_get(eng->store, id, &stored) != 0)
+            return rd_fail_store(e);
+        r = stored;
+    }
+    *n_ok = r->n_items;
+    *n_err = r->n_item_errors;
+    rd_run_free(stored);
     return 0;
 }
 
@@ -59,15 +122,9 @@ static int item_cb(const rd_event *ev, void *arg)
 int rd_engine_results(rd_engine *eng, const char *id, const rd_results_req *q, json_t **out,
                       rd_apierr *e)
 {
-    json_t *run = NULL;
-    if (need_run(eng, id, &run, e) != 0)
+    int64_t n_ok = 0, n_err = 0;
+    if (need_run(eng, id, e) != 0 || run_counts(eng, id, &n_ok, &n_err, e) != 0)
         return -1;
-    /* Totals come from the run's counters: counting a million rows per page would cost more
-     * than the page itself. */
-    json_t *counts = json_object_get(run, "counts");
-    int64_t n_ok = json_integer_value(json_object_get(counts, "items"));
-    int64_t n_err = json_integer_value(json_object_get(counts, "item_errors"));
-    json_decref(run);
     rd_item_query iq = {
         .run_id = id,
         .status = q->status,
@@ -99,7 +156,7 @@ int rd_engine_results(rd_engine *eng, const char *id, const rd_results_req *q, j
     }
     if (rc != 0) {
         json_decref(items);
-        return rd_fail(e, 503, "store_unavailable", "the store could not be read");
+        return rd_fail_store(e);
     }
     bool more = json_array_size(items) > (size_t)q->page_size;
     if (more)
@@ -126,7 +183,7 @@ static int event_cb(const rd_event *ev, void *arg)
 {
     ev_ctx *c = arg;
     json_t *arr = c->arr;
-    char *rendered = rd_engine_render_links(c->eng, ev->run_id, ev->type, ev->data);
+    char *rendered = rd_runs_render_links(c->eng->runs, ev->run_id, ev->type, ev->data);
     json_t *d = json_loads(rendered ? rendered : ev->data, 0, NULL);
     free(rendered);
     json_t *o =
@@ -139,13 +196,13 @@ static int event_cb(const rd_event *ev, void *arg)
 int rd_engine_events(rd_engine *eng, const char *id, int64_t after, int limit, json_t **out,
                      rd_apierr *e)
 {
-    if (need_run(eng, id, NULL, e) != 0)
+    if (need_run(eng, id, e) != 0)
         return -1;
     json_t *items = json_array();
     ev_ctx c = {eng, items};
     if (rd_store_events_scan(eng->store, id, after, limit + 1, event_cb, &c) != 0) {
         json_decref(items);
-        return rd_fail(e, 503, "store_unavailable", "the store could not be read");
+        return rd_fail_store(e);
     }
     bool more = json_array_size(items) > (size_t)limit;
     if (more)
@@ -163,13 +220,12 @@ json_t *rd_engine_flows(rd_engine *eng)
     const rd_config *cfg = eng->cfg;
     for (int i = 0; i < cfg->n_flows; i++) {
         const rd_flow_config *f = &cfg->flows[i];
-        rd_flow_stat *st = rd_map_get(eng->flow_stats, f->name);
         json_t *o = json_pack(
             "{s:s, s:s, s:s, s:i, s:I, s:b, s:I, s:I, s:i}", "name", f->name, "version", f->version,
             "executor", f->external ? "external" : "process", "concurrency", f->concurrency,
             "timeout_ms", (json_int_t)f->timeout_ms, "resumable", f->resumable,
             "approval_timeout_ms", (json_int_t)f->approval_timeout_ms, "auth_timeout_ms",
-            (json_int_t)f->auth_timeout_ms, "running", st ? st->running : 0);
+            (json_int_t)f->auth_timeout_ms, "running", rd_sched_flow_running(eng, f->name));
         if (f->description)
             json_object_set_new(o, "description", json_string(f->description));
         if (f->min_match_rate > 0) {
@@ -186,18 +242,19 @@ json_t *rd_engine_flows(rd_engine *eng)
 
 static int ext_active(rd_engine *eng, const char *id, rd_active **out, rd_apierr *e)
 {
-    json_t *j = NULL;
-    if (rd_engine_get(eng, id, &j, e) != 0)
+    rd_status st;
+    rd_reason rs;
+    if (rd_runs_lookup(eng->runs, id, &st, &rs, e) != 0)
         return -1;
-    json_decref(j);
-    rd_active *act = rd_active_get(eng, id);
-    const rd_flow_config *flow = rd_config_flow(eng->cfg, act ? act->run->flow : "");
-    if (!act || rd_status_terminal(act->run->status) || act->run->status == RD_ST_CREATED)
+    rd_active *act = rd_runs_get(eng->runs, id);
+    const rd_run *r = act ? rd_active_run(act) : NULL;
+    const rd_flow_config *flow = rd_config_flow(eng->cfg, r ? r->flow : "");
+    if (!r || rd_status_terminal(r->status) || r->status == RD_ST_CREATED)
         return rd_fail(e, 409, "run_not_active", "the run is not active");
     if (!flow || !flow->external)
         return rd_fail(e, 409, "not_external", "the run's flow is not executed externally");
-    if (act->run->status == RD_ST_QUEUED && !eng->shutting_down)
-        rd_exec_start(act);
+    if (r->status == RD_ST_QUEUED && !eng->shutting_down)
+        rd_sched_start(eng, act);
     *out = act;
     return 0;
 }
@@ -208,27 +265,24 @@ int rd_engine_ext_post(rd_engine *eng, const char *id, const char *body, size_t 
     rd_active *act;
     if (ext_active(eng, id, &act, e) != 0)
         return -1;
-    int64_t errors_before = act->run->n_proto_errors, lines = 0;
+    const rd_run *r = rd_active_run(act);
+    int64_t errors_before = r->n_proto_errors, lines = 0;
     const char *p = body, *end = body + len;
-    while (p < end && !rd_status_terminal(act->run->status)) {
+    while (p < end && !rd_status_terminal(r->status)) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
         if (n > 0 && !(n == 1 && p[0] == '\r')) {
-            rd_exec_line(act, p, n);
+            rd_exec_line(eng->exec, act, p, n);
             lines++;
         }
         p += n + 1;
     }
-    int64_t errs = act->run->n_proto_errors - errors_before;
+    int64_t errs = r->n_proto_errors - errors_before;
     json_t *run = rd_active_json(act);
-    if (rd_engine_flush(eng) != 0) {
-        json_decref(run);
-        e->retry_after = 1;
-        return rd_fail(e, 503, "store_unavailable", "the store could not commit; try again");
-    }
-    *out = json_pack("{s:I, s:I, s:o}", "accepted", (json_int_t)(lines - errs), "protocol_errors",
-                     (json_int_t)errs, "run", run);
-    return 0;
+    return rd_engine_reply(eng,
+                           json_pack("{s:I, s:I, s:o}", "accepted", (json_int_t)(lines - errs),
+                                     "protocol_errors", (json_int_t)errs, "run", run),
+                           out, e);
 }
 
 int rd_engine_ctl_attach(rd_engine *eng, const char *id, const rd_ctl_sink *sink, void **handle,
@@ -237,103 +291,28 @@ int rd_engine_ctl_attach(rd_engine *eng, const char *id, const rd_ctl_sink *sink
     rd_active *act;
     if (ext_active(eng, id, &act, e) != 0)
         return -1;
-    rd_ctl *c = calloc(1, sizeof *c);
+    void *c = rd_exec_ctl_attach(eng->exec, act, sink);
     if (!c)
         return rd_fail(e, 500, "internal", "out of memory");
-    c->act = act;
-    c->sink = *sink;
-    size_t i;
-    json_t *msg;
-    json_array_foreach(act->ctl_log, i, msg)
-    {
-        char *line = json_dumps(msg, JSON_COMPACT);
-        if (line)
-            sink->send(sink->arg, line, strlen(line));
-        free(line);
-    }
-    LIST_INSERT_HEAD(&act->ctls, c, link);
     *handle = c;
-    if (rd_engine_flush(eng) != 0) {
-        e->retry_after = 1;
-        LIST_REMOVE(c, link);
-        free(c);
-        return rd_fail(e, 503, "store_unavailable", "the store could not commit; try again");
+    if (rd_runs_flush(eng->runs) != 0) {
+        rd_exec_ctl_detach(eng->exec, c);
+        return rd_fail_store(e);
     }
     return 0;
 }
 
 void rd_engine_ctl_detach(rd_engine *eng, void *handle)
 {
-    rd_ctl *c = handle;
-    if (!c)
-        return;
-    LIST_REMOVE(c, link);
-    free(c);
+    rd_exec_ctl_detach(eng->exec, handle);
 }
 
 void *rd_engine_watch(rd_engine *eng, const char *id, rd_watch_fn fn, void *arg)
 {
-    rd_active *act = rd_active_get(eng, id);
-    if (!act)
-        return NULL;
-    rd_watch *w = calloc(1, sizeof *w);
-    if (!w)
-        return NULL;
-    w->act = act;
-    w->fn = fn;
-    w->arg = arg;
-    LIST_INSERT_HEAD(&act->watches, w, link);
-    eng->n_watches++;
-    return w;
+    return rd_runs_watch(eng->runs, id, fn, arg);
 }
 
 void rd_engine_unwatch(rd_engine *eng, void *handle)
 {
-    rd_watch *w = handle;
-    if (!w)
-        return;
-    LIST_REMOVE(w, link);
-    eng->n_watches--;
-    free(w);
-}
-
-char *rd_engine_metrics_text(rd_engine *eng)
-{
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    if (!f)
-        return NULL;
-    fprintf(f, "# TYPE runsd_runs_created_total counter\nrunsd_runs_created_total %llu\n",
-            (unsigned long long)eng->m_runs_created);
-    fprintf(f, "# TYPE runsd_runs_finished_total counter\n");
-    for (int s = 0; s < RD_ST__COUNT; s++)
-        if (rd_status_terminal(s))
-            fprintf(f, "runsd_runs_finished_total{status=\"%s\"} %llu\n", rd_status_name(s),
-                    (unsigned long long)eng->m_runs_finished[s]);
-    fprintf(f, "# TYPE runsd_runs_running gauge\nrunsd_runs_running %d\n", eng->running);
-    fprintf(f, "# TYPE runsd_runs_queued gauge\nrunsd_runs_queued %d\n", eng->n_queued);
-    fprintf(f, "# TYPE runsd_events_total counter\nrunsd_events_total %llu\n",
-            (unsigned long long)eng->m_events);
-    fprintf(f, "# TYPE runsd_items_total counter\nrunsd_items_total %llu\n",
-            (unsigned long long)eng->m_items);
-    fprintf(f, "# TYPE runsd_protocol_errors_total counter\nrunsd_protocol_errors_total %llu\n",
-            (unsigned long long)eng->m_proto_errors);
-    fprintf(f, "# TYPE runsd_spawn_failures_total counter\nrunsd_spawn_failures_total %llu\n",
-            (unsigned long long)eng->m_spawn_failures);
-    fprintf(f, "# TYPE runsd_store_commits_total counter\nrunsd_store_commits_total %llu\n",
-            (unsigned long long)eng->m_commits);
-    fprintf(f,
-            "# TYPE runsd_store_commit_failures_total counter\n"
-            "runsd_store_commit_failures_total %llu\n",
-            (unsigned long long)eng->m_commit_failures);
-    fprintf(f, "# TYPE runsd_events_pruned_total counter\nrunsd_events_pruned_total %llu\n",
-            (unsigned long long)eng->m_pruned);
-    fclose(f);
-    return buf;
-}
-
-rd_store *rd_engine_store(rd_engine *eng)
-{
-    return eng->store;
+    rd_runs_unwatch(eng->runs, handle);
 }

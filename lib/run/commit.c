@@ -1,0 +1,248 @@
+/*
+ * commit.c: the commit pipeline. Events are appended to the store's open transaction as they
+ * happen (record.c); at the end of the loop iteration, or when an operation must answer only
+ * once durable (rd_runs_flush), the dirty records are written and the transaction commits.
+ * Only then are the batch's events handed to listeners (the SSE hub), the webhook outbox
+ * kicked and watchers woken. A failed commit rolls back and publishes nothing.
+ *
+ * An event's SSE payload is formatted once, when it is appended, and only for runs some
+ * listener wants, so a million unwatched items cost no formatting.
+ */
+#include "run/run_int.h"
+
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "webhook/outbox.h"
+
+void *rd_runs_listen(rd_runs *rs, rd_event_listener fn, bool (*wants)(void *arg, const char *id),
+                     void *arg)
+{
+    rd_listener *l = calloc(1, sizeof *l);
+    if (!l)
+        return NULL;
+    l->fn = fn;
+    l->wants = wants;
+    l->arg = arg;
+    rd_listener *last = LIST_FIRST(&rs->listeners);
+    while (last && LIST_NEXT(last, link))
+        last = LIST_NEXT(last, link);
+    if (last)
+        LIST_INSERT_AFTER(last, l, link);
+    else
+        LIST_INSERT_HEAD(&rs->listeners, l, link);
+    return l;
+}
+
+void rd_runs_unlisten(rd_runs *rs, void *handle)
+{
+    rd_listener *l = handle;
+    if (!l)
+        return;
+    LIST_REMOVE(l, link);
+    free(l);
+}
+
+static bool listeners_want(rd_runs *rs, const char *run_id)
+{
+    rd_listener *l;
+    LIST_FOREACH(l, &rs->listeners, link)
+    if (!l->wants || l->wants(l->arg, run_id))
+        return true;
+    return false;
+}
+
+void rd_runs_queue_publish(rd_runs *rs, const rd_run *r, int64_t id, const char *type, int64_t ts,
+                           const char *data, bool terminal)
+{
+    if (LIST_EMPTY(&rs->listeners))
+        return;
+    if (!listeners_want(rs, r->id)) {
+        /* Nobody watches this run: the id alone goes out after the commit. */
+        if (id > rs->pub_watermark)
+            rs->pub_watermark = id;
+        return;
+    }
+    char *frame = NULL;
+    size_t flen = 0;
+    char *rendered = rd_runs_render_links(rs, r->id, type, data);
+    const char *d = rendered ? rendered : data;
+    if (rd_runs_frame(rs, id, type, r->id, ts, d, &frame, &flen) != 0) {
+        free(rendered);
+        return;
+    }
+    /* One buffer: frame \0 run_id \0 flow \0 type \0 data \0, freed with the entry. */
+    size_t il = strlen(r->id) + 1, fl = strlen(r->flow) + 1, tl = strlen(type) + 1,
+           dl = strlen(d) + 1;
+    rd_pending_pub *p = calloc(1, sizeof *p);
+    char *buf = realloc(frame, flen + 1 + il + fl + tl + dl);
+    if (!p || !buf) {
+        free(p);
+        free(buf ? buf : frame);
+        free(rendered);
+        return;
+    }
+    char *o = buf + flen + 1;
+    p->ev.run_id = memcpy(o, r->id, il);
+    p->ev.flow = memcpy(o += il, r->flow, fl);
+    p->ev.type = memcpy(o += fl, type, tl);
+    p->ev.data = memcpy(o += tl, d, dl);
+    p->ev.frame = buf;
+    p->ev.frame_len = flen;
+    p->ev.id = id;
+    p->ev.ts = ts;
+    p->ev.run_terminal = terminal;
+    p->buf = buf;
+    STAILQ_INSERT_TAIL(&rs->pending, p, link);
+    free(rendered);
+}
+
+void rd_runs_commit_soon(rd_runs *rs)
+{
+    if (!event_pending(rs->commit_ev, EV_TIMEOUT, NULL))
+        event_active(rs->commit_ev, EV_TIMEOUT, 0);
+}
+
+static void drop_pending(rd_runs *rs)
+{
+    rd_pending_pub *p;
+    while ((p = STAILQ_FIRST(&rs->pending))) {
+        STAILQ_REMOVE_HEAD(&rs->pending, link);
+        free(p->buf);
+        free(p);
+    }
+    rs->pub_watermark = 0;
+}
+
+static void publish(rd_runs *rs)
+{
+    rd_pending_pub *p;
+    rd_listener *l, *next;
+    while ((p = STAILQ_FIRST(&rs->pending))) {
+        STAILQ_REMOVE_HEAD(&rs->pending, link);
+        for (l = LIST_FIRST(&rs->listeners); l; l = next) {
+            next = LIST_NEXT(l, link);
+            l->fn(&p->ev, l->arg);
+        }
+        free(p->buf);
+        free(p);
+    }
+    if (rs->pub_watermark > 0) {
+        /* After the formatted ones: listeners ignore ids at or below what they have seen. */
+        rd_pub_event w = {
+            .id = rs->pub_watermark, .run_id = "", .flow = "", .type = "", .data = ""};
+        rs->pub_watermark = 0;
+        for (l = LIST_FIRST(&rs->listeners); l; l = next) {
+            next = LIST_NEXT(l, link);
+            l->fn(&w, l->arg);
+        }
+    }
+}
+
+/* Writes dirty rows and commits; publishes only what committed. */
+static int commit(rd_runs *rs)
+{
+    rd_active *act;
+    int rc = 0;
+    while ((act = TAILQ_FIRST(&rs->dirty))) {
+        TAILQ_REMOVE(&rs->dirty, act, dlink);
+        act->dirty = false;
+        if (rd_store_run_update(rs->store, act->run) != 0)
+            rc = RD_EIO;
+    }
+    if (rc == 0)
+        rc = rd_store_commit(rs->store);
+    rs->m_commits++;
+    if (rc != 0) {
+        rd_store_rollback(rs->store);
+        rs->m_commit_failures++;
+        rs->store_ok = false;
+        rd_log_err("store commit failed; events of this batch were not published");
+        drop_pending(rs);
+        return rc;
+    }
+    rs->store_ok = true;
+    if (rs->outbox)
+        rd_outbox_kick(rs->outbox);
+    publish(rs);
+    return 0;
+}
+
+static bool settled(rd_status s)
+{
+    return rd_status_terminal(s) || s == RD_ST_PAUSED || s == RD_ST_AUTH_REQUIRED;
+}
+
+void rd_active_wake_watches(rd_active *act)
+{
+    rd_watch *w;
+    while ((w = LIST_FIRST(&act->watches))) {
+        LIST_REMOVE(w, link);
+        act->rs->n_watches--;
+        w->fn(w->arg);
+        free(w);
+    }
+}
+
+/* Watchers are woken after the commit that made their run settle. */
+static void wake_settled(const char *key, void *value, void *arg)
+{
+    rd_active *act = value;
+    if (settled(act->run->status))
+        rd_active_wake_watches(act);
+}
+
+int rd_runs_flush(rd_runs *rs)
+{
+    int rc = commit(rs);
+    if (rc != 0)
+        return rc;
+    if (rs->n_watches > 0) /* most commits have no waiter to wake */
+        rd_map_each(rs->active, wake_settled, NULL);
+    rd_active *act;
+    while ((act = TAILQ_FIRST(&rs->releasing))) {
+        TAILQ_REMOVE(&rs->releasing, act, rlink);
+        act->releasing = false;
+        if (act->holds > 0) {
+            act->release_wanted = true; /* held again since: freed after the last hold */
+            continue;
+        }
+        if (act->dirty) {
+            /* Changed again by a watcher: its row goes into the next transaction. */
+            TAILQ_REMOVE(&rs->dirty, act, dlink);
+            act->dirty = false;
+            rd_store_run_update(rs->store, act->run);
+            rd_runs_commit_soon(rs);
+        }
+        rd_active_free(act);
+    }
+    return 0;
+}
+
+void *rd_runs_watch(rd_runs *rs, const char *id, rd_watch_fn fn, void *arg)
+{
+    rd_active *act = rd_runs_get(rs, id);
+    if (!act)
+        return NULL;
+    rd_watch *w = calloc(1, sizeof *w);
+    if (!w)
+        return NULL;
+    w->act = act;
+    w->fn = fn;
+    w->arg = arg;
+    LIST_INSERT_HEAD(&act->watches, w, link);
+    rs->n_watches++;
+    return w;
+}
+
+void rd_runs_unwatch(rd_runs *rs, void *handle)
+{
+    rd_watch *w = handle;
+    if (!w)
+        return;
+    LIST_REMOVE(w, link);
+    rs->n_watches--;
+    free(w);
+}

@@ -1,0 +1,93 @@
+/*
+ * run_int.h: private to the files of run/ (runs.c: the set and its records; record.c: the
+ * writers; commit.c: the commit pipeline; links.c: wire forms and links).
+ */
+#ifndef RUNSD_RUN_INT_H
+#define RUNSD_RUN_INT_H
+
+#include <sys/queue.h>
+
+#include "base/util.h"
+#include "run/runs.h"
+
+struct event;
+
+typedef struct rd_watch {
+    LIST_ENTRY(rd_watch) link;
+    struct rd_active *act;
+    rd_watch_fn fn;
+    void *arg;
+} rd_watch;
+
+typedef struct rd_observer {
+    LIST_ENTRY(rd_observer) link;
+    rd_runs_observer o;
+} rd_observer;
+
+typedef struct rd_listener {
+    LIST_ENTRY(rd_listener) link;
+    rd_event_listener fn;
+    bool (*wants)(void *arg, const char *run_id); /* NULL: every event */
+    void *arg;
+} rd_listener;
+
+/* An event appended in the open transaction, published after commit. */
+typedef struct rd_pending_pub {
+    STAILQ_ENTRY(rd_pending_pub) link;
+    rd_pub_event ev;
+    char *buf; /* owns the strings of ev */
+} rd_pending_pub;
+
+struct rd_active {
+    rd_runs *rs;
+    rd_run *run;
+    TAILQ_ENTRY(rd_active) dlink; /* in rs->dirty while its row needs writing */
+    bool dirty;
+    TAILQ_ENTRY(rd_active) rlink; /* in rs->releasing: freed after the next commit */
+    bool releasing;
+    bool release_wanted; /* asked while held */
+    int holds;
+    void *slots[RD_SLOT__COUNT];
+    LIST_HEAD(, rd_watch) watches;
+};
+
+struct rd_runs {
+    struct event_base *base;
+    rd_store *store;
+    const rd_config *cfg;
+    struct rd_outbox *outbox;
+    rd_map *active; /* run id -> rd_active */
+    TAILQ_HEAD(, rd_active) dirty;
+    TAILQ_HEAD(, rd_active) releasing;
+    STAILQ_HEAD(, rd_pending_pub) pending;
+    LIST_HEAD(, rd_listener) listeners;
+    LIST_HEAD(, rd_observer) observers;
+    struct event *commit_ev;
+    int64_t pub_watermark; /* highest id no listener wanted formatted */
+    int n_watches;
+    int n_queued;
+    bool store_ok;
+    unsigned char stream_key[32]; /* HMAC key of stream tokens, kept in the store's kv */
+    unsigned char link_key[32];   /* HMAC key of approval/auth links, kept outside the store */
+    uint64_t m_runs_created, m_runs_finished[RD_ST__COUNT], m_events, m_items, m_proto_errors,
+        m_commits, m_commit_failures;
+};
+
+/* runs.c */
+/** Frees a record now: wakes its watches, tells observers (on_free). */
+void rd_active_free(rd_active *act);
+void rd_active_mark_dirty(rd_active *act);
+/** Every observer hears a transition, in the transaction that made it. */
+void rd_runs_tell_status(rd_active *act, rd_status from, rd_status to);
+/* commit.c */
+/** Queues the publication of an appended event (formats it once, if anyone watches). */
+void rd_runs_queue_publish(rd_runs *rs, const rd_run *r, int64_t id, const char *type, int64_t ts,
+                           const char *data, bool terminal);
+/** Wakes and drops every watch of act (it is settled or leaving memory). */
+void rd_active_wake_watches(rd_active *act);
+/* links.c */
+int rd_runs_load_keys(rd_runs *rs);
+/** Records a webhook delivery of type in the open transaction (run_wire may be NULL). */
+void rd_runs_notify_webhook(rd_active *act, const char *type, json_t *run_wire);
+
+#endif
