@@ -103,15 +103,19 @@ typedef struct rd_config {
  * On failure returns RD_EINVAL and writes "FILE:LINE: key 'K': reason" (or
  * "FILE: reason" when no line applies) into err. */
 int rd_config_load(const char *path, rd_config **out, char *err, size_t errlen);
-/** Parses config text as if read from the file named `name` (for tests). */
+/** Parses config text as if read from the file named `name` (for tests). Returns, fills *out
+ * (free with rd_config_free) and writes err as rd_config_load does; text stays the caller's. */
 int rd_config_parse_string(const char *text, const char *name, rd_config **out, char *err,
                            size_t errlen);
+/** Frees cfg and every string it holds, wiping the secrets first. Safe on a half-built config;
+ * NULL is a no-op. */
 void rd_config_free(rd_config *cfg);
 /** The flow named name, or NULL. Borrowed from cfg. */
 const rd_flow_config *rd_config_flow(const rd_config *cfg, const char *name);
 /** Splits a command line like a POSIX shell would split words (single and double quotes,
- * backslash escapes; no expansion). Fills argv with malloc'd strings, NULL-terminated.
- * Returns argc, or RD_EINVAL on unbalanced quotes / too many words / empty. */
+ * backslash escapes; no expansion). Fills argv with malloc'd strings, NULL-terminated, which
+ * the caller frees. Returns argc, or RD_EINVAL on unbalanced quotes / too many words / empty;
+ * on failure every slot it used is freed and NULL again. */
 int rd_split_command(const char *cmd, char **argv, int max_argv);
 
 #endif

@@ -1,6 +1,6 @@
 /*
  * store.h: the one storage interface of runsd. The engine talks only to these functions; the
- * embedded SQLite backend (store_sqlite.c) implements them, and a clustered backend will
+ * embedded SQLite backend (store_sqlite*.c) implements them, and a clustered backend will
  * implement the same operations table.
  *
  * Transactions are implicit and batched (group commit): the first write after a commit opens
@@ -153,13 +153,15 @@ typedef struct rd_store_opts {
 } rd_store_opts;
 
 /** Opens (creating if needed) the SQLite store at path: WAL mode, schema migrated, prepared
- * statements ready. 0 and *out, or RD_EIO/RD_EINVAL with a reason in err. */
+ * statements ready. 0 and *out (the caller's: close it with rd_store_close), or
+ * RD_EIO/RD_EINVAL with a reason in err. */
 int rd_store_open_sqlite(const char *path, const rd_store_opts *opts, rd_store **out, char *err,
                          size_t errlen);
 
 /* Thin wrappers so callers read naturally. All return 0, RD_ENOTFOUND, RD_ECONFLICT
  * (duplicate key) or RD_EIO. Returned rd_run records are owned by the caller (rd_run_free);
  * arrays returned by run_list/runs_active are malloc'd arrays of owned records. */
+/** Commits what is still open, then frees the store and everything it holds. NULL is a no-op. */
 static inline void rd_store_close(rd_store *s)
 {
     if (s)
@@ -175,25 +177,30 @@ static inline int rd_store_rollback(rd_store *s)
 {
     return s->ops->rollback(s);
 }
+/** Stores a new run; r stays the caller's. RD_ECONFLICT when r->id exists. */
 static inline int rd_store_run_insert(rd_store *s, const rd_run *r)
 {
     return s->ops->run_insert(s, r);
 }
+/** Rewrites every mutable column of run r->id; r stays the caller's. RD_ENOTFOUND if absent. */
 static inline int rd_store_run_update(rd_store *s, const rd_run *r)
 {
     return s->ops->run_update(s, r);
 }
+/** *out is a new record owned by the caller (rd_run_free). RD_ENOTFOUND if absent. */
 static inline int rd_store_run_get(rd_store *s, const char *id, rd_run **out)
 {
     return s->ops->run_get(s, id, out);
 }
-/** Newest first (created_at DESC, id DESC). *total is the count matching the filter. */
+/** Newest first (created_at DESC, id DESC). *out is a malloc'd array of *n owned records
+ * (free with rd_run_array_free). *total (may be NULL) is the count matching the filter. */
 static inline int rd_store_run_list(rd_store *s, const rd_run_filter *f, int64_t offset, int limit,
                                     rd_run ***out, size_t *n, int64_t *total)
 {
     return s->ops->run_list(s, f, offset, limit, out, n, total);
 }
-/** Every run whose status is active (queued..cancelling), oldest first (created_at, id). */
+/** Every run whose status is active (queued..cancelling), oldest first (created_at, id).
+ * *out is a malloc'd array of *n owned records (free with rd_run_array_free). */
 static inline int rd_store_runs_active(rd_store *s, rd_run ***out, size_t *n)
 {
     return s->ops->runs_active(s, out, n);
@@ -220,12 +227,15 @@ static inline int rd_store_items_scan(rd_store *s, const rd_item_query *q, rd_ev
 {
     return s->ops->items_scan(s, q, cb, arg, total);
 }
-/** Idempotency keys: key_hash -> (run_id, hash of the request body). RD_ENOTFOUND if absent. */
+/** Idempotency keys: key_hash -> (run_id, hash of the request body), copied into the
+ * caller's buffers (either may be NULL). RD_ENOTFOUND if absent, RD_EINVAL if a buffer is too
+ * small. */
 static inline int rd_store_idem_get(rd_store *s, const char *key_hash, char *run_id,
                                     size_t run_id_len, char *body_hash, size_t body_hash_len)
 {
     return s->ops->idem_get(s, key_hash, run_id, run_id_len, body_hash, body_hash_len);
 }
+/** Records key_hash; the strings stay the caller's. RD_ECONFLICT when it is already known. */
 static inline int rd_store_idem_put(rd_store *s, const char *key_hash, const char *run_id,
                                     const char *body_hash, int64_t ts)
 {
@@ -237,6 +247,7 @@ static inline int rd_store_max_event_id(rd_store *s, int64_t *out)
 {
     return s->ops->max_event_id(s, out);
 }
+/** See rd_store_max_event_id. */
 static inline int rd_store_min_event_id(rd_store *s, int64_t *out)
 {
     return s->ops->min_event_id(s, out);
@@ -247,6 +258,7 @@ static inline int rd_store_kv_get(rd_store *s, const char *key, char **out_value
 {
     return s->ops->kv_get(s, key, out_value);
 }
+/** Sets key to value, replacing any earlier value; the strings stay the caller's. */
 static inline int rd_store_kv_put(rd_store *s, const char *key, const char *value)
 {
     return s->ops->kv_put(s, key, value);
@@ -314,6 +326,7 @@ static inline int rd_store_dlv_unlease(rd_store *s)
 {
     return s->ops->dlv_unlease(s);
 }
+/** Records attempt a->n of a delivery; a stays the caller's. RD_ECONFLICT if it exists. */
 static inline int rd_store_dlv_attempt_add(rd_store *s, const rd_delivery_attempt *a)
 {
     return s->ops->dlv_attempt_add(s, a);

@@ -85,6 +85,9 @@ struct rd_sqlite_outbox {
 
 /* ---- helpers: the same discipline as store_sqlite.c ------------------------------------- */
 
+/* rd_sqlite_done, rd_sqlite_bind_text, rd_sqlite_bind_i64 and rd_sqlite_check_idle are the
+ * core's (store_sqlite_int.h); these differ in taking the rd_store the outbox is given. */
+
 static sqlite3_stmt *stmt(rd_store *s, ob_st id)
 {
     return rd_sqlite_outbox_of(s)->st[id];
@@ -98,48 +101,21 @@ static int fail(rd_store *s, sqlite3_stmt *st, const char *what)
     return RD_EIO;
 }
 
-static void done(sqlite3_stmt *st)
-{
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-}
-
-static void bind_text(sqlite3_stmt *st, int i, const char *v, int *rc)
-{
-    if (*rc == SQLITE_OK)
-        *rc = v ? sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC) : sqlite3_bind_null(st, i);
-}
-
-static void bind_i64(sqlite3_stmt *st, int i, int64_t v, int *rc)
-{
-    if (*rc == SQLITE_OK)
-        *rc = sqlite3_bind_int64(st, i, v);
-}
-
 /* Steps a statement that returns no row. A unique violation is the caller's duplicate. */
 static int step_done(rd_store *s, sqlite3_stmt *st, const char *what)
 {
     int ext;
 
     if (sqlite3_step(st) == SQLITE_DONE) {
-        done(st);
+        rd_sqlite_done(st);
         return 0;
     }
     ext = sqlite3_extended_errcode(rd_sqlite_db(s));
     if (ext == SQLITE_CONSTRAINT_UNIQUE || ext == SQLITE_CONSTRAINT_PRIMARYKEY) {
-        done(st);
+        rd_sqlite_done(st);
         return RD_ECONFLICT;
     }
     return fail(s, st, what);
-}
-
-/* A scan whose callback re-enters the same statement would restart it: refuse. */
-static int check_idle(sqlite3_stmt *st, const char *what)
-{
-    if (!sqlite3_stmt_busy(st))
-        return 0;
-    rd_log_err("store: %s: called from its own callback", what);
-    return RD_EINVAL;
 }
 
 static const char *col_text(sqlite3_stmt *st, int i)
@@ -179,7 +155,7 @@ static int scan_deliveries(rd_store *s, sqlite3_stmt *st, rd_delivery_cb cb, voi
     }
     if (rc != SQLITE_DONE)
         return fail(s, st, what);
-    done(st);
+    rd_sqlite_done(st);
     return 0;
 }
 
@@ -192,21 +168,21 @@ int rd_sqlite_dlv_insert(rd_store *s, const rd_delivery *d)
 
     if (rc != 0)
         return rc;
-    bind_text(st, 1, d->id, &rc);
-    bind_text(st, 2, d->run_id, &rc);
-    bind_text(st, 3, d->type, &rc);
-    bind_text(st, 4, d->url, &rc);
-    bind_i64(st, 5, d->source, &rc);
-    bind_text(st, 6, d->secret, &rc);
-    bind_text(st, 7, d->body, &rc);
-    bind_i64(st, 8, d->state, &rc);
-    bind_i64(st, 9, d->attempts, &rc);
-    bind_i64(st, 10, d->manual, &rc);
-    bind_i64(st, 11, d->created_at, &rc);
-    bind_i64(st, 12, d->updated_at, &rc);
-    bind_i64(st, 13, d->next_at, &rc);
-    bind_i64(st, 14, d->last_code, &rc);
-    bind_text(st, 15, d->last_error, &rc);
+    rd_sqlite_bind_text(st, 1, d->id, &rc);
+    rd_sqlite_bind_text(st, 2, d->run_id, &rc);
+    rd_sqlite_bind_text(st, 3, d->type, &rc);
+    rd_sqlite_bind_text(st, 4, d->url, &rc);
+    rd_sqlite_bind_i64(st, 5, d->source, &rc);
+    rd_sqlite_bind_text(st, 6, d->secret, &rc);
+    rd_sqlite_bind_text(st, 7, d->body, &rc);
+    rd_sqlite_bind_i64(st, 8, d->state, &rc);
+    rd_sqlite_bind_i64(st, 9, d->attempts, &rc);
+    rd_sqlite_bind_i64(st, 10, d->manual, &rc);
+    rd_sqlite_bind_i64(st, 11, d->created_at, &rc);
+    rd_sqlite_bind_i64(st, 12, d->updated_at, &rc);
+    rd_sqlite_bind_i64(st, 13, d->next_at, &rc);
+    rd_sqlite_bind_i64(st, 14, d->last_code, &rc);
+    rd_sqlite_bind_text(st, 15, d->last_error, &rc);
     if (rc != SQLITE_OK)
         return fail(s, st, "delivery insert");
     return step_done(s, st, "delivery insert");
@@ -219,14 +195,14 @@ int rd_sqlite_dlv_update(rd_store *s, const rd_delivery *d)
 
     if (rc != 0)
         return rc;
-    bind_text(st, 1, d->id, &rc);
-    bind_i64(st, 2, d->state, &rc);
-    bind_i64(st, 3, d->attempts, &rc);
-    bind_i64(st, 4, d->manual, &rc);
-    bind_i64(st, 5, d->updated_at, &rc);
-    bind_i64(st, 6, d->next_at, &rc);
-    bind_i64(st, 7, d->last_code, &rc);
-    bind_text(st, 8, d->last_error, &rc);
+    rd_sqlite_bind_text(st, 1, d->id, &rc);
+    rd_sqlite_bind_i64(st, 2, d->state, &rc);
+    rd_sqlite_bind_i64(st, 3, d->attempts, &rc);
+    rd_sqlite_bind_i64(st, 4, d->manual, &rc);
+    rd_sqlite_bind_i64(st, 5, d->updated_at, &rc);
+    rd_sqlite_bind_i64(st, 6, d->next_at, &rc);
+    rd_sqlite_bind_i64(st, 7, d->last_code, &rc);
+    rd_sqlite_bind_text(st, 8, d->last_error, &rc);
     if (rc != SQLITE_OK)
         return fail(s, st, "delivery update");
     if ((rc = step_done(s, st, "delivery update")) != 0)
@@ -252,11 +228,11 @@ int rd_sqlite_dlv_get(rd_store *s, const char *id, rd_delivery_cb cb, void *arg)
 {
     sqlite3_stmt *st = stmt(s, OB_GET);
     get_ctx g = {cb, arg, false};
-    int rc = check_idle(st, "delivery get");
+    int rc = rd_sqlite_check_idle(st, "delivery get");
 
     if (rc != 0)
         return rc;
-    bind_text(st, 1, id, &rc);
+    rd_sqlite_bind_text(st, 1, id, &rc);
     if (rc != SQLITE_OK)
         return fail(s, st, "delivery get");
     if ((rc = scan_deliveries(s, st, get_on_row, &g, "delivery get")) != 0)
@@ -267,12 +243,12 @@ int rd_sqlite_dlv_get(rd_store *s, const char *id, rd_delivery_cb cb, void *arg)
 int rd_sqlite_dlv_due(rd_store *s, int64_t now, int limit, rd_delivery_cb cb, void *arg)
 {
     sqlite3_stmt *st = stmt(s, OB_DUE);
-    int rc = check_idle(st, "deliveries due");
+    int rc = rd_sqlite_check_idle(st, "deliveries due");
 
     if (rc != 0)
         return rc;
-    bind_i64(st, 1, now, &rc);
-    bind_i64(st, 2, limit > 0 ? limit : -1, &rc);
+    rd_sqlite_bind_i64(st, 1, now, &rc);
+    rd_sqlite_bind_i64(st, 2, limit > 0 ? limit : -1, &rc);
     if (rc != SQLITE_OK)
         return fail(s, st, "deliveries due");
     return scan_deliveries(s, st, cb, arg, "deliveries due");
@@ -283,7 +259,7 @@ static int step_i64(rd_store *s, sqlite3_stmt *st, int64_t *out, const char *wha
     if (sqlite3_step(st) != SQLITE_ROW)
         return fail(s, st, what);
     *out = sqlite3_column_int64(st, 0);
-    done(st);
+    rd_sqlite_done(st);
     return 0;
 }
 
@@ -296,20 +272,20 @@ int rd_sqlite_dlv_run_scan(rd_store *s, const char *run_id, int64_t offset, int 
                            rd_delivery_cb cb, void *arg, int64_t *total)
 {
     sqlite3_stmt *st = stmt(s, OB_RUN_SCAN), *cnt = stmt(s, OB_RUN_COUNT);
-    int rc = check_idle(st, "run deliveries");
+    int rc = rd_sqlite_check_idle(st, "run deliveries");
 
     if (rc != 0)
         return rc;
     if (total) {
-        bind_text(cnt, 1, run_id, &rc);
+        rd_sqlite_bind_text(cnt, 1, run_id, &rc);
         if (rc != SQLITE_OK)
             return fail(s, cnt, "run deliveries count");
         if ((rc = step_i64(s, cnt, total, "run deliveries count")) != 0)
             return rc;
     }
-    bind_text(st, 1, run_id, &rc);
-    bind_i64(st, 2, limit > 0 ? limit : -1, &rc);
-    bind_i64(st, 3, offset > 0 ? offset : 0, &rc);
+    rd_sqlite_bind_text(st, 1, run_id, &rc);
+    rd_sqlite_bind_i64(st, 2, limit > 0 ? limit : -1, &rc);
+    rd_sqlite_bind_i64(st, 3, offset > 0 ? offset : 0, &rc);
     if (rc != SQLITE_OK)
         return fail(s, st, "run deliveries");
     return scan_deliveries(s, st, cb, arg, "run deliveries");
@@ -323,10 +299,10 @@ int rd_sqlite_dlv_stop(rd_store *s, const char *run_id, const char *url, int64_t
 
     if (rc != 0)
         return rc;
-    bind_text(st, 1, run_id, &rc);
-    bind_text(st, 2, url, &rc);
-    bind_i64(st, 3, now, &rc);
-    bind_text(st, 4, why, &rc);
+    rd_sqlite_bind_text(st, 1, run_id, &rc);
+    rd_sqlite_bind_text(st, 2, url, &rc);
+    rd_sqlite_bind_i64(st, 3, now, &rc);
+    rd_sqlite_bind_text(st, 4, why, &rc);
     if (rc != SQLITE_OK)
         return fail(s, st, "deliveries stop");
     return step_done(s, st, "deliveries stop");
@@ -337,15 +313,15 @@ int rd_sqlite_dlv_stopped(rd_store *s, const char *run_id, const char *url, bool
     sqlite3_stmt *st = stmt(s, OB_STOPPED);
     int rc = SQLITE_OK;
 
-    bind_text(st, 1, run_id, &rc);
-    bind_text(st, 2, url, &rc);
+    rd_sqlite_bind_text(st, 1, run_id, &rc);
+    rd_sqlite_bind_text(st, 2, url, &rc);
     if (rc != SQLITE_OK)
         return fail(s, st, "deliveries stopped");
     rc = sqlite3_step(st);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
         return fail(s, st, "deliveries stopped");
     *out = rc == SQLITE_ROW;
-    done(st);
+    rd_sqlite_done(st);
     return 0;
 }
 
@@ -356,7 +332,7 @@ int rd_sqlite_dlv_lease(rd_store *s, const char *id)
 
     if (rc != 0)
         return rc;
-    bind_text(st, 1, id, &rc);
+    rd_sqlite_bind_text(st, 1, id, &rc);
     if (rc != SQLITE_OK)
         return fail(s, st, "delivery lease");
     if ((rc = step_done(s, st, "delivery lease")) != 0)
@@ -378,14 +354,14 @@ int rd_sqlite_dlv_attempt_add(rd_store *s, const rd_delivery_attempt *a)
 
     if (rc != 0)
         return rc;
-    bind_text(st, 1, a->delivery_id, &rc);
-    bind_i64(st, 2, a->n, &rc);
-    bind_i64(st, 3, a->manual, &rc);
-    bind_i64(st, 4, a->at, &rc);
-    bind_i64(st, 5, a->duration_ms, &rc);
-    bind_i64(st, 6, a->status_code, &rc);
-    bind_text(st, 7, a->error, &rc);
-    bind_i64(st, 8, a->next_at, &rc);
+    rd_sqlite_bind_text(st, 1, a->delivery_id, &rc);
+    rd_sqlite_bind_i64(st, 2, a->n, &rc);
+    rd_sqlite_bind_i64(st, 3, a->manual, &rc);
+    rd_sqlite_bind_i64(st, 4, a->at, &rc);
+    rd_sqlite_bind_i64(st, 5, a->duration_ms, &rc);
+    rd_sqlite_bind_i64(st, 6, a->status_code, &rc);
+    rd_sqlite_bind_text(st, 7, a->error, &rc);
+    rd_sqlite_bind_i64(st, 8, a->next_at, &rc);
     if (rc != SQLITE_OK)
         return fail(s, st, "delivery attempt add");
     return step_done(s, st, "delivery attempt add");
@@ -394,11 +370,11 @@ int rd_sqlite_dlv_attempt_add(rd_store *s, const rd_delivery_attempt *a)
 int rd_sqlite_dlv_attempts_scan(rd_store *s, const char *delivery_id, rd_attempt_cb cb, void *arg)
 {
     sqlite3_stmt *st = stmt(s, OB_ATT_SCAN);
-    int rc = check_idle(st, "delivery attempts");
+    int rc = rd_sqlite_check_idle(st, "delivery attempts");
 
     if (rc != 0)
         return rc;
-    bind_text(st, 1, delivery_id, &rc);
+    rd_sqlite_bind_text(st, 1, delivery_id, &rc);
     if (rc != SQLITE_OK)
         return fail(s, st, "delivery attempts");
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -419,7 +395,7 @@ int rd_sqlite_dlv_attempts_scan(rd_store *s, const char *delivery_id, rd_attempt
     }
     if (rc != SQLITE_DONE)
         return fail(s, st, "delivery attempts");
-    done(st);
+    rd_sqlite_done(st);
     return 0;
 }
 
@@ -464,8 +440,8 @@ int rd_sqlite_dlv_prune(rd_store *s, int64_t before_ms, int limit, int64_t *n_de
     /* Attempts first: the same victims are still selectable while their rows exist. */
     for (int i = 0; i < 2; i++) {
         sqlite3_stmt *st = stmt(s, i == 0 ? OB_PRUNE_ATT : OB_PRUNE);
-        bind_i64(st, 1, before_ms, &rc);
-        bind_i64(st, 2, limit, &rc);
+        rd_sqlite_bind_i64(st, 1, before_ms, &rc);
+        rd_sqlite_bind_i64(st, 2, limit, &rc);
         if (rc != SQLITE_OK)
             return fail(s, st, "deliveries prune");
         if ((rc = step_done(s, st, "deliveries prune")) != 0)

@@ -222,11 +222,14 @@ class TestBadInput(DaemonTest):
                          ["GET", "POST"])
 
     def test_garbage_requests_on_raw_socket(self):
+        # evhtp's parser refuses both heads and the connection is closed without a byte
+        # written: not answered as a request, not held open (raw_http would time out), not
+        # half answered. Answering 400 instead would be a deliberate change of this test.
         status, _, body = raw_http(self.d.port, b"GARBAGE\r\n\r\n")
-        self.assertTrue(status is None or 400 <= status < 500, (status, body))
-        status, _, _ = raw_http(self.d.port, b"GET /v1/runs HTTP/1.1\r\nHost: x\r\n"
-                                b"Content-Length: -5\r\n\r\n")
-        self.assertTrue(status is None or status in (200, 400), status)
+        self.assertEqual((status, body), (None, b""))
+        status, _, body = raw_http(self.d.port, b"GET /v1/runs HTTP/1.1\r\nHost: x\r\n"
+                                   b"Content-Length: -5\r\n\r\n")
+        self.assertEqual((status, body), (None, b""))
         # a half-sent request, then the peer goes away
         s = socket.create_connection(("127.0.0.1", self.d.port))
         s.sendall(b"POST /v1/runs HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"fl")

@@ -135,7 +135,9 @@ class TestTerminationReasons(SearchBase):
         run = self.finished_as(ids["limit"], "succeeded", "match_limit_met")
         self.assertEqual(run["limit"], 5)
         self.assertEqual(run["counts"]["items"], 5, run)
-        self.assertGreaterEqual(run["metrics"]["dropped_items"], 0)
+        # Of the 100 items only those written before the worker's SIGTERM reach the daemon
+        # (how many varies); 5 are kept, so at most 95 are dropped. "overflow" pins the count.
+        self.assertLessEqual(run["metrics"]["dropped_items"], 95, run["metrics"])
         self.assertEqual([it["seq"] for it in all_results(d, ids["limit"])], [1, 2, 3, 4, 5])
         run = self.finished_as(ids["overflow"], "succeeded", "match_limit_met")
         self.assertEqual((run["counts"]["items"], run["metrics"]["dropped_items"]), (5, 95), run)

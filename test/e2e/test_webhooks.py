@@ -173,7 +173,7 @@ class WebhookTest(unittest.TestCase):
 
 class TestDelivery(WebhookTest):
     def test_signed_delivery_and_record(self):
-        rx = self.receiver()
+        rx = self.receiver({"*": [{"delay": 0.2, "status": 200}]})  # answers after 200 ms
         run = self.create(rx.url())
         self.assertNotIn("secret", self.d.run(run["id"])["webhook"])
         req = rx.wait_requests(1)[0]
@@ -203,7 +203,8 @@ class TestDelivery(WebhookTest):
         self.assertEqual((a["attempt"], a["status_code"], a["error"], a["trigger"]),
                          (1, 200, None, "schedule"))
         self.assertRegex(a["at"], RFC3339)
-        self.assertGreaterEqual(a["duration_ms"], 0)
+        self.assertGreaterEqual(a["duration_ms"], 200, a)  # the receiver's delay
+        self.assertLess(a["duration_ms"], 5000, a)  # within hook_timeout
         self.assertNotIn("secret", json.dumps(d))
         m = self.d.get("/metrics").body.decode()
         self.assertIn('runsd_webhook_outcomes_total{outcome="delivered"} 1\n', m)

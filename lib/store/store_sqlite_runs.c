@@ -1,0 +1,414 @@
+/*
+ * store_sqlite_runs.c: the runs table of the SQLite store. The table is described once, by
+ * run_cols[]: its CREATE TABLE, INSERT, UPDATE and SELECT statements and the code that binds
+ * and reads a record are all generated from it, so adding a field to rd_run is one line here.
+ * store_sqlite.c prepares the generated statements with the others and runs the CREATE in
+ * its migration.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/store_sqlite_int.h"
+#include "base/util.h"
+
+typedef enum { COL_STR, COL_I64, COL_INT, COL_BOOL, COL_STATUS, COL_REASON, COL_JSON } col_kind;
+
+typedef struct run_col {
+    const char *name;
+    col_kind kind;
+    size_t off;
+    size_t size;
+} run_col;
+
+/* clang-format off */
+#define RCOL(name, kind, field) {name, kind, offsetof(rd_run, field), sizeof(((rd_run *)0)->field)}
+#define C_STR(f) RCOL(#f, COL_STR, f)
+#define C_I64(f) RCOL(#f, COL_I64, f)
+#define C_JSON(f) RCOL(#f, COL_JSON, f)
+
+/* Column i is bound as parameter ?(i+1) and read as result column i, in rd_run's order. id
+ * must stay first: UPDATE binds it as ?1 in its WHERE clause. "limit" is an SQL keyword. */
+static const run_col run_cols[] = {
+    C_STR(id), C_STR(flow), C_STR(flow_version),
+    RCOL("status", COL_STATUS, status), RCOL("reason", COL_REASON, reason),
+    C_JSON(input), C_JSON(metadata), C_JSON(result), C_JSON(error), C_JSON(cursor),
+    C_JSON(steps), C_JSON(progress), C_JSON(pending_action), C_JSON(webhook), C_JSON(extra),
+    RCOL("run_limit", COL_I64, limit), RCOL("preview", COL_BOOL, preview),
+    RCOL("attempt", COL_INT, attempt),
+    C_I64(n_items), C_I64(n_item_errors), C_I64(n_evaluated), C_I64(n_matched),
+    C_I64(n_dropped), C_I64(n_proto_errors), C_I64(n_steps_finished),
+    C_I64(created_at), C_I64(started_at), C_I64(finished_at), C_I64(updated_at),
+    C_I64(cpu_user_ms), C_I64(cpu_sys_ms), C_I64(peak_rss_kb), C_I64(run_ms),
+    C_I64(last_event_id), C_I64(next_item_seq),
+    C_STR(stream_token_hash), C_I64(stream_token_exp), C_STR(idem_key_hash),
+};
+/* clang-format on */
+#define N_RUN_COLS (sizeof(run_cols) / sizeof(run_cols[0]))
+
+/* Bitmask of the active statuses, built from the status table so it cannot drift. */
+#define X_ACTIVE(e, n, t, a) | ((a) ? 1u << RD_ST_##e : 0u)
+static const unsigned active_mask = 0u RD_STATUS_LIST(X_ACTIVE);
+#undef X_ACTIVE
+
+/* ---- the generated SQL ------------------------------------------------------------------ */
+
+/* A bounded string builder for the generated SQL; overflow is reported once at the end. */
+typedef struct sqlbuf {
+    char *s;
+    size_t cap, n;
+} sqlbuf;
+
+static __attribute__((format(printf, 2, 3))) void sb_add(sqlbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    int k;
+
+    if (b->n >= b->cap)
+        return;
+    va_start(ap, fmt);
+    k = vsnprintf(b->s + b->n, b->cap - b->n, fmt, ap);
+    va_end(ap);
+    b->n = k < 0 ? b->cap : b->n + (size_t)k;
+}
+
+/* "id, flow, ..." or, with assign, "flow = ?2, ..." (id excluded: it is the key). */
+/* Columns an UPDATE leaves alone: they never change after insert, and assigning an indexed
+ * column makes SQLite rewrite its index entries (a page written to the WAL per index). */
+static bool immutable_col(const char *name)
+{
+    return strcmp(name, "id") == 0 || strcmp(name, "flow") == 0 || strcmp(name, "created_at") == 0;
+}
+
+static void sb_cols(sqlbuf *b, bool assign)
+{
+    bool first = true;
+    for (size_t i = 0; i < N_RUN_COLS; i++) {
+        if (assign && immutable_col(run_cols[i].name))
+            continue;
+        const char *sep = first ? "" : ", ";
+        first = false;
+        if (assign)
+            sb_add(b, "%s%s = ?%zu", sep, run_cols[i].name, i + 1);
+        else
+            sb_add(b, "%s%s", sep, run_cols[i].name);
+    }
+}
+
+static void sb_create_runs(sqlbuf *b)
+{
+    sb_add(b, "CREATE TABLE IF NOT EXISTS runs (");
+    for (size_t i = 0; i < N_RUN_COLS; i++) {
+        col_kind k = run_cols[i].kind;
+        const char *type = k == COL_STR || k == COL_JSON ? "TEXT" : "INTEGER";
+        sb_add(b, "%s%s %s%s", i ? ", " : "", run_cols[i].name, type,
+               i == 0         ? " PRIMARY KEY"
+               : k == COL_STR ? " NOT NULL DEFAULT ''"
+                              : "");
+    }
+    sb_add(b, ")");
+}
+
+/* The WHERE clause of a RUN_LIST / RUN_COUNT variant: + 1 status filter, + 2 flow filter. */
+static void sb_run_filter(sqlbuf *b, int v)
+{
+    if (v & 1)
+        sb_add(b, " WHERE " STATUS_IN);
+    if (v & 2)
+        sb_add(b, "%s flow = :flow", v & 1 ? " AND" : " WHERE");
+}
+
+/* Generates the SQL of the runs statements (those with a NULL entry in ST_LIST). */
+static void run_sql(st_id id, sqlbuf *b)
+{
+    if (id == ST_RUN_INSERT) {
+        sb_add(b, "INSERT INTO runs (");
+        sb_cols(b, false);
+        sb_add(b, ") VALUES (");
+        for (size_t i = 0; i < N_RUN_COLS; i++)
+            sb_add(b, "%s?%zu", i ? ", " : "", i + 1);
+        sb_add(b, ")");
+    } else if (id == ST_RUN_UPDATE) {
+        sb_add(b, "UPDATE runs SET ");
+        sb_cols(b, true);
+        sb_add(b, " WHERE id = ?1");
+    } else if (id >= ST_RUN_COUNT) {
+        sb_add(b, "SELECT COUNT(*) FROM runs");
+        sb_run_filter(b, (int)id - ST_RUN_COUNT);
+    } else {
+        sb_add(b, "SELECT ");
+        sb_cols(b, false);
+        sb_add(b, " FROM runs");
+        if (id == ST_RUN_GET) {
+            sb_add(b, " WHERE id = ?1");
+        } else if (id == ST_RUNS_ACTIVE) {
+            sb_add(b, " WHERE " STATUS_IN " ORDER BY created_at, rowid");
+        } else {
+            sb_run_filter(b, (int)id - ST_RUN_LIST);
+            sb_add(b, " ORDER BY created_at DESC, rowid DESC LIMIT :limit OFFSET :offset");
+        }
+    }
+}
+
+bool rd_sqlite_runs_schema(char *buf, size_t len)
+{
+    sqlbuf b = {.s = buf, .cap = len, .n = 0};
+
+    sb_create_runs(&b);
+    return b.n < b.cap;
+}
+
+bool rd_sqlite_runs_sql(st_id id, char *buf, size_t len)
+{
+    sqlbuf b = {.s = buf, .cap = len, .n = 0};
+
+    run_sql(id, &b);
+    return b.n < b.cap;
+}
+
+/* ---- binding and reading records -------------------------------------------------------- */
+
+static int bind_json(sqlite3_stmt *st, int i, const json_t *j)
+{
+    char *txt;
+
+    if (!j)
+        return sqlite3_bind_null(st, i);
+    /* ENCODE_ANY: input and result may be bare scalars, not only objects or arrays. */
+    txt = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!txt)
+        return SQLITE_NOMEM;
+    return sqlite3_bind_text(st, i, txt, -1, free); /* SQLite frees txt, even on failure */
+}
+
+static int bind_col(sqlite3_stmt *st, int i, const run_col *c, const rd_run *r)
+{
+    const char *p = (const char *)r + c->off;
+
+    switch (c->kind) {
+    case COL_STR:
+        return sqlite3_bind_text(st, i, p, (int)strnlen(p, c->size), SQLITE_STATIC);
+    case COL_I64:
+        return sqlite3_bind_int64(st, i, *(const int64_t *)p);
+    case COL_INT:
+        return sqlite3_bind_int(st, i, *(const int *)p);
+    case COL_BOOL:
+        return sqlite3_bind_int(st, i, *(const bool *)p ? 1 : 0);
+    case COL_STATUS:
+        return sqlite3_bind_int(st, i, (int)*(const rd_status *)p);
+    case COL_REASON:
+        return sqlite3_bind_int(st, i, (int)*(const rd_reason *)p);
+    case COL_JSON:
+        return bind_json(st, i, *(json_t *const *)p);
+    }
+    return SQLITE_MISUSE;
+}
+
+static int bind_run(rd_sqlite *s, sqlite3_stmt *st, const rd_run *r, const char *what)
+{
+    for (size_t i = 0; i < N_RUN_COLS; i++) {
+        if (bind_col(st, (int)i + 1, &run_cols[i], r) != SQLITE_OK) {
+            rd_log_err("store: %s: cannot bind %s: %s", what, run_cols[i].name,
+                       sqlite3_errmsg(s->db));
+            rd_sqlite_done(st);
+            return RD_EIO;
+        }
+    }
+    return 0;
+}
+
+static int read_json(sqlite3_stmt *st, int i, json_t **out)
+{
+    json_error_t jerr;
+
+    if (sqlite3_column_type(st, i) == SQLITE_NULL)
+        return 0;
+    /* ALLOW_NUL: json_dumps wrote "\u0000" escapes for strings holding NUL bytes. */
+    *out = json_loadb((const char *)sqlite3_column_text(st, i), (size_t)sqlite3_column_bytes(st, i),
+                      JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+    return *out ? 0 : -1;
+}
+
+/* Reads result column i into the record. -1 when the stored value is not a valid one. */
+static int read_col(sqlite3_stmt *st, int i, const run_col *c, rd_run *r)
+{
+    char *p = (char *)r + c->off;
+    int64_t v;
+
+    if (c->kind == COL_STR)
+        return rd_sqlite_copy_out(st, i, p, c->size);
+    if (c->kind == COL_JSON)
+        return read_json(st, i, (json_t **)p);
+    v = sqlite3_column_int64(st, i);
+    switch (c->kind) {
+    case COL_I64:
+        *(int64_t *)p = v;
+        return 0;
+    case COL_INT:
+        *(int *)p = (int)v;
+        return 0;
+    case COL_BOOL:
+        *(bool *)p = v != 0;
+        return 0;
+    case COL_STATUS:
+        *(rd_status *)p = (rd_status)v;
+        return v >= 0 && v < RD_ST__COUNT ? 0 : -1;
+    case COL_REASON:
+        *(rd_reason *)p = (rd_reason)v;
+        return v >= 0 && v < RD_RS__COUNT ? 0 : -1;
+    default:
+        return -1;
+    }
+}
+
+static int row_to_run(sqlite3_stmt *st, rd_run **out)
+{
+    rd_run *r = rd_run_new();
+
+    if (!r) {
+        rd_log_err("store: out of memory reading a run");
+        return RD_EIO;
+    }
+    for (size_t i = 0; i < N_RUN_COLS; i++) {
+        if (read_col(st, (int)i, &run_cols[i], r) != 0) {
+            rd_log_err("store: run %s: invalid stored %s", sqlite3_column_text(st, 0),
+                       run_cols[i].name);
+            rd_run_free(r);
+            return RD_EIO;
+        }
+    }
+    *out = r;
+    return 0;
+}
+
+/* Steps st to the end, collecting every row as a record; releases st. */
+static int collect_runs(rd_sqlite *s, sqlite3_stmt *st, rd_run ***out, size_t *n)
+{
+    rd_run **v = NULL;
+    size_t len = 0, cap = 0;
+    int rc, ret = 0;
+
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (len == cap) {
+            rd_run **nv = realloc(v, (cap = cap ? cap * 2 : 16) * sizeof(*v));
+            if (!nv) {
+                ret = RD_EIO;
+                rd_log_err("store: out of memory listing runs");
+                break;
+            }
+            v = nv;
+        }
+        if ((ret = row_to_run(st, &v[len])) != 0)
+            break;
+        len++;
+    }
+    if (ret == 0 && rc != SQLITE_DONE)
+        ret = rd_sqlite_fail(s, "run list");
+    rd_sqlite_done(st);
+    if (ret != 0) {
+        rd_run_array_free(v, len);
+        return ret;
+    }
+    *out = v;
+    *n = len;
+    return 0;
+}
+
+/* ---- the operations --------------------------------------------------------------------- */
+
+int rd_sqlite_run_insert(rd_store *base, const rd_run *r)
+{
+    rd_sqlite *s = (rd_sqlite *)base;
+    sqlite3_stmt *st = s->st[ST_RUN_INSERT];
+    int rc = rd_sqlite_tx_begin(s);
+
+    if (rc != 0 || (rc = bind_run(s, st, r, "run insert")) != 0)
+        return rc;
+    return rd_sqlite_step_done(s, st, "run insert");
+}
+
+int rd_sqlite_run_update(rd_store *base, const rd_run *r)
+{
+    rd_sqlite *s = (rd_sqlite *)base;
+    sqlite3_stmt *st = s->st[ST_RUN_UPDATE];
+    int rc = rd_sqlite_tx_begin(s);
+
+    if (rc != 0 || (rc = bind_run(s, st, r, "run update")) != 0)
+        return rc;
+    if ((rc = rd_sqlite_step_done(s, st, "run update")) != 0)
+        return rc;
+    return sqlite3_changes(s->db) > 0 ? 0 : RD_ENOTFOUND;
+}
+
+int rd_sqlite_run_get(rd_store *base, const char *id, rd_run **out)
+{
+    rd_sqlite *s = (rd_sqlite *)base;
+    sqlite3_stmt *st = s->st[ST_RUN_GET];
+    int rc = SQLITE_OK, ret;
+
+    rd_sqlite_bind_text(st, 1, id, &rc);
+    if (rc != SQLITE_OK)
+        return rd_sqlite_bind_fail(s, st, "run get");
+    if ((ret = rd_sqlite_step_row(s, st, "run get")) == SQLITE_ROW)
+        ret = row_to_run(st, out);
+    rd_sqlite_done(st);
+    return ret;
+}
+
+/* Binds ?1..?11 of STATUS_IN: the status itself when its bit is set, else NULL, which never
+ * matches. A mask naming no valid status therefore matches nothing. */
+static void bind_status_mask(sqlite3_stmt *st, unsigned mask, int *rc)
+{
+    for (int i = 0; i < RD_ST__COUNT && *rc == SQLITE_OK; i++)
+        *rc = mask & (1u << i) ? sqlite3_bind_int(st, i + 1, i) : sqlite3_bind_null(st, i + 1);
+}
+
+/* Binds the filter part shared by a RUN_LIST* statement and its RUN_COUNT* twin. */
+static void bind_run_filter(sqlite3_stmt *st, const rd_run_filter *f, int *rc)
+{
+    if (f->status_mask)
+        bind_status_mask(st, f->status_mask, rc);
+    if (f->flow)
+        rd_sqlite_bind_text(st, sqlite3_bind_parameter_index(st, ":flow"), f->flow, rc);
+}
+
+int rd_sqlite_run_list(rd_store *base, const rd_run_filter *f, int64_t offset, int limit,
+                       rd_run ***out, size_t *n, int64_t *total)
+{
+    rd_sqlite *s = (rd_sqlite *)base;
+    static const rd_run_filter any = {0, NULL};
+    int variant, rc = SQLITE_OK;
+    sqlite3_stmt *st;
+
+    f = f ? f : &any;
+    variant = (f->status_mask ? 1 : 0) + (f->flow ? 2 : 0);
+    if (total) {
+        st = s->st[ST_RUN_COUNT + variant];
+        bind_run_filter(st, f, &rc);
+        if (rc != SQLITE_OK)
+            return rd_sqlite_bind_fail(s, st, "run count");
+        if ((rc = rd_sqlite_step_i64(s, st, total, "run count")) != 0)
+            return rc;
+    }
+    st = s->st[ST_RUN_LIST + variant];
+    bind_run_filter(st, f, &rc);
+    rd_sqlite_bind_i64(st, sqlite3_bind_parameter_index(st, ":limit"), limit > 0 ? limit : -1, &rc);
+    rd_sqlite_bind_i64(st, sqlite3_bind_parameter_index(st, ":offset"), offset > 0 ? offset : 0,
+                       &rc);
+    if (rc != SQLITE_OK)
+        return rd_sqlite_bind_fail(s, st, "run list");
+    return collect_runs(s, st, out, n);
+}
+
+int rd_sqlite_runs_active(rd_store *base, rd_run ***out, size_t *n)
+{
+    rd_sqlite *s = (rd_sqlite *)base;
+    sqlite3_stmt *st = s->st[ST_RUNS_ACTIVE];
+    int rc = SQLITE_OK;
+
+    bind_status_mask(st, active_mask, &rc);
+    if (rc != SQLITE_OK)
+        return rd_sqlite_bind_fail(s, st, "runs active");
+    return collect_runs(s, st, out, n);
+}
