@@ -1,6 +1,7 @@
 /*
  * engine_int.h: private to the files of engine/ (engine.c: the object, listeners, metrics,
- * retention; sched.c: the queue, executor slots, recovery and shutdown; ops.c: operations that
+ * retention; sched.c: the queue, executor slots and shutdown; recover.c: recovery at start;
+ * ops.c: operations that
  * change runs; answers.c: answers from people; query.c: reads, external workers and watches).
  */
 #ifndef RUNSD_ENGINE_INT_H

@@ -1,6 +1,7 @@
 /*
- * run_int.h: private to the files of run/ (runs.c: the set and its records; record.c: the
- * writers; commit.c: the commit pipeline; links.c: wire forms and links).
+ * run_int.h: private to the files of run/. The module "runs" is split by concern: runs.c (the
+ * set and its records), runs_commit.c (the commit pipeline), runs_links.c (wire forms and
+ * links); record.c (the writers) sits on top of it and nothing in it calls record.c.
  */
 #ifndef RUNSD_RUN_INT_H
 #define RUNSD_RUN_INT_H
@@ -79,13 +80,13 @@ void rd_active_free(rd_active *act);
 void rd_active_mark_dirty(rd_active *act);
 /** Every observer hears a transition, in the transaction that made it. */
 void rd_runs_tell_status(rd_active *act, rd_status from, rd_status to);
-/* commit.c */
+/* runs_commit.c */
 /** Queues the publication of an appended event (formats it once, if anyone watches). */
 void rd_runs_queue_publish(rd_runs *rs, const rd_run *r, int64_t id, const char *type, int64_t ts,
                            const char *data, bool terminal);
 /** Wakes and drops every watch of act (it is settled or leaving memory). */
 void rd_active_wake_watches(rd_active *act);
-/* links.c */
+/* runs_links.c */
 int rd_runs_load_keys(rd_runs *rs);
 /** Records a webhook delivery of type in the open transaction (run_wire may be NULL). */
 void rd_runs_notify_webhook(rd_active *act, const char *type, json_t *run_wire);

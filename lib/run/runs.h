@@ -202,7 +202,7 @@ typedef void (*rd_watch_fn)(void *arg);
 void *rd_runs_watch(rd_runs *rs, const char *id, rd_watch_fn fn, void *arg);
 void rd_runs_unwatch(rd_runs *rs, void *handle);
 
-/* ---- Wire forms and links (links.c) ------------------------------------------------------- */
+/* ---- Wire forms and links (runs_links.c) ---------------------------------------------------- */
 
 /** The wire form of a record with a fresh stream_url and rendered links. New reference. */
 json_t *rd_runs_run_json(rd_runs *rs, const rd_run *r);

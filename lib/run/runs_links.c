@@ -1,5 +1,5 @@
 /*
- * links.c: what a run looks like from outside: its wire form with a fresh stream token, the
+ * runs_links.c: what a run looks like from outside: its wire form with a fresh stream token, the
  * SSE payload of an event (one formatter for live and replayed events), and the one-time
  * approval and authorization links. Stored records, events and webhook bodies keep link
  * placeholders ("rdlink:<a|d|s>:<nonce>"); links are rendered here, from the link key, when

@@ -1,5 +1,5 @@
 /*
- * commit.c: the commit pipeline. Events are appended to the store's open transaction as they
+ * runs_commit.c: the commit pipeline. Events are appended to the store's open transaction as they
  * happen (record.c); at the end of the loop iteration, or when an operation must answer only
  * once durable (rd_runs_flush), the dirty records are written and the transaction commits.
  * Only then are the batch's events handed to listeners (the SSE hub), the webhook outbox
