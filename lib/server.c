@@ -15,6 +15,7 @@
 #include "http/http.h"
 #include "webhook/outbox.h"
 #include "store/store.h"
+#include "store/store_journal.h"
 #include "base/util.h"
 
 struct runsd {
@@ -66,6 +67,12 @@ int runsd_new(struct event_base *base, rd_config *cfg, runsd **out, char *err, s
                             cfg->store_synchronous && strcmp(cfg->store_synchronous, "full") == 0};
     if (rd_store_open_sqlite(cfg->store_path, &so, &d->store, err, errlen) != 0)
         goto fail;
+    /* A failed commit (disk full, I/O error) keeps its writes for the next one. */
+    d->store = rd_store_journal_wrap(d->store);
+    if (!d->store) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     d->eng = rd_engine_new(base, d->store, cfg);
     if (!d->eng) {
         snprintf(err, errlen, "cannot create the engine");

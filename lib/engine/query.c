@@ -13,6 +13,9 @@ int rd_engine_get(rd_engine *eng, const char *id, json_t **out, rd_apierr *e)
 {
     if (!rd_run_id_valid(id))
         return rd_fail(e, 404, "run_not_found", "no run with that id");
+    /* While the store fails, memory is ahead of it: show nothing that could still be lost. */
+    if (!rd_runs_store_ok(eng->runs) && rd_runs_flush(eng->runs) != 0)
+        return rd_fail_store(e);
     rd_active *act = rd_runs_get(eng->runs, id);
     if (act) {
         *out = rd_active_json(act);

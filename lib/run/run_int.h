@@ -64,6 +64,8 @@ struct rd_runs {
     LIST_HEAD(, rd_listener) listeners;
     LIST_HEAD(, rd_observer) observers;
     struct event *commit_ev;
+    struct event *retry_ev; /* after a failed commit */
+    int retry_ms;
     int64_t pub_watermark; /* highest id no listener wanted formatted */
     int n_watches;
     int n_queued;

@@ -94,6 +94,8 @@ void rd_runs_free(rd_runs *rs)
     }
     if (rs->commit_ev)
         event_free(rs->commit_ev);
+    if (rs->retry_ev)
+        event_free(rs->retry_ev);
     free(rs);
 }
 

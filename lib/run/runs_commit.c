@@ -105,17 +105,6 @@ void rd_runs_commit_soon(rd_runs *rs)
         event_active(rs->commit_ev, EV_TIMEOUT, 0);
 }
 
-static void drop_pending(rd_runs *rs)
-{
-    rd_pending_pub *p;
-    while ((p = STAILQ_FIRST(&rs->pending))) {
-        STAILQ_REMOVE_HEAD(&rs->pending, link);
-        free(p->buf);
-        free(p);
-    }
-    rs->pub_watermark = 0;
-}
-
 static void publish(rd_runs *rs)
 {
     rd_pending_pub *p;
@@ -141,29 +130,54 @@ static void publish(rd_runs *rs)
     }
 }
 
-/* Writes dirty rows and commits; publishes only what committed. */
+/* After a failed commit the journal (store/store_journal.c) holds the batch; retry until the
+ * store takes it, so a daemon with nothing else to do still catches up. */
+#define RETRY_MIN_MS 100
+#define RETRY_MAX_MS 5000
+
+static void runs_on_retry(evutil_socket_t fd, short what, void *arg)
+{
+    rd_runs_flush(arg);
+}
+
+static void arm_retry(rd_runs *rs)
+{
+    rs->retry_ms = rs->retry_ms ? rs->retry_ms * 2 : RETRY_MIN_MS;
+    if (rs->retry_ms > RETRY_MAX_MS)
+        rs->retry_ms = RETRY_MAX_MS;
+    struct timeval tv = {rs->retry_ms / 1000, (rs->retry_ms % 1000) * 1000};
+    if (!rs->retry_ev)
+        rs->retry_ev = evtimer_new(rs->base, runs_on_retry, rs);
+    if (rs->retry_ev)
+        evtimer_add(rs->retry_ev, &tv);
+}
+
+/* Writes dirty rows and commits; publishes only what committed. A failed batch stays queued
+ * for publication: the store's journal writes it again, with the same ids, and the commit
+ * that succeeds publishes it. */
 static int commit(rd_runs *rs)
 {
     rd_active *act;
-    int rc = 0;
     while ((act = TAILQ_FIRST(&rs->dirty))) {
         TAILQ_REMOVE(&rs->dirty, act, dlink);
         act->dirty = false;
-        if (rd_store_run_update(rs->store, act->run) != 0)
-            rc = RD_EIO;
+        rd_store_run_update(rs->store, act->run);
     }
-    if (rc == 0)
-        rc = rd_store_commit(rs->store);
+    int rc = rd_store_commit(rs->store);
     rs->m_commits++;
     if (rc != 0) {
         rd_store_rollback(rs->store);
         rs->m_commit_failures++;
+        if (rs->store_ok)
+            rd_log_err("store commit failed; its events are held until the store takes them");
         rs->store_ok = false;
-        rd_log_err("store commit failed; events of this batch were not published");
-        drop_pending(rs);
+        arm_retry(rs);
         return rc;
     }
+    if (!rs->store_ok)
+        rd_log_info("store commits again; held events published");
     rs->store_ok = true;
+    rs->retry_ms = 0;
     if (rs->outbox)
         rd_outbox_kick(rs->outbox);
     publish(rs);

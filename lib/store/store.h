@@ -206,7 +206,9 @@ static inline int rd_store_runs_active(rd_store *s, rd_run ***out, size_t *n)
     return s->ops->runs_active(s, out, n);
 }
 /** Appends an event; *out_id receives its id (strictly greater than every earlier one, never
- * reused even after deletion). item_seq 0 = not an item. */
+ * reused even after deletion). *out_id must be 0 on entry, except when a journal writes again
+ * an event that a failed transaction lost: then it is the id that event had. item_seq 0 = not
+ * an item. */
 static inline int rd_store_event_append(rd_store *s, const char *run_id, const char *flow,
                                         const char *type, int64_t ts, const char *data,
                                         int64_t item_seq, int64_t *out_id)

@@ -28,6 +28,8 @@ int rd_sqlite_event_append(rd_store *base, const char *run_id, const char *flow,
     rd_sqlite_bind_text(st, 5, data, &rc);
     if (item_seq > 0)
         rd_sqlite_bind_i64(st, 6, item_seq, &rc);
+    if (out_id && *out_id > 0) /* replay of a journal: the id it had */
+        rd_sqlite_bind_i64(st, 7, *out_id, &rc);
     if (rc != SQLITE_OK)
         return rd_sqlite_bind_fail(s, st, "event append");
     if ((rc = rd_sqlite_step_done(s, st, "event append")) != 0)

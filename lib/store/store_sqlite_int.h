@@ -36,8 +36,8 @@ typedef struct rd_sqlite_ckpt rd_sqlite_ckpt;
     X(BEGIN, "BEGIN IMMEDIATE")                                                                    \
     X(COMMIT, "COMMIT")                                                                            \
     X(ROLLBACK, "ROLLBACK")                                                                        \
-    X(EV_APPEND, "INSERT INTO events (run_id, flow, type, ts, data, item_seq)"                     \
-                 " VALUES (?1, ?2, ?3, ?4, ?5, ?6)")                                               \
+    X(EV_APPEND, "INSERT INTO events (run_id, flow, type, ts, data, item_seq, id)"                 \
+                 " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")                                           \
     X(EV_SCAN_RUN, EV_SELECT " WHERE run_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3")                \
     X(EV_SCAN_ALL, EV_SELECT " WHERE id > ?1 ORDER BY id LIMIT ?2")                                \
     X(ITEMS_SCAN, "SELECT id, run_id, flow, type, ts, data, item_seq, (SELECT"                     \

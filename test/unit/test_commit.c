@@ -1,7 +1,9 @@
-/* test_commit.c: the commit pipeline (run/commit.c): events reach listeners only after the
- * commit that made them durable, in id order; a failed commit publishes nothing, wakes no
- * watcher and marks the store not ok until a commit succeeds again. A real SQLite store,
- * whose commit the test can make fail. */
+/* test_commit.c: the commit pipeline (run/runs_commit.c) over the store journal
+ * (store/store_journal.c): events reach listeners only after the commit that made them
+ * durable, in id order; a failed commit or a failed write publishes nothing and wakes no
+ * watcher, and once the store works again the held batch is stored with the ids it was given,
+ * then published. A real SQLite store under a layer whose commit and writes the test can make
+ * fail, under the journal. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,10 +17,12 @@
 
 #include "base/util.h"
 #include "run/runs.h"
+#include "store/store_journal.h"
 
 typedef struct fx {
     struct event_base *base;
-    rd_store *store;
+    rd_store *store; /* the journal */
+    rd_store *sqlite;
     rd_config *cfg;
     rd_runs *rs;
     rd_store_ops ops; /* the store's table with commit wrapped */
@@ -28,7 +32,7 @@ typedef struct fx {
 
 static fx *g; /* for the commit wrapper, which gets only the store */
 static int commits_done;
-static bool fail_commits;
+static bool fail_commits, fail_writes;
 
 static int failing_commit(rd_store *s)
 {
@@ -38,6 +42,19 @@ static int failing_commit(rd_store *s)
     if (rc == 0)
         commits_done++;
     return rc;
+}
+
+static int failing_append(rd_store *s, const char *run_id, const char *flow, const char *type,
+                          int64_t ts, const char *data, int64_t item_seq, int64_t *out_id)
+{
+    if (fail_writes)
+        return RD_EIO;
+    return g->real->event_append(s, run_id, flow, type, ts, data, item_seq, out_id);
+}
+
+static int failing_update(rd_store *s, const rd_run *r)
+{
+    return fail_writes ? RD_EIO : g->real->run_update(s, r);
 }
 
 /* What a listener saw: ids, types, and how many commits had happened at the time. */
@@ -66,18 +83,22 @@ static int setup(void **state)
     snprintf(f->dir, sizeof f->dir, "/tmp/test_commit.XXXXXX");
     assert_non_null(mkdtemp(f->dir));
     snprintf(path, sizeof path, "%s/runsd.db", f->dir);
-    assert_int_equal(rd_store_open_sqlite(path, NULL, &f->store, err, sizeof err), 0);
+    assert_int_equal(rd_store_open_sqlite(path, NULL, &f->sqlite, err, sizeof err), 0);
     snprintf(text, sizeof text, "[store]\npath = %s\n[flow.a]\ncommand = /bin/true\n", path);
     if (rd_config_parse_string(text, "t.ini", &f->cfg, err, sizeof err) != 0)
         fail_msg("config: %s", err);
-    f->real = f->store->ops;
+    f->real = f->sqlite->ops;
     f->ops = *f->real;
     f->ops.commit = failing_commit;
-    f->store->ops = &f->ops;
+    f->ops.event_append = failing_append;
+    f->ops.run_update = failing_update;
+    f->sqlite->ops = &f->ops;
+    f->store = rd_store_journal_wrap(f->sqlite);
+    assert_non_null(f->store);
     f->base = event_base_new();
     g = f;
     commits_done = 0;
-    fail_commits = false;
+    fail_commits = fail_writes = false;
     f->rs = rd_runs_new(f->base, f->store, f->cfg);
     assert_non_null(f->rs);
     *state = f;
@@ -87,10 +108,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fx *f = *state;
-    fail_commits = false;
+    fail_commits = fail_writes = false;
     rd_runs_free(f->rs);
-    f->store->ops = f->real;
-    rd_store_close(f->store);
+    rd_store_close(f->store); /* closes the sqlite store under it */
     rd_config_free(f->cfg);
     event_base_free(f->base);
     char cmd[128];
@@ -98,6 +118,12 @@ static int teardown(void **state)
     assert_int_equal(system(cmd), 0);
     free(f);
     return 0;
+}
+
+static int woken;
+static void on_wake(void *arg)
+{
+    woken++;
 }
 
 static rd_active *new_run(fx *f)
@@ -131,37 +157,78 @@ static void test_published_after_commit_in_order(void **state)
     }
 }
 
-static int woken;
-static void on_wake(void *arg)
+static int count_cb(const rd_event *ev, void *arg)
 {
-    woken++;
+    seen *s = arg;
+    if (s->n < 64) {
+        s->ids[s->n] = ev->id;
+        snprintf(s->types[s->n], sizeof s->types[0], "%s", ev->type);
+        s->n++;
+    }
+    return 0;
 }
 
-static void test_failed_commit_publishes_nothing(void **state)
+/* The run's stored events, read from SQLite itself (under the journal). */
+static seen stored_events(fx *f, const char *run_id)
 {
-    fx *f = *state;
+    seen s = {0};
+    assert_int_equal(f->real->events_scan(f->sqlite, run_id, 0, 0, count_cb, &s), 0);
+    return s;
+}
+
+/* A commit fails (and, in the second case, the writes before it too): nothing is published or
+ * woken; when the store works again the batch is stored with the ids it had, then published. */
+static void check_held_batch(fx *f, bool writes_fail)
+{
     seen s = {0};
     rd_active *act = new_run(f);
+    char id[RD_RUN_ID_MAX];
+    snprintf(id, sizeof id, "%s", rd_active_run(act)->id);
     assert_int_equal(rd_run_transition(act, RD_ST_QUEUED, RD_RS_NONE, NULL), 0);
     assert_int_equal(rd_runs_flush(f->rs), 0);
     assert_true(rd_runs_store_ok(f->rs));
+    int stored_before = stored_events(f, id).n;
     void *l = rd_runs_listen(f->rs, on_event, NULL, &s);
     woken = 0;
-    assert_non_null(rd_runs_watch(f->rs, rd_active_run(act)->id, on_wake, NULL));
-    assert_int_equal(rd_run_transition(act, RD_ST_CANCELLED, RD_RS_USER_CANCELLED, NULL), 0);
+    assert_non_null(rd_runs_watch(f->rs, id, on_wake, NULL));
     fail_commits = true;
+    fail_writes = writes_fail;
+    assert_int_equal(rd_run_transition(act, RD_ST_CANCELLED, RD_RS_USER_CANCELLED, NULL), 0);
+    int64_t held_last = rd_active_run(act)->last_event_id;
     assert_int_not_equal(rd_runs_flush(f->rs), 0);
     assert_int_equal(s.n, 0);   /* not durable: not published */
     assert_int_equal(woken, 0); /* and the waiter is not told the run settled */
     assert_false(rd_runs_store_ok(f->rs));
-    fail_commits = false;
-    rd_run_log(act, "info", "test", "after");
-    assert_int_equal(rd_runs_flush(f->rs), 0);
+    assert_int_equal(stored_events(f, id).n, stored_before); /* rolled back */
+    assert_true(rd_store_journal_writes(f->store) > 0);
+    fail_commits = fail_writes = false;
+    /* Nothing else happens: the retry timer alone catches up. */
+    struct timeval tv = {2, 0};
+    event_base_loopexit(f->base, &tv);
+    while (!rd_runs_store_ok(f->rs) && event_base_loop(f->base, EVLOOP_ONCE) == 0)
+        ;
     assert_true(rd_runs_store_ok(f->rs));
-    /* Only the event of the batch that committed: the lost batch is not replayed. */
-    assert_int_equal(s.n, 1);
-    assert_string_equal(s.types[0], "run.log");
+    assert_int_equal(rd_store_journal_writes(f->store), 0);
+    assert_int_equal(s.n, 2); /* run.status cancelled, run.end */
+    assert_string_equal(s.types[0], "run.status");
+    assert_string_equal(s.types[1], "run.end");
+    assert_int_equal(s.ids[1], held_last); /* the ids given while the store failed */
+    assert_int_equal(woken, 1);
+    seen st = stored_events(f, id);
+    assert_int_equal(st.n, stored_before + 2);
+    assert_int_equal(st.ids[st.n - 2], s.ids[0]);
+    assert_int_equal(st.ids[st.n - 1], s.ids[1]);
     rd_runs_unlisten(f->rs, l);
+}
+
+static void test_failed_commit_holds_the_batch(void **state)
+{
+    check_held_batch(*state, false);
+}
+
+static void test_failed_writes_keep_their_ids(void **state)
+{
+    check_held_batch(*state, true);
 }
 
 static void test_unlisten(void **state)
@@ -208,7 +275,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_published_after_commit_in_order, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_failed_commit_publishes_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_commit_holds_the_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_writes_keep_their_ids, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unlisten, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gate_sends_watermark, setup, teardown),
     };

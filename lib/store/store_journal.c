@@ -1,0 +1,514 @@
+/*
+ * store_journal.c: the store decorator of store_journal.h. Every write goes to the backend's
+ * open transaction and is also recorded here, until a commit succeeds. After a failed write
+ * or commit the transaction is rolled back and the journal kept ("pending"); the next access
+ * writes it again, in order and with the same event ids, before anything new. While a write
+ * has failed in the current transaction ("doomed"), later writes are only recorded and the
+ * commit fails, so the batch is retried whole.
+ *
+ * Reads pass through. Retention prunes are not recorded: a lost prune is redone by the next
+ * round. A delivery lease is a conditional write: it is refused while the transaction is
+ * doomed, so no webhook is sent whose lease is not stored.
+ */
+#include "store/store_journal.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+
+#include "base/util.h"
+
+typedef enum {
+    J_RUN_INSERT,
+    J_RUN_UPDATE,
+    J_EVENT,
+    J_IDEM_PUT,
+    J_KV_PUT,
+    J_ENRICH,
+    J_DLV_INSERT,
+    J_DLV_UPDATE,
+    J_DLV_STOP,
+    J_DLV_LEASE,
+    J_DLV_UNLEASE,
+    J_DLV_ATTEMPT,
+} jop;
+
+/* One recorded write. The strings live in the same allocation, after the struct. */
+typedef struct jrec {
+    STAILQ_ENTRY(jrec) link;
+    jop op;
+    rd_run *run;           /* J_RUN_*: a copy of the record */
+    int64_t id, ts, n;     /* event id, timestamps, item seq / attempt n */
+    const char *s[7];      /* the op's strings, in argument order */
+    rd_delivery d;         /* J_DLV_INSERT/UPDATE (strings point into s[]) */
+    rd_delivery_attempt a; /* J_DLV_ATTEMPT */
+    size_t size;
+} jrec;
+
+typedef struct jstore {
+    rd_store base;
+    rd_store *inner;
+    STAILQ_HEAD(, jrec) log;
+    rd_map *updates; /* run id -> its J_RUN_UPDATE in the log (only the latest is kept) */
+    size_t bytes, writes;
+    bool pending;          /* the log is not in the backend's open transaction */
+    bool doomed;           /* a write failed in this transaction: its commit must fail */
+    int64_t last_event_id; /* the id of the last event appended or recorded */
+    uint64_t m_failed, m_replays;
+} jstore;
+
+static jstore *J(rd_store *s)
+{
+    return (jstore *)s;
+}
+
+/* A record with room for n strings (NULLs allowed), copied in. */
+static jrec *rec_new(jop op, int n, const char *const *strs)
+{
+    size_t len[7] = {0}, total = sizeof(jrec);
+    for (int i = 0; i < n; i++)
+        total += strs[i] ? (len[i] = strlen(strs[i]) + 1) : 0;
+    jrec *r = calloc(1, total);
+    if (!r)
+        return NULL;
+    r->op = op;
+    r->size = total;
+    char *p = (char *)(r + 1);
+    for (int i = 0; i < n; i++) {
+        if (!strs[i])
+            continue;
+        r->s[i] = memcpy(p, strs[i], len[i]);
+        p += len[i];
+    }
+    return r;
+}
+
+static void rec_free(jrec *r)
+{
+    rd_run_free(r->run);
+    free(r);
+}
+
+static void log_clear(jstore *j)
+{
+    jrec *r;
+    while ((r = STAILQ_FIRST(&j->log))) {
+        STAILQ_REMOVE_HEAD(&j->log, link);
+        rec_free(r);
+    }
+    rd_map_free(j->updates);
+    j->updates = rd_map_new();
+    j->bytes = j->writes = 0;
+}
+
+static void log_add(jstore *j, jrec *r)
+{
+    STAILQ_INSERT_TAIL(&j->log, r, link);
+    j->bytes += r->size;
+    j->writes++;
+}
+
+/* Writes one record to the backend. */
+static int apply(jstore *j, jrec *r)
+{
+    rd_store *in = j->inner;
+    switch (r->op) {
+    case J_RUN_INSERT:
+        return in->ops->run_insert(in, r->run);
+    case J_RUN_UPDATE:
+        return in->ops->run_update(in, r->run);
+    case J_EVENT: {
+        int64_t id = r->id;
+        return in->ops->event_append(in, r->s[0], r->s[1], r->s[2], r->ts, r->s[3], r->n, &id);
+    }
+    case J_IDEM_PUT:
+        return in->ops->idem_put(in, r->s[0], r->s[1], r->s[2], r->ts);
+    case J_KV_PUT:
+        return in->ops->kv_put(in, r->s[0], r->s[1]);
+    case J_ENRICH:
+        return in->ops->enrichment_put(in, r->s[0], r->n, r->s[1], r->s[2], r->ts);
+    case J_DLV_INSERT:
+        return in->ops->dlv_insert(in, &r->d);
+    case J_DLV_UPDATE:
+        return in->ops->dlv_update(in, &r->d);
+    case J_DLV_STOP:
+        return in->ops->dlv_stop(in, r->s[0], r->s[1], r->ts, r->s[2]);
+    case J_DLV_LEASE:
+        return in->ops->dlv_lease(in, r->s[0]);
+    case J_DLV_UNLEASE:
+        return in->ops->dlv_unlease(in);
+    case J_DLV_ATTEMPT:
+        return in->ops->dlv_attempt_add(in, &r->a);
+    }
+    return RD_ERR;
+}
+
+/* After a rollback: the journal goes into the new transaction first. */
+static void catch_up(jstore *j)
+{
+    if (!j->pending)
+        return;
+    j->pending = false;
+    j->m_replays++;
+    jrec *r;
+    STAILQ_FOREACH(r, &j->log, link)
+    {
+        int rc = apply(j, r);
+        if (rc != 0 && !(r->op == J_DLV_LEASE && rc == RD_ENOTFOUND)) {
+            j->doomed = true;
+            return;
+        }
+    }
+}
+
+/* A failure of the backend (not an answer such as "not found" or "duplicate"). */
+static bool is_failure(int rc)
+{
+    return rc != 0 && rc != RD_ENOTFOUND && rc != RD_ECONFLICT && rc != RD_EINVAL;
+}
+
+/* The common path of a recorded write: catch up, write unless doomed, record. A write that
+ * fails dooms the transaction but is kept: the caller sees success, as the daemon's memory
+ * already holds it, and the store gets it when it works again. */
+static int jwrite(jstore *j, jrec *r)
+{
+    if (!r)
+        return RD_ERR;
+    catch_up(j);
+    int rc = j->doomed ? RD_EIO : apply(j, r);
+    if (rc != 0 && !is_failure(rc)) {
+        rec_free(r);
+        return rc;
+    }
+    if (rc != 0) {
+        if (!j->doomed)
+            rd_log_err("store write failed; kept in memory until the store works again");
+        j->doomed = true;
+    }
+    log_add(j, r);
+    return 0;
+}
+
+static int j_commit(rd_store *s)
+{
+    jstore *j = J(s);
+    catch_up(j);
+    int rc = j->doomed ? RD_EIO : j->inner->ops->commit(j->inner);
+    if (rc == 0) {
+        log_clear(j);
+        return 0;
+    }
+    j->inner->ops->rollback(j->inner);
+    j->doomed = false;
+    j->pending = STAILQ_FIRST(&j->log) != NULL;
+    j->m_failed++;
+    return RD_EIO;
+}
+
+static int j_rollback(rd_store *s)
+{
+    jstore *j = J(s);
+    j->inner->ops->rollback(j->inner);
+    j->doomed = false;
+    j->pending = STAILQ_FIRST(&j->log) != NULL;
+    return 0;
+}
+
+static void j_close(rd_store *s)
+{
+    jstore *j = J(s);
+    if (j->writes)
+        rd_log_err("store closed with %zu write(s) that could not be stored", j->writes);
+    log_clear(j);
+    rd_map_free(j->updates);
+    rd_store_close(j->inner);
+    free(j);
+}
+
+static int j_run_write(rd_store *s, const rd_run *run, jop op)
+{
+    jstore *j = J(s);
+    jrec *r = rec_new(op, 0, NULL);
+    if (r && !(r->run = rd_run_dup(run))) {
+        free(r);
+        r = NULL;
+    }
+    if (!r)
+        return RD_ERR;
+    jrec *old = op == J_RUN_UPDATE ? rd_map_get(j->updates, run->id) : NULL;
+    if (old && !j->pending) {
+        /* Only the latest row matters: replace the older copy in place (keeping its place
+         * after the run's insert). */
+        catch_up(j);
+        int rc = j->doomed ? RD_EIO : apply(j, r);
+        if (is_failure(rc))
+            j->doomed = true;
+        rd_run_free(old->run);
+        old->run = r->run;
+        r->run = NULL;
+        free(r);
+        return 0;
+    }
+    int rc = jwrite(j, r);
+    if (rc == 0 && op == J_RUN_UPDATE)
+        rd_map_set(j->updates, run->id, r);
+    return rc;
+}
+
+static int j_run_insert(rd_store *s, const rd_run *run)
+{
+    return j_run_write(s, run, J_RUN_INSERT);
+}
+
+static int j_run_update(rd_store *s, const rd_run *run)
+{
+    return j_run_write(s, run, J_RUN_UPDATE);
+}
+
+static int j_event_append(rd_store *s, const char *run_id, const char *flow, const char *type,
+                          int64_t ts, const char *data, int64_t item_seq, int64_t *out_id)
+{
+    jstore *j = J(s);
+    const char *strs[] = {run_id, flow, type, data};
+    jrec *r = rec_new(J_EVENT, 4, strs);
+    if (!r)
+        return RD_ERR;
+    r->ts = ts;
+    r->n = item_seq;
+    catch_up(j);
+    int64_t id = 0;
+    int rc = j->doomed ? RD_EIO
+                       : j->inner->ops->event_append(j->inner, run_id, flow, type, ts, data,
+                                                     item_seq, &id);
+    if (rc != 0 && !is_failure(rc)) {
+        rec_free(r);
+        return rc;
+    }
+    if (rc != 0) {
+        /* Not written: it gets the id the backend would have given it, and keeps it. */
+        id = j->last_event_id + 1;
+        j->doomed = true;
+    }
+    r->id = id;
+    j->last_event_id = id;
+    log_add(j, r);
+    if (out_id)
+        *out_id = id;
+    return 0;
+}
+
+static int j_idem_put(rd_store *s, const char *key_hash, const char *run_id, const char *body_hash,
+                      int64_t ts)
+{
+    const char *strs[] = {key_hash, run_id, body_hash};
+    jrec *r = rec_new(J_IDEM_PUT, 3, strs);
+    if (r)
+        r->ts = ts;
+    return jwrite(J(s), r);
+}
+
+static int j_kv_put(rd_store *s, const char *key, const char *value)
+{
+    const char *strs[] = {key, value};
+    return jwrite(J(s), rec_new(J_KV_PUT, 2, strs));
+}
+
+static int j_enrichment_put(rd_store *s, const char *run_id, int64_t item_seq, const char *flow,
+                            const char *data, int64_t ts)
+{
+    const char *strs[] = {run_id, flow, data};
+    jrec *r = rec_new(J_ENRICH, 3, strs);
+    if (r) {
+        r->n = item_seq;
+        r->ts = ts;
+    }
+    return jwrite(J(s), r);
+}
+
+static int j_dlv_write(rd_store *s, const rd_delivery *d, jop op)
+{
+    const char *strs[] = {d->id, d->run_id, d->type, d->url, d->secret, d->body, d->last_error};
+    jrec *r = rec_new(op, 7, strs);
+    if (!r)
+        return RD_ERR;
+    r->d = *d;
+    r->d.id = r->s[0];
+    r->d.run_id = r->s[1];
+    r->d.type = r->s[2];
+    r->d.url = r->s[3];
+    r->d.secret = r->s[4];
+    r->d.body = r->s[5];
+    r->d.last_error = r->s[6];
+    return jwrite(J(s), r);
+}
+
+static int j_dlv_insert(rd_store *s, const rd_delivery *d)
+{
+    return j_dlv_write(s, d, J_DLV_INSERT);
+}
+
+static int j_dlv_update(rd_store *s, const rd_delivery *d)
+{
+    return j_dlv_write(s, d, J_DLV_UPDATE);
+}
+
+static int j_dlv_stop(rd_store *s, const char *run_id, const char *url, int64_t now,
+                      const char *why)
+{
+    const char *strs[] = {run_id, url, why};
+    jrec *r = rec_new(J_DLV_STOP, 3, strs);
+    if (r)
+        r->ts = now;
+    return jwrite(J(s), r);
+}
+
+/* Conditional: refused while the transaction is doomed (see the file's comment). */
+static int j_dlv_lease(rd_store *s, const char *id)
+{
+    jstore *j = J(s);
+    catch_up(j);
+    if (j->doomed)
+        return RD_EIO;
+    const char *strs[] = {id};
+    return jwrite(j, rec_new(J_DLV_LEASE, 1, strs));
+}
+
+static int j_dlv_unlease(rd_store *s)
+{
+    return jwrite(J(s), rec_new(J_DLV_UNLEASE, 0, NULL));
+}
+
+static int j_dlv_attempt_add(rd_store *s, const rd_delivery_attempt *a)
+{
+    const char *strs[] = {a->delivery_id, a->error};
+    jrec *r = rec_new(J_DLV_ATTEMPT, 2, strs);
+    if (!r)
+        return RD_ERR;
+    r->a = *a;
+    r->a.delivery_id = r->s[0];
+    r->a.error = r->s[1];
+    return jwrite(J(s), r);
+}
+
+/* Reads and prunes pass through, after the journal has caught up. */
+#define PASS(name, params, args)                                                                   \
+    static int j_##name params                                                                     \
+    {                                                                                              \
+        catch_up(J(s));                                                                            \
+        return J(s)->inner->ops->name args;                                                        \
+    }
+
+PASS(run_get, (rd_store * s, const char *id, rd_run **out), (J(s)->inner, id, out))
+PASS(run_list,
+     (rd_store * s, const rd_run_filter *f, int64_t offset, int limit, rd_run ***out, size_t *n,
+      int64_t *total),
+     (J(s)->inner, f, offset, limit, out, n, total))
+PASS(runs_active, (rd_store * s, rd_run ***out, size_t *n), (J(s)->inner, out, n))
+PASS(events_scan,
+     (rd_store * s, const char *run_id, int64_t after_id, int limit, rd_event_cb cb, void *arg),
+     (J(s)->inner, run_id, after_id, limit, cb, arg))
+PASS(items_scan, (rd_store * s, const rd_item_query *q, rd_event_cb cb, void *arg, int64_t *total),
+     (J(s)->inner, q, cb, arg, total))
+PASS(idem_get,
+     (rd_store * s, const char *key_hash, char *run_id, size_t run_id_len, char *body_hash,
+      size_t body_hash_len),
+     (J(s)->inner, key_hash, run_id, run_id_len, body_hash, body_hash_len))
+PASS(max_event_id, (rd_store * s, int64_t *out), (J(s)->inner, out))
+PASS(min_event_id, (rd_store * s, int64_t *out), (J(s)->inner, out))
+PASS(kv_get, (rd_store * s, const char *key, char **out_value), (J(s)->inner, key, out_value))
+PASS(events_prune, (rd_store * s, int64_t before_ms, int limit, int64_t *n_deleted),
+     (J(s)->inner, before_ms, limit, n_deleted))
+PASS(idem_prune, (rd_store * s, int64_t before_ms, int64_t *n_deleted),
+     (J(s)->inner, before_ms, n_deleted))
+PASS(dlv_prune, (rd_store * s, int64_t before_ms, int limit, int64_t *n_deleted),
+     (J(s)->inner, before_ms, limit, n_deleted))
+PASS(dlv_get, (rd_store * s, const char *id, rd_delivery_cb cb, void *arg),
+     (J(s)->inner, id, cb, arg))
+PASS(dlv_due, (rd_store * s, int64_t now, int limit, rd_delivery_cb cb, void *arg),
+     (J(s)->inner, now, limit, cb, arg))
+PASS(dlv_next_due, (rd_store * s, int64_t *out), (J(s)->inner, out))
+PASS(dlv_run_scan,
+     (rd_store * s, const char *run_id, int64_t offset, int limit, rd_delivery_cb cb, void *arg,
+      int64_t *total),
+     (J(s)->inner, run_id, offset, limit, cb, arg, total))
+PASS(dlv_stopped, (rd_store * s, const char *run_id, const char *url, bool *out),
+     (J(s)->inner, run_id, url, out))
+PASS(dlv_attempts_scan, (rd_store * s, const char *delivery_id, rd_attempt_cb cb, void *arg),
+     (J(s)->inner, delivery_id, cb, arg))
+
+static const rd_store_ops journal_ops = {
+    .close = j_close,
+    .commit = j_commit,
+    .rollback = j_rollback,
+    .run_insert = j_run_insert,
+    .run_update = j_run_update,
+    .run_get = j_run_get,
+    .run_list = j_run_list,
+    .runs_active = j_runs_active,
+    .event_append = j_event_append,
+    .events_scan = j_events_scan,
+    .items_scan = j_items_scan,
+    .idem_get = j_idem_get,
+    .idem_put = j_idem_put,
+    .max_event_id = j_max_event_id,
+    .min_event_id = j_min_event_id,
+    .kv_get = j_kv_get,
+    .kv_put = j_kv_put,
+    .enrichment_put = j_enrichment_put,
+    .events_prune = j_events_prune,
+    .idem_prune = j_idem_prune,
+    .dlv_prune = j_dlv_prune,
+    .dlv_insert = j_dlv_insert,
+    .dlv_update = j_dlv_update,
+    .dlv_get = j_dlv_get,
+    .dlv_due = j_dlv_due,
+    .dlv_next_due = j_dlv_next_due,
+    .dlv_run_scan = j_dlv_run_scan,
+    .dlv_stop = j_dlv_stop,
+    .dlv_stopped = j_dlv_stopped,
+    .dlv_lease = j_dlv_lease,
+    .dlv_unlease = j_dlv_unlease,
+    .dlv_attempt_add = j_dlv_attempt_add,
+    .dlv_attempts_scan = j_dlv_attempts_scan,
+};
+
+rd_store *rd_store_journal_wrap(rd_store *inner)
+{
+    jstore *j = calloc(1, sizeof *j);
+    if (!j || !(j->updates = rd_map_new())) {
+        free(j);
+        rd_store_close(inner);
+        return NULL;
+    }
+    j->base.ops = &journal_ops;
+    j->inner = inner;
+    STAILQ_INIT(&j->log);
+    /* Ids continue from the highest stored one (an event that fails to be written before any
+     * has been appended gets the next). */
+    inner->ops->max_event_id(inner, &j->last_event_id);
+    return &j->base;
+}
+
+size_t rd_store_journal_bytes(const rd_store *s)
+{
+    return ((const jstore *)s)->bytes;
+}
+
+size_t rd_store_journal_writes(const rd_store *s)
+{
+    return ((const jstore *)s)->writes;
+}
+
+void rd_store_journal_metrics(const rd_store *s, FILE *f)
+{
+    const jstore *j = (const jstore *)s;
+    fprintf(f,
+            "# HELP runsd_store_journal_bytes Bytes of writes held in memory until a commit "
+            "succeeds.\n# TYPE runsd_store_journal_bytes gauge\nrunsd_store_journal_bytes %zu\n",
+            j->bytes);
+    fprintf(f,
+            "# HELP runsd_store_journal_replays_total Transactions that began by writing again "
+            "what a failed one lost.\n# TYPE runsd_store_journal_replays_total counter\n"
+            "runsd_store_journal_replays_total %llu\n",
+            (unsigned long long)j->m_replays);
+}

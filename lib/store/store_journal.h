@@ -1,0 +1,27 @@
+/*
+ * store_journal.h: a store that survives a failed commit. It wraps any backend and keeps, in
+ * memory, every write made since the last successful commit. When a write or the commit
+ * fails (disk full, I/O error, read-only), the backend's transaction is rolled back but the
+ * journal is kept; the next transaction begins by writing the journal again, in order, so
+ * the store catches up with what the daemon already holds in memory, with the same event
+ * ids. Nothing the daemon published or acknowledged is lost (it publishes only after a
+ * commit succeeds), and nothing it holds in memory is missing from the store once the store
+ * works again.
+ */
+#ifndef RUNSD_STORE_JOURNAL_H
+#define RUNSD_STORE_JOURNAL_H
+
+#include <stdio.h>
+
+#include "store/store.h"
+
+/** Wraps inner (taking ownership: closing the journal closes it). NULL on out of memory
+ * (inner is then closed). */
+rd_store *rd_store_journal_wrap(rd_store *inner);
+/** Bytes and writes held for the next transaction (0 after a successful commit). */
+size_t rd_store_journal_bytes(const rd_store *s);
+size_t rd_store_journal_writes(const rd_store *s);
+/** Appends the journal's Prometheus families to f. */
+void rd_store_journal_metrics(const rd_store *s, FILE *f);
+
+#endif
