@@ -1,6 +1,8 @@
 /*
- * server.c: the public API of runsd.h: wires config, store, engine and HTTP together on the
- * caller's event_base, and takes them apart in reverse order.
+ * server.c: the public API of runsd.h, and the composition root: it wires config, store,
+ * engine, webhook outbox, the HTTP layer and the API registered into it on the caller's
+ * event_base, and takes them apart in reverse order. It is the only file that knows every
+ * layer; no layer calls up into another.
  */
 #include "runsd.h"
 
@@ -84,10 +86,14 @@ int runsd_new(struct event_base *base, rd_config *cfg, runsd **out, char *err, s
         goto fail;
     }
     rd_engine_set_outbox(d->eng, d->outbox);
-    d->http = rd_http_new(base, d->eng, cfg, err, errlen);
-    if (!d->http || rd_http_listen(d->http, err, errlen) != 0)
+    d->http = rd_http_new(base, cfg, err, errlen);
+    if (!d->http)
         goto fail;
-    rd_http_set_outbox(d->http, d->outbox);
+    rd_api_opts ao = {.base = base, .eng = d->eng, .outbox = d->outbox, .cfg = cfg};
+    /* The API's state belongs to the server from here on: rd_http_free frees it. */
+    if (rd_api_register(d->http, &ao, err, errlen) != 0 ||
+        rd_http_listen(d->http, err, errlen) != 0)
+        goto fail;
     if (rd_engine_recover(d->eng) != 0) {
         snprintf(err, errlen, "recovery failed: the store could not be read or written");
         goto fail;
@@ -159,7 +165,7 @@ void runsd_free(runsd *d)
 {
     if (!d)
         return;
-    rd_http_free(d->http);
+    rd_http_free(d->http); /* with the API registered into it, before the engine it uses */
     rd_engine_free(d->eng);
     rd_outbox_free(d->outbox); /* after the engine, which holds it; before the store */
     rd_store_close(d->store);

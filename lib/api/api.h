@@ -1,25 +1,30 @@
 /*
- * api.h: the handlers of the HTTP API (SPEC section 3), called by http.c with a parsed,
- * size-checked request. Each handler answers exactly once (now or, for ?wait=, later).
+ * api.h: the HTTP API of SPEC sections 3 and 4 on top of the HTTP layer. rd_api_register
+ * puts every endpoint into a server's route table; the handlers get their context (engine,
+ * outbox, event streams) from the state registered with them, never from the server.
  */
 #ifndef RUNSD_API_H
 #define RUNSD_API_H
 
+#include <stddef.h>
+
+#include "engine/engine.h"
 #include "http/http.h"
 
-/** Routes req to its handler by method and exact path. */
-void rd_api_dispatch(rd_req *req);
-/** Approval links, OAuth callback, approve/deny/auth by id, the demo provider page
- * (api_human.c). True when it handled the request. */
-bool rd_api_human_route(rd_req *req);
-/** Closes every stream and pending long-poll owned by h (shutdown). */
-void rd_api_close_streams(rd_http *h);
-/** True when req's scope is at least need; otherwise replies 401/403 and returns false. */
-bool rd_req_allowed(rd_req *req, int need);
-struct event_base *rd_http_base(rd_http *h);
-/** A slot for api.c's per-server state (control streams). */
-typedef struct rd_api_state rd_api_state;
-rd_api_state **rd_http_api_state(rd_http *h);
-void rd_api_free_state(rd_http *h);
+struct rd_outbox;
+
+/** What the handlers work with, all borrowed: they must outlive the server. */
+typedef struct rd_api_opts {
+    struct event_base *base;
+    rd_engine *eng;
+    struct rd_outbox *outbox; /* the webhook deliveries endpoints answer 503 without it */
+    const rd_config *cfg;     /* the startup config: the event hub's initial bounds */
+} rd_api_opts;
+
+/** Creates the API's state (with the fan-out hub of the event streams, registered with the
+ * engine), routes every endpoint into h, and hooks its shutdown and free into h's: the
+ * state is owned by h from here on and freed by rd_http_free, also when this fails
+ * half-way. Call once, before rd_http_listen. 0 or RD_ERR with err. */
+int rd_api_register(rd_http *h, const rd_api_opts *o, char *err, size_t errlen);
 
 #endif

@@ -1,10 +1,12 @@
 /*
- * http.c: listeners, request limits, access control, routing by exact path, and replies.
+ * http.c: the server side of the HTTP layer: listeners, the request head guard, request
+ * limits, the route table and its dispatch, and the lifecycle hooks of the layers above.
  *
  * libevhtp resets the connection when a body exceeds its max size, so we never set that
  * limit: a per-connection on_read hook counts body bytes and discards them past max_body,
- * and the handler answers 413 with a JSON error. Paths are matched segment by segment here
- * (evhtp matches prefixes), query values are URL-decoded here (evhtp does not).
+ * and the handler answers 413 with a JSON error. Paths are matched segment by segment by
+ * router.c (evhtp matches prefixes); a handler runs only once its request is parsed and
+ * its access checked.
  */
 #include "http/http.h"
 
@@ -14,7 +16,6 @@
 #include <event2/bufferevent.h>
 #include <event2/listener.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,22 +26,35 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
-#include "api/api.h"
-#include "api/stream.h"
 #include "base/util.h"
+#include "http/http_int.h"
+
+/* A registered handler: the router's entries point at these. */
+typedef struct route_rec {
+    rd_http_handler_fn fn;
+    void *arg;
+    int scope;
+    SLIST_ENTRY(route_rec) link;
+} route_rec;
+
+typedef struct http_hook {
+    rd_http_hook_fn fn;
+    void *arg;
+    bool on_free; /* else on close */
+} http_hook;
 
 struct rd_http {
     struct event_base *base;
-    rd_engine *eng;
     const rd_config *cfg;
     evhtp_t *htp[RD_MAX_LISTEN]; /* one evhtp per listener: evhtp binds one socket each */
     int n_htp;
     int port;
     uint64_t req_counter;
     struct event *accept_retry;
-    rd_api_state *api_state;
-    void *stream_state;
-    struct rd_outbox *outbox;      /* borrowed, for the deliveries endpoints */
+    rd_router *router;
+    SLIST_HEAD(, route_rec) routes; /* owned; the router borrows them */
+    http_hook *hooks;               /* in registration order */
+    int n_hooks;
     LIST_HEAD(, conn_state) conns; /* live evhtp connections (not taken-over streams) */
 };
 
@@ -218,291 +232,54 @@ static evhtp_res http_on_accept(evhtp_connection_t *c, void *arg)
     return EVHTP_RES_OK;
 }
 
-/* --- query and path decoding ------------------------------------------------------------ */
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* In-place percent-decoding; '+' is a space in query strings only. Refuses %00. */
-static int pct_decode(char *s, bool plus)
-{
-    char *o = s;
-    for (char *p = s; *p; p++) {
-        if (*p == '%') {
-            int a = p[1] ? hexval(p[1]) : -1, b = a >= 0 && p[2] ? hexval(p[2]) : -1;
-            if (a < 0 || b < 0 || (a == 0 && b == 0))
-                return -1;
-            *o++ = (char)(a * 16 + b);
-            p += 2;
-        } else if (plus && *p == '+') {
-            *o++ = ' ';
-        } else {
-            *o++ = *p;
-        }
-    }
-    *o = 0;
-    return 0;
-}
-
-static int parse_query(rd_req *req, const char *raw)
-{
-    if (!raw || !*raw)
-        return 0;
-    req->qbuf = strdup(raw);
-    if (!req->qbuf)
-        return -1;
-    char *save = NULL;
-    for (char *tok = strtok_r(req->qbuf, "&", &save); tok; tok = strtok_r(NULL, "&", &save)) {
-        if (req->nq >= 32)
-            return -1;
-        char *eq = strchr(tok, '=');
-        if (eq)
-            *eq++ = 0;
-        if (pct_decode(tok, true) != 0 || (eq && pct_decode(eq, true) != 0))
-            return -1;
-        req->qk[req->nq] = tok;
-        req->qv[req->nq] = eq ? eq : "";
-        req->nq++;
-    }
-    return 0;
-}
-
-static int parse_path(rd_req *req, const char *full)
-{
-    req->path = strdup(full);
-    if (!req->path || pct_decode(req->path, false) != 0)
-        return -1;
-    char *copy = req->pcopy = strdup(req->path);
-    if (!copy)
-        return -1;
-    req->nseg = 0;
-    char *p = copy;
-    if (*p != '/')
-        return -1;
-    while (*p == '/' && req->nseg < 8) {
-        *p++ = 0;
-        char *start = p;
-        while (*p && *p != '/')
-            p++;
-        if (start == p && *p == 0)
-            break; /* one trailing slash is tolerated */
-        if (start == p || strcmp(start, ".") == 0 || strcmp(start, "..") == 0)
-            return -1;
-        req->segs[req->nseg++] = start;
-    }
-    if (*p)
-        return -1; /* more than 8 segments: no route is that deep */
-    req->segs[req->nseg] = NULL;
-    return 0;
-}
-
-int rd_form_parse(char *body, const char **keys, const char **vals, int max)
-{
-    int n = 0;
-    char *save = NULL;
-    for (char *tok = strtok_r(body, "&", &save); tok; tok = strtok_r(NULL, "&", &save)) {
-        if (n >= max)
-            return -1;
-        char *eq = strchr(tok, '=');
-        if (eq)
-            *eq++ = 0;
-        if (pct_decode(tok, true) != 0 || (eq && pct_decode(eq, true) != 0))
-            return -1;
-        keys[n] = tok;
-        vals[n] = eq ? eq : "";
-        n++;
-    }
-    return n;
-}
-
-const char *rd_req_query(const rd_req *req, const char *key)
-{
-    for (int i = 0; i < req->nq; i++)
-        if (strcmp(req->qk[i], key) == 0)
-            return req->qv[i];
-    return NULL;
-}
-
-const char *rd_req_header(const rd_req *req, const char *key)
-{
-    return evhtp_header_find(req->r->headers_in, key);
-}
-
-/* --- replies ------------------------------------------------------------------------------ */
-
-void rd_req_cors(rd_req *req, evhtp_headers_t *out)
-{
-    const char *origin = rd_req_header(req, "Origin");
-    if (!origin || req->cfg->n_cors == 0)
-        return;
-    for (int i = 0; i < req->cfg->n_cors; i++) {
-        if (strcmp(req->cfg->cors_origins[i], "*") == 0 ||
-            strcmp(req->cfg->cors_origins[i], origin) == 0) {
-            evhtp_headers_add_header(out,
-                                     evhtp_header_new("Access-Control-Allow-Origin", origin, 0, 1));
-            evhtp_headers_add_header(out, evhtp_header_new("Vary", "Origin", 0, 0));
-            evhtp_headers_add_header(out, evhtp_header_new("Access-Control-Expose-Headers",
-                                                           "X-Request-Id, Retry-After", 0, 0));
-            return;
-        }
-    }
-}
-
-void rd_reply_raw(rd_req *req, int status, const char *ctype, const char *body, size_t len)
-{
-    evhtp_request_t *r = req->r;
-    evhtp_headers_add_header(r->headers_out, evhtp_header_new("Content-Type", ctype, 0, 0));
-    evhtp_headers_add_header(r->headers_out,
-                             evhtp_header_new("X-Request-Id", req->request_id, 0, 1));
-    evhtp_headers_add_header(r->headers_out, evhtp_header_new("Cache-Control", "no-store", 0, 0));
-    rd_req_cors(req, r->headers_out);
-    if (req->body_too_big)
-        evhtp_headers_add_header(r->headers_out, evhtp_header_new("Connection", "close", 0, 0));
-    if (body && len && req->method != htp_method_HEAD)
-        evbuffer_add(r->buffer_out, body, len);
-    evhtp_send_reply(r, (evhtp_res)status);
-}
-
-void rd_reply_json(rd_req *req, int status, json_t *body)
-{
-    char *text = json_dumps(body, JSON_COMPACT);
-    json_decref(body);
-    if (!text) {
-        static const char oom[] =
-            "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
-        rd_reply_raw(req, 500, "application/json", oom, sizeof oom - 1);
-        return;
-    }
-    size_t n = strlen(text);
-    text[n] = '\n'; /* a trailing newline is friendlier to curl users; NUL no longer needed */
-    rd_reply_raw(req, status, "application/json", text, n + 1);
-    free(text);
-}
-
-int rd_reply_error(rd_req *req, int status, const char *code, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    json_t *body = json_pack("{s:{s:s, s:s, s:s}}", "error", "code", code, "message", msg,
-                             "request_id", req->request_id);
-    rd_reply_json(req, status, body);
-    return -1;
-}
-
-void rd_reply_apierr(rd_req *req, const rd_apierr *e)
-{
-    if (e->retry_after > 0) {
-        char buf[16];
-        snprintf(buf, sizeof buf, "%d", e->retry_after);
-        evhtp_headers_add_header(req->r->headers_out, evhtp_header_new("Retry-After", buf, 0, 1));
-    }
-    rd_reply_error(req, e->http, e->code, "%s", e->message);
-}
-
-char *rd_req_body(rd_req *req, size_t *len)
-{
-    if (req->body_too_big) {
-        rd_reply_error(req, 413, "payload_too_large", "the request body exceeds %lld bytes",
-                       (long long)req->cfg->max_body_bytes);
-        return NULL;
-    }
-    struct evbuffer *in = req->r->buffer_in;
-    size_t n = evbuffer_get_length(in);
-    char *buf = malloc(n + 1);
-    if (!buf) {
-        rd_reply_error(req, 500, "internal", "out of memory");
-        return NULL;
-    }
-    evbuffer_copyout(in, buf, n);
-    buf[n] = 0;
-    *len = n;
-    return buf;
-}
-
-int rd_req_json_body(rd_req *req, json_t **out)
-{
-    size_t len = 0;
-    char *body = rd_req_body(req, &len);
-    if (!body)
-        return -1;
-    const char *ctype = rd_req_header(req, "Content-Type");
-    /* curl -d sends form-urlencoded by default: the body decides, except for multipart. */
-    if (ctype && strncasecmp(ctype, "multipart/", 10) == 0 && len > 0) {
-        free(body);
-        return rd_reply_error(req, 415, "unsupported_media_type",
-                              "send the body as application/json");
-    }
-    json_error_t jerr;
-    json_t *j = len ? json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr) : json_object();
-    free(body);
-    if (!j)
-        return rd_reply_error(req, 400, "invalid_json", "invalid JSON at line %d column %d: %s",
-                              jerr.line, jerr.column, jerr.text);
-    if (!json_is_object(j)) {
-        json_decref(j);
-        return rd_reply_error(req, 400, "invalid_json", "the body must be a JSON object");
-    }
-    *out = j;
-    return 0;
-}
-
-/* --- access ------------------------------------------------------------------------------- */
-
-static int grant_scope(rd_req *req)
-{
-    const rd_config *cfg = req->cfg;
-    if (cfg->n_keys == 0)
-        return RD_SCOPE_ADMIN; /* no keys: loopback-only and open (enforced at bind) */
-    const char *key = rd_req_header(req, "x-api-key");
-    const char *auth = rd_req_header(req, "Authorization");
-    if (!key && auth && strncasecmp(auth, "Bearer ", 7) == 0)
-        key = auth + 7;
-    if (!key)
-        return 0;
-    int best = 0;
-    /* Compare against every key so timing does not reveal which one matched. */
-    for (int i = 0; i < cfg->n_keys; i++)
-        if (rd_ct_streq(key, cfg->keys[i].key) && cfg->keys[i].scope > best)
-            best = cfg->keys[i].scope;
-    return best;
-}
-
-bool rd_req_allowed(rd_req *req, int need)
-{
-    if (req->scope >= need)
-        return true;
-    if (req->scope == 0) {
-        evhtp_headers_add_header(req->r->headers_out,
-                                 evhtp_header_new("WWW-Authenticate", "Bearer", 0, 0));
-        rd_reply_error(req, 401, "unauthorized",
-                       "an API key is required (Authorization: Bearer or x-api-key)");
-    } else {
-        rd_reply_error(req, 403, "forbidden", "this API key lacks the '%s' scope",
-                       need == RD_SCOPE_ADMIN   ? "admin"
-                       : need == RD_SCOPE_WRITE ? "write"
-                                                : "read");
-    }
-    return false;
-}
-
 /* --- dispatch ----------------------------------------------------------------------------- */
 
-static void req_dispose(rd_req *req)
+static unsigned method_bit(htp_method m)
 {
-    free(req->path);
-    free(req->pcopy);
-    free(req->qbuf);
+    switch (m) {
+    case htp_method_GET:
+        return RD_METHOD_GET;
+    case htp_method_HEAD:
+        return RD_METHOD_HEAD;
+    case htp_method_POST:
+        return RD_METHOD_POST;
+    case htp_method_PUT:
+        return RD_METHOD_PUT;
+    case htp_method_PATCH:
+        return RD_METHOD_PATCH;
+    case htp_method_DELETE:
+        return RD_METHOD_DELETE;
+    case htp_method_OPTIONS:
+        return RD_METHOD_OPTIONS;
+    default:
+        return RD_METHOD_OTHER;
+    }
+}
+
+/* A parsed request to its handler, or the protocol's own answer: the CORS preflight,
+ * 404, 405 with Allow, 401/403. */
+static void http_dispatch(rd_http *h, rd_req *req)
+{
+    if (req->method == htp_method_OPTIONS) {
+        rd_req_preflight(req);
+        return;
+    }
+    int rc = rd_router_match(h->router, method_bit(req->method), req->segs, req->nseg, &req->route);
+    if (rc == RD_ROUTE_NOT_FOUND) {
+        rd_reply_error(req, 404, "not_found", "no such endpoint");
+        return;
+    }
+    if (rc == RD_ROUTE_NO_METHOD) {
+        char allow[64];
+        rd_router_allow(req->route.allow, allow, sizeof allow);
+        evhtp_headers_add_header(req->r->headers_out, evhtp_header_new("Allow", allow, 0, 1));
+        rd_reply_error(req, 405, "method_not_allowed", "use %s on this path", allow);
+        return;
+    }
+    const route_rec *rr = req->route.data;
+    if (rr->scope != RD_HTTP_PUBLIC && !rd_req_allowed(req, rr->scope))
+        return;
+    rr->fn(req, rr->arg);
 }
 
 static void http_on_request(evhtp_request_t *r, void *arg)
@@ -511,8 +288,6 @@ static void http_on_request(evhtp_request_t *r, void *arg)
     rd_req req;
     memset(&req, 0, sizeof req);
     req.r = r;
-    req.h = h;
-    req.eng = h->eng;
     req.cfg = h->cfg;
     req.method = evhtp_request_get_method(r);
     new_request_id(h, req.request_id, sizeof req.request_id);
@@ -529,15 +304,68 @@ static void http_on_request(evhtp_request_t *r, void *arg)
     if (ulen > (size_t)h->cfg->max_uri_bytes) {
         rd_reply_error(&req, 414, "uri_too_long", "the request URI exceeds %lld bytes",
                        (long long)h->cfg->max_uri_bytes);
-    } else if (parse_path(&req, full) != 0) {
+    } else if (rd_req_parse_path(&req, full) != 0) {
         rd_reply_error(&req, 400, "invalid_path", "the request path is malformed");
-    } else if (parse_query(&req, qraw) != 0) {
+    } else if (rd_req_parse_query(&req, qraw) != 0) {
         rd_reply_error(&req, 400, "invalid_query", "the query string is malformed");
     } else {
-        req.scope = grant_scope(&req);
-        rd_api_dispatch(&req);
+        req.scope = rd_req_grant_scope(&req);
+        http_dispatch(h, &req);
     }
-    req_dispose(&req);
+    rd_req_dispose(&req);
+}
+
+int rd_http_route(rd_http *h, unsigned methods, const char *pattern, int scope,
+                  rd_http_handler_fn fn, void *arg)
+{
+    route_rec *rr = calloc(1, sizeof *rr);
+    if (!rr || !fn)
+        return free(rr), RD_ERR;
+    rr->fn = fn;
+    rr->arg = arg;
+    rr->scope = scope;
+    if (rd_router_add(h->router, methods, pattern, rr) != 0) {
+        rd_log_err("http: cannot route '%s' (malformed, taken or out of memory)", pattern);
+        free(rr);
+        return RD_ERR;
+    }
+    SLIST_INSERT_HEAD(&h->routes, rr, link);
+    return 0;
+}
+
+int rd_http_route_all(rd_http *h, const rd_http_route_def *defs, size_t n, void *arg)
+{
+    for (size_t i = 0; i < n; i++)
+        if (rd_http_route(h, defs[i].methods, defs[i].pattern, defs[i].scope, defs[i].fn, arg) != 0)
+            return RD_ERR;
+    return 0;
+}
+
+static int add_hook(rd_http *h, rd_http_hook_fn fn, void *arg, bool on_free)
+{
+    http_hook *v = realloc(h->hooks, (size_t)(h->n_hooks + 1) * sizeof *v);
+    if (!v)
+        return RD_ERR;
+    h->hooks = v;
+    h->hooks[h->n_hooks++] = (http_hook){fn, arg, on_free};
+    return 0;
+}
+
+int rd_http_on_close(rd_http *h, rd_http_hook_fn fn, void *arg)
+{
+    return add_hook(h, fn, arg, false);
+}
+
+int rd_http_on_free(rd_http *h, rd_http_hook_fn fn, void *arg)
+{
+    return add_hook(h, fn, arg, true);
+}
+
+static void run_close_hooks(rd_http *h)
+{
+    for (int i = 0; i < h->n_hooks; i++)
+        if (!h->hooks[i].on_free)
+            h->hooks[i].fn(h->hooks[i].arg);
 }
 
 /* --- listeners ---------------------------------------------------------------------------- */
@@ -657,8 +485,7 @@ static int listen_one(rd_http *h, const char *spec, char *err, size_t errlen)
     return 0;
 }
 
-rd_http *rd_http_new(struct event_base *base, rd_engine *eng, const rd_config *cfg, char *err,
-                     size_t errlen)
+rd_http *rd_http_new(struct event_base *base, const rd_config *cfg, char *err, size_t errlen)
 {
     rd_http *h = calloc(1, sizeof *h);
     if (!h) {
@@ -666,11 +493,13 @@ rd_http *rd_http_new(struct event_base *base, rd_engine *eng, const rd_config *c
         return NULL;
     }
     h->base = base;
-    h->eng = eng;
     h->cfg = cfg;
     LIST_INIT(&h->conns);
+    SLIST_INIT(&h->routes);
     h->accept_retry = evtimer_new(base, http_on_accept_retry, h);
-    if (rd_stream_init(h, err, errlen) != 0) {
+    h->router = rd_router_new();
+    if (!h->accept_retry || !h->router) {
+        snprintf(err, errlen, "out of memory");
         rd_http_free(h);
         return NULL;
     }
@@ -708,14 +537,14 @@ void rd_http_close(rd_http *h)
     for (int i = 0; i < h->n_htp; i++)
         if (h->htp[i]->server)
             evconnlistener_disable(h->htp[i]->server);
-    rd_api_close_streams(h);
+    run_close_hooks(h);
 }
 
 void rd_http_free(rd_http *h)
 {
     if (!h)
         return;
-    rd_api_close_streams(h);
+    run_close_hooks(h);
     /* evhtp_free leaves live connections behind: free them first (their fini hook unlinks
      * them; a held ?wait request is released through its own fini hook). */
     conn_state *cs;
@@ -727,8 +556,16 @@ void rd_http_free(rd_http *h)
     }
     if (h->accept_retry)
         event_free(h->accept_retry);
-    rd_api_free_state(h);
-    rd_stream_free_state(h);
+    for (int i = h->n_hooks - 1; i >= 0; i--)
+        if (h->hooks[i].on_free)
+            h->hooks[i].fn(h->hooks[i].arg);
+    free(h->hooks);
+    route_rec *rr;
+    while ((rr = SLIST_FIRST(&h->routes))) {
+        SLIST_REMOVE_HEAD(&h->routes, link);
+        free(rr);
+    }
+    rd_router_free(h->router);
     free(h);
 }
 
@@ -740,39 +577,4 @@ int rd_http_port(const rd_http *h)
 void rd_http_set_config(rd_http *h, const rd_config *cfg)
 {
     h->cfg = cfg;
-}
-
-void rd_http_set_outbox(rd_http *h, struct rd_outbox *ob)
-{
-    h->outbox = ob;
-}
-
-struct rd_outbox *rd_http_outbox(rd_http *h)
-{
-    return h->outbox;
-}
-
-rd_api_state **rd_http_api_state(rd_http *h)
-{
-    return &h->api_state;
-}
-
-void **rd_http_stream_state(rd_http *h)
-{
-    return &h->stream_state;
-}
-
-rd_engine *rd_http_engine(rd_http *h)
-{
-    return h->eng;
-}
-
-const rd_config *rd_http_config(rd_http *h)
-{
-    return h->cfg;
-}
-
-struct event_base *rd_http_base(rd_http *h)
-{
-    return h->base;
 }

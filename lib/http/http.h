@@ -1,7 +1,10 @@
 /*
- * http.h: the HTTP front of the daemon on libevhtp: listeners, exact routing, access control,
- * request limits, CORS, JSON replies and errors. Handlers live in api.c; this file's job is
- * that every request gets a well-formed answer and nothing a client sends can hurt the loop.
+ * http.h: the HTTP protocol layer of the daemon on libevhtp: listeners, the request head
+ * guard and limits, access control (API keys and scopes), CORS, request parsing, JSON
+ * replies and errors, and a route table. It names no endpoint: the layers above register
+ * handlers for path patterns (rd_http_route) and lifecycle hooks (rd_http_on_close,
+ * rd_http_on_free), the way h2o's handlers are registered on a host. Its job is that every
+ * request gets a well-formed answer and nothing a client sends can hurt the loop.
  */
 #ifndef RUNSD_HTTP_H
 #define RUNSD_HTTP_H
@@ -11,23 +14,23 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "base/apierr.h"
 #include "config/config.h"
-#include "engine/engine.h"
+#include "http/router.h"
 
 typedef struct rd_http rd_http;
 
 /** One request being handled. Borrowed by handlers for the duration of the call. */
 typedef struct rd_req {
     evhtp_request_t *r;
-    rd_http *h;
-    rd_engine *eng;
-    const rd_config *cfg;
+    const rd_config *cfg; /* the server's current config */
     htp_method method;
-    char *path;    /* decoded path, owned */
-    char *pcopy;   /* storage of segs, owned */
-    char *segs[9]; /* path segments (pointers into pcopy), NULL-terminated */
+    char *path;                        /* decoded path, owned */
+    char *pcopy;                       /* storage of segs, owned */
+    char *segs[RD_ROUTE_MAX_SEGS + 1]; /* path segments (into pcopy), NULL-terminated */
     int nseg;
-    char *qbuf; /* decoded query storage, owned */
+    rd_route_hit route; /* the matched route: its {name} captures point into segs */
+    char *qbuf;         /* decoded query storage, owned */
     const char *qk[32], *qv[32];
     int nq;
     int scope; /* granted scope (RD_SCOPE_*), or RD_SCOPE_ADMIN when no keys exist */
@@ -35,28 +38,76 @@ typedef struct rd_req {
     char request_id[24];
 } rd_req;
 
-rd_http *rd_http_new(struct event_base *base, rd_engine *eng, const rd_config *cfg, char *err,
-                     size_t errlen);
+/** A handler: answers req exactly once (now, or later after evhtp_request_pause).
+ * arg is what was given to rd_http_route. */
+typedef void (*rd_http_handler_fn)(rd_req *req, void *arg);
+/** A lifecycle hook (see rd_http_on_close, rd_http_on_free). */
+typedef void (*rd_http_hook_fn)(void *arg);
+
+/** The scope of a route whose handler checks access itself (or that is public). */
+#define RD_HTTP_PUBLIC 0
+
+/** A server on base with no listener and no route yet. cfg is borrowed (see
+ * rd_http_set_config). NULL with err on failure. Free with rd_http_free. */
+rd_http *rd_http_new(struct event_base *base, const rd_config *cfg, char *err, size_t errlen);
+
+/** Routes `methods` (RD_METHOD_* bits; HEAD is not implied by GET) on `pattern`, a path
+ * of literal segments and {name} captures such as "/v1/runs/{id}/cancel", to fn(req, arg).
+ * Before fn runs, the request's path and query are parsed and checked, and its granted
+ * scope must be at least `scope` (RD_SCOPE_*; RD_HTTP_PUBLIC checks nothing), else 401 or
+ * 403 is answered. A path no pattern matches is answered 404; a matched path without the
+ * method 405 with Allow; OPTIONS is the CORS preflight on every path. A literal segment
+ * wins over a capture (see router.h). arg is borrowed. 0, or RD_ERR on a malformed or
+ * conflicting pattern or out of memory. */
+int rd_http_route(rd_http *h, unsigned methods, const char *pattern, int scope,
+                  rd_http_handler_fn fn, void *arg);
+
+/** One entry of a route list (see rd_http_route_all). */
+typedef struct rd_http_route_def {
+    unsigned methods;
+    const char *pattern;
+    int scope;
+    rd_http_handler_fn fn;
+} rd_http_route_def;
+
+/** rd_http_route for each of the n entries of defs, all with arg. 0, or RD_ERR at the
+ * first that fails (the entries before it stay routed). */
+int rd_http_route_all(rd_http *h, const rd_http_route_def *defs, size_t n, void *arg);
+
+/** Adds a hook run by rd_http_close and again at the start of rd_http_free (to close
+ * streams the handlers took over), in registration order. arg is borrowed. 0 or RD_ERR. */
+int rd_http_on_close(rd_http *h, rd_http_hook_fn fn, void *arg);
+/** Adds a hook run at the end of rd_http_free, after every connection is gone, in reverse
+ * registration order: where the handlers' owner frees what it registered. 0 or RD_ERR. */
+int rd_http_on_free(rd_http *h, rd_http_hook_fn fn, void *arg);
+
 /** Binds the configured listeners (or takes systemd's sockets). 0 or RD_ERR with err. */
 int rd_http_listen(rd_http *h, char *err, size_t errlen);
-/** Stops accepting and closes every open stream. */
+/** Stops accepting and runs the close hooks. */
 void rd_http_close(rd_http *h);
+/** Runs the close hooks, drops every connection and listener, then runs the free hooks.
+ * Safe on NULL and on a half-built server. */
 void rd_http_free(rd_http *h);
 int rd_http_port(const rd_http *h);
+/** The config later requests see (borrowed; the caller keeps it alive). */
 void rd_http_set_config(rd_http *h, const rd_config *cfg);
-struct rd_outbox;
-/** The webhook outbox the deliveries endpoints use (borrowed; NULL until set). */
-void rd_http_set_outbox(rd_http *h, struct rd_outbox *ob);
-struct rd_outbox *rd_http_outbox(rd_http *h);
 
 /* For handlers. */
+/** The value of the route's {name} capture, or NULL. Borrowed from req. */
+const char *rd_req_param(const rd_req *req, const char *name);
 /** Decoded query value or NULL. Borrowed from req. */
 const char *rd_req_query(const rd_req *req, const char *key);
+/** An optional integer query parameter within [lo, hi]: 0 with *out (def when absent),
+ * or -1 after replying 400 invalid_parameter. */
+int rd_req_query_int(rd_req *req, const char *key, int64_t def, int64_t lo, int64_t hi,
+                     int64_t *out);
 /** Parses an application/x-www-form-urlencoded body in place. Returns the number of pairs or
  * -1 (malformed, %00, more than max). */
 int rd_form_parse(char *body, const char **keys, const char **vals, int max);
 /** A request header or NULL. */
 const char *rd_req_header(const rd_req *req, const char *key);
+/** True when req's scope is at least need; otherwise replies 401/403 and returns false. */
+bool rd_req_allowed(rd_req *req, int need);
 /** Parses the body as one JSON object. 0, or -1 after replying 400/413/415. *out owned. */
 int rd_req_json_body(rd_req *req, json_t **out);
 /** The raw body (NUL-terminated copy, caller frees) or NULL after replying 413. */

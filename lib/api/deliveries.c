@@ -1,6 +1,9 @@
 /*
- * api_hooks.c: the webhook deliveries endpoints (see api_hooks.h). They read the outbox's
- * tables directly; only a redeliver goes through the outbox, which owns attempts.
+ * deliveries.c: the webhook deliveries endpoints of SPEC section 3:
+ *   GET  /v1/runs/{id}/deliveries                    (read scope)
+ *   POST /v1/runs/{id}/deliveries/{did}/redeliver    (write scope)
+ * They read the outbox's tables directly; only a redeliver goes through the outbox, which
+ * owns attempts.
  *
  * A delivery on the wire:
  *   {"id": webhook-id, "object": "delivery", "run_id", "type", "url", "endpoint": "run" |
@@ -12,15 +15,14 @@
  *                  "next_attempt_at"}]}
  * The signing secret and the body are never shown; user:password in a URL is masked.
  */
-#include "api/api_hooks.h"
-
 #include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "webhook/outbox.h"
+#include "api/api_int.h"
 #include "base/util.h"
+#include "webhook/outbox.h"
 
 static const char *const state_names[] = {
     [RD_DLV_PENDING] = "pending", [RD_DLV_SENDING] = "sending", [RD_DLV_DELIVERED] = "delivered",
@@ -104,24 +106,6 @@ static int collect_on_row(const rd_delivery *d, void *arg)
     return o ? json_array_append_new(arg, o) : -1;
 }
 
-/* Parses an optional integer query parameter within [lo, hi]; -1 after replying 400. */
-static int query_int(rd_req *req, const char *key, int64_t def, int64_t lo, int64_t hi,
-                     int64_t *out)
-{
-    const char *v = rd_req_query(req, key);
-    int64_t n;
-
-    *out = def;
-    if (!v)
-        return 0;
-    if (rd_parse_i64(v, &n) != 0 || n < lo || n > hi)
-        return rd_reply_error(req, 400, "invalid_parameter",
-                              "'%s' must be an integer between %lld and %lld", key, (long long)lo,
-                              (long long)hi);
-    *out = n;
-    return 0;
-}
-
 /* The outbox's store, once the run is known to exist; NULL after replying. */
 static rd_store *store_for_run(rd_req *req, rd_outbox *ob, const char *run_id)
 {
@@ -142,15 +126,18 @@ static rd_store *store_for_run(rd_req *req, rd_outbox *ob, const char *run_id)
     return rc == 0 ? rd_outbox_store(ob) : NULL;
 }
 
-void rd_api_deliveries(rd_req *req, const char *run_id)
+/* GET /v1/runs/{id}/deliveries: the run's deliveries, each with its attempts; `page` (from
+ * 1) and `page_size` (1..100, default 50). */
+static void h_deliveries(rd_req *req, void *arg)
 {
-    rd_outbox *ob = rd_http_outbox(req->h);
+    rd_outbox *ob = ((rd_api *)arg)->outbox;
+    const char *run_id = rd_req_param(req, "id");
     int64_t page, size, total = 0;
     json_t *items;
     rd_store *s;
 
-    if (query_int(req, "page", 1, 1, 100000000, &page) != 0 ||
-        query_int(req, "page_size", 50, 1, 100, &size) != 0 ||
+    if (rd_req_query_int(req, "page", 1, 1, 100000000, &page) != 0 ||
+        rd_req_query_int(req, "page_size", 50, 1, 100, &size) != 0 ||
         !(s = store_for_run(req, ob, run_id)))
         return;
     items = json_array();
@@ -206,9 +193,12 @@ static json_t *load_delivery(rd_req *req, rd_store *s, const char *run_id, const
     return c.out;
 }
 
-void rd_api_redeliver(rd_req *req, const char *run_id, const char *did)
+/* POST /v1/runs/{id}/deliveries/{did}/redeliver: a new attempt now with the same
+ * webhook-id; 202 with the delivery. */
+static void h_redeliver(rd_req *req, void *arg)
 {
-    rd_outbox *ob = rd_http_outbox(req->h);
+    rd_outbox *ob = ((rd_api *)arg)->outbox;
+    const char *run_id = rd_req_param(req, "id"), *did = rd_req_param(req, "did");
     rd_store *s = store_for_run(req, ob, run_id);
     json_t *d;
     int rc;
@@ -228,4 +218,15 @@ void rd_api_redeliver(rd_req *req, const char *run_id, const char *did)
     }
     if ((d = load_delivery(req, s, run_id, did)))
         rd_reply_json(req, 202, d);
+}
+
+static const rd_http_route_def deliveries_routes[] = {
+    {RD_METHOD_GET | RD_METHOD_HEAD, "/v1/runs/{id}/deliveries", RD_SCOPE_READ, h_deliveries},
+    {RD_METHOD_POST, "/v1/runs/{id}/deliveries/{did}/redeliver", RD_SCOPE_WRITE, h_redeliver},
+};
+
+int rd_deliveries_register(rd_http *h, rd_api *a)
+{
+    return rd_http_route_all(h, deliveries_routes,
+                             sizeof deliveries_routes / sizeof deliveries_routes[0], a);
 }

@@ -1,5 +1,5 @@
 /*
- * stream.c: the HTTP side of the live event streams (SPEC section 4). It validates the
+ * streams.c: the HTTP side of the live event streams (SPEC section 4). It validates the
  * request (run existence, 204 for a finished and fully read run, the client cap, the resume
  * id, stream.reset when that id predates retained history), takes the connection over as an
  * SSE transport (sse.c) and subscribes it to the fan-out hub (hub.c), which does the rest.
@@ -8,14 +8,13 @@
  * durable events are ever sent, and the hub's last published id bounds what a replay may
  * read from the store.
  */
-#include "api/stream.h"
+#include "api/streams.h"
 
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/api.h"
 #include "stream/hub.h"
 #include "stream/sse.h"
 #include "base/util.h"
@@ -25,27 +24,21 @@
 #define STREAM_RETRY_MS 3000
 #define STREAM_MAX_FILTER 32
 
-typedef struct stream_state {
-    rd_http *h;
+struct rd_streams {
     rd_engine *eng;
     rd_store *store;
     rd_hub *hub;
-    int close_calls;         /* rd_stream_close_all: first graceful, then forced */
+    int close_calls;         /* rd_streams_close_all: first graceful, then forced */
     uint64_t refused;        /* 503 too_many_streams */
     uint64_t transport_slow; /* cut by the transport's own bound (a heartbeat that did
                                 not fit) rather than by the hub */
-} stream_state;
-
-static stream_state *state_of(rd_http *h)
-{
-    return *rd_http_stream_state(h);
-}
+};
 
 /* --- engine and store glue -------------------------------------------------------------- */
 
 static void stream_on_event(const rd_pub_event *ev, void *arg)
 {
-    stream_state *st = arg;
+    rd_streams *st = arg;
     rd_hub_event he = {.id = ev->id,
                        .run_id = ev->run_id,
                        .flow = ev->flow,
@@ -61,7 +54,7 @@ static void stream_on_event(const rd_pub_event *ev, void *arg)
 /* The engine formats frames only for events some subscriber may want. */
 static bool stream_wants(void *arg, const char *run_id)
 {
-    stream_state *st = arg;
+    rd_streams *st = arg;
     return rd_hub_wants(st->hub, run_id);
 }
 
@@ -97,7 +90,7 @@ static int stream_on_row(const rd_event *ev, void *arg)
 static int stream_scan(void *scan_arg, const char *run_id, int64_t after, int limit,
                        rd_hub_event_fn fn, void *arg)
 {
-    stream_state *st = scan_arg;
+    rd_streams *st = scan_arg;
     scan_ctx c = {st->eng, fn, arg, false};
     int rc = rd_store_events_scan(st->store, run_id, after, limit, stream_on_row, &c);
     return rc != 0 || c.failed ? -1 : 0;
@@ -127,7 +120,7 @@ static const rd_hub_sink_ops stream_sink_ops = {stream_sink_unsent, stream_sink_
                                                 stream_sink_close};
 
 typedef struct stream_conn {
-    stream_state *st;
+    rd_streams *st;
     rd_hub_sub *sub;
 } stream_conn;
 
@@ -228,7 +221,7 @@ typedef struct open_args {
 /* An id older than retained history cannot be resumed without a gap: say so with
  * stream.reset and continue from the oldest event kept. Returns the (maybe moved) resume
  * point and fills reset (empty when none). */
-static int64_t check_retained(stream_state *st, int64_t resume, char *reset, size_t len)
+static int64_t check_retained(rd_streams *st, int64_t resume, char *reset, size_t len)
 {
     int64_t min = 0;
     reset[0] = 0;
@@ -244,7 +237,7 @@ static int64_t check_retained(stream_state *st, int64_t resume, char *reset, siz
     return min - 1;
 }
 
-static void open_stream(rd_req *req, stream_state *st, open_args *a)
+static void open_stream(rd_req *req, rd_streams *st, open_args *a)
 {
     const rd_config *cfg = req->cfg;
     if (rd_hub_count(st->hub) >= (size_t)cfg->max_sse_clients) {
@@ -293,10 +286,9 @@ static void open_stream(rd_req *req, stream_state *st, open_args *a)
 
 /* Common checks; the engine is flushed so the hub has published everything acknowledged
  * and the run's status is the committed one. */
-static stream_state *begin(rd_req *req, int64_t *resume, int *have)
+static rd_streams *begin(rd_streams *st, rd_req *req, int64_t *resume, int *have)
 {
-    stream_state *st = state_of(req->h);
-    if (!st || st->close_calls > 0) {
+    if (st->close_calls > 0) {
         rd_reply_error(req, 503, "shutting_down", "the server is shutting down");
         return NULL;
     }
@@ -310,12 +302,11 @@ static stream_state *begin(rd_req *req, int64_t *resume, int *have)
     return st;
 }
 
-void rd_stream_run(rd_req *req, const char *id)
+void rd_streams_run(rd_streams *st, rd_req *req, const char *id)
 {
     int64_t resume = 0;
     int have = 0;
-    stream_state *st = begin(req, &resume, &have);
-    if (!st)
+    if (!begin(st, req, &resume, &have))
         return;
     json_t *run = NULL;
     rd_apierr e;
@@ -338,8 +329,10 @@ void rd_stream_run(rd_req *req, const char *id)
     open_stream(req, st, &a);
 }
 
-void rd_stream_all(rd_req *req)
+/* GET /v1/events */
+static void streams_on_all(rd_req *req, void *arg)
 {
+    rd_streams *st = arg;
     int64_t resume = 0;
     int have = 0;
     char rbuf[2048], fbuf[2048], tbuf[2048];
@@ -352,8 +345,7 @@ void rd_stream_all(rd_req *req)
     a.f.runs = runs;
     a.f.flows = flows;
     a.f.types = types;
-    stream_state *st = begin(req, &resume, &have);
-    if (!st)
+    if (!begin(st, req, &resume, &have))
         return;
     /* The global stream starts live; a resume id replays what came after it. */
     if (have)
@@ -361,48 +353,56 @@ void rd_stream_all(rd_req *req)
     open_stream(req, st, &a);
 }
 
-bool rd_stream_token_ok(rd_req *req, const char *id)
+bool rd_streams_token_ok(rd_streams *st, rd_req *req, const char *id)
 {
     /* The token opens the run's event stream and nothing else, not even its JSON log. */
     const char *token = rd_req_query(req, "token");
     const char *acc = rd_req_header(req, "Accept");
     if (!token || !*token || !acc || !strstr(acc, "text/event-stream"))
         return false;
-    return rd_engine_stream_token_ok(rd_http_engine(req->h), id, token);
+    return rd_engine_stream_token_ok(st->eng, id, token);
 }
 
 /* --- lifecycle and metrics -------------------------------------------------------------- */
 
-int rd_stream_init(rd_http *h, char *err, size_t errlen)
+rd_streams *rd_streams_new(struct event_base *base, rd_engine *eng, const rd_config *cfg, char *err,
+                           size_t errlen)
 {
-    stream_state *st = calloc(1, sizeof *st);
-    if (!st)
-        return snprintf(err, errlen, "out of memory"), RD_ERR;
-    st->h = h;
-    st->eng = rd_http_engine(h);
+    rd_streams *st = calloc(1, sizeof *st);
+    if (!st) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    st->eng = eng;
     st->store = rd_engine_store(st->eng);
     int64_t last = 0;
     if (rd_store_max_event_id(st->store, &last) != 0) {
         free(st);
-        return snprintf(err, errlen, "cannot read the newest event id"), RD_ERR;
+        snprintf(err, errlen, "cannot read the newest event id");
+        return NULL;
     }
-    rd_hub_opts o = {.max_buffer = (size_t)rd_http_config(h)->sse_max_buffer,
+    rd_hub_opts o = {.max_buffer = (size_t)cfg->sse_max_buffer,
                      .page = 500,
                      .scan = stream_scan,
                      .scan_arg = st};
-    st->hub = rd_hub_new(rd_http_base(h), &o, last);
+    st->hub = rd_hub_new(base, &o, last);
     if (!st->hub || rd_engine_add_listener_gated(st->eng, stream_on_event, stream_wants, st) != 0) {
         rd_hub_free(st->hub);
         free(st);
-        return snprintf(err, errlen, "cannot create the event hub"), RD_ERR;
+        snprintf(err, errlen, "cannot create the event hub");
+        return NULL;
     }
-    *rd_http_stream_state(h) = st;
-    return 0;
+    return st;
 }
 
-char *rd_stream_metrics(rd_http *h)
+int rd_streams_register(rd_streams *st, rd_http *h)
 {
-    stream_state *st = state_of(h);
+    return rd_http_route(h, RD_METHOD_GET | RD_METHOD_HEAD, "/v1/events", RD_SCOPE_READ,
+                         streams_on_all, st);
+}
+
+char *rd_streams_metrics(rd_streams *st)
+{
     if (!st)
         return NULL;
     rd_hub_stats s;
@@ -429,9 +429,8 @@ char *rd_stream_metrics(rd_http *h)
     return buf;
 }
 
-void rd_stream_close_all(rd_http *h)
+void rd_streams_close_all(rd_streams *st)
 {
-    stream_state *st = state_of(h);
     if (!st)
         return;
     /* First call (shutdown begins): flush and close. Later ones (the server is being
@@ -439,9 +438,8 @@ void rd_stream_close_all(rd_http *h)
     rd_hub_close_all(st->hub, st->close_calls++ > 0);
 }
 
-void rd_stream_free_state(rd_http *h)
+void rd_streams_free(rd_streams *st)
 {
-    stream_state *st = state_of(h);
     if (!st)
         return;
     rd_hub_close_all(st->hub, true);
@@ -450,5 +448,4 @@ void rd_stream_free_state(rd_http *h)
     rd_engine_flush(st->eng);
     rd_hub_free(st->hub);
     free(st);
-    *rd_http_stream_state(h) = NULL;
 }

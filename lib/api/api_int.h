@@ -1,0 +1,39 @@
+/*
+ * api_int.h: what the files of the API share: the state every handler gets as its
+ * argument, and the registration function of each file, which api.c calls (and nothing
+ * else calls back into api.c).
+ */
+#ifndef RUNSD_API_INT_H
+#define RUNSD_API_INT_H
+
+#include <sys/queue.h>
+
+#include "api/api.h"
+#include "api/streams.h"
+
+struct ctl_stream;
+
+/* The per-server state of the API, the argument of every handler. Owned by the server's
+ * free hook (api.c). */
+typedef struct rd_api {
+    struct event_base *base;
+    rd_engine *eng;
+    struct rd_outbox *outbox;     /* borrowed; may be NULL */
+    rd_streams *streams;          /* the event streams, owned */
+    LIST_HEAD(, ctl_stream) ctls; /* open worker control streams (control.c) */
+} rd_api;
+
+/** The run endpoints: create, list, get (with ?wait), cancel, start, extend, enrich,
+ * results and the JSON event log (runs.c). */
+int rd_runs_register(rd_http *h, rd_api *a);
+/** GET /v1/runs/{id}/control: the external worker control stream (control.c). */
+int rd_control_register(rd_http *h, rd_api *a);
+/** Closes every open control stream (shutdown). */
+void rd_control_close_all(rd_api *a);
+/** Approval links, the OAuth callback, approve/deny/auth by id and the demo provider page
+ * (approvals.c). */
+int rd_approvals_register(rd_http *h, rd_api *a);
+/** The webhook deliveries endpoints (deliveries.c). */
+int rd_deliveries_register(rd_http *h, rd_api *a);
+
+#endif

@@ -1,0 +1,322 @@
+/*
+ * req.c: one request as handlers see it: the decoded path, query and body, the access
+ * check, CORS, and the replies. Query values and path segments are URL-decoded here
+ * (evhtp does not); %00 is refused everywhere, so no handler meets a truncated string.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "base/util.h"
+#include "http/http_int.h"
+
+/* --- query and path decoding ------------------------------------------------------------ */
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* In-place percent-decoding; '+' is a space in query strings only. Refuses %00. */
+static int pct_decode(char *s, bool plus)
+{
+    char *o = s;
+    for (char *p = s; *p; p++) {
+        if (*p == '%') {
+            int a = p[1] ? hexval(p[1]) : -1, b = a >= 0 && p[2] ? hexval(p[2]) : -1;
+            if (a < 0 || b < 0 || (a == 0 && b == 0))
+                return -1;
+            *o++ = (char)(a * 16 + b);
+            p += 2;
+        } else if (plus && *p == '+') {
+            *o++ = ' ';
+        } else {
+            *o++ = *p;
+        }
+    }
+    *o = 0;
+    return 0;
+}
+
+int rd_req_parse_query(rd_req *req, const char *raw)
+{
+    if (!raw || !*raw)
+        return 0;
+    req->qbuf = strdup(raw);
+    if (!req->qbuf)
+        return -1;
+    char *save = NULL;
+    for (char *tok = strtok_r(req->qbuf, "&", &save); tok; tok = strtok_r(NULL, "&", &save)) {
+        if (req->nq >= 32)
+            return -1;
+        char *eq = strchr(tok, '=');
+        if (eq)
+            *eq++ = 0;
+        if (pct_decode(tok, true) != 0 || (eq && pct_decode(eq, true) != 0))
+            return -1;
+        req->qk[req->nq] = tok;
+        req->qv[req->nq] = eq ? eq : "";
+        req->nq++;
+    }
+    return 0;
+}
+
+int rd_req_parse_path(rd_req *req, const char *full)
+{
+    req->path = strdup(full);
+    if (!req->path || pct_decode(req->path, false) != 0)
+        return -1;
+    req->pcopy = strdup(req->path);
+    if (!req->pcopy)
+        return -1;
+    req->nseg = rd_router_split(req->pcopy, req->segs);
+    return req->nseg < 0 ? -1 : 0;
+}
+
+int rd_form_parse(char *body, const char **keys, const char **vals, int max)
+{
+    int n = 0;
+    char *save = NULL;
+    for (char *tok = strtok_r(body, "&", &save); tok; tok = strtok_r(NULL, "&", &save)) {
+        if (n >= max)
+            return -1;
+        char *eq = strchr(tok, '=');
+        if (eq)
+            *eq++ = 0;
+        if (pct_decode(tok, true) != 0 || (eq && pct_decode(eq, true) != 0))
+            return -1;
+        keys[n] = tok;
+        vals[n] = eq ? eq : "";
+        n++;
+    }
+    return n;
+}
+
+const char *rd_req_query(const rd_req *req, const char *key)
+{
+    for (int i = 0; i < req->nq; i++)
+        if (strcmp(req->qk[i], key) == 0)
+            return req->qv[i];
+    return NULL;
+}
+
+int rd_req_query_int(rd_req *req, const char *key, int64_t def, int64_t lo, int64_t hi,
+                     int64_t *out)
+{
+    const char *v = rd_req_query(req, key);
+    if (!v) {
+        *out = def;
+        return 0;
+    }
+    int64_t n;
+    if (rd_parse_i64(v, &n) != 0 || n < lo || n > hi)
+        return rd_reply_error(req, 400, "invalid_parameter",
+                              "'%s' must be an integer between %lld and %lld", key, (long long)lo,
+                              (long long)hi);
+    *out = n;
+    return 0;
+}
+
+const char *rd_req_header(const rd_req *req, const char *key)
+{
+    return evhtp_header_find(req->r->headers_in, key);
+}
+
+/* --- replies ------------------------------------------------------------------------------ */
+
+void rd_req_cors(rd_req *req, evhtp_headers_t *out)
+{
+    const char *origin = rd_req_header(req, "Origin");
+    if (!origin || req->cfg->n_cors == 0)
+        return;
+    for (int i = 0; i < req->cfg->n_cors; i++) {
+        if (strcmp(req->cfg->cors_origins[i], "*") == 0 ||
+            strcmp(req->cfg->cors_origins[i], origin) == 0) {
+            evhtp_headers_add_header(out,
+                                     evhtp_header_new("Access-Control-Allow-Origin", origin, 0, 1));
+            evhtp_headers_add_header(out, evhtp_header_new("Vary", "Origin", 0, 0));
+            evhtp_headers_add_header(out, evhtp_header_new("Access-Control-Expose-Headers",
+                                                           "X-Request-Id, Retry-After", 0, 0));
+            return;
+        }
+    }
+}
+
+void rd_reply_raw(rd_req *req, int status, const char *ctype, const char *body, size_t len)
+{
+    evhtp_request_t *r = req->r;
+    evhtp_headers_add_header(r->headers_out, evhtp_header_new("Content-Type", ctype, 0, 0));
+    evhtp_headers_add_header(r->headers_out,
+                             evhtp_header_new("X-Request-Id", req->request_id, 0, 1));
+    evhtp_headers_add_header(r->headers_out, evhtp_header_new("Cache-Control", "no-store", 0, 0));
+    rd_req_cors(req, r->headers_out);
+    if (req->body_too_big)
+        evhtp_headers_add_header(r->headers_out, evhtp_header_new("Connection", "close", 0, 0));
+    if (body && len && req->method != htp_method_HEAD)
+        evbuffer_add(r->buffer_out, body, len);
+    evhtp_send_reply(r, (evhtp_res)status);
+}
+
+void rd_reply_json(rd_req *req, int status, json_t *body)
+{
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    if (!text) {
+        static const char oom[] =
+            "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
+        rd_reply_raw(req, 500, "application/json", oom, sizeof oom - 1);
+        return;
+    }
+    size_t n = strlen(text);
+    text[n] = '\n'; /* a trailing newline is friendlier to curl users; NUL no longer needed */
+    rd_reply_raw(req, status, "application/json", text, n + 1);
+    free(text);
+}
+
+int rd_reply_error(rd_req *req, int status, const char *code, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    json_t *body = json_pack("{s:{s:s, s:s, s:s}}", "error", "code", code, "message", msg,
+                             "request_id", req->request_id);
+    rd_reply_json(req, status, body);
+    return -1;
+}
+
+void rd_reply_apierr(rd_req *req, const rd_apierr *e)
+{
+    if (e->retry_after > 0) {
+        char buf[16];
+        snprintf(buf, sizeof buf, "%d", e->retry_after);
+        evhtp_headers_add_header(req->r->headers_out, evhtp_header_new("Retry-After", buf, 0, 1));
+    }
+    rd_reply_error(req, e->http, e->code, "%s", e->message);
+}
+
+char *rd_req_body(rd_req *req, size_t *len)
+{
+    if (req->body_too_big) {
+        rd_reply_error(req, 413, "payload_too_large", "the request body exceeds %lld bytes",
+                       (long long)req->cfg->max_body_bytes);
+        return NULL;
+    }
+    struct evbuffer *in = req->r->buffer_in;
+    size_t n = evbuffer_get_length(in);
+    char *buf = malloc(n + 1);
+    if (!buf) {
+        rd_reply_error(req, 500, "internal", "out of memory");
+        return NULL;
+    }
+    evbuffer_copyout(in, buf, n);
+    buf[n] = 0;
+    *len = n;
+    return buf;
+}
+
+int rd_req_json_body(rd_req *req, json_t **out)
+{
+    size_t len = 0;
+    char *body = rd_req_body(req, &len);
+    if (!body)
+        return -1;
+    const char *ctype = rd_req_header(req, "Content-Type");
+    /* curl -d sends form-urlencoded by default: the body decides, except for multipart. */
+    if (ctype && strncasecmp(ctype, "multipart/", 10) == 0 && len > 0) {
+        free(body);
+        return rd_reply_error(req, 415, "unsupported_media_type",
+                              "send the body as application/json");
+    }
+    json_error_t jerr;
+    json_t *j = len ? json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr) : json_object();
+    free(body);
+    if (!j)
+        return rd_reply_error(req, 400, "invalid_json", "invalid JSON at line %d column %d: %s",
+                              jerr.line, jerr.column, jerr.text);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        return rd_reply_error(req, 400, "invalid_json", "the body must be a JSON object");
+    }
+    *out = j;
+    return 0;
+}
+
+/* --- access ------------------------------------------------------------------------------- */
+
+int rd_req_grant_scope(const rd_req *req)
+{
+    const rd_config *cfg = req->cfg;
+    if (cfg->n_keys == 0)
+        return RD_SCOPE_ADMIN; /* no keys: loopback-only and open (enforced at bind) */
+    const char *key = rd_req_header(req, "x-api-key");
+    const char *auth = rd_req_header(req, "Authorization");
+    if (!key && auth && strncasecmp(auth, "Bearer ", 7) == 0)
+        key = auth + 7;
+    if (!key)
+        return 0;
+    int best = 0;
+    /* Compare against every key so timing does not reveal which one matched. */
+    for (int i = 0; i < cfg->n_keys; i++)
+        if (rd_ct_streq(key, cfg->keys[i].key) && cfg->keys[i].scope > best)
+            best = cfg->keys[i].scope;
+    return best;
+}
+
+bool rd_req_allowed(rd_req *req, int need)
+{
+    if (req->scope >= need)
+        return true;
+    if (req->scope == 0) {
+        evhtp_headers_add_header(req->r->headers_out,
+                                 evhtp_header_new("WWW-Authenticate", "Bearer", 0, 0));
+        rd_reply_error(req, 401, "unauthorized",
+                       "an API key is required (Authorization: Bearer or x-api-key)");
+    } else {
+        rd_reply_error(req, 403, "forbidden", "this API key lacks the '%s' scope",
+                       need == RD_SCOPE_ADMIN   ? "admin"
+                       : need == RD_SCOPE_WRITE ? "write"
+                                                : "read");
+    }
+    return false;
+}
+
+/* --- lifecycle ---------------------------------------------------------------------------- */
+
+const char *rd_req_param(const rd_req *req, const char *name)
+{
+    for (int i = 0; i < req->route.nparam; i++)
+        if (strcmp(req->route.names[i], name) == 0)
+            return req->route.values[i];
+    return NULL;
+}
+
+void rd_req_preflight(rd_req *req)
+{
+    evhtp_headers_t *out = req->r->headers_out;
+    rd_req_cors(req, out);
+    evhtp_headers_add_header(
+        out, evhtp_header_new("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS", 0, 0));
+    evhtp_headers_add_header(out, evhtp_header_new("Access-Control-Allow-Headers",
+                                                   "Authorization, Content-Type, x-api-key, "
+                                                   "Idempotency-Key, Last-Event-ID",
+                                                   0, 0));
+    evhtp_headers_add_header(out, evhtp_header_new("Access-Control-Max-Age", "600", 0, 0));
+    evhtp_send_reply(req->r, 204);
+}
+
+void rd_req_dispose(rd_req *req)
+{
+    free(req->path);
+    free(req->pcopy);
+    free(req->qbuf);
+}
