@@ -51,7 +51,7 @@ char *rd_outbox_metrics_text(rd_outbox *ob);
  * builds payloads only when needed (run.item is opt-in and frequent). */
 bool rd_outbox_wants(rd_outbox *ob, const rd_run *run, const char *type);
 
-/* For the deliveries API (api_hooks.c). */
+/* For the deliveries API (api/deliveries.c). */
 /** The store the outbox writes (borrowed). */
 rd_store *rd_outbox_store(rd_outbox *ob);
 /** True while an attempt of delivery id is in flight. */

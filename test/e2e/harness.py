@@ -76,6 +76,16 @@ class Daemon:
         )
 
     def start(self):
+        # The port was free when chosen, but another process may take it before runsd binds
+        # it (and then answer our readiness probe): retry with a new port when runsd could
+        # not bind, and accept only runsd's own answer (its request id) as ready.
+        for attempt in range(5):
+            if self._start_once():
+                return self
+            self.port = free_port()
+        raise AssertionError("runsd could not bind a free port: %s" % self.read_log())
+
+    def _start_once(self):
         self.conf = os.path.join(self.tmp, "runsd.ini")
         with open(self.conf, "w") as f:
             f.write(self.config_text())
@@ -86,14 +96,19 @@ class Daemon:
 
         def ready():
             if self.proc.poll() is not None:
-                raise AssertionError("runsd exited during start: %s" % self.read_log())
+                return "exited"
             try:
-                return self.request("GET", "/readyz").status == 200
+                r = self.request("GET", "/readyz")
+                return r.status == 200 and r.headers.get("x-request-id", "").startswith("req_")
             except OSError:
                 return False
 
-        wait_for(ready, what="runsd readiness")
-        return self
+        if wait_for(ready, what="runsd readiness") is True:
+            return True
+        self.close_log()
+        if "cannot bind" in self.read_log() or "Address already in use" in self.read_log():
+            return False
+        raise AssertionError("runsd exited during start: %s" % self.read_log())
 
     def read_log(self):
         try:

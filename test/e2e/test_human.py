@@ -1257,7 +1257,7 @@ class TestEdges(HumanCase):
         self.assertEqual(res["data"]["data"]["note"], text)
 
     def test_store_copy_holds_no_live_link(self):
-        # engine.c keeps the link key beside the store "so a copy of the database cannot mint
+        # run/runs_links.c keeps the link key beside the store "so a copy of the database cannot mint
         # or recover a link": no table may hold a live token's MAC
         import sqlite3
         run = self.create_waiting("h", {"approval": "Go?"})

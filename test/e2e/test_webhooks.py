@@ -77,7 +77,8 @@ class Receiver:
     def requests(self, path=None):
         try:
             with open(self.log) as f:
-                out = [json.loads(line) for line in f if line.strip()]
+                # Only complete lines: the receiver may be writing the last one right now.
+                out = [json.loads(line) for line in f if line.endswith("\n") and line.strip()]
         except FileNotFoundError:
             return []
         for r in out:
