@@ -33,11 +33,11 @@ struct rd_outbox {
     struct event_base *base;
     rd_store *store;
     const rd_config *cfg;
-    ob_http *http;
+    rd_outbox_http *http;
     struct event *pump_ev;   /* deferred: start what is due */
     struct event *due_ev;    /* the earliest next_at among pending rows */
     struct event *commit_ev; /* commits the outbox's writes at the end of the iteration */
-    rd_map *inflight;        /* webhook-id -> ob_delivery */
+    rd_map *inflight;        /* webhook-id -> rd_outbox_delivery */
     int n_inflight;
     bool enqueued; /* deliveries recorded since the last kick */
     bool closing;
@@ -53,7 +53,7 @@ void rd_outbox_set_renderer(rd_outbox *ob, rd_outbox_render_fn fn, void *arg)
     ob->render_arg = arg;
 }
 
-static void outbox_on_done(ob_delivery *d, const ob_result *res, void *arg);
+static void outbox_on_done(rd_outbox_delivery *d, const rd_outbox_result *res, void *arg);
 
 static void pump_soon(rd_outbox *ob)
 {
@@ -99,7 +99,7 @@ static bool run_subscribes(const rd_run *run, const char *type)
         return false;
     ev = json_object_get(wh, "events");
     if (!json_is_array(ev))
-        return rd_hook_type_default(type);
+        return rd_outbox_policy_type_default(type);
     json_array_foreach(ev, i, v)
     {
         if (json_is_string(v) && strcmp(json_string_value(v), type) == 0)
@@ -110,9 +110,10 @@ static bool run_subscribes(const rd_run *run, const char *type)
 
 bool rd_outbox_wants(rd_outbox *ob, const rd_run *run, const char *type)
 {
-    if (!ob || !rd_hook_type_known(type))
+    if (!ob || !rd_outbox_policy_type_known(type))
         return false;
-    return run_subscribes(run, type) || (ob->cfg->n_hook_urls > 0 && rd_hook_type_default(type));
+    return run_subscribes(run, type) ||
+           (ob->cfg->n_hook_urls > 0 && rd_outbox_policy_type_default(type));
 }
 
 static int record(rd_outbox *ob, const rd_run *run, const char *type, const char *url, int source,
@@ -150,10 +151,10 @@ int rd_outbox_enqueue(rd_outbox *ob, const rd_run *run, const char *type, json_t
     char ts[40], *body;
     json_t *msg;
 
-    if (!ob || !rd_hook_type_known(type))
+    if (!ob || !rd_outbox_policy_type_known(type))
         return 0;
     own = run_subscribes(run, type);
-    n_global = rd_hook_type_default(type) ? ob->cfg->n_hook_urls : 0;
+    n_global = rd_outbox_policy_type_default(type) ? ob->cfg->n_hook_urls : 0;
     if (!own && n_global == 0)
         return 0;
     /* The body is fixed now, so every attempt sends (and signs) the same bytes. */
@@ -186,9 +187,9 @@ void rd_outbox_kick(rd_outbox *ob)
 
 /* ---- starting attempts ------------------------------------------------------------------ */
 
-static ob_delivery *delivery_from_row(rd_outbox *ob, const rd_delivery *row)
+static rd_outbox_delivery *delivery_from_row(rd_outbox *ob, const rd_delivery *row)
 {
-    ob_delivery *d = calloc(1, sizeof *d);
+    rd_outbox_delivery *d = calloc(1, sizeof *d);
 
     if (!d)
         return NULL;
@@ -207,16 +208,16 @@ static ob_delivery *delivery_from_row(rd_outbox *ob, const rd_delivery *row)
     /* Config endpoints are the operator's; only URLs from API clients are guarded. */
     d->guard = row->source == RD_DLV_SRC_RUN && !ob->cfg->hook_allow_private;
     if (!d->url || !d->body) {
-        ob_delivery_close(d);
+        rd_outbox_delivery_close(d);
         return NULL;
     }
     return d;
 }
 
 /* Ends an attempt that never reached the network. */
-static void end_early(rd_outbox *ob, ob_delivery *d, const char *error, bool fatal)
+static void end_early(rd_outbox *ob, rd_outbox_delivery *d, const char *error, bool fatal)
 {
-    ob_result res = {.code = CURLE_FAILED_INIT, .error = error, .fatal = fatal};
+    rd_outbox_result res = {.code = CURLE_FAILED_INIT, .error = error, .fatal = fatal};
 
     if (!d->started_at)
         d->started_at = rd_now_ms();
@@ -224,8 +225,8 @@ static void end_early(rd_outbox *ob, ob_delivery *d, const char *error, bool fat
 }
 
 /* The signature covers this attempt's timestamp, so it is computed per attempt. */
-static int sign(rd_outbox *ob, const ob_delivery *d, const char *secret, int64_t ts, char *out,
-                size_t outlen)
+static int sign(rd_outbox *ob, const rd_outbox_delivery *d, const char *secret, int64_t ts,
+                char *out, size_t outlen)
 {
     const char *one[1] = {secret};
     const char *const *secrets =
@@ -238,7 +239,7 @@ static int sign(rd_outbox *ob, const ob_delivery *d, const char *secret, int64_t
     return rd_whsig_header(secrets, n, d->id, ts, d->body, d->body_len, out, outlen) < 0 ? -1 : 0;
 }
 
-static void start(rd_outbox *ob, ob_delivery *d, const char *secret)
+static void start(rd_outbox *ob, rd_outbox_delivery *d, const char *secret)
 {
     char h_id[64], h_ts[48], sig[RD_MAX_SECRETS * RD_WHSIG_ENTRY], h_sig[sizeof sig + 32];
     const char *hdrs[5] = {"Content-Type: application/json", h_id, h_ts, "Expect:"};
@@ -246,12 +247,12 @@ static void start(rd_outbox *ob, ob_delivery *d, const char *secret)
     int n = 4;
 
     if (rd_map_set(ob->inflight, d->id, d) != 0) {
-        ob_delivery_close(d); /* out of memory: it stays pending for a later pump */
+        rd_outbox_delivery_close(d); /* out of memory: it stays pending for a later pump */
         return;
     }
     if (rd_store_dlv_lease(ob->store, d->id) != 0) {
         rd_map_del(ob->inflight, d->id);
-        ob_delivery_close(d); /* no longer pending: changed since it was read */
+        rd_outbox_delivery_close(d); /* no longer pending: changed since it was read */
         return;
     }
     commit_soon(ob);
@@ -266,13 +267,13 @@ static void start(rd_outbox *ob, ob_delivery *d, const char *secret)
         snprintf(h_sig, sizeof h_sig, "webhook-signature: %s", sig);
         hdrs[n++] = h_sig;
     }
-    if (ob_http_start(ob->http, d, hdrs, n, ob->cfg->hook_timeout_ms) != 0)
+    if (rd_outbox_http_start(ob->http, d, hdrs, n, ob->cfg->hook_timeout_ms) != 0)
         end_early(ob, d, "could not start the HTTP transfer (out of memory?)", false);
 }
 
 typedef struct pick_ctx {
     rd_outbox *ob;
-    ob_delivery **picked;
+    rd_outbox_delivery **picked;
     char **secrets;
     int n, cap;
 } pick_ctx;
@@ -280,7 +281,7 @@ typedef struct pick_ctx {
 static int pick_on_row(const rd_delivery *row, void *arg)
 {
     pick_ctx *p = arg;
-    ob_delivery *d;
+    rd_outbox_delivery *d;
 
     /* A lease lost to a rolled-back transaction leaves a row pending that is in flight. */
     if (rd_map_get(p->ob->inflight, row->id))
@@ -364,8 +365,8 @@ typedef struct verdict {
     char error[400]; /* the attempt's error; "" when delivered */
 } verdict;
 
-static void judge(rd_outbox *ob, const ob_delivery *d, const ob_result *res, int attempts,
-                  verdict *v)
+static void judge(rd_outbox *ob, const rd_outbox_delivery *d, const rd_outbox_result *res,
+                  int attempts, verdict *v)
 {
     long st = res->http_status;
     uint32_t rnd = 0;
@@ -386,10 +387,10 @@ static void judge(rd_outbox *ob, const ob_delivery *d, const ob_result *res, int
             v->state = RD_DLV_FAILED;
             return;
         }
-    } else if (rd_hook_classify(st) == RD_HOOK_DELIVERED) {
+    } else if (rd_outbox_policy_classify(st) == RD_HOOK_DELIVERED) {
         v->state = RD_DLV_DELIVERED;
         return;
-    } else if (rd_hook_classify(st) == RD_HOOK_STOP) {
+    } else if (rd_outbox_policy_classify(st) == RD_HOOK_STOP) {
         snprintf(v->error, sizeof v->error,
                  "HTTP 410 Gone: no more deliveries to this endpoint for this run");
         v->state = RD_DLV_STOPPED;
@@ -399,8 +400,9 @@ static void judge(rd_outbox *ob, const ob_delivery *d, const ob_result *res, int
                  st >= 300 && st <= 399 ? " (redirects are not followed)" : "");
     }
     rd_random_bytes(&rnd, sizeof rnd);
-    delay = rd_hook_retry_delay(ob->cfg->retry_schedule_ms, ob->cfg->n_retry, attempts,
-                                rd_hook_honours_retry_after(st) ? res->retry_after_ms : 0, rnd);
+    delay = rd_outbox_policy_retry_delay(
+        ob->cfg->retry_schedule_ms, ob->cfg->n_retry, attempts,
+        rd_outbox_policy_honours_retry_after(st) ? res->retry_after_ms : 0, rnd);
     if (delay < 0) {
         v->state = RD_DLV_FAILED;
         v->gave_up = true;
@@ -409,7 +411,7 @@ static void judge(rd_outbox *ob, const ob_delivery *d, const ob_result *res, int
     }
 }
 
-static void log_outcome(const ob_delivery *d, const verdict *v, int attempts)
+static void log_outcome(const rd_outbox_delivery *d, const verdict *v, int attempts)
 {
     if (v->state == RD_DLV_DELIVERED)
         rd_log_debug("webhook %s (run %s) delivered, attempt %d", d->id, d->run_id, attempts);
@@ -422,7 +424,7 @@ static void log_outcome(const ob_delivery *d, const verdict *v, int attempts)
 }
 
 /* Writes the attempt and the row's new state; both go into the same transaction. */
-static void settle(rd_outbox *ob, const ob_delivery *d, const ob_result *res)
+static void settle(rd_outbox *ob, const rd_outbox_delivery *d, const rd_outbox_result *res)
 {
     int n = d->attempts + 1, rc;
     int64_t now = rd_now_ms();
@@ -490,14 +492,14 @@ char *rd_outbox_metrics_text(rd_outbox *ob)
     return buf;
 }
 
-static void outbox_on_done(ob_delivery *d, const ob_result *res, void *arg)
+static void outbox_on_done(rd_outbox_delivery *d, const rd_outbox_result *res, void *arg)
 {
     rd_outbox *ob = arg;
 
     settle(ob, d, res);
     rd_map_del(ob->inflight, d->id);
     ob->n_inflight--;
-    ob_delivery_close(d);
+    rd_outbox_delivery_close(d);
     pump_soon(ob); /* a slot is free */
 }
 
@@ -596,7 +598,7 @@ int rd_outbox_check_webhook(const json_t *wh, char *err, size_t errlen)
         return refuse(err, errlen, "'webhook.url' must be an absolute http(s) URL with a host");
     json_array_foreach(ev, i, v)
     {
-        if (!json_is_string(v) || !rd_hook_type_known(json_string_value(v)))
+        if (!json_is_string(v) || !rd_outbox_policy_type_known(json_string_value(v)))
             return refuse(err, errlen,
                           "'webhook.events[%zu]' is not a webhook event type (run.succeeded, "
                           "run.incomplete, run.failed, run.crashed, run.cancelled, run.paused, "
@@ -635,7 +637,8 @@ rd_outbox *rd_outbox_new(struct event_base *base, rd_store *store, const rd_conf
     ob->pump_ev = event_new(base, -1, 0, outbox_on_pump, ob);
     ob->due_ev = evtimer_new(base, outbox_on_pump, ob);
     ob->commit_ev = evtimer_new(base, outbox_on_commit, ob);
-    ob->http = ob->curl_ready ? ob_http_new(base, cfg->hook_max_conns, outbox_on_done, ob) : NULL;
+    ob->http =
+        ob->curl_ready ? rd_outbox_http_new(base, cfg->hook_max_conns, outbox_on_done, ob) : NULL;
     if (!ob->inflight || !ob->pump_ev || !ob->due_ev || !ob->commit_ev || !ob->http) {
         rd_outbox_free(ob);
         return NULL;
@@ -649,7 +652,7 @@ void rd_outbox_set_config(rd_outbox *ob, const rd_config *cfg)
     if (!ob)
         return;
     ob->cfg = cfg;
-    ob_http_set_max_conns(ob->http, cfg->hook_max_conns);
+    rd_outbox_http_set_max_conns(ob->http, cfg->hook_max_conns);
     warn_config(cfg);
     pump_soon(ob); /* the cap may have grown */
 }
@@ -667,7 +670,7 @@ int rd_outbox_recover(rd_outbox *ob)
 
 static void collect_inflight(const char *key, void *value, void *arg)
 {
-    ob_delivery ***p = arg;
+    rd_outbox_delivery ***p = arg;
 
     *(*p)++ = value;
 }
@@ -680,12 +683,12 @@ void rd_outbox_free(rd_outbox *ob)
     bool dirty = ob->commit_ev && evtimer_pending(ob->commit_ev, NULL);
     if (ob->inflight) {
         size_t n = rd_map_count(ob->inflight);
-        ob_delivery **all = calloc(n + 1, sizeof *all), **p = all;
+        rd_outbox_delivery **all = calloc(n + 1, sizeof *all), **p = all;
         if (all)
             rd_map_each(ob->inflight, collect_inflight, &p);
         for (size_t i = 0; all && i < n; i++) {
             rd_map_del(ob->inflight, all[i]->id);
-            ob_delivery_close(all[i]);
+            rd_outbox_delivery_close(all[i]);
         }
         free(all);
         /* The attempts cut short stay pending: the next start makes them again. */
@@ -697,7 +700,7 @@ void rd_outbox_free(rd_outbox *ob)
     /* Outcomes still inside the group-commit window, and the unleases. */
     if (dirty && rd_store_commit(ob->store) != 0)
         rd_log_err("webhooks: the last delivery outcomes were not saved");
-    ob_http_free(ob->http);
+    rd_outbox_http_free(ob->http);
     if (ob->pump_ev)
         event_free(ob->pump_ev);
     if (ob->due_ev)

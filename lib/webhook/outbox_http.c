@@ -25,19 +25,19 @@
 #include "webhook/outbox_policy.h"
 #include "base/util.h"
 
-/* A socket curl asked us to watch. Listed so that ob_http_free releases the ones curl does
+/* A socket curl asked us to watch. Listed so that rd_outbox_http_free releases the ones curl does
  * not report removed while it closes its connection cache. */
 typedef struct http_sock {
     struct event *ev;
     LIST_ENTRY(http_sock) link;
 } http_sock;
 
-struct ob_http {
+struct rd_outbox_http {
     struct event_base *base;
     CURLM *multi;
     struct event *timer; /* curl's single timeout */
     LIST_HEAD(, http_sock) socks;
-    ob_done_fn done;
+    rd_outbox_done_fn done;
     void *done_arg;
 };
 
@@ -45,15 +45,15 @@ struct ob_http {
 
 /* Hands every finished transfer to the outbox. Called after each curl_multi_socket_action,
  * outside curl, so the outbox may remove and free the transfer. */
-static void http_drain(ob_http *h)
+static void http_drain(rd_outbox_http *h)
 {
     CURLMsg *m;
     int left;
 
     while ((m = curl_multi_info_read(h->multi, &left))) {
         CURL *easy = m->easy_handle;
-        ob_result res = {.code = m->data.result};
-        ob_delivery *d = NULL;
+        rd_outbox_result res = {.code = m->data.result};
+        rd_outbox_delivery *d = NULL;
         curl_off_t retry_after = 0;
 
         if (m->msg != CURLMSG_DONE)
@@ -72,7 +72,7 @@ static void http_drain(ob_http *h)
 
 static void http_on_event(evutil_socket_t fd, short what, void *arg)
 {
-    ob_http *h = arg;
+    rd_outbox_http *h = arg;
     int running = 0;
     int flags =
         ((what & EV_READ) ? CURL_CSELECT_IN : 0) | ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
@@ -83,7 +83,7 @@ static void http_on_event(evutil_socket_t fd, short what, void *arg)
 
 static void http_on_timer(evutil_socket_t fd, short what, void *arg)
 {
-    ob_http *h = arg;
+    rd_outbox_http *h = arg;
     int running = 0;
 
     curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
@@ -94,7 +94,7 @@ static void http_on_timer(evutil_socket_t fd, short what, void *arg)
  * through the loop: curl must not be re-entered from its own callback. */
 static int http_on_timer_set(CURLM *multi, long timeout_ms, void *arg)
 {
-    ob_http *h = arg;
+    rd_outbox_http *h = arg;
     struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
 
     if (timeout_ms < 0)
@@ -116,7 +116,7 @@ static void sock_free(http_sock *hs)
  * drops a socket during socket_action); libevent allows that for a single-threaded base. */
 static int http_on_socket(CURL *easy, curl_socket_t s, int what, void *arg, void *sockp)
 {
-    ob_http *h = arg;
+    rd_outbox_http *h = arg;
     http_sock *hs = sockp;
     short kind = EV_PERSIST | ((what & CURL_POLL_IN) ? EV_READ : 0) |
                  ((what & CURL_POLL_OUT) ? EV_WRITE : 0);
@@ -158,8 +158,8 @@ static void describe_addr(const struct sockaddr *sa, char *out, size_t len)
  * one the name resolved to; the first refusal is kept to explain the failure. */
 static curl_socket_t http_on_opensocket(void *arg, curlsocktype purpose, struct curl_sockaddr *a)
 {
-    ob_delivery *d = arg;
-    const char *why = d->guard ? rd_hook_addr_blocked(&a->addr) : NULL;
+    rd_outbox_delivery *d = arg;
+    const char *why = d->guard ? rd_outbox_policy_addr_blocked(&a->addr) : NULL;
 
     if (why) {
         if (!d->refused[0]) {
@@ -178,7 +178,7 @@ static size_t http_on_body(char *p, size_t size, size_t n, void *arg)
     return size * n;
 }
 
-static int setup_easy(ob_delivery *d, int64_t timeout_ms)
+static int setup_easy(rd_outbox_delivery *d, int64_t timeout_ms)
 {
     CURL *e = d->easy;
     int64_t connect_ms = timeout_ms < 5000 ? timeout_ms : 5000;
@@ -208,7 +208,8 @@ static int setup_easy(ob_delivery *d, int64_t timeout_ms)
     return rc == CURLE_OK ? 0 : -1;
 }
 
-int ob_http_start(ob_http *h, ob_delivery *d, const char *const *headers, int n, int64_t timeout_ms)
+int rd_outbox_http_start(rd_outbox_http *h, rd_outbox_delivery *d, const char *const *headers,
+                         int n, int64_t timeout_ms)
 {
     d->easy = curl_easy_init();
     if (!d->easy)
@@ -229,7 +230,7 @@ int ob_http_start(ob_http *h, ob_delivery *d, const char *const *headers, int n,
     return 0;
 }
 
-void ob_delivery_close(ob_delivery *d)
+void rd_outbox_delivery_close(rd_outbox_delivery *d)
 {
     if (!d)
         return;
@@ -245,7 +246,7 @@ void ob_delivery_close(ob_delivery *d)
 
 /* ---- the multi handle ------------------------------------------------------------------- */
 
-void ob_http_set_max_conns(ob_http *h, int max_conns)
+void rd_outbox_http_set_max_conns(rd_outbox_http *h, int max_conns)
 {
     /* A cap on sockets in total (curl queues transfers beyond it), and a cache as large, so a
      * busy endpoint keeps its connections instead of reconnecting for every delivery. */
@@ -253,9 +254,10 @@ void ob_http_set_max_conns(ob_http *h, int max_conns)
     curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, (long)max_conns);
 }
 
-ob_http *ob_http_new(struct event_base *base, int max_conns, ob_done_fn done, void *arg)
+rd_outbox_http *rd_outbox_http_new(struct event_base *base, int max_conns, rd_outbox_done_fn done,
+                                   void *arg)
 {
-    ob_http *h = calloc(1, sizeof *h);
+    rd_outbox_http *h = calloc(1, sizeof *h);
 
     if (!h)
         return NULL;
@@ -266,18 +268,18 @@ ob_http *ob_http_new(struct event_base *base, int max_conns, ob_done_fn done, vo
     h->multi = curl_multi_init();
     h->timer = evtimer_new(base, http_on_timer, h);
     if (!h->multi || !h->timer) {
-        ob_http_free(h);
+        rd_outbox_http_free(h);
         return NULL;
     }
     curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, http_on_socket);
     curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
     curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, http_on_timer_set);
     curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
-    ob_http_set_max_conns(h, max_conns);
+    rd_outbox_http_set_max_conns(h, max_conns);
     return h;
 }
 
-void ob_http_free(ob_http *h)
+void rd_outbox_http_free(rd_outbox_http *h)
 {
     if (!h)
         return;

@@ -13,12 +13,12 @@
 
 #include "webhook/outbox.h"
 
-typedef struct ob_http ob_http;
+typedef struct rd_outbox_http rd_outbox_http;
 
 /* One attempt in flight. It holds copies of what the transfer needs, so the store row may
- * change and the config may be reloaded while it runs. Closed only by ob_delivery_close. */
-typedef struct ob_delivery {
-    ob_http *http; /* set once the transfer is added to the multi handle */
+ * change and the config may be reloaded while it runs. Closed only by rd_outbox_delivery_close. */
+typedef struct rd_outbox_delivery {
+    rd_outbox_http *http; /* set once the transfer is added to the multi handle */
     CURL *easy;
     struct curl_slist *hdrs;
     char id[RD_DLV_ID_MAX];
@@ -34,33 +34,34 @@ typedef struct ob_delivery {
     int64_t started_at; /* wall clock, ms */
     int64_t started_mono;
     char errbuf[CURL_ERROR_SIZE];
-} ob_delivery;
+} rd_outbox_delivery;
 
 /* How an attempt ended. */
-typedef struct ob_result {
+typedef struct rd_outbox_result {
     CURLcode code;
     long http_status;       /* 0: no HTTP answer */
     int64_t retry_after_ms; /* from Retry-After, 0 = none */
     int64_t duration_ms;
     const char *error; /* transport error text (borrowed) when code != CURLE_OK */
     bool fatal;        /* retrying cannot help (the attempt could not even be built) */
-} ob_result;
+} rd_outbox_result;
 
 /** Called from the loop (never inside curl) when an attempt ended. The callee owns d and
  * must close it. */
-typedef void (*ob_done_fn)(ob_delivery *d, const ob_result *res, void *arg);
+typedef void (*rd_outbox_done_fn)(rd_outbox_delivery *d, const rd_outbox_result *res, void *arg);
 
 /** A curl multi handle driven by base. NULL on failure. */
-ob_http *ob_http_new(struct event_base *base, int max_conns, ob_done_fn done, void *arg);
+rd_outbox_http *rd_outbox_http_new(struct event_base *base, int max_conns, rd_outbox_done_fn done,
+                                   void *arg);
 /** Frees the multi handle; every delivery must have been closed first. */
-void ob_http_free(ob_http *h);
-void ob_http_set_max_conns(ob_http *h, int max_conns);
+void rd_outbox_http_free(rd_outbox_http *h);
+void rd_outbox_http_set_max_conns(rd_outbox_http *h, int max_conns);
 /** Starts d's transfer: a POST of d->body with the n header lines (copied). 0, or -1 when
  * curl refused (d is left for the caller to close). */
-int ob_http_start(ob_http *h, ob_delivery *d, const char *const *headers, int n,
-                  int64_t timeout_ms);
+int rd_outbox_http_start(rd_outbox_http *h, rd_outbox_delivery *d, const char *const *headers,
+                         int n, int64_t timeout_ms);
 /** The one teardown of a delivery: removes its transfer (if any) and frees it. Safe on a
  * half-built delivery; never called from inside a curl callback. */
-void ob_delivery_close(ob_delivery *d);
+void rd_outbox_delivery_close(rd_outbox_delivery *d);
 
 #endif

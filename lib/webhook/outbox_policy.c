@@ -15,17 +15,17 @@
 #define X_KNOWN(t, def) || strcmp(type, t) == 0
 #define X_DEFAULT(t, def) || (def && strcmp(type, t) == 0)
 
-bool rd_hook_type_known(const char *type)
+bool rd_outbox_policy_type_known(const char *type)
 {
     return type && (false RD_HOOK_TYPES(X_KNOWN));
 }
 
-bool rd_hook_type_default(const char *type)
+bool rd_outbox_policy_type_default(const char *type)
 {
     return type && (false RD_HOOK_TYPES(X_DEFAULT));
 }
 
-rd_hook_outcome rd_hook_classify(long http_status)
+rd_outbox_policy_outcome rd_outbox_policy_classify(long http_status)
 {
     if (http_status >= 200 && http_status <= 299)
         return RD_HOOK_DELIVERED;
@@ -34,13 +34,13 @@ rd_hook_outcome rd_hook_classify(long http_status)
     return RD_HOOK_RETRY;
 }
 
-bool rd_hook_honours_retry_after(long http_status)
+bool rd_outbox_policy_honours_retry_after(long http_status)
 {
     return http_status == 429 || (http_status >= 500 && http_status <= 599);
 }
 
-int64_t rd_hook_retry_delay(const int64_t *schedule, int n, int attempts, int64_t retry_after_ms,
-                            uint32_t rnd)
+int64_t rd_outbox_policy_retry_delay(const int64_t *schedule, int n, int attempts,
+                                     int64_t retry_after_ms, uint32_t rnd)
 {
     const int64_t day = 24LL * 3600 * 1000;
     int64_t base, delay;
@@ -116,7 +116,7 @@ static const char *v6_blocked_why(const uint8_t *a)
     return NULL;
 }
 
-const char *rd_hook_addr_blocked(const struct sockaddr *sa)
+const char *rd_outbox_policy_addr_blocked(const struct sockaddr *sa)
 {
     if (!sa)
         return "unknown";

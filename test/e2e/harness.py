@@ -19,6 +19,10 @@ WORKERS = os.environ.get("RUNSD_TEST_WORKERS", os.path.join(os.path.dirname(__fi
 BUILD = os.environ.get("RUNSD_BUILD_DIR", os.path.join(os.path.dirname(__file__), "../../build"))
 SOURCE = os.environ.get("RUNSD_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "../.."))
 TESTWORKER = "%s %s" % (sys.executable, os.path.join(WORKERS, "testworker.py"))
+# RUNSD_VALGRIND=1 runs every daemon under valgrind memcheck: any error or definite leak makes
+# it exit 99, which stop() reports with valgrind's log. Timeouts are stretched by SLOW.
+VALGRIND = os.environ.get("RUNSD_VALGRIND") == "1"
+SLOW = 10.0 if VALGRIND else 1.0
 
 
 def free_port():
@@ -31,7 +35,7 @@ def free_port():
 
 def wait_for(cond, timeout=20.0, interval=0.02, what="condition"):
     """Polls cond() until it returns a truthy value; fails after timeout seconds."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + timeout * SLOW
     last = None
     while time.monotonic() < deadline:
         last = cond()
@@ -90,8 +94,13 @@ class Daemon:
         with open(self.conf, "w") as f:
             f.write(self.config_text())
         self.log = open(os.path.join(self.tmp, "runsd.log"), "ab")
-        self.proc = subprocess.Popen([BIN, "-c", self.conf], stdout=self.log, stderr=self.log,
-                                     cwd=self.tmp)
+        argv = [BIN, "-c", self.conf]
+        if VALGRIND:
+            argv = ["valgrind", "--error-exitcode=99", "--leak-check=full",
+                    "--errors-for-leak-kinds=definite", "--show-leak-kinds=definite",
+                    "--track-fds=no", "--log-file=%s" % os.path.join(self.tmp, "valgrind.%p.log"),
+                    ] + argv
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=self.log, cwd=self.tmp)
         self.expected_exit = False
 
         def ready():
@@ -197,14 +206,23 @@ class Daemon:
         self.expected_exit = True
         self.proc.send_signal(signal.SIGTERM)
         try:
-            rc = self.proc.wait(timeout=timeout)
+            rc = self.proc.wait(timeout=timeout * SLOW)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             raise AssertionError("runsd did not stop on SIGTERM: %s" % self.read_log())
         finally:
             self.close_log()
         if rc != 0:
-            raise AssertionError("runsd exited %s on SIGTERM: %s" % (rc, self.read_log()))
+            raise AssertionError("runsd exited %s on SIGTERM: %s%s" % (rc, self.read_log(),
+                                                                     self.valgrind_log()))
+
+    def valgrind_log(self):
+        out = ""
+        for name in sorted(os.listdir(self.tmp)):
+            if name.startswith("valgrind."):
+                with open(os.path.join(self.tmp, name), errors="replace") as f:
+                    out += "\n--- %s ---\n%s" % (name, f.read()[-6000:])
+        return out
 
 
 def testworker_flow(name="test", **keys):

@@ -41,12 +41,14 @@ static void test_types(void **state)
     const char *opt_in[] = {"run.paused", "run.auth_required", "run.item"};
 
     for (size_t i = 0; i < 5; i++)
-        assert_true(rd_hook_type_known(defaults[i]) && rd_hook_type_default(defaults[i]));
+        assert_true(rd_outbox_policy_type_known(defaults[i]) &&
+                    rd_outbox_policy_type_default(defaults[i]));
     for (size_t i = 0; i < 3; i++)
-        assert_true(rd_hook_type_known(opt_in[i]) && !rd_hook_type_default(opt_in[i]));
-    assert_false(rd_hook_type_known("run.status"));
-    assert_false(rd_hook_type_known("run.succeeded "));
-    assert_false(rd_hook_type_known(NULL));
+        assert_true(rd_outbox_policy_type_known(opt_in[i]) &&
+                    !rd_outbox_policy_type_default(opt_in[i]));
+    assert_false(rd_outbox_policy_type_known("run.status"));
+    assert_false(rd_outbox_policy_type_known("run.succeeded "));
+    assert_false(rd_outbox_policy_type_known(NULL));
 }
 
 static void test_classify(void **state)
@@ -55,16 +57,16 @@ static void test_classify(void **state)
     long retry[] = {0, 100, 300, 301, 302, 400, 401, 404, 409, 429, 500, 502, 503, 599};
 
     for (size_t i = 0; i < sizeof delivered / sizeof *delivered; i++)
-        assert_int_equal(rd_hook_classify(delivered[i]), RD_HOOK_DELIVERED);
+        assert_int_equal(rd_outbox_policy_classify(delivered[i]), RD_HOOK_DELIVERED);
     for (size_t i = 0; i < sizeof retry / sizeof *retry; i++)
-        assert_int_equal(rd_hook_classify(retry[i]), RD_HOOK_RETRY);
-    assert_int_equal(rd_hook_classify(410), RD_HOOK_STOP);
-    assert_true(rd_hook_honours_retry_after(429));
-    assert_true(rd_hook_honours_retry_after(500));
-    assert_true(rd_hook_honours_retry_after(503));
-    assert_false(rd_hook_honours_retry_after(404));
-    assert_false(rd_hook_honours_retry_after(410));
-    assert_false(rd_hook_honours_retry_after(0));
+        assert_int_equal(rd_outbox_policy_classify(retry[i]), RD_HOOK_RETRY);
+    assert_int_equal(rd_outbox_policy_classify(410), RD_HOOK_STOP);
+    assert_true(rd_outbox_policy_honours_retry_after(429));
+    assert_true(rd_outbox_policy_honours_retry_after(500));
+    assert_true(rd_outbox_policy_honours_retry_after(503));
+    assert_false(rd_outbox_policy_honours_retry_after(404));
+    assert_false(rd_outbox_policy_honours_retry_after(410));
+    assert_false(rd_outbox_policy_honours_retry_after(0));
 }
 
 static void test_retry_schedule(void **state)
@@ -73,19 +75,19 @@ static void test_retry_schedule(void **state)
     const int64_t day = 24LL * 3600 * 1000;
 
     /* rnd spans the jitter: 0 -> -20%, 2^31 -> exact, 2^32-1 -> just under +20%. */
-    assert_int_equal(rd_hook_retry_delay(s, 3, 1, 0, 0), 4000);
-    assert_int_equal(rd_hook_retry_delay(s, 3, 1, 0, 0x80000000u), 5000);
-    assert_in_range(rd_hook_retry_delay(s, 3, 1, 0, 0xffffffffu), 5999, 6000);
-    assert_int_equal(rd_hook_retry_delay(s, 3, 2, 0, 0x80000000u), 300000);
-    assert_int_equal(rd_hook_retry_delay(s, 3, 3, 0, 0), 1440000);
+    assert_int_equal(rd_outbox_policy_retry_delay(s, 3, 1, 0, 0), 4000);
+    assert_int_equal(rd_outbox_policy_retry_delay(s, 3, 1, 0, 0x80000000u), 5000);
+    assert_in_range(rd_outbox_policy_retry_delay(s, 3, 1, 0, 0xffffffffu), 5999, 6000);
+    assert_int_equal(rd_outbox_policy_retry_delay(s, 3, 2, 0, 0x80000000u), 300000);
+    assert_int_equal(rd_outbox_policy_retry_delay(s, 3, 3, 0, 0), 1440000);
     /* The schedule is spent after n retries: give up. */
-    assert_int_equal(rd_hook_retry_delay(s, 3, 4, 0, 0), -1);
-    assert_int_equal(rd_hook_retry_delay(s, 3, 0, 0, 0), -1);
-    assert_int_equal(rd_hook_retry_delay(s, 0, 1, 0, 0), -1);
+    assert_int_equal(rd_outbox_policy_retry_delay(s, 3, 4, 0, 0), -1);
+    assert_int_equal(rd_outbox_policy_retry_delay(s, 3, 0, 0, 0), -1);
+    assert_int_equal(rd_outbox_policy_retry_delay(s, 0, 1, 0, 0), -1);
     /* Retry-After is a floor, not a replacement, and is capped. */
-    assert_int_equal(rd_hook_retry_delay(s, 3, 1, 60000, 0), 60000);
-    assert_int_equal(rd_hook_retry_delay(s, 3, 1, 1000, 0x80000000u), 5000);
-    assert_int_equal(rd_hook_retry_delay(s, 3, 1, 10 * day, 0), day);
+    assert_int_equal(rd_outbox_policy_retry_delay(s, 3, 1, 60000, 0), 60000);
+    assert_int_equal(rd_outbox_policy_retry_delay(s, 3, 1, 1000, 0x80000000u), 5000);
+    assert_int_equal(rd_outbox_policy_retry_delay(s, 3, 1, 10 * day, 0), day);
 }
 
 static void test_jitter_spread(void **state)
@@ -96,7 +98,7 @@ static void test_jitter_spread(void **state)
     for (int i = 0; i < 2000; i++) {
         uint32_t rnd;
         assert_int_equal(rd_random_bytes(&rnd, sizeof rnd), 0);
-        int64_t d = rd_hook_retry_delay(s, 1, 1, 0, rnd);
+        int64_t d = rd_outbox_policy_retry_delay(s, 1, 1, 0, rnd);
         assert_in_range(d, 8000, 12000);
         lo = d < lo ? d : lo;
         hi = d > hi ? d : hi;
@@ -127,9 +129,9 @@ static const char *classify(const char *addr)
     struct sockaddr_in6 in6 = {.sin6_family = AF_INET6};
 
     if (inet_pton(AF_INET, addr, &in.sin_addr) == 1)
-        return rd_hook_addr_blocked((struct sockaddr *)&in);
+        return rd_outbox_policy_addr_blocked((struct sockaddr *)&in);
     if (inet_pton(AF_INET6, addr, &in6.sin6_addr) == 1)
-        return rd_hook_addr_blocked((struct sockaddr *)&in6);
+        return rd_outbox_policy_addr_blocked((struct sockaddr *)&in6);
     fail_msg("bad test address %s", addr);
     return NULL;
 }
@@ -193,7 +195,7 @@ static void test_ssrf_classes(void **state)
             fail_msg("%s: %s, expected %s", cases[i].addr, got ? got : "allowed", cases[i].why);
     }
     struct sockaddr un = {.sa_family = AF_UNIX};
-    assert_non_null(rd_hook_addr_blocked(&un));
+    assert_non_null(rd_outbox_policy_addr_blocked(&un));
 }
 
 /* ---- the outbox on a loop --------------------------------------------------------------- */
