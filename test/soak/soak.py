@@ -1033,6 +1033,14 @@ def main():
         if d is not None and d.proc is not None and d.proc.poll() is None:
             d.proc.kill()  # only on an error in the soak itself: our own daemon, by pid
             d.proc.wait()
+        mon = getattr(soak, "monitor", None)
+        if mon is not None:  # and our own workers, by pid
+            mon.stopping = True
+            for _, pid in mon.alive():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
     fails, fig = check(obs)
     summary(obs, fails, fig)
     if a.self_test:
