@@ -38,7 +38,7 @@ static void recover_one(rd_engine *eng, rd_run *run)
         }
         break;
     case RD_ST_CANCELLING:
-        rd_run_transition(act, RD_ST_CANCELLED, RD_RS_USER_CANCELLED, NULL);
+        rd_run_transition(act, RD_ST_CANCELLED, rd_run_cancel_reason(run), NULL);
         break;
     default:
         break;

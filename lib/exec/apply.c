@@ -20,6 +20,11 @@ static void on_item(rd_active *act, rd_apply_state *st, const rd_msg *m, bool ok
                     rd_apply_result *res)
 {
     const rd_run *r = rd_active_run(act);
+    if (st->replay_skip > 0) {
+        /* Stored by an earlier attempt after the checkpoint this one resumed from. */
+        st->replay_skip--;
+        return;
+    }
     if (st->ending || rd_status_terminal(r->status)) {
         rd_run_item_dropped(act);
         st->dropped_items = true;

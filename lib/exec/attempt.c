@@ -516,6 +516,8 @@ int rd_exec_start(rd_exec *x, rd_active *act)
     char err[256];
     reset_end(a);
     a->ap.dropped_items = false;
+    /* A resumed worker sends again what it sent after its last checkpoint. */
+    a->ap.replay_skip = rd_run_items_after_checkpoint(rd_active_run(act));
     a->stderr_lines = 0;
     if (!flow)
         return start_failed(a, "flow is no longer configured");
@@ -549,7 +551,7 @@ void rd_exec_cancel(rd_exec *x, rd_active *act, rd_reason reason)
     if (!a)
         return;
     if (rd_active_run(act)->status != RD_ST_CANCELLING)
-        rd_run_transition(act, RD_ST_CANCELLING, RD_RS_NONE, NULL);
+        rd_run_transition(act, RD_ST_CANCELLING, reason, NULL);
     end_attempt(a, RD_END_CANCEL, RD_ST_CANCELLED, reason, true, false);
 }
 
@@ -598,13 +600,14 @@ bool rd_exec_answer(rd_exec *x, rd_active *act, const char *kind, json_t *msg)
     clear_timer(&a->wait_ev);
     /* An external run whose control log was lost in a restart is re-queued like a local one:
      * its worker gets a fresh start message and the stored answer. */
+    /* Kept either way: a worker restarted after a crash repeats the question. */
+    rd_run_keep_answer(act, kind, msg);
     if (a->worker || (a->external && a->ctl_log)) {
         send_msg(a, msg);
         rd_run_transition(act, RD_ST_RUNNING, RD_RS_NONE, NULL);
         resume_flow_timeout(a);
         return false;
     }
-    rd_run_keep_answer(act, kind, msg);
     rd_run_transition(act, RD_ST_QUEUED, RD_RS_NONE, NULL);
     return true;
 }

@@ -15,6 +15,7 @@ typedef struct rd_apply_state {
     bool limit_hit;     /* the run's limit was reached in this attempt */
     bool dropped_items; /* an item of this attempt was dropped (after the limit) */
     bool has_worker;
+    int64_t replay_skip; /* item lines a resumed worker sends again: not stored twice */
 } rd_apply_state;
 
 typedef enum {

@@ -102,11 +102,20 @@ static void enter_status(rd_active *act, rd_status from, rd_status to, rd_reason
     }
     if (to == RD_ST_RUNNING && r->started_at == 0)
         r->started_at = now;
+    if (to == RD_ST_CANCELLING && reason != RD_RS_NONE) {
+        /* Kept so a restart in between still ends the run for the reason asked. */
+        if (!r->extra)
+            r->extra = json_object();
+        json_object_set_new(r->extra, "cancel_reason", json_string(rd_reason_name(reason)));
+    }
     if (to == RD_ST_RUNNING || rd_status_terminal(to)) {
         json_decref(r->pending_action);
         r->pending_action = NULL;
     }
     if (rd_status_terminal(to)) {
+        /* Answers (an authorization code among them) are kept only while they can be replayed. */
+        if (r->extra)
+            json_object_del(r->extra, "answers");
         r->reason = rd_reason_status(reason) == to ? reason : RD_RS_NONE;
         r->finished_at = now;
         act->rs->m_runs_finished[to]++;
@@ -289,9 +298,31 @@ void rd_run_candidate(rd_active *act, bool matched)
 
 void rd_run_checkpoint(rd_active *act, json_t *cursor)
 {
-    json_decref(act->run->cursor);
-    act->run->cursor = json_incref(cursor);
+    rd_run *r = act->run;
+    json_decref(r->cursor);
+    r->cursor = json_incref(cursor);
+    /* The items a worker resuming from this cursor will not send again. */
+    if (!r->extra)
+        r->extra = json_object();
+    json_object_set_new(r->extra, "cursor_seq", json_integer(r->next_item_seq - 1));
     rd_active_mark_dirty(act);
+}
+
+int64_t rd_run_items_after_checkpoint(const rd_run *r)
+{
+    json_t *cs = r->extra ? json_object_get(r->extra, "cursor_seq") : NULL;
+    int64_t covered = cs ? json_integer_value(cs) : 0;
+    int64_t n = r->next_item_seq - 1 - covered;
+    return n > 0 ? n : 0;
+}
+
+rd_reason rd_run_cancel_reason(const rd_run *r)
+{
+    rd_reason rs = RD_RS_USER_CANCELLED;
+    json_t *v = r->extra ? json_object_get(r->extra, "cancel_reason") : NULL;
+    if (json_is_string(v))
+        rd_reason_parse(json_string_value(v), &rs);
+    return rs;
 }
 
 void rd_run_result(rd_active *act, json_t *data)
@@ -366,10 +397,13 @@ static json_t *extra_array(rd_run *r, const char *key)
 void rd_run_keep_answer(rd_active *act, const char *kind, json_t *msg)
 {
     json_array_append_new(extra_array(act->run, "answers"),
-                          json_pack("{s:s, s:O}", "kind", kind, "message", msg));
+                          json_pack("{s:s, s:O, s:i, s:i}", "kind", kind, "message", msg, "attempt",
+                                    act->run->attempt, "used", act->run->attempt));
     rd_active_mark_dirty(act);
 }
 
+/* Answers given in earlier attempts are replayed, in order and each once per attempt, to the
+ * questions a resumed worker repeats; an answer given in this attempt was delivered live. */
 json_t *rd_run_take_answer(rd_active *act, const char *kind)
 {
     rd_run *r = act->run;
@@ -378,12 +412,14 @@ json_t *rd_run_take_answer(rd_active *act, const char *kind)
     json_t *a;
     json_array_foreach(answers, i, a)
     {
-        if (strcmp(json_string_value(json_object_get(a, "kind")), kind) == 0) {
-            json_t *msg = json_incref(json_object_get(a, "message"));
-            json_array_remove(answers, i);
-            rd_active_mark_dirty(act);
-            return msg;
-        }
+        json_t *given = json_object_get(a, "attempt");
+        if (strcmp(json_string_value(json_object_get(a, "kind")), kind) != 0 ||
+            (given && json_integer_value(given) >= r->attempt) ||
+            json_integer_value(json_object_get(a, "used")) == r->attempt)
+            continue;
+        json_object_set_new(a, "used", json_integer(r->attempt));
+        rd_active_mark_dirty(act);
+        return json_incref(json_object_get(a, "message"));
     }
     return NULL;
 }

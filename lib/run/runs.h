@@ -158,6 +158,11 @@ void rd_run_spend_request(rd_active *act);
 void rd_run_keep_answer(rd_active *act, const char *kind, json_t *msg);
 /** Takes a kept answer of kind (new reference) or NULL. */
 json_t *rd_run_take_answer(rd_active *act, const char *kind);
+/** Items and item errors stored after the last checkpoint: a worker resuming from that
+ * checkpoint sends them again (SPEC section 2: the cursor says where it resumes). */
+int64_t rd_run_items_after_checkpoint(const rd_run *r);
+/** The reason a cancelling run was cancelled for (user_cancelled unless recorded). */
+rd_reason rd_run_cancel_reason(const rd_run *r);
 /** Records an enrichment request in run.extra.enrichments; returns its index. */
 int rd_run_enrichment_begin(rd_active *act, const char *flow, json_t *input);
 /** Sets key of enrichment index (value stolen). */
