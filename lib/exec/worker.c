@@ -194,12 +194,32 @@ static void worker_on_reaped(rd_worker *w, const int *status, const struct rusag
     event_active(w->kick_ev, EV_TIMEOUT, 1);
 }
 
+/* The child has exited but is not reaped yet: SIGKILL what is left of its process group
+ * (helpers it started, "sleep 300 &" holding stdout), so nothing of an attempt outlives it.
+ * Done before wait4, while the zombie pins the pid: once reaped, the id could be reused and
+ * the kill would hit a stranger's group. The group is the worker's alone (setpgid in the
+ * child), so a worker that exits normally loses nothing; a grandchild that left the group
+ * (setsid) is out of reach and only the stdout drain deadline bounds the wait for it. */
+static void worker_kill_leftovers(rd_worker *w)
+{
+    siginfo_t si;
+    int rc;
+
+    memset(&si, 0, sizeof(si));
+    do
+        rc = waitid(P_PID, (id_t)w->pid, &si, WEXITED | WNOHANG | WNOWAIT);
+    while (rc < 0 && errno == EINTR);
+    if (rc == 0 && si.si_pid == w->pid)
+        kill(-w->pid, SIGKILL);
+}
+
 static void worker_try_reap(rd_worker *w)
 {
     struct rusage ru;
     int status;
     pid_t p;
 
+    worker_kill_leftovers(w);
     memset(&ru, 0, sizeof(ru));
     do
         p = wait4(w->pid, &status, WNOHANG, &ru);
