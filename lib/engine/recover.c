@@ -2,7 +2,8 @@
  * recover.c: recovery at start (SPEC section 6). Every run the store holds as active is
  * adopted again: queued runs are queued, running runs of resumable flows go back to queued
  * (their worker resumes from the last checkpoint), waiting runs of resumable flows keep
- * waiting with their links, and everything else ends crashed/interrupted.
+ * waiting with their links, and everything else ends crashed/interrupted. Before any of it,
+ * the workers a crashed daemon left running are killed (rd_exec_reap_leftovers).
  */
 #include "engine/engine_int.h"
 
@@ -51,6 +52,8 @@ int rd_engine_recover(rd_engine *eng)
 {
     rd_run **runs = NULL;
     size_t n = 0;
+    /* First: a resumed attempt must never overlap what is left of the previous one. */
+    rd_exec_reap_leftovers(eng->exec);
     if (rd_store_runs_active(eng->store, &runs, &n) != 0)
         return RD_EIO;
     for (size_t i = 0; i < n; i++) {

@@ -18,6 +18,7 @@
 #include "base/util.h"
 #include "exec/enrich.h"
 #include "exec/outcome.h"
+#include "exec/pgroup.h"
 
 typedef struct rd_ctl {
     LIST_ENTRY(rd_ctl) link;
@@ -56,6 +57,9 @@ struct rd_exec {
     bool shutting_down;
     uint64_t m_spawn_failures;
 };
+
+/* How long the start waits for the killed leftovers of a crashed daemon to die. */
+#define RD_LEFTOVER_WAIT_MS 3000
 
 static void conclude(rd_attempt *a, const rd_worker_exit *ex);
 
@@ -172,6 +176,14 @@ void rd_exec_free(rd_exec *x)
         return;
     rd_reaper_free(x->reaper);
     free(x);
+}
+
+/* Before recovery resumes a run, nothing its previous attempt started may still run: the
+ * process groups a crashed daemon left behind are killed, and waited for (bounded: this runs
+ * once, before the loop). */
+int rd_exec_reap_leftovers(rd_exec *x)
+{
+    return rd_pgroup_kill_leftovers(rd_runs_store(x->rs), RD_LEFTOVER_WAIT_MS);
 }
 
 void rd_exec_metrics(const rd_exec *x, FILE *f)
@@ -444,6 +456,7 @@ static void exec_on_exit(void *arg, const rd_worker_exit *ex)
     rd_attempt *a = arg;
     rd_active *act = a->act;
     rd_run_usage(act, ex->cpu_user_ms, ex->cpu_sys_ms, ex->peak_rss_kb, ex->wall_ms);
+    rd_pgroup_forget(rd_runs_store(a->x->rs), rd_worker_pid(a->worker));
     rd_worker_free(a->worker);
     a->worker = NULL;
     if (!rd_status_terminal(rd_active_run(act)->status))
@@ -487,6 +500,8 @@ static int spawn(rd_attempt *a, const rd_flow_config *flow, char *err, size_t er
     if (rd_worker_spawn(rd_runs_base(a->x->rs), a->x->reaper, &spec, &worker_cbs, a, &a->worker,
                         err, errlen) != 0)
         return RD_ERR;
+    /* In the open transaction, committed with the run's move to running. */
+    rd_pgroup_record(rd_runs_store(a->x->rs), rd_worker_pid(a->worker), r->id);
     rd_active_hold(a->act); /* until the worker is reaped */
     return 0;
 }

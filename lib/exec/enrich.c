@@ -11,6 +11,7 @@
  * items: the owner waits for the done callback before the terminal transition.
  */
 #include "exec/enrich.h"
+#include "exec/pgroup.h"
 
 #include <event2/event.h>
 #include <stdio.h>
@@ -172,6 +173,7 @@ static void enrich_on_exit(void *arg, const rd_worker_exit *ex)
                  ex->signaled ? ex->sig : ex->code);
         rd_run_enrichment_set(act, en->index, "error", json_string(msg));
     }
+    rd_pgroup_forget(rd_runs_store(rd_active_runs(act)), rd_worker_pid(en->w));
     rd_worker_free(en->w);
     en->w = NULL;
     rd_active_hold(act); /* the done callback may release it */
@@ -204,6 +206,7 @@ static int spawn(rd_enricher *en, const rd_flow_config *flow, json_t *input, cha
     if (rd_worker_spawn(rd_runs_base(rs), en->set->reaper, &spec, &enrich_cbs, en, &en->w, err,
                         errlen) != 0)
         return -1;
+    rd_pgroup_record(rd_runs_store(rs), rd_worker_pid(en->w), r->id);
     json_t *start =
         json_pack("{s:s, s:{s:s, s:s, s:O, s:s, s:O}}", "type", "start", "run", "id", r->id, "flow",
                   flow->name, "input", input ? input : json_null(), "enriches", r->flow, "metadata",

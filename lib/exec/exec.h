@@ -32,6 +32,11 @@ rd_exec *rd_exec_new(rd_runs *rs, const rd_exec_hooks *hooks);
 /** Frees the layer; call after rd_runs_free (which frees the attempts). */
 void rd_exec_free(rd_exec *x);
 void rd_exec_metrics(const rd_exec *x, FILE *f);
+/** At start, before any run is recovered: SIGKILLs the workers' process groups that a crashed
+ * daemon left running (recorded in the store, checked against pid reuse) and waits a few
+ * seconds at most until they are gone. Blocks: call before the loop runs. Returns the number
+ * of groups still alive after the wait. */
+int rd_exec_reap_leftovers(rd_exec *x);
 
 /** Starts an attempt of a queued run: spawns its local worker, or hands it to an external
  * one. The run goes running, or crashed/spawn_failed (then RD_ERR). */

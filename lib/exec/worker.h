@@ -2,7 +2,9 @@
  * worker.h: a child process driven by the libevent loop. It owns the process (its own
  * process group, only stdin/stdout/stderr inherited), the three pipes, the kill timer, and
  * the reaping. Output is handed up line by line; the exit is reported exactly once, after
- * the process is reaped AND its stdout is drained (or a drain deadline passed).
+ * the process is reaped AND its stdout is drained (or a drain deadline passed). When the
+ * child exits, the rest of its process group is SIGKILLed (before the reap), so nothing it
+ * started outlives it; the kernel SIGKILLs the child if the daemon dies (PR_SET_PDEATHSIG).
  * It knows nothing about runs or the protocol's meaning.
  */
 #ifndef RUNSD_WORKER_H

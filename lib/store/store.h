@@ -95,6 +95,17 @@ typedef struct rd_delivery_attempt {
     int64_t next_at;   /* the attempt after it is due then; 0 = none */
 } rd_delivery_attempt;
 
+/** A worker's process group as recorded at spawn (see rd_store_pgroup_put). Strings are
+ * borrowed for the duration of the callback. */
+typedef struct rd_pgroup {
+    int64_t pgid;        /* the worker's pid, which is also its process group id */
+    int64_t start_ticks; /* its start time: field 22 of /proc/<pid>/stat */
+    const char *boot_id; /* /proc/sys/kernel/random/boot_id when it was spawned */
+    const char *run_id;  /* the run it worked for (diagnostics) */
+} rd_pgroup;
+/** Return 0 to continue, non-zero to stop early. */
+typedef int (*rd_pgroup_cb)(const rd_pgroup *g, void *arg);
+
 /** Return 0 to continue, non-zero to stop early. */
 typedef int (*rd_delivery_cb)(const rd_delivery *d, void *arg);
 typedef int (*rd_attempt_cb)(const rd_delivery_attempt *a, void *arg);
@@ -123,6 +134,9 @@ typedef struct rd_store_ops {
     int (*min_event_id)(rd_store *s, int64_t *out);
     int (*kv_get)(rd_store *s, const char *key, char **out_value);
     int (*kv_put)(rd_store *s, const char *key, const char *value);
+    int (*pgroup_put)(rd_store *s, const rd_pgroup *g);
+    int (*pgroup_del)(rd_store *s, int64_t pgid);
+    int (*pgroups_scan)(rd_store *s, rd_pgroup_cb cb, void *arg);
     int (*enrichment_put)(rd_store *s, const char *run_id, int64_t item_seq, const char *flow,
                           const char *data, int64_t ts);
     int (*events_prune)(rd_store *s, int64_t before_ms, int limit, int64_t *n_deleted);
@@ -264,6 +278,24 @@ static inline int rd_store_kv_get(rd_store *s, const char *key, char **out_value
 static inline int rd_store_kv_put(rd_store *s, const char *key, const char *value)
 {
     return s->ops->kv_put(s, key, value);
+}
+
+/* Process groups of running workers, so a daemon that restarts after a crash can kill what its
+ * predecessor left running before it resumes any run. Writes join the open transaction. */
+/** Records (or replaces) the group g->pgid; g stays the caller's. */
+static inline int rd_store_pgroup_put(rd_store *s, const rd_pgroup *g)
+{
+    return s->ops->pgroup_put(s, g);
+}
+/** Forgets the group pgid (0 also when it was not recorded). */
+static inline int rd_store_pgroup_del(rd_store *s, int64_t pgid)
+{
+    return s->ops->pgroup_del(s, pgid);
+}
+/** Every recorded group, in pgid order. cb must not write to the store. */
+static inline int rd_store_pgroups_scan(rd_store *s, rd_pgroup_cb cb, void *arg)
+{
+    return s->ops->pgroups_scan(s, cb, arg);
 }
 
 /** Attaches (or replaces) flow's enrichment data to item item_seq of a run. */

@@ -31,6 +31,8 @@ typedef enum {
     J_DLV_LEASE,
     J_DLV_UNLEASE,
     J_DLV_ATTEMPT,
+    J_PGROUP_PUT,
+    J_PGROUP_DEL,
 } jop;
 
 /* One recorded write. The strings live in the same allocation, after the struct. */
@@ -42,6 +44,7 @@ typedef struct jrec {
     const char *s[7];      /* the op's strings, in argument order */
     rd_delivery d;         /* J_DLV_INSERT/UPDATE (strings point into s[]) */
     rd_delivery_attempt a; /* J_DLV_ATTEMPT */
+    rd_pgroup g;           /* J_PGROUP_PUT */
     size_t size;
 } jrec;
 
@@ -139,6 +142,10 @@ static int apply(jstore *j, jrec *r)
         return in->ops->dlv_unlease(in);
     case J_DLV_ATTEMPT:
         return in->ops->dlv_attempt_add(in, &r->a);
+    case J_PGROUP_PUT:
+        return in->ops->pgroup_put(in, &r->g);
+    case J_PGROUP_DEL:
+        return in->ops->pgroup_del(in, r->id);
     }
     return RD_ERR;
 }
@@ -390,6 +397,26 @@ static int j_dlv_attempt_add(rd_store *s, const rd_delivery_attempt *a)
     return jwrite(J(s), r);
 }
 
+static int j_pgroup_put(rd_store *s, const rd_pgroup *g)
+{
+    const char *strs[] = {g->boot_id, g->run_id};
+    jrec *r = rec_new(J_PGROUP_PUT, 2, strs);
+    if (!r)
+        return RD_ERR;
+    r->g = *g;
+    r->g.boot_id = r->s[0];
+    r->g.run_id = r->s[1];
+    return jwrite(J(s), r);
+}
+
+static int j_pgroup_del(rd_store *s, int64_t pgid)
+{
+    jrec *r = rec_new(J_PGROUP_DEL, 0, NULL);
+    if (r)
+        r->id = pgid;
+    return jwrite(J(s), r);
+}
+
 /* Reads and prunes pass through, after the journal has caught up. */
 #define PASS(name, params, args)                                                                   \
     static int j_##name params                                                                     \
@@ -433,6 +460,7 @@ PASS(dlv_run_scan,
      (J(s)->inner, run_id, offset, limit, cb, arg, total))
 PASS(dlv_stopped, (rd_store * s, const char *run_id, const char *url, bool *out),
      (J(s)->inner, run_id, url, out))
+PASS(pgroups_scan, (rd_store * s, rd_pgroup_cb cb, void *arg), (J(s)->inner, cb, arg))
 PASS(dlv_attempts_scan, (rd_store * s, const char *delivery_id, rd_attempt_cb cb, void *arg),
      (J(s)->inner, delivery_id, cb, arg))
 
@@ -470,6 +498,9 @@ static const rd_store_ops journal_ops = {
     .dlv_unlease = j_dlv_unlease,
     .dlv_attempt_add = j_dlv_attempt_add,
     .dlv_attempts_scan = j_dlv_attempts_scan,
+    .pgroup_put = j_pgroup_put,
+    .pgroup_del = j_pgroup_del,
+    .pgroups_scan = j_pgroups_scan,
 };
 
 rd_store *rd_store_journal_wrap(rd_store *inner)

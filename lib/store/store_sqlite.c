@@ -25,7 +25,8 @@
 #include "base/util.h"
 
 /* Bump when the schema changes and add a step to migrate(); user_version holds it. */
-#define SCHEMA_VERSION 2 /* 2: the webhook outbox tables (store_sqlite_outbox.c) */
+/* 2: the webhook outbox tables (store_sqlite_outbox.c); 3: pgroups */
+#define SCHEMA_VERSION 3
 
 /* Everything but the runs table. AUTOINCREMENT keeps event ids from being reused after the
  * newest rows are deleted, which SSE resumption (Last-Event-ID) relies on. Items are events
@@ -46,6 +47,9 @@ static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS idempotency (key_hash TEXT PRIMARY KEY, run_id TEXT,"
     " body_hash TEXT, created_at INTEGER);"
     "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT);"
+    /* The process groups of running workers (store_sqlite_kv.c). */
+    "CREATE TABLE IF NOT EXISTS pgroups (pgid INTEGER PRIMARY KEY, start_ticks INTEGER NOT NULL,"
+    " boot_id TEXT NOT NULL, run_id TEXT);"
     "CREATE TABLE IF NOT EXISTS enrichments (run_id TEXT NOT NULL, item_seq INTEGER NOT NULL,"
     " flow TEXT NOT NULL, data TEXT NOT NULL, ts INTEGER NOT NULL,"
     " PRIMARY KEY (run_id, item_seq, flow)) WITHOUT ROWID;";
@@ -248,6 +252,9 @@ static const rd_store_ops sqlite_ops = {
     .min_event_id = rd_sqlite_min_event_id,
     .kv_get = rd_sqlite_kv_get,
     .kv_put = rd_sqlite_kv_put,
+    .pgroup_put = rd_sqlite_pgroup_put,
+    .pgroup_del = rd_sqlite_pgroup_del,
+    .pgroups_scan = rd_sqlite_pgroups_scan,
     RD_SQLITE_OUTBOX_OPS,
     .enrichment_put = rd_sqlite_enrichment_put,
     .events_prune = rd_sqlite_events_prune,

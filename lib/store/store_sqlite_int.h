@@ -2,11 +2,11 @@
  * store_sqlite_int.h: private to the SQLite backend's files. store_sqlite.c owns the
  * connection, its transaction, the schema and the prepared statements of the core tables;
  * store_sqlite_runs.c the runs table, store_sqlite_events.c events, items and enrichments,
- * store_sqlite_kv.c idempotency keys and the kv table. Those four share the rd_sqlite struct,
- * its statement list and the step/bind helpers below. store_sqlite_outbox.c (the webhook
- * outbox tables, with statements of its own) and store_sqlite_ckpt.c (WAL checkpoints) see
- * the store only through the accessors at the end; the outbox also uses the bind helpers.
- * Nothing else includes this header.
+ * store_sqlite_kv.c idempotency keys, the kv table and the workers' process groups. Those four
+ * share the rd_sqlite struct, its statement list and the step/bind helpers below.
+ * store_sqlite_outbox.c (the webhook outbox tables, with statements of its own) and
+ * store_sqlite_ckpt.c (WAL checkpoints) see the store only through the accessors at the end; the
+ * outbox also uses the bind helpers. Nothing else includes this header.
  */
 #ifndef RUNSD_STORE_SQLITE_INT_H
 #define RUNSD_STORE_SQLITE_INT_H
@@ -64,6 +64,10 @@ typedef struct rd_sqlite_ckpt rd_sqlite_ckpt;
     X(KV_GET, "SELECT value FROM kv WHERE key = ?1")                                               \
     X(KV_PUT, "INSERT INTO kv (key, value) VALUES (?1, ?2)"                                        \
               " ON CONFLICT (key) DO UPDATE SET value = excluded.value")                           \
+    X(PG_PUT, "INSERT OR REPLACE INTO pgroups (pgid, start_ticks, boot_id, run_id)"                \
+              " VALUES (?1, ?2, ?3, ?4)")                                                          \
+    X(PG_DEL, "DELETE FROM pgroups WHERE pgid = ?1")                                               \
+    X(PG_SCAN, "SELECT pgid, start_ticks, boot_id, run_id FROM pgroups ORDER BY pgid")             \
     X(RUN_INSERT, NULL)                                                                            \
     X(RUN_UPDATE, NULL)                                                                            \
     X(RUN_GET, NULL)                                                                               \
@@ -171,6 +175,9 @@ int rd_sqlite_idem_put(rd_store *base, const char *key_hash, const char *run_id,
 int rd_sqlite_idem_prune(rd_store *base, int64_t before_ms, int64_t *n_deleted);
 int rd_sqlite_kv_get(rd_store *base, const char *key, char **out_value);
 int rd_sqlite_kv_put(rd_store *base, const char *key, const char *value);
+int rd_sqlite_pgroup_put(rd_store *base, const rd_pgroup *g);
+int rd_sqlite_pgroup_del(rd_store *base, int64_t pgid);
+int rd_sqlite_pgroups_scan(rd_store *base, rd_pgroup_cb cb, void *arg);
 
 /* ---- for the satellites: the outbox and the checkpointer -------------------------------- */
 

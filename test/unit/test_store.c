@@ -747,6 +747,37 @@ static void test_kv(void **state)
     free(v);
 }
 
+static int collect_pgroup(const rd_pgroup *g, void *arg)
+{
+    char *out = arg;
+    size_t n = strlen(out);
+
+    snprintf(out + n, 256 - n, "%lld:%lld:%s:%s|", (long long)g->pgid, (long long)g->start_ticks,
+             g->boot_id, g->run_id ? g->run_id : "-");
+    return 0;
+}
+
+static void test_pgroups(void **state)
+{
+    fx *f = *state;
+    char got[256] = "";
+    rd_pgroup a = {.pgid = 200, .start_ticks = 7, .boot_id = "b1", .run_id = "run_a"};
+    rd_pgroup b = {.pgid = 100, .start_ticks = 9, .boot_id = "b1", .run_id = NULL};
+
+    assert_int_equal(rd_store_pgroup_put(f->s, &a), 0);
+    assert_int_equal(rd_store_pgroup_put(f->s, &b), 0);
+    a.start_ticks = 8; /* the same pgid again (a lost delete): replaced, not refused */
+    assert_int_equal(rd_store_pgroup_put(f->s, &a), 0);
+    assert_int_equal(rd_store_commit(f->s), 0);
+    assert_int_equal(rd_store_pgroups_scan(f->s, collect_pgroup, got), 0);
+    assert_string_equal(got, "100:9:b1:-|200:8:b1:run_a|");
+    assert_int_equal(rd_store_pgroup_del(f->s, 100), 0);
+    assert_int_equal(rd_store_pgroup_del(f->s, 12345), 0);
+    got[0] = '\0';
+    assert_int_equal(rd_store_pgroups_scan(f->s, collect_pgroup, got), 0);
+    assert_string_equal(got, "200:8:b1:run_a|");
+}
+
 static void test_commit_rollback(void **state)
 {
     fx *f = *state;
@@ -891,6 +922,7 @@ int main(void)
         BOTH(test_events_prune),
         BOTH(test_idempotency),
         BOTH(test_kv),
+        BOTH(test_pgroups),
         BOTH(test_deliveries_prune),
         BOTH(test_commit_rollback),
         FILE_ONLY(test_durability),

@@ -548,6 +548,8 @@ static void test_free_inside_on_stderr_and_live(void **state)
     assert_int_equal(live.n_exit, 0);
 }
 
+/* A grandchild in the worker's process group is SIGKILLed when the worker exits: it no longer
+ * holds stdout open until the drain deadline, and it does not outlive the attempt. */
 static void test_grandchild_holds_stdout(void **state)
 {
     fixture *f = *state;
@@ -558,13 +560,50 @@ static void test_grandchild_holds_stdout(void **state)
     spawn_sh(f, &t, "sleep 30 & echo hi; exit 0", 0, 0);
     pgid = rd_worker_pid(t.w);
     assert_true(run_until(f, exited, &t, 6000));
-    assert_true(t.exit_ms - t0 >= 1500);
-    assert_true(t.exit_ms - t0 < 4000);
+    assert_true(t.exit_ms - t0 < 1500);
     assert_string_equal(t.out, "hi|");
     assert_true(t.ex.exited);
     assert_int_equal(t.ex.code, 0);
+    assert_false(t.ex.we_signalled);
     finish(&t);
-    kill(-pgid, SIGKILL); /* the orphaned sleep, now init's child */
+    /* The group is gone once init has reaped the killed sleep. */
+    for (int i = 0; i < 500 && kill(-pgid, 0) == 0; i++)
+        usleep(10 * 1000);
+    assert_int_equal(kill(-pgid, 0), -1);
+    assert_int_equal(errno, ESRCH);
+}
+
+/* A grandchild that left the group (setsid) is out of the group kill's reach: the drain
+ * deadline still bounds the wait for its copy of stdout. */
+static void test_detached_grandchild_holds_stdout(void **state)
+{
+    fixture *f = *state;
+    tw t = {0};
+    int64_t t0;
+    char path[64], cmd[512];
+    FILE *pf;
+    int gpid = 0;
+
+    /* The worker waits until the grandchild is in its own session before it exits. */
+    snprintf(path, sizeof path, "/tmp/runsd-test-detached.%d", (int)getpid());
+    unlink(path);
+    snprintf(cmd, sizeof cmd,
+             "setsid sh -c 'echo $$ > %s.tmp; mv %s.tmp %s; exec sleep 30' &"
+             " while [ ! -s %s ]; do sleep 0.01; done; echo hi",
+             path, path, path, path);
+    t0 = rd_mono_ms();
+    spawn_sh(f, &t, cmd, 0, 0);
+    assert_true(run_until(f, exited, &t, 6000));
+    assert_true(t.exit_ms - t0 >= 1500);
+    assert_true(t.exit_ms - t0 < 4000);
+    assert_string_equal(t.out, "hi|");
+    finish(&t);
+    pf = fopen(path, "r");
+    assert_non_null(pf);
+    assert_int_equal(fscanf(pf, "%d", &gpid), 1);
+    fclose(pf);
+    unlink(path);
+    kill(gpid, SIGKILL); /* ours: it was started by this test's worker */
 }
 
 static void on_resume(evutil_socket_t fd, short what, void *arg)
@@ -720,6 +759,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_free_inside_on_exit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_inside_on_stderr_and_live, setup, teardown),
         cmocka_unit_test_setup_teardown(test_grandchild_holds_stdout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_detached_grandchild_holds_stdout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pause_output, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stdin_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stdin_epipe, setup, teardown),

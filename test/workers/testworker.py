@@ -4,7 +4,7 @@
 Its behaviour is driven by the run's `input` object, read from the start message. The
 modes are documented in README.md next to this file; they run in a fixed order:
 
-  echo_start, echo_proc, echo_env, log, garbage, long_line, flood_stderr, steps,
+  echo_start, echo_proc, grandchild, proc_log, echo_env, log, garbage, long_line, flood_stderr, steps,
   approval, auth, items (checkpoint, progress, item_delay, crash_after),
   sleep_after_items, item_errors, candidates, progress (without items), stdin_items,
   sleep, crash, error, result, done, exit
@@ -16,6 +16,7 @@ Standard library only. Every stdout line is written with one write(2) call (so i
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 
@@ -157,6 +158,53 @@ def open_fds():
     return sorted(fds)
 
 
+def proc_start(pid):
+    """The start time of pid (field 22 of /proc/pid/stat) and its state, or (None, None)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None, None
+    return fields[19], fields[0]
+
+
+def proc_alive(pid, start):
+    """pid is still the process that started at start, and not a zombie."""
+    now, state = proc_start(pid)
+    return now == start and state != "Z"
+
+
+def start_grandchild(mode):
+    """`sleep 300` in our process group; with mode "stdout" it holds our stdout open."""
+    out = None if mode == "stdout" else subprocess.DEVNULL
+    g = subprocess.Popen(["sleep", "300"], stdin=subprocess.DEVNULL, stdout=out,
+                         stderr=subprocess.DEVNULL)
+    return {"pid": g.pid, "start": proc_start(g.pid)[0]}
+
+
+def do_proc_log(path, run, grandchild):
+    """Appends one JSON line for this attempt to path: our pid and start time, the
+    grandchild's, and which processes recorded by earlier attempts are still alive now."""
+    alive = []
+    try:
+        with open(path) as f:
+            for line in f:
+                rec = json.loads(line)
+                for p in [rec] + ([rec["grandchild"]] if rec.get("grandchild") else []):
+                    if proc_alive(p["pid"], p["start"]):
+                        alive.append(p["pid"])
+    except FileNotFoundError:
+        pass
+    rec = {"attempt": run.get("attempt"), "pid": os.getpid(),
+           "start": proc_start(os.getpid())[0], "grandchild": grandchild,
+           "alive_at_start": alive}
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        _write_all(fd, (json.dumps(rec) + "\n").encode())
+    finally:
+        os.close(fd)
+
+
 def on_deny(inp, what):
     """What to do after a denied approval/auth: input.on_deny = wait|exit|error."""
     mode = inp.get("on_deny", "wait")
@@ -259,6 +307,9 @@ def main():
             "sid": os.getsid(0), "fds": open_fds(), "cwd": os.getcwd(),
             "argv": sys.argv[1:],
         }, separators=(",", ":")))
+    grandchild = start_grandchild(inp["grandchild"]) if inp.get("grandchild") else None
+    if isinstance(inp.get("proc_log"), str):
+        do_proc_log(inp["proc_log"], run, grandchild)
     env_names = inp.get("echo_env")
     if isinstance(env_names, str):
         env_names = [env_names]
@@ -337,7 +388,9 @@ def main():
         do_items(inp, run)
     elif inp.get("crash_after") is not None and crash_this_attempt(inp, run):
         crash()
-    if inp.get("sleep_after_items") is not None:
+    sleeps = inp.get("sleep_attempt") is None or \
+        as_int(run.get("attempt"), 1) == as_int(inp.get("sleep_attempt"), -1)
+    if inp.get("sleep_after_items") is not None and sleeps:
         sleep(as_float(inp.get("sleep_after_items")))
     n_err = as_int(inp.get("item_errors"), 0)
     for k in range(n_err):
@@ -353,7 +406,7 @@ def main():
         do_stdin_items()
 
     # --- the end
-    if inp.get("sleep") is not None:
+    if inp.get("sleep") is not None and sleeps:
         sleep(as_float(inp.get("sleep")))
     if inp.get("crash") and crash_this_attempt(inp, run):
         crash()
