@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Quick start, part two: set up, build, and run every test: the unit and end-to-end suites on
-# a normal build, then again on an ASan+UBSan build.
+# a normal build, then again on an ASan+UBSan build, then a short libFuzzer smoke of every
+# fuzz target (FUZZ_SECONDS per target, default 20; 0 skips it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -12,3 +13,6 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DRUNSD_SANITIZE=ON >/dev/null
 cmake --build build-asan -j"$jobs"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j"$jobs")
+if [ "${FUZZ_SECONDS:-20}" != 0 ]; then
+  scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
+fi

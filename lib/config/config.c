@@ -80,11 +80,13 @@ static void flow_section(parse_ctx *ctx, const char *sname, const char *fname)
         config_error(ctx, ctx->line, "section [%s]: out of memory", sname);
         return;
     }
+    ctx->cur_flow = cfg->n_flows;
     ctx->flow_line[cfg->n_flows++] = ctx->line;
 }
 
 static void section_begin(parse_ctx *ctx, const char *sname)
 {
+    ctx->cur_flow = -1;
     if (strncmp(sname, "flow.", 5) == 0) {
         flow_section(ctx, sname, sname + 5);
         return;
@@ -176,20 +178,23 @@ static char *ctx_reader(char *buf, int num, void *stream)
 
 /* ---- the inih handler ---- */
 
-/* Maps inih's section string to its table and to the struct its keys write into. */
+/* Maps inih's section string to its table and to the struct its keys write into. inih keeps
+ * only INI_MAX_SECTION - 1 bytes of a section name (49 on Debian), less than "flow." and a
+ * 64-byte flow name, so for flows the reader's own record of the header it last saw decides;
+ * inih's (possibly cut) name must only agree with it. */
 static bool resolve_section(parse_ctx *ctx, const char *section, enum section *sec, void **base,
                             int **lines)
 {
     if (strncmp(section, "flow.", 5) == 0) {
-        for (int i = 0; i < ctx->cfg->n_flows; i++) {
-            if (strcmp(ctx->cfg->flows[i].name, section + 5) == 0) {
-                *sec = SEC_FLOW;
-                *base = &ctx->cfg->flows[i];
-                *lines = ctx->flow_key_line[i];
-                return true;
-            }
-        }
-        return false;
+        int i = ctx->cur_flow;
+
+        if (i < 0 || i >= ctx->cfg->n_flows ||
+            strncmp(ctx->cfg->flows[i].name, section + 5, strlen(section + 5)) != 0)
+            return false;
+        *sec = SEC_FLOW;
+        *base = &ctx->cfg->flows[i];
+        *lines = ctx->flow_key_line[i];
+        return true;
     }
     for (int s = 0; s < SEC_FLOW; s++) {
         if (strcmp(section, config_sections[s].name) == 0) {
@@ -264,7 +269,7 @@ static int config_parse(const char *text, size_t len, const char *name, rd_confi
         write_err(err, errlen, "%s: contains a NUL byte (not a text file?)", name);
         goto fail;
     }
-    *ctx = (parse_ctx){.cfg = cfg, .name = name, .text = text, .len = len};
+    *ctx = (parse_ctx){.cfg = cfg, .name = name, .text = text, .len = len, .cur_flow = -1};
     rc = ini_parse_stream(ctx_reader, ctx, ctx_handler, ctx);
     if (rc == -2) {
         write_err(err, errlen, "%s: out of memory", name);

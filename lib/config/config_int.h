@@ -54,6 +54,7 @@ struct parse_ctx {
     const char *text;
     size_t len, pos;
     int line;                                          /* line last handed to inih */
+    int cur_flow;                                      /* flow of the last header; -1 = none */
     int sec_line[SEC_COUNT];                           /* header line, 0 = not seen */
     int flow_line[RD_MAX_FLOWS];                       /* header line of each flow */
     int key_line[SEC_COUNT][MAX_SECTION_KEYS];         /* first line of each key */

@@ -561,6 +561,35 @@ static void version_of(const char *text, char out[17])
     rd_config_free(cfg);
 }
 
+/* A flow name may be 64 bytes, but inih keeps only 49 bytes of a section name ("flow." plus 44),
+ * so the keys of a longer flow were refused as "unknown section", and two flows alike in
+ * their first 44 bytes could not be told apart. The reader's own view of the section wins. */
+static void test_flow_long_name(void **state)
+{
+    char text[512], a[65], b[65];
+
+    memset(a, 'a', 64);
+    a[64] = '\0';
+    memcpy(b, a, sizeof b);
+    b[63] = 'b';
+    snprintf(text, sizeof text,
+             "[flow.%s]\ncommand = /bin/a\n[server]\nmax_connections = 9\n"
+             "[flow.%s]\ncommand = /bin/b\nconcurrency = 3\n",
+             a, b);
+    rd_config *cfg = parse_ok(text);
+    const rd_flow_config *fa = rd_config_flow(cfg, a), *fb = rd_config_flow(cfg, b);
+
+    assert_int_equal(cfg->n_flows, 2);
+    assert_non_null(fa);
+    assert_non_null(fb);
+    assert_string_equal(fa->argv[0], "/bin/a");
+    assert_int_equal(fa->concurrency, 4);
+    assert_string_equal(fb->argv[0], "/bin/b");
+    assert_int_equal(fb->concurrency, 3);
+    assert_int_equal(cfg->max_connections, 9);
+    rd_config_free(cfg);
+}
+
 static void test_flow_version(void **state)
 {
     static const char base[] = "[flow.a]\ncommand = /bin/w x\nenv = A=1\nenv = B=2\n";
@@ -683,6 +712,7 @@ int main(void)
         cmocka_unit_test(test_load_file),
         cmocka_unit_test(test_split_command),
         cmocka_unit_test(test_flow_version),
+        cmocka_unit_test(test_flow_long_name),
         cmocka_unit_test(test_example_config),
     };
 
