@@ -297,3 +297,46 @@ class TestGracefulStop(RecoveryTest):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TestKill9Answers(RecoveryTest):
+    """Defects the crash soak found (test/soak): each of these failed before its fix."""
+
+    def test_answer_to_a_live_worker_survives_kill9(self):
+        # The approval reaches the live worker and the reply says so; a kill right after must
+        # not make the restarted worker ask again (its repeated question gets the stored answer).
+        run = self.d.create("res", {"approval": "Go?", "items": 3, "sleep_after_items": 30,
+                                    "sleep_attempt": 1})
+        self.d.wait_status(run["id"], "paused")
+        r = self.d.post("/v1/runs/%s/approve" % run["id"])
+        self.assertEqual(r.status, 200, r)
+        self.kill9()
+        self.restart()
+        done = finish(self.d, run["id"])
+        self.assertEqual((done["status"], done["termination_reason"]), ("succeeded", "completed"),
+                         done)
+        self.assertEqual(len(events_of(self.d, run["id"], "run.approval_required")), 1)
+
+    def test_denied_while_cancelling_stays_denied(self):
+        # The worker ignores SIGTERM, so the run stays cancelling until the kill.
+        run = self.d.create("res", {"approval": "Go?", "ignore_term": True})
+        self.d.wait_status(run["id"], "paused")
+        r = self.d.post("/v1/runs/%s/deny" % run["id"])
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(self.d.run(run["id"])["status"], "cancelling")
+        self.kill9()
+        self.restart()
+        done = finish(self.d, run["id"])
+        self.assertEqual((done["status"], done["termination_reason"]),
+                         ("cancelled", "approval_denied"), done)
+
+    def test_items_after_the_last_checkpoint_are_not_stored_twice(self):
+        # No checkpoint at all: the resumed worker starts over and sends the same items again.
+        run = self.d.create("res", {"items": 5, "sleep_after_items": 30, "sleep_attempt": 1})
+        self.wait_items(run["id"], 5)
+        self.kill9()
+        self.restart()
+        done = finish(self.d, run["id"])
+        self.assertEqual(done["status"], "succeeded", done)
+        self.assertEqual(done["counts"]["items"], 5)
+        self.check_exactly_once(run["id"], 5)
