@@ -299,65 +299,52 @@ static void demo_provider(rd_req *req)
     page(req, 200, "Demo provider: authorize?", body);
 }
 
-/* These endpoints answer every method themselves, with their own 405 (no Allow header, a
- * message that reads as prose): they were published that way before the route table. */
-
-static bool is_get(const rd_req *req)
-{
-    return req->method == htp_method_GET || req->method == htp_method_HEAD;
-}
+/* The route table answers other methods 405 with Allow, before any scope check. */
 
 /* /v1/runs/approval */
 static void h_approval(rd_req *req, void *arg)
 {
     rd_api *a = arg;
-    if (is_get(req))
-        approval_get(req, a->eng);
-    else if (req->method == htp_method_POST)
+    if (req->method == htp_method_POST)
         approval_post(req, a->eng);
     else
-        rd_reply_error(req, 405, "method_not_allowed", "use GET or POST on this path");
+        approval_get(req, a->eng);
 }
 
 /* /v1/auth/callback */
 static void h_callback(rd_req *req, void *arg)
 {
     rd_api *a = arg;
-    if (is_get(req))
-        auth_callback(req, a->eng);
-    else
-        rd_reply_error(req, 405, "method_not_allowed", "use GET on this path");
+    auth_callback(req, a->eng);
 }
 
 /* /v1/demo/oauth/authorize */
 static void h_demo(rd_req *req, void *arg)
 {
-    if (is_get(req))
-        demo_provider(req);
-    else
-        rd_reply_error(req, 405, "method_not_allowed", "use GET on this path");
+    demo_provider(req);
 }
 
-/* /v1/runs/{id}/approve|deny|auth: the method is checked before the scope. */
+/* /v1/runs/{id}/approve|deny|auth */
 static void h_answer(rd_req *req, void *arg)
 {
     rd_api *a = arg;
     const char *id = rd_req_param(req, "id");
     const char *sub = req->segs[3];
-    if (req->method != htp_method_POST)
-        rd_reply_error(req, 405, "method_not_allowed", "use POST on this path");
-    else if (rd_req_allowed(req, RD_SCOPE_WRITE))
-        strcmp(sub, "auth") == 0 ? auth_by_id(req, a->eng, id)
-                                 : approve_by_id(req, a->eng, id, strcmp(sub, "approve") == 0);
+    if (strcmp(sub, "auth") == 0)
+        auth_by_id(req, a->eng, id);
+    else
+        approve_by_id(req, a->eng, id, strcmp(sub, "approve") == 0);
 }
 
+#define GET_HEAD (RD_METHOD_GET | RD_METHOD_HEAD)
+
 static const rd_http_route_def approvals_routes[] = {
-    {RD_METHOD_ANY, "/v1/runs/approval", RD_HTTP_PUBLIC, h_approval},
-    {RD_METHOD_ANY, "/v1/auth/callback", RD_HTTP_PUBLIC, h_callback},
-    {RD_METHOD_ANY, "/v1/demo/oauth/authorize", RD_HTTP_PUBLIC, h_demo},
-    {RD_METHOD_ANY, "/v1/runs/{id}/approve", RD_HTTP_PUBLIC, h_answer},
-    {RD_METHOD_ANY, "/v1/runs/{id}/deny", RD_HTTP_PUBLIC, h_answer},
-    {RD_METHOD_ANY, "/v1/runs/{id}/auth", RD_HTTP_PUBLIC, h_answer},
+    {GET_HEAD | RD_METHOD_POST, "/v1/runs/approval", RD_HTTP_PUBLIC, h_approval},
+    {GET_HEAD, "/v1/auth/callback", RD_HTTP_PUBLIC, h_callback},
+    {GET_HEAD, "/v1/demo/oauth/authorize", RD_HTTP_PUBLIC, h_demo},
+    {RD_METHOD_POST, "/v1/runs/{id}/approve", RD_SCOPE_WRITE, h_answer},
+    {RD_METHOD_POST, "/v1/runs/{id}/deny", RD_SCOPE_WRITE, h_answer},
+    {RD_METHOD_POST, "/v1/runs/{id}/auth", RD_SCOPE_WRITE, h_answer},
 };
 
 int rd_approvals_register(rd_http *h, rd_api *a)

@@ -60,6 +60,8 @@ typedef struct rd_config {
     int64_t max_uri_bytes;           /* default 8 KiB (key: max_uri) */
     int64_t max_header_bytes;        /* default 16 KiB (key: max_headers) */
     int max_connections;             /* default 4096 */
+    int64_t head_timeout_ms;         /* a whole request head, default 10s */
+    int64_t body_timeout_ms;         /* a whole request body, default 60s */
     char *cors_origins[RD_MAX_CORS]; /* key: cors_origin, repeatable; "*" allowed */
     int n_cors;
     int64_t heartbeat_ms;        /* SSE heartbeat, default 15s (key: sse_heartbeat) */

@@ -465,6 +465,8 @@ static const key_spec server_keys[] = {
     KEY("max_uri", "8K", K_SIZE, CFG(max_uri_bytes), 256, MIB),
     KEY("max_headers", "16K", K_SIZE, CFG(max_header_bytes), KIB, MIB),
     KEY("max_connections", "4096", K_INT, CFG(max_connections), 1, 1000000),
+    KEY("head_timeout", "10s", K_DUR, CFG(head_timeout_ms), 100, HOUR),
+    KEY("body_timeout", "60s", K_DUR, CFG(body_timeout_ms), 100, HOUR),
     FN("cors_origin", NULL, apply_cors, true),
     KEY("sse_heartbeat", "15s", K_DUR, CFG(heartbeat_ms), 100, HOUR),
     KEY("max_sse_clients", "10000", K_INT, CFG(max_sse_clients), 1, 1000000),

@@ -1,6 +1,7 @@
 /*
- * http.c: the server side of the HTTP layer: listeners, the request head guard, request
- * limits, the route table and its dispatch, and the lifecycle hooks of the layers above.
+ * http.c: the server side of the HTTP layer: listeners, the route table and its dispatch,
+ * and the lifecycle hooks of the layers above. Each connection's framing (the head guard,
+ * pipelining, deadlines, the connection bound) is http_guard.c.
  *
  * libevhtp resets the connection when a body exceeds its max size, so we never set that
  * limit: a per-connection on_read hook counts body bytes and discards them past max_body,
@@ -28,209 +29,6 @@
 
 #include "base/util.h"
 #include "http/http_int.h"
-
-/* A registered handler: the router's entries point at these. */
-typedef struct route_rec {
-    rd_http_handler_fn fn;
-    void *arg;
-    int scope;
-    SLIST_ENTRY(route_rec) link;
-} route_rec;
-
-typedef struct http_hook {
-    rd_http_hook_fn fn;
-    void *arg;
-    bool on_free; /* else on close */
-} http_hook;
-
-struct rd_http {
-    struct event_base *base;
-    const rd_config *cfg;
-    evhtp_t *htp[RD_MAX_LISTEN]; /* one evhtp per listener: evhtp binds one socket each */
-    int n_htp;
-    int port;
-    uint64_t req_counter;
-    struct event *accept_retry;
-    rd_router *router;
-    SLIST_HEAD(, route_rec) routes; /* owned; the router borrows them */
-    http_hook *hooks;               /* in registration order */
-    int n_hooks;
-    LIST_HEAD(, conn_state) conns; /* live evhtp connections (not taken-over streams) */
-};
-
-/* Per-connection state for the body limit: evhtp handles one request at a time per
- * connection, so the counter is reset at each request's headers. */
-typedef struct conn_state {
-    rd_http *h;
-    LIST_ENTRY(conn_state) link; /* in h->conns: freed with the server */
-    evhtp_connection_t *conn;
-    uint64_t body_bytes;
-    bool too_big;
-    /* The head guard: libevhtp 1.2.18 corrupts a request line that reaches its parser in two
-     * pieces (upstream issue #131: one byte is duplicated), and resets, without any answer,
-     * heads longer than its internal 8 KiB buffer. So evhtp's read callback is wrapped: while
-     * a request head is arriving, bytes are held until the request line is complete, and an
-     * over-long line or head is answered 414 / 431 here. */
-    bool in_head;
-    bufferevent_data_cb orig_read, orig_write; /* a bufferevent has one callback argument, */
-    bufferevent_event_cb orig_event;           /* so all three are wrapped to keep evhtp's */
-    void *orig_arg;
-} conn_state;
-
-/* The longest request line the guard lets through: evhtp's parser must hold it whole. */
-#define HEAD_LINE_MAX 8000
-
-static size_t line_limit(const conn_state *cs)
-{
-    size_t lim = (size_t)cs->h->cfg->max_uri_bytes + 64; /* method, version, spaces */
-    return lim < HEAD_LINE_MAX ? lim : HEAD_LINE_MAX;
-}
-
-/* Answers and drops a connection whose head evhtp must not see. The answer is small and
- * written straight to the socket; the connection is freed right after. */
-static void new_request_id(rd_http *h, char *out, size_t outlen)
-{
-    snprintf(out, outlen, "req_%llx%04llx", (unsigned long long)rd_now_ms(),
-             (unsigned long long)(++h->req_counter & 0xffff));
-}
-
-static void http_refuse_head(conn_state *cs, int status, const char *code, const char *msg)
-{
-    char body[320], head[640], rid[24];
-    new_request_id(cs->h, rid, sizeof rid);
-    int bl = snprintf(body, sizeof body,
-                      "{\"error\":{\"code\":\"%s\",\"message\":\"%s\",\"request_id\":\"%s\"}}\n",
-                      code, msg, rid);
-    int hl = snprintf(head, sizeof head,
-                      "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-                      "X-Request-Id: %s\r\nConnection: close\r\n\r\n%s",
-                      status, status == 414 ? "URI Too Long" : "Request Header Fields Too Large",
-                      bl, rid, body);
-    evutil_socket_t fd = bufferevent_getfd(evhtp_connection_get_bev(cs->conn));
-    if (send(fd, head, (size_t)hl, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
-        rd_log_debug("refusing a request head: %s", strerror(errno));
-    evhtp_connection_free(cs->conn); /* runs the fini hook, which frees cs */
-}
-
-/* Checks a complete head (up to its blank line): the request line within the URI bound and
- * every header line within what evhtp's parser can hold. 0, 414 or 431. */
-static int head_check(conn_state *cs, struct evbuffer *in, size_t head_len)
-{
-    const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)head_len);
-    if (!p)
-        return 431;
-    const char *end = p + head_len, *nl;
-    for (bool first = true; p < end; first = false, p = nl + 1) {
-        nl = memchr(p, '\n', (size_t)(end - p));
-        if (!nl)
-            nl = end;
-        if ((size_t)(nl - p) > (first ? line_limit(cs) : HEAD_LINE_MAX))
-            return first ? 414 : 431;
-    }
-    return 0;
-}
-
-static void http_on_raw_read(struct bufferevent *bev, void *arg)
-{
-    conn_state *cs = arg;
-    if (cs->in_head) {
-        struct evbuffer *in = bufferevent_get_input(bev);
-        size_t len = evbuffer_get_length(in);
-        size_t head_max = line_limit(cs) + (size_t)cs->h->cfg->max_header_bytes;
-        struct evbuffer_ptr blank = evbuffer_search(in, "\r\n\r\n", 4, NULL);
-        int refuse = 0;
-        if (blank.pos < 0) {
-            if (len <= head_max)
-                return; /* hold the bytes until the head is whole */
-            refuse = evbuffer_search(in, "\r\n", 2, NULL).pos < 0 ? 414 : 431;
-        } else {
-            refuse =
-                (size_t)blank.pos + 4 > head_max ? 431 : head_check(cs, in, (size_t)blank.pos + 2);
-        }
-        if (refuse == 414) {
-            http_refuse_head(cs, 414, "uri_too_long", "the request line is too long");
-            return;
-        }
-        if (refuse) {
-            http_refuse_head(cs, 431, "headers_too_large", "the request headers are too large");
-            return;
-        }
-        cs->in_head = false; /* handed over whole; evhtp parses it in one go */
-    }
-    cs->orig_read(bev, cs->orig_arg); /* may free the connection and cs */
-}
-
-static void http_on_raw_write(struct bufferevent *bev, void *arg)
-{
-    conn_state *cs = arg;
-    if (cs->orig_write)
-        cs->orig_write(bev, cs->orig_arg);
-}
-
-static void http_on_raw_event(struct bufferevent *bev, short what, void *arg)
-{
-    conn_state *cs = arg;
-    if (cs->orig_event)
-        cs->orig_event(bev, what, cs->orig_arg);
-}
-
-static evhtp_res http_on_read(evhtp_request_t *r, struct evbuffer *buf, void *arg)
-{
-    conn_state *cs = arg;
-    size_t n = evbuffer_get_length(buf);
-    cs->body_bytes += n;
-    if (cs->too_big || cs->body_bytes > (uint64_t)cs->h->cfg->max_body_bytes) {
-        cs->too_big = true;
-        evbuffer_drain(buf, n); /* counted and dropped: memory stays bounded */
-    }
-    return EVHTP_RES_OK;
-}
-
-static evhtp_res http_on_headers(evhtp_request_t *r, evhtp_headers_t *hdrs, void *arg)
-{
-    conn_state *cs = arg;
-    cs->body_bytes = 0;
-    cs->too_big = false;
-    evhtp_request_set_hook(r, evhtp_hook_on_read, (evhtp_hook)http_on_read, cs);
-    /* Header bytes: refuse absurd header sets before they reach a handler. */
-    size_t total = 0;
-    evhtp_header_t *hd;
-    TAILQ_FOREACH(hd, hdrs, next)
-    {
-        total += hd->klen + hd->vlen + 4;
-    }
-    if (total > (size_t)cs->h->cfg->max_header_bytes)
-        return EVHTP_RES_FATAL; /* evhtp resets the connection; nothing was processed */
-    return EVHTP_RES_OK;
-}
-
-static evhtp_res http_on_conn_fini(evhtp_connection_t *c, void *arg)
-{
-    conn_state *cs = arg;
-    LIST_REMOVE(cs, link);
-    free(cs);
-    return EVHTP_RES_OK;
-}
-
-static evhtp_res http_on_accept(evhtp_connection_t *c, void *arg)
-{
-    conn_state *cs = calloc(1, sizeof *cs);
-    if (!cs)
-        return EVHTP_RES_FATAL;
-    cs->h = arg;
-    cs->conn = c;
-    LIST_INSERT_HEAD(&cs->h->conns, cs, link);
-    cs->in_head = true;
-    struct bufferevent *bev = evhtp_connection_get_bev(c);
-    if (bev) {
-        bufferevent_getcb(bev, &cs->orig_read, &cs->orig_write, &cs->orig_event, &cs->orig_arg);
-        if (cs->orig_read)
-            bufferevent_setcb(bev, http_on_raw_read, http_on_raw_write, http_on_raw_event, cs);
-    }
-    evhtp_connection_set_hook(c, evhtp_hook_on_headers, (evhtp_hook)http_on_headers, cs);
-    evhtp_connection_set_hook(c, evhtp_hook_on_connection_fini, (evhtp_hook)http_on_conn_fini, cs);
-    return EVHTP_RES_OK;
-}
 
 /* --- dispatch ----------------------------------------------------------------------------- */
 
@@ -290,14 +88,12 @@ static void http_on_request(evhtp_request_t *r, void *arg)
     req.r = r;
     req.cfg = h->cfg;
     req.method = evhtp_request_get_method(r);
-    new_request_id(h, req.request_id, sizeof req.request_id);
+    rd_http_request_id(h, req.request_id, sizeof req.request_id);
     conn_state *cs = NULL;
     evhtp_hooks_t *hooks = evhtp_connection_get_hooks(r->conn);
     if (hooks)
         cs = hooks->on_headers_arg;
     req.body_too_big = cs && cs->too_big;
-    if (cs)
-        cs->in_head = true; /* whatever arrives next starts the next request's head */
     const char *full = r->uri && r->uri->path ? r->uri->path->full : "/";
     const char *qraw = r->uri ? (const char *)r->uri->query_raw : NULL;
     size_t ulen = strlen(full) + (qraw ? strlen(qraw) + 1 : 0);
@@ -373,10 +169,7 @@ static void run_close_hooks(rd_http *h)
 /* With no free descriptors evhtp's accept loop would spin: pause accepting for a moment. */
 static void http_on_accept_retry(evutil_socket_t fd, short what, void *arg)
 {
-    rd_http *h = arg;
-    for (int i = 0; i < h->n_htp; i++)
-        if (h->htp[i]->server)
-            evconnlistener_enable(h->htp[i]->server);
+    rd_http_listeners_resume(arg);
 }
 
 static void http_on_accept_error(struct evconnlistener *l, void *arg)
@@ -387,9 +180,7 @@ static void http_on_accept_error(struct evconnlistener *l, void *arg)
     int err = EVUTIL_SOCKET_ERROR();
     if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
         rd_log_warn("accept: %s; pausing accepts for 100 ms", strerror(err));
-        for (int i = 0; i < h->n_htp; i++)
-            if (h->htp[i]->server)
-                evconnlistener_disable(h->htp[i]->server);
+        rd_http_listeners_pause(h);
         struct timeval tv = {0, 100000};
         evtimer_add(h->accept_retry, &tv);
     }
@@ -401,7 +192,7 @@ static evhtp_t *new_htp(rd_http *h)
     if (!htp)
         return NULL;
     evhtp_set_gencb(htp, http_on_request, h);
-    evhtp_set_post_accept_cb(htp, http_on_accept, h);
+    evhtp_set_post_accept_cb(htp, rd_http_guard_accept, h);
     htp->flags &= (uint16_t)~EVHTP_FLAG_ENABLE_100_CONT;
     /* Replies are written whole: without NODELAY the tail of a reply over one segment waits
      * for the client's delayed ACK (~40 ms on keep-alive connections). */
@@ -534,9 +325,8 @@ int rd_http_listen(rd_http *h, char *err, size_t errlen)
 
 void rd_http_close(rd_http *h)
 {
-    for (int i = 0; i < h->n_htp; i++)
-        if (h->htp[i]->server)
-            evconnlistener_disable(h->htp[i]->server);
+    h->closing = true;
+    rd_http_listeners_pause(h);
     run_close_hooks(h);
 }
 
@@ -544,6 +334,7 @@ void rd_http_free(rd_http *h)
 {
     if (!h)
         return;
+    h->closing = true;
     run_close_hooks(h);
     /* evhtp_free leaves live connections behind: free them first (their fini hook unlinks
      * them; a held ?wait request is released through its own fini hook). */

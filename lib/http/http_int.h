@@ -1,11 +1,84 @@
 /*
- * http_int.h: what http.c (the server: connections, dispatch) and req.c (one request:
- * parsing, access, replies) share inside the HTTP layer. Nothing above http/ includes it.
+ * http_int.h: what http.c (the server: listeners, dispatch), http_guard.c (each connection:
+ * the request framing in front of libevhtp, deadlines, the connection bound) and req.c (one
+ * request: parsing, access, replies) share inside the HTTP layer. Nothing above http/
+ * includes it.
  */
 #ifndef RUNSD_HTTP_INT_H
 #define RUNSD_HTTP_INT_H
 
+#include <event2/bufferevent.h>
+#include <sys/queue.h>
+
 #include "http/http.h"
+
+/* A registered handler: the router's entries point at these. */
+typedef struct route_rec {
+    rd_http_handler_fn fn;
+    void *arg;
+    int scope;
+    SLIST_ENTRY(route_rec) link;
+} route_rec;
+
+typedef struct http_hook {
+    rd_http_hook_fn fn;
+    void *arg;
+    bool on_free; /* else on close */
+} http_hook;
+
+struct rd_http {
+    struct event_base *base;
+    const rd_config *cfg;
+    evhtp_t *htp[RD_MAX_LISTEN]; /* one evhtp per listener: evhtp binds one socket each */
+    int n_htp;
+    int port;
+    uint64_t req_counter;
+    struct event *accept_retry;
+    rd_router *router;
+    SLIST_HEAD(, route_rec) routes; /* owned; the router borrows them */
+    http_hook *hooks;               /* in registration order */
+    int n_hooks;
+    LIST_HEAD(, conn_state) conns; /* live evhtp connections (not taken-over streams) */
+    int n_conns;                   /* their number, bounded by cfg->max_connections */
+    bool at_bound;                 /* accepting is paused because n_conns reached the bound */
+    bool closing;                  /* rd_http_close ran: accepting stays off */
+};
+
+/* Where a connection is in its current request (see http_guard.c). */
+enum { RD_CONN_HEAD, RD_CONN_BODY, RD_CONN_CHUNKED, RD_CONN_DONE };
+
+/* Per-connection state: the framing of the current request in front of evhtp, its deadline
+ * and the body limit. */
+typedef struct conn_state {
+    rd_http *h;
+    LIST_ENTRY(conn_state) link; /* in h->conns: freed with the server */
+    evhtp_connection_t *conn;
+    uint64_t body_bytes;    /* body bytes evhtp has read of this request */
+    bool too_big;           /* over max_body: counted and dropped, the handler answers 413 */
+    int phase;              /* RD_CONN_* */
+    uint64_t body_left;     /* RD_CONN_BODY: body bytes evhtp has still to get */
+    struct evbuffer *stash; /* bytes after the current request (pipelining), in order */
+    struct evbuffer *chead; /* RD_CONN_CHUNKED: the head, without Transfer-Encoding */
+    struct evbuffer *cbody; /* RD_CONN_CHUNKED: the body decoded so far */
+    int cstate;             /* RD_CONN_CHUNKED: where in the chunked framing */
+    uint64_t cleft;         /* bytes left of the current chunk */
+    size_t ctrailer;        /* trailer bytes so far */
+    struct event *deadline; /* head_timeout or body_timeout of the current request */
+    int busy;               /* > 0 while our callback is on the stack */
+    bool dead;              /* evhtp freed the connection meanwhile: free cs after */
+    bufferevent_data_cb orig_read, orig_write; /* a bufferevent has one callback argument, */
+    bufferevent_event_cb orig_event;           /* so all three are wrapped to keep evhtp's */
+    void *orig_arg;
+} conn_state;
+
+/** Writes a new request id ("req_...") into out. */
+void rd_http_request_id(rd_http *h, char *out, size_t outlen);
+/** evhtp's post-accept callback (arg: the rd_http): sets up a connection's guard. */
+evhtp_res rd_http_guard_accept(evhtp_connection_t *c, void *arg);
+/** Lets the listeners accept, unless the server is closing or at its connection bound. */
+void rd_http_listeners_resume(rd_http *h);
+/** Stops the listeners accepting. */
+void rd_http_listeners_pause(rd_http *h);
 
 /** Decodes and splits the request path into req->path, req->pcopy and req->segs.
  * 0, or -1 when it is malformed (the caller answers 400). */

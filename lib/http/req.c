@@ -71,13 +71,19 @@ int rd_req_parse_query(rd_req *req, const char *raw)
 
 int rd_req_parse_path(rd_req *req, const char *full)
 {
+    /* Split first, then decode each segment: an encoded '/' (%2F) is part of a segment, and
+     * no route or id holds one, so it is refused rather than taken for a separator. */
     req->path = strdup(full);
-    if (!req->path || pct_decode(req->path, false) != 0)
-        return -1;
-    req->pcopy = strdup(req->path);
-    if (!req->pcopy)
+    req->pcopy = strdup(full);
+    if (!req->path || !req->pcopy || pct_decode(req->path, false) != 0)
         return -1;
     req->nseg = rd_router_split(req->pcopy, req->segs);
+    for (int i = 0; i < req->nseg; i++) {
+        char *s = req->segs[i];
+        if (pct_decode(s, false) != 0 || strchr(s, '/') || strcmp(s, ".") == 0 ||
+            strcmp(s, "..") == 0)
+            return -1;
+    }
     return req->nseg < 0 ? -1 : 0;
 }
 
@@ -153,6 +159,9 @@ void rd_req_cors(rd_req *req, evhtp_headers_t *out)
 void rd_reply_raw(rd_req *req, int status, const char *ctype, const char *body, size_t len)
 {
     evhtp_request_t *r = req->r;
+    /* Every 429 and 503 says when to come back; a handler may have set a better value. */
+    if ((status == 429 || status == 503) && !evhtp_header_find(r->headers_out, "Retry-After"))
+        evhtp_headers_add_header(r->headers_out, evhtp_header_new("Retry-After", "1", 0, 0));
     evhtp_headers_add_header(r->headers_out, evhtp_header_new("Content-Type", ctype, 0, 0));
     evhtp_headers_add_header(r->headers_out,
                              evhtp_header_new("X-Request-Id", req->request_id, 0, 1));

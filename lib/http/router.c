@@ -55,8 +55,9 @@ int rd_router_split(char *path, char **segs)
             p++;
         if (start == p && *p == 0)
             break; /* one trailing slash is tolerated */
-        if (start == p || strcmp(start, ".") == 0 || strcmp(start, "..") == 0)
-            return -1;
+        size_t sl = (size_t)(p - start);
+        if (sl == 0 || (start[0] == '.' && (sl == 1 || (sl == 2 && start[1] == '.'))))
+            return -1; /* an empty or dot segment, wherever it is */
         segs[n++] = start;
     }
     if (*p)

@@ -66,9 +66,9 @@ int rd_router_match(const rd_router *rt, unsigned method, char *const *segs, int
 
 /** Splits a decoded absolute path in place into at most RD_ROUTE_MAX_SEGS segments
  * (pointers into path; segs needs RD_ROUTE_MAX_SEGS + 1 slots and is NULL-terminated).
- * One trailing slash is tolerated; an empty segment, a last segment "." or "..", a path not
- * starting with '/', or a deeper path is malformed (a dot segment before the last passes,
- * as it always has). The number of segments (0 for "/"), or -1. */
+ * One trailing slash is tolerated; an empty segment, a "." or ".." segment anywhere, a path
+ * not starting with '/', or a deeper path is malformed. The number of segments (0 for "/"),
+ * or -1. */
 int rd_router_split(char *path, char **segs);
 
 /** Writes the methods of mask an Allow header lists ("GET, POST"; HEAD, OPTIONS and

@@ -84,11 +84,12 @@ static void test_split(void **state)
         {"/v1/runs//", -1, NULL},
         {"/v1/..", -1, NULL},
         {"/v1/.", -1, NULL},
-        /* As before the route table: a dot segment is refused only last in the path (the
-         * check sees the segment before its '/' is cut). No route matches ".." literally, and
-         * a capture that gets it finds no such object. */
-        {"/v1/./runs", 3, "runs"},
-        {"/v1/runs/../cancel", 4, "cancel"},
+        /* A dot segment is refused wherever it is (it used to pass before the last). */
+        {"/v1/./runs", -1, NULL},
+        {"/v1/runs/../cancel", -1, NULL},
+        {"/./x", -1, NULL},
+        {"/v1/.../x", 3, "x"}, /* three dots are a name */
+        {"/v1/.x/y", 3, "y"},
         {"/a/b/c/d/e/f/g/h/i", -1, NULL}, /* deeper than any route */
         {"/a/b/c/d/e/f/g/h/", -1, NULL},  /* at the bound, even a trailing slash is too deep */
     };
