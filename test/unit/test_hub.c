@@ -95,7 +95,7 @@ static void publish(rd_hub *hub, const fake_ev *e)
 {
     rd_hub_event h = to_hub(e);
     struct evbuffer *b = evbuffer_new();
-    rd_hub_format(b, &h); /* "id..\nevent..\ndata: <frame>\n\n": keep only <frame> */
+    rd_hub_format(b, &h, RD_AUD_FULL); /* "id..\nevent..\ndata: <frame>\n\n": keep only <frame> */
     size_t len = evbuffer_get_length(b);
     char *all = malloc(len + 1);
     evbuffer_remove(b, all, len);
