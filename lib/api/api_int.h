@@ -23,6 +23,14 @@ typedef struct rd_api {
     LIST_HEAD(, ctl_stream) ctls; /* open worker control streams (control.c) */
 } rd_api;
 
+/** Who a JSON reply is for (SPEC section 3, "Who sees capability links"): a write or admin
+ * scope (or no keys configured: everyone is admin on loopback) sees every link, anyone else
+ * (a read key) none. Streams decide theirs with rd_streams_access (stream tokens). */
+static inline rd_audience rd_api_audience(const rd_req *req)
+{
+    return req->scope >= RD_SCOPE_WRITE ? RD_AUD_FULL : RD_AUD_READ;
+}
+
 /** The run endpoints: create, list, get (with ?wait), cancel, start, extend, enrich,
  * results and the JSON event log (runs.c). */
 int rd_runs_register(rd_http *h, rd_api *a);

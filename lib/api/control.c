@@ -61,7 +61,7 @@ static void h_control(rd_req *req, void *arg)
     /* Validate before taking the connection over, so errors are ordinary JSON replies. */
     json_t *run = NULL;
     rd_apierr e;
-    if (rd_engine_get(a->eng, id, &run, &e) != 0) {
+    if (rd_engine_get(a->eng, id, RD_AUD_FULL, &run, &e) != 0) {
         free(cs);
         rd_reply_apierr(req, &e);
         return;

@@ -190,7 +190,7 @@ static void h_list(rd_req *req, void *arg)
         f.flow = NULL;
     json_t *out = NULL;
     rd_apierr e;
-    int rc = rd_engine_list(a->eng, &f, (int)page, (int)size, &out, &e);
+    int rc = rd_engine_list(a->eng, &f, (int)page, (int)size, rd_api_audience(req), &out, &e);
     reply_engine(req, rc, 200, out, &e);
 }
 
@@ -201,6 +201,7 @@ typedef struct waiter {
     const rd_config *cfg;
     char id[RD_RUN_ID_MAX];
     char request_id[24];
+    rd_audience aud; /* of the request held */
     void *watch;
     struct event *timer;
     bool done;
@@ -222,7 +223,7 @@ static void waiter_answer(waiter *w)
     memcpy(req.request_id, w->request_id, sizeof req.request_id);
     json_t *out = NULL;
     rd_apierr e;
-    int rc = rd_engine_get(w->eng, w->id, &out, &e);
+    int rc = rd_engine_get(w->eng, w->id, w->aud, &out, &e);
     reply_engine(&req, rc, 200, out, &e);
     evhtp_request_resume(w->r);
 }
@@ -265,6 +266,7 @@ static void h_get(rd_req *req, void *arg)
             w->cfg = req->cfg;
             snprintf(w->id, sizeof w->id, "%s", id);
             memcpy(w->request_id, req->request_id, sizeof w->request_id);
+            w->aud = rd_api_audience(req);
             w->watch = rd_engine_watch(a->eng, id, waiter_on_watch, w);
             w->timer = evtimer_new(a->base, waiter_on_timer, w);
             struct timeval tv = {(time_t)wait, 0};
@@ -283,7 +285,7 @@ static void h_get(rd_req *req, void *arg)
     }
     json_t *out = NULL;
     rd_apierr e;
-    int rc = rd_engine_get(a->eng, id, &out, &e);
+    int rc = rd_engine_get(a->eng, id, rd_api_audience(req), &out, &e);
     reply_engine(req, rc, 200, out, &e);
 }
 
@@ -394,10 +396,11 @@ static void h_events_get(rd_req *req, void *arg)
 {
     rd_api *a = arg;
     const char *id = rd_req_param(req, "id");
-    if (!rd_streams_token_ok(a->streams, req, id) && !rd_req_allowed(req, RD_SCOPE_READ))
+    rd_audience aud;
+    if (!rd_streams_access(a->streams, req, id, &aud))
         return;
     if (wants_sse(req)) {
-        rd_streams_run(a->streams, req, id);
+        rd_streams_run(a->streams, req, id, aud);
         return;
     }
     int64_t after = 0, limit = 100;
@@ -406,7 +409,7 @@ static void h_events_get(rd_req *req, void *arg)
         return;
     json_t *out = NULL;
     rd_apierr e;
-    int rc = rd_engine_events(a->eng, id, after, (int)limit, &out, &e);
+    int rc = rd_engine_events(a->eng, id, after, (int)limit, aud, &out, &e);
     reply_engine(req, rc, 200, out, &e);
 }
 

@@ -10,6 +10,7 @@
  */
 #include "api/streams.h"
 
+#include "api/api_int.h"
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +49,10 @@ static void stream_on_event(const rd_pub_event *ev, void *arg)
                        .frame = ev->frame,
                        .frame_len = ev->frame_len,
                        .terminal = ev->run_terminal};
+    for (int a = 0; a < RD_AUD__COUNT; a++) {
+        he.variant[a] = ev->variant[a];
+        he.variant_len[a] = ev->variant_len[a];
+    }
     rd_hub_publish(st->hub, &he);
 }
 
@@ -75,15 +80,21 @@ static int stream_on_row(const rd_event *ev, void *arg)
                        .ts = ev->ts,
                        .data = ev->data,
                        .terminal = strcmp(ev->type, "run.end") == 0};
-    /* The engine renders a stored event exactly as it published it live (links included). */
-    char *frame = NULL;
-    if (rd_engine_event_frame(c->eng, ev, &frame, &he.frame_len) != 0) {
+    /* The engine renders a stored event exactly as it published it live: one frame per
+     * audience that sees its links differently. */
+    rd_frames fr;
+    if (rd_engine_event_frames(c->eng, ev, &fr) != 0) {
         c->failed = true; /* a stop is not an error to the store: remember it */
         return 1;
     }
-    he.frame = frame;
+    he.frame = fr.text[RD_AUD_FULL];
+    he.frame_len = fr.len[RD_AUD_FULL];
+    for (int a = 0; a < RD_AUD__COUNT; a++) {
+        he.variant[a] = a == RD_AUD_FULL ? NULL : fr.text[a];
+        he.variant_len[a] = a == RD_AUD_FULL ? 0 : fr.len[a];
+    }
     int rc = c->fn(&he, c->arg);
-    free(frame);
+    rd_frames_dispose(&fr);
     return rc;
 }
 
@@ -302,7 +313,7 @@ static rd_streams *begin(rd_streams *st, rd_req *req, int64_t *resume, int *have
     return st;
 }
 
-void rd_streams_run(rd_streams *st, rd_req *req, const char *id)
+void rd_streams_run(rd_streams *st, rd_req *req, const char *id, rd_audience aud)
 {
     int64_t resume = 0;
     int have = 0;
@@ -310,7 +321,7 @@ void rd_streams_run(rd_streams *st, rd_req *req, const char *id)
         return;
     json_t *run = NULL;
     rd_apierr e;
-    if (rd_engine_get(st->eng, id, &run, &e) != 0) {
+    if (rd_engine_get(st->eng, id, aud, &run, &e) != 0) {
         rd_reply_apierr(req, &e);
         return;
     }
@@ -325,7 +336,9 @@ void rd_streams_run(rd_streams *st, rd_req *req, const char *id)
         return;
     }
     /* A run stream always starts from the run's first event unless told otherwise. */
-    open_args a = {.f = {.run_id = id}, .resume = have ? resume : 0, .run_finished = finished};
+    open_args a = {.f = {.run_id = id, .audience = aud},
+                   .resume = have ? resume : 0,
+                   .run_finished = finished};
     open_stream(req, st, &a);
 }
 
@@ -337,7 +350,7 @@ static void streams_on_all(rd_req *req, void *arg)
     int have = 0;
     char rbuf[2048], fbuf[2048], tbuf[2048];
     const char *runs[STREAM_MAX_FILTER], *flows[STREAM_MAX_FILTER], *types[STREAM_MAX_FILTER];
-    open_args a = {.resume = -1};
+    open_args a = {.resume = -1, .f.audience = rd_api_audience(req)};
     if ((a.f.n_runs = split_list(req, "run", rbuf, sizeof rbuf, runs)) < 0 ||
         (a.f.n_flows = split_list(req, "flow", fbuf, sizeof fbuf, flows)) < 0 ||
         (a.f.n_types = split_list(req, "types", tbuf, sizeof tbuf, types)) < 0)
@@ -353,7 +366,7 @@ static void streams_on_all(rd_req *req, void *arg)
     open_stream(req, st, &a);
 }
 
-bool rd_streams_token_ok(rd_streams *st, rd_req *req, const char *id)
+static bool token_ok(rd_streams *st, rd_req *req, const char *id)
 {
     /* The token opens the run's event stream and nothing else, not even its JSON log. */
     const char *token = rd_req_query(req, "token");
@@ -361,6 +374,25 @@ bool rd_streams_token_ok(rd_streams *st, rd_req *req, const char *id)
     if (!token || !*token || !acc || !strstr(acc, "text/event-stream"))
         return false;
     return rd_engine_stream_token_ok(st->eng, id, token);
+}
+
+/* Who reads a run's events (SPEC section 3, "Who sees capability links"): a write key (or no
+ * keys at all) sees every link; a valid stream token the auth URL (and approve/deny links
+ * when the flow allows); a read key none. The token wins over a read key: it shows more. */
+bool rd_streams_access(rd_streams *st, rd_req *req, const char *id, rd_audience *aud)
+{
+    if (req->scope >= RD_SCOPE_WRITE) {
+        *aud = RD_AUD_FULL;
+        return true;
+    }
+    if (token_ok(st, req, id)) {
+        *aud = RD_AUD_STREAM;
+        return true;
+    }
+    if (!rd_req_allowed(req, RD_SCOPE_READ))
+        return false;
+    *aud = RD_AUD_READ;
+    return true;
 }
 
 /* --- lifecycle and metrics -------------------------------------------------------------- */

@@ -22,10 +22,13 @@ rd_streams *rd_streams_new(struct event_base *base, rd_engine *eng, const rd_con
                            size_t errlen);
 /** Routes GET /v1/events (SSE, with the flow/run/types filters) into h. 0 or RD_ERR. */
 int rd_streams_register(rd_streams *st, rd_http *h);
-/** GET /v1/runs/{id}/events as SSE. Answers (an error, 204, or the stream). */
-void rd_streams_run(rd_streams *st, rd_req *req, const char *id);
-/** True when the request carries a valid stream token (?token=) for run id. */
-bool rd_streams_token_ok(rd_streams *st, rd_req *req, const char *id);
+/** GET /v1/runs/{id}/events as SSE, for aud (see rd_streams_access). Answers (an error, 204,
+ * or the stream). */
+void rd_streams_run(rd_streams *st, rd_req *req, const char *id, rd_audience aud);
+/** Whether req may read run id's events, and as which audience: a write or admin scope (or no
+ * keys configured) RD_AUD_FULL; a valid stream token (?token=, SSE only) RD_AUD_STREAM; a read
+ * key RD_AUD_READ. False after replying 401/403. */
+bool rd_streams_access(rd_streams *st, rd_req *req, const char *id, rd_audience *aud);
 /** Prometheus lines for the streams (malloc'd text, caller frees; may be NULL). */
 char *rd_streams_metrics(rd_streams *st);
 /** Closes every stream (shutdown): the first call flushes what is queued, later calls

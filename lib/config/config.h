@@ -42,6 +42,8 @@ typedef struct rd_flow_config {
     bool resumable;              /* default yes */
     int64_t approval_timeout_ms; /* default 24h */
     int64_t auth_timeout_ms;     /* default 1h */
+    bool approval_links_stream;  /* key: approval_links = stream (default keys): approve/deny
+                                    links are shown to the run's stream token too */
     double min_match_rate;       /* 0 = no policy (key absent) */
     int64_t min_evaluated;       /* default 100 */
     int64_t default_limit;       /* key: limit; 0 = unlimited; default 0 */

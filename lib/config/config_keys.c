@@ -415,6 +415,18 @@ static bool apply_executor(parse_ctx *ctx, void *base, const char *value)
     return true;
 }
 
+/* Who besides write keys sees a paused run's approve/deny links: "keys" (only they) or
+ * "stream" (also whoever opens the run's stream_url). */
+static bool apply_approval_links(parse_ctx *ctx, void *base, const char *value)
+{
+    rd_flow_config *f = base;
+
+    if (strcmp(value, "keys") != 0 && strcmp(value, "stream") != 0)
+        return fail(ctx, "expected keys or stream");
+    f->approval_links_stream = strcmp(value, "stream") == 0;
+    return true;
+}
+
 static bool apply_env(parse_ctx *ctx, void *base, const char *value)
 {
     rd_flow_config *f = base;
@@ -516,6 +528,7 @@ static const key_spec flow_keys[] = {
     KEY("resumable", "yes", K_BOOL, FLW(resumable), 0, 0),
     KEY("approval_timeout", "24h", K_DUR, FLW(approval_timeout_ms), 1, 365 * DAY),
     KEY("auth_timeout", "1h", K_DUR, FLW(auth_timeout_ms), 1, 365 * DAY),
+    FN("approval_links", "keys", apply_approval_links, false),
     FN("min_match_rate", NULL, apply_match_rate, false), /* absent: no policy */
     KEY("min_evaluated", "100", K_I64, FLW(min_evaluated), 0, INT64_MAX),
     KEY("limit", "0", K_I64, FLW(default_limit), 0, INT64_MAX),

@@ -160,14 +160,15 @@ char *rd_engine_metrics_text(rd_engine *eng)
     return buf;
 }
 
-char *rd_engine_render_links(rd_engine *eng, const char *run_id, const char *type, const char *data)
+int rd_engine_event_frames(rd_engine *eng, const rd_event *ev, rd_frames *out)
 {
-    return rd_runs_render_links(eng->runs, run_id, type, data);
-}
-
-int rd_engine_event_frame(rd_engine *eng, const rd_event *ev, char **out, size_t *len)
-{
-    return rd_runs_frame(eng->runs, ev->id, ev->type, ev->run_id, ev->ts, ev->data, out, len);
+    rd_frame_src src = {.id = ev->id,
+                        .type = ev->type,
+                        .run_id = ev->run_id,
+                        .flow = ev->flow,
+                        .ts = ev->ts,
+                        .data = ev->data};
+    return rd_runs_frames(eng->runs, &src, out);
 }
 
 json_t *rd_engine_run_json(rd_engine *eng, const rd_run *r)

@@ -70,12 +70,14 @@ typedef struct rd_create_req {
  * Idempotency-Key matched an earlier identical request. */
 int rd_engine_create(rd_engine *eng, const rd_create_req *req, json_t **out, bool *replayed,
                      rd_apierr *e);
-/** The run's wire form. */
-int rd_engine_get(rd_engine *eng, const char *id, json_t **out, rd_apierr *e);
+/** The run's wire form, with the links aud may see (SPEC section 3, "Who sees capability
+ * links"). */
+int rd_engine_get(rd_engine *eng, const char *id, rd_audience aud, json_t **out, rd_apierr *e);
 /** True when the run is terminal or waits for a human (the ?wait= condition), or unknown. */
 bool rd_engine_settled(rd_engine *eng, const char *id);
-int rd_engine_list(rd_engine *eng, const rd_run_filter *f, int page, int page_size, json_t **out,
-                   rd_apierr *e);
+/** A page of runs, each with the links aud may see. */
+int rd_engine_list(rd_engine *eng, const rd_run_filter *f, int page, int page_size, rd_audience aud,
+                   json_t **out, rd_apierr *e);
 int rd_engine_cancel(rd_engine *eng, const char *id, json_t **out, rd_apierr *e);
 int rd_engine_start(rd_engine *eng, const char *id, json_t **out, rd_apierr *e);
 
@@ -95,9 +97,10 @@ typedef struct rd_results_req {
 } rd_results_req;
 int rd_engine_results(rd_engine *eng, const char *id, const rd_results_req *q, json_t **out,
                       rd_apierr *e);
-/** The event log as JSON: {"items":[...], "has_more", "next_after"}. */
-int rd_engine_events(rd_engine *eng, const char *id, int64_t after, int limit, json_t **out,
-                     rd_apierr *e);
+/** The event log as JSON: {"items":[...], "has_more", "next_after"}, with the links aud may
+ * see. */
+int rd_engine_events(rd_engine *eng, const char *id, int64_t after, int limit, rd_audience aud,
+                     json_t **out, rd_apierr *e);
 /** GET /v1/flows. New reference. */
 json_t *rd_engine_flows(rd_engine *eng);
 
@@ -119,14 +122,10 @@ int rd_engine_auth_by_state(rd_engine *eng, const char *state, const char *code,
                             json_t **out, rd_apierr *e);
 int rd_engine_auth_by_id(rd_engine *eng, const char *id, const char *code, const char *error,
                          json_t **out, rd_apierr *e);
-/** Renders the link placeholders of a stored event's data (run.status, run.approval_required,
- * run.auth_required: only their pending action's link fields) into real links; tokens are
- * derived, never stored. Returns a malloc'd string, or NULL when there is nothing to render. */
-char *rd_engine_render_links(rd_engine *eng, const char *run_id, const char *type,
-                             const char *data);
-/** Builds the SSE data payload of a stored event ({"id","type","run_id","timestamp","data"}),
- * exactly as live events are published. *out malloc'd. 0 or -1. */
-int rd_engine_event_frame(rd_engine *eng, const rd_event *ev, char **out, size_t *len);
+/** Builds the SSE data payloads of a stored event ({"id","type","run_id","timestamp","data"}),
+ * one per audience that sees it differently, exactly as live events are published (see
+ * rd_runs_frames). 0 or -1. */
+int rd_engine_event_frames(rd_engine *eng, const rd_event *ev, rd_frames *out);
 
 /* External workers (flows with executor = external). */
 /** Applies an NDJSON body of worker messages to the run. *out summarises what was accepted. */

@@ -24,7 +24,7 @@ static int create_replay(rd_engine *eng, const rd_create_req *req, const char *k
         return rd_fail(e, 422, "idempotency_key_reused",
                        "this Idempotency-Key was used with a different request body");
     *replayed = true;
-    return rd_engine_get(eng, run_id, out, e);
+    return rd_engine_get(eng, run_id, RD_AUD_FULL, out, e);
 }
 
 static int create_check(rd_engine *eng, const rd_create_req *req, const rd_flow_config **flow,

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int rd_engine_get(rd_engine *eng, const char *id, json_t **out, rd_apierr *e)
+int rd_engine_get(rd_engine *eng, const char *id, rd_audience aud, json_t **out, rd_apierr *e)
 {
     if (!rd_run_id_valid(id))
         return rd_fail(e, 404, "run_not_found", "no run with that id");
@@ -18,7 +18,7 @@ int rd_engine_get(rd_engine *eng, const char *id, json_t **out, rd_apierr *e)
         return rd_fail_store(e);
     rd_active *act = rd_runs_get(eng->runs, id);
     if (act) {
-        *out = rd_active_json(act);
+        *out = rd_runs_run_json_as(eng->runs, rd_active_run(act), aud);
         return 0;
     }
     rd_run *r = NULL;
@@ -27,7 +27,7 @@ int rd_engine_get(rd_engine *eng, const char *id, json_t **out, rd_apierr *e)
         return rd_fail(e, 404, "run_not_found", "no run with that id");
     if (rc != 0)
         return rd_fail_store(e);
-    *out = rd_runs_run_json(eng->runs, r);
+    *out = rd_runs_run_json_as(eng->runs, r, aud);
     rd_run_free(r);
     return 0;
 }
@@ -42,8 +42,8 @@ bool rd_engine_settled(rd_engine *eng, const char *id)
            s == RD_ST_CREATED;
 }
 
-int rd_engine_list(rd_engine *eng, const rd_run_filter *f, int page, int page_size, json_t **out,
-                   rd_apierr *e)
+int rd_engine_list(rd_engine *eng, const rd_run_filter *f, int page, int page_size, rd_audience aud,
+                   json_t **out, rd_apierr *e)
 {
     rd_run **runs = NULL;
     size_t n = 0;
@@ -55,8 +55,9 @@ int rd_engine_list(rd_engine *eng, const rd_run_filter *f, int page, int page_si
     json_t *items = json_array();
     for (size_t i = 0; i < n; i++) {
         rd_active *act = rd_runs_get(eng->runs, runs[i]->id);
-        json_array_append_new(items,
-                              act ? rd_active_json(act) : rd_runs_run_json(eng->runs, runs[i]));
+        /* An active record is newer than its row. */
+        const rd_run *r = act ? rd_active_run(act) : runs[i];
+        json_array_append_new(items, rd_runs_run_json_as(eng->runs, r, aud));
     }
     rd_run_array_free(runs, n);
     *out =
@@ -180,13 +181,15 @@ int rd_engine_results(rd_engine *eng, const char *id, const rd_results_req *q, j
 typedef struct ev_ctx {
     rd_engine *eng;
     json_t *arr;
+    rd_audience aud;
 } ev_ctx;
 
 static int event_cb(const rd_event *ev, void *arg)
 {
     ev_ctx *c = arg;
     json_t *arr = c->arr;
-    char *rendered = rd_runs_render_links(c->eng->runs, ev->run_id, ev->type, ev->data);
+    char *rendered =
+        rd_runs_render_event(c->eng->runs, ev->run_id, ev->flow, ev->type, ev->data, c->aud);
     json_t *d = json_loads(rendered ? rendered : ev->data, 0, NULL);
     free(rendered);
     json_t *o =
@@ -196,13 +199,13 @@ static int event_cb(const rd_event *ev, void *arg)
     return 0;
 }
 
-int rd_engine_events(rd_engine *eng, const char *id, int64_t after, int limit, json_t **out,
-                     rd_apierr *e)
+int rd_engine_events(rd_engine *eng, const char *id, int64_t after, int limit, rd_audience aud,
+                     json_t **out, rd_apierr *e)
 {
     if (need_run(eng, id, e) != 0)
         return -1;
     json_t *items = json_array();
-    ev_ctx c = {eng, items};
+    ev_ctx c = {eng, items, aud};
     if (rd_store_events_scan(eng->store, id, after, limit + 1, event_cb, &c) != 0) {
         json_decref(items);
         return rd_fail_store(e);

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "base/audience.h"
 #include "model/fsm.h"
 
 #define RD_RUN_ID_MAX 64
@@ -60,5 +61,19 @@ void rd_run_array_free(rd_run **runs, size_t n);
  * links; stream_token (may be NULL) is the raw token, added to stream_url when given.
  * New reference owned by the caller. */
 json_t *rd_run_to_json(const rd_run *r, const char *public_url, const char *stream_token);
+
+/* ---- Who sees capability links (SPEC section 3) ---- */
+
+/** Hides from pa (a pending action in wire form) the link fields aud may not see: for
+ * RD_AUD_READ approve_url, deny_url and auth_url; for RD_AUD_STREAM approve_url and deny_url
+ * unless stream_approvals (the flow's approval_links = stream). A hidden field becomes null;
+ * absent and null ones stay as they are. Nothing happens to a non-object. True when a field
+ * was hidden. */
+bool rd_pending_redact(json_t *pa, rd_audience aud, bool stream_approvals);
+/** True for the event types whose data may carry a pending action: run.status,
+ * run.approval_required, run.auth_required, and the run objects of run.created and run.end. */
+bool rd_event_may_link(const char *type);
+/** The pending action inside the data of an event of type (borrowed from data), or NULL. */
+json_t *rd_event_pending(const char *type, json_t *data);
 
 #endif

@@ -124,3 +124,45 @@ json_t *rd_run_to_json(const rd_run *r, const char *public_url, const char *stre
     }
     return o;
 }
+
+/* ---- Who sees capability links ------------------------------------------------------------ */
+
+bool rd_pending_redact(json_t *pa, rd_audience aud, bool stream_approvals)
+{
+    static const char *const fields[] = {"approve_url", "deny_url", "auth_url"};
+    if (aud == RD_AUD_FULL || !json_is_object(pa))
+        return false;
+    bool hid = false;
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        json_t *v = json_object_get(pa, fields[i]);
+        if (!v || json_is_null(v))
+            continue;
+        bool is_auth = i == 2;
+        if (aud == RD_AUD_STREAM && (is_auth || stream_approvals))
+            continue; /* the person watching the stream is the person who answers */
+        json_object_set_new(pa, fields[i], json_null());
+        hid = true;
+    }
+    return hid;
+}
+
+bool rd_event_may_link(const char *type)
+{
+    static const char *const types[] = {"run.status", "run.approval_required", "run.auth_required",
+                                        "run.created", "run.end"};
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+        if (strcmp(type, types[i]) == 0)
+            return true;
+    return false;
+}
+
+json_t *rd_event_pending(const char *type, json_t *data)
+{
+    if (strcmp(type, "run.status") == 0)
+        return json_object_get(data, "pending_action");
+    if (strcmp(type, "run.approval_required") == 0 || strcmp(type, "run.auth_required") == 0)
+        return data;
+    if (strcmp(type, "run.created") == 0 || strcmp(type, "run.end") == 0)
+        return json_object_get(json_object_get(data, "run"), "pending_action");
+    return NULL;
+}

@@ -36,7 +36,8 @@ typedef struct rd_listener {
 typedef struct rd_pending_pub {
     STAILQ_ENTRY(rd_pending_pub) link;
     rd_pub_event ev;
-    char *buf; /* owns the strings of ev */
+    rd_frames frames; /* owns ev's frame and variants */
+    char *buf;        /* owns the other strings of ev */
 } rd_pending_pub;
 
 struct rd_active {

@@ -79,6 +79,7 @@ void rd_runs_free(rd_runs *rs)
     rd_pending_pub *p;
     while ((p = STAILQ_FIRST(&rs->pending))) {
         STAILQ_REMOVE_HEAD(&rs->pending, link);
+        rd_frames_dispose(&p->frames);
         free(p->buf);
         free(p);
     }

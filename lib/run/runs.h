@@ -173,16 +173,21 @@ int rd_run_enrich_item(rd_active *act, int64_t seq, const char *flow, json_t *da
 /* ---- Commit and publish ------------------------------------------------------------------- */
 
 /** A committed event, as listeners see it. data is the event's data as JSON text; frame is
- * the SSE data payload {"id","type","run_id","timestamp","data"}. Borrowed for the call. */
+ * the SSE data payload {"id","type","run_id","timestamp","data"}, formatted once per audience
+ * that sees something different. Borrowed for the call. */
 typedef struct rd_pub_event {
     int64_t id;
     const char *run_id;
     const char *flow;
     const char *type;
     int64_t ts;
-    const char *data;
-    const char *frame;
+    const char *data;  /* as stored: link placeholders, never a usable link */
+    const char *frame; /* what RD_AUD_FULL sees */
     size_t frame_len;
+    /* The frame of an audience that sees something else (the events that carry links), or
+     * NULL: that audience gets frame. variant[RD_AUD_FULL] is always NULL. */
+    const char *variant[RD_AUD__COUNT];
+    size_t variant_len[RD_AUD__COUNT];
     bool run_terminal; /* the run reached a terminal status with this event (run.end) */
 } rd_pub_event;
 typedef void (*rd_event_listener)(const rd_pub_event *ev, void *arg);
@@ -209,17 +214,38 @@ void rd_runs_unwatch(rd_runs *rs, void *handle);
 
 /* ---- Wire forms and links (runs_links.c) ---------------------------------------------------- */
 
-/** The wire form of a record with a fresh stream_url and rendered links. New reference. */
+/** The wire form of a record with a fresh stream_url and the links aud may see rendered (the
+ * others null). New reference. */
+json_t *rd_runs_run_json_as(rd_runs *rs, const rd_run *r, rd_audience aud);
+/** The same for RD_AUD_FULL (replies to write keys, webhooks, stored run objects). */
 json_t *rd_runs_run_json(rd_runs *rs, const rd_run *r);
 json_t *rd_active_json(const rd_active *act);
 /** The pending action without its private members, placeholders unrendered. New ref. */
 json_t *rd_run_public_pending(const rd_run *r);
-/** Renders the link placeholders of a stored event's data; malloc'd, or NULL if none. */
-char *rd_runs_render_links(rd_runs *rs, const char *run_id, const char *type, const char *data);
-/** The SSE data payload of an event, exactly as live events are published. *out malloc'd.
- * data is rendered first. 0 or -1. */
-int rd_runs_frame(rd_runs *rs, int64_t id, const char *type, const char *run_id, int64_t ts,
-                  const char *data, char **out, size_t *len);
+/** A stored event's data as aud sees it: links it may see rendered, the others null. malloc'd,
+ * or NULL when data is shown as it is (no link field). flow (of the run) decides
+ * approval_links for RD_AUD_STREAM. */
+char *rd_runs_render_event(rd_runs *rs, const char *run_id, const char *flow, const char *type,
+                           const char *data, rd_audience aud);
+
+/** An event to format: borrowed strings. */
+typedef struct rd_frame_src {
+    int64_t id;
+    const char *type, *run_id, *flow;
+    int64_t ts;
+    const char *data; /* as stored */
+} rd_frame_src;
+/** The SSE data payloads of one event: text[RD_AUD_FULL] always; text[a] of another audience
+ * only when it sees something else (an event with links), else NULL (it gets the full one).
+ * Owned; free with rd_frames_dispose. */
+typedef struct rd_frames {
+    char *text[RD_AUD__COUNT];
+    size_t len[RD_AUD__COUNT];
+} rd_frames;
+/** Formats ev for every audience, exactly as live events are published (the one formatter of
+ * live and replayed frames). 0, or -1 with nothing allocated. */
+int rd_runs_frames(rd_runs *rs, const rd_frame_src *ev, rd_frames *out);
+void rd_frames_dispose(rd_frames *f);
 bool rd_runs_stream_token_ok(rd_runs *rs, const char *id, const char *token);
 /** Verifies an approval/auth link token: 0 with id, kind ('a', 'd' or 's') and nonce. */
 int rd_runs_link_parse(rd_runs *rs, const char *token, char *id, size_t idlen, char *kind,

@@ -6,7 +6,9 @@
  * kicked and watchers woken. A failed commit rolls back and publishes nothing.
  *
  * An event's SSE payload is formatted once, when it is appended, and only for runs some
- * listener wants, so a million unwatched items cost no formatting.
+ * listener wants, so a million unwatched items cost no formatting. The few events that carry
+ * capability links are formatted once more for each audience that sees them differently
+ * (rd_runs_frames); listeners share those bytes too.
  */
 #include "run/run_int.h"
 
@@ -65,38 +67,38 @@ void rd_runs_queue_publish(rd_runs *rs, const rd_run *r, int64_t id, const char 
             rs->pub_watermark = id;
         return;
     }
-    char *frame = NULL;
-    size_t flen = 0;
-    char *rendered = rd_runs_render_links(rs, r->id, type, data);
-    const char *d = rendered ? rendered : data;
-    if (rd_runs_frame(rs, id, type, r->id, ts, d, &frame, &flen) != 0) {
-        free(rendered);
-        return;
-    }
-    /* One buffer: frame \0 run_id \0 flow \0 type \0 data \0, freed with the entry. */
-    size_t il = strlen(r->id) + 1, fl = strlen(r->flow) + 1, tl = strlen(type) + 1,
-           dl = strlen(d) + 1;
+    rd_frame_src src = {
+        .id = id, .type = type, .run_id = r->id, .flow = r->flow, .ts = ts, .data = data};
     rd_pending_pub *p = calloc(1, sizeof *p);
-    char *buf = realloc(frame, flen + 1 + il + fl + tl + dl);
-    if (!p || !buf) {
+    if (!p || rd_runs_frames(rs, &src, &p->frames) != 0) {
         free(p);
-        free(buf ? buf : frame);
-        free(rendered);
         return;
     }
-    char *o = buf + flen + 1;
+    /* One buffer: run_id \0 flow \0 type \0 data \0, freed with the entry. */
+    size_t il = strlen(r->id) + 1, fl = strlen(r->flow) + 1, tl = strlen(type) + 1,
+           dl = strlen(data) + 1;
+    char *o = p->buf = malloc(il + fl + tl + dl);
+    if (!o) {
+        rd_frames_dispose(&p->frames);
+        free(p);
+        return;
+    }
     p->ev.run_id = memcpy(o, r->id, il);
     p->ev.flow = memcpy(o += il, r->flow, fl);
     p->ev.type = memcpy(o += fl, type, tl);
-    p->ev.data = memcpy(o += tl, d, dl);
-    p->ev.frame = buf;
-    p->ev.frame_len = flen;
+    p->ev.data = memcpy(o += tl, data, dl);
+    p->ev.frame = p->frames.text[RD_AUD_FULL];
+    p->ev.frame_len = p->frames.len[RD_AUD_FULL];
+    for (int a = 0; a < RD_AUD__COUNT; a++) {
+        if (a == RD_AUD_FULL)
+            continue;
+        p->ev.variant[a] = p->frames.text[a];
+        p->ev.variant_len[a] = p->frames.len[a];
+    }
     p->ev.id = id;
     p->ev.ts = ts;
     p->ev.run_terminal = terminal;
-    p->buf = buf;
     STAILQ_INSERT_TAIL(&rs->pending, p, link);
-    free(rendered);
 }
 
 void rd_runs_commit_soon(rd_runs *rs)
@@ -115,6 +117,7 @@ static void publish(rd_runs *rs)
             next = LIST_NEXT(l, link);
             l->fn(&p->ev, l->arg);
         }
+        rd_frames_dispose(&p->frames);
         free(p->buf);
         free(p);
     }

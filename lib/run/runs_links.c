@@ -82,24 +82,38 @@ json_t *rd_run_public_pending(const rd_run *r)
     return out;
 }
 
-char *rd_runs_render_links(rd_runs *rs, const char *run_id, const char *type, const char *data)
+/* Whether the stream token of a run of flow sees approve/deny links (approval_links). */
+static bool stream_approvals(rd_runs *rs, const char *flow)
 {
-    bool status = strcmp(type, "run.status") == 0;
-    if (!status && strcmp(type, "run.approval_required") != 0 &&
-        strcmp(type, "run.auth_required") != 0)
-        return NULL;
-    if (!strstr(data, "rdlink:"))
+    const rd_flow_config *f = flow ? rd_config_flow(rs->cfg, flow) : NULL;
+    return f && f->approval_links_stream;
+}
+
+/* Cheap test before parsing: a link field with a value, a placeholder or a rendered link. */
+static bool has_link_text(const char *data)
+{
+    return strstr(data, "rdlink:") || strstr(data, "\"approve_url\":\"") ||
+           strstr(data, "\"deny_url\":\"") || strstr(data, "\"auth_url\":\"");
+}
+
+char *rd_runs_render_event(rd_runs *rs, const char *run_id, const char *flow, const char *type,
+                           const char *data, rd_audience aud)
+{
+    if (!rd_event_may_link(type) || !has_link_text(data))
         return NULL;
     json_t *d = json_loads(data, 0, NULL);
     if (!d)
         return NULL;
-    render_pending(rs, run_id, status ? json_object_get(d, "pending_action") : d);
+    /* Hidden fields are nulled first, so a link aud may not see is never even derived. */
+    json_t *pa = rd_event_pending(type, d);
+    rd_pending_redact(pa, aud, aud == RD_AUD_STREAM && stream_approvals(rs, flow));
+    render_pending(rs, run_id, pa);
     char *out = json_dumps(d, JSON_COMPACT);
     json_decref(d);
     return out;
 }
 
-json_t *rd_runs_run_json(rd_runs *rs, const rd_run *r)
+json_t *rd_runs_run_json_as(rd_runs *rs, const rd_run *r, rd_audience aud)
 {
     char token[96];
     const char *tok = NULL;
@@ -107,8 +121,15 @@ json_t *rd_runs_run_json(rd_runs *rs, const rd_run *r)
                              token, sizeof token) == 0)
         tok = token;
     json_t *o = rd_run_to_json(r, rs->cfg->public_url, tok);
-    render_pending(rs, r->id, json_object_get(o, "pending_action"));
+    json_t *pa = json_object_get(o, "pending_action");
+    rd_pending_redact(pa, aud, aud == RD_AUD_STREAM && stream_approvals(rs, r->flow));
+    render_pending(rs, r->id, pa);
     return o;
+}
+
+json_t *rd_runs_run_json(rd_runs *rs, const rd_run *r)
+{
+    return rd_runs_run_json_as(rs, r, RD_AUD_FULL);
 }
 
 json_t *rd_active_json(const rd_active *act)
@@ -116,27 +137,61 @@ json_t *rd_active_json(const rd_active *act)
     return rd_runs_run_json(act->rs, act->run);
 }
 
-int rd_runs_frame(rd_runs *rs, int64_t id, const char *type, const char *run_id, int64_t ts,
-                  const char *data, char **out, size_t *len)
+/* {"id","type","run_id","timestamp","data"} around data; malloc'd into *out. 0 or -1. */
+static int frame_wrap(int64_t id, const char *type, const char *run_id, const char *tbuf,
+                      const char *data, char **out, size_t *len)
 {
-    char tbuf[40];
-    rd_rfc3339(ts, tbuf, sizeof tbuf);
-    char *rendered = rd_runs_render_links(rs, run_id, type, data);
-    if (rendered)
-        data = rendered;
     size_t cap = strlen(data) + strlen(type) + strlen(run_id) + strlen(tbuf) + 96;
     char *buf = malloc(cap);
-    if (!buf) {
-        free(rendered);
+    if (!buf)
         return -1;
-    }
     int n = snprintf(buf, cap,
                      "{\"id\":%lld,\"type\":\"%s\",\"run_id\":\"%s\",\"timestamp\":\"%s\","
                      "\"data\":%s}",
                      (long long)id, type, run_id, tbuf, data);
-    free(rendered);
     *out = buf;
     *len = (size_t)n;
+    return 0;
+}
+
+void rd_frames_dispose(rd_frames *f)
+{
+    for (int a = 0; a < RD_AUD__COUNT; a++) {
+        free(f->text[a]);
+        f->text[a] = NULL;
+        f->len[a] = 0;
+    }
+}
+
+int rd_runs_frames(rd_runs *rs, const rd_frame_src *ev, rd_frames *out)
+{
+    char tbuf[40];
+    rd_rfc3339(ev->ts, tbuf, sizeof tbuf);
+    memset(out, 0, sizeof *out);
+    /* Most events carry no link: one frame, shared by every audience. */
+    bool links = rd_event_may_link(ev->type) && has_link_text(ev->data);
+    char *full = NULL;
+    for (int a = 0; a < (links ? RD_AUD__COUNT : 1); a++) {
+        char *d = links ? rd_runs_render_event(rs, ev->run_id, ev->flow, ev->type, ev->data,
+                                               (rd_audience)a)
+                        : NULL;
+        if (a > 0 && (!d || strcmp(d, full ? full : ev->data) == 0)) {
+            free(d); /* this audience sees exactly the full frame */
+            continue;
+        }
+        int rc = frame_wrap(ev->id, ev->type, ev->run_id, tbuf, d ? d : ev->data, &out->text[a],
+                            &out->len[a]);
+        if (a == 0)
+            full = d;
+        else
+            free(d);
+        if (rc != 0) {
+            free(full);
+            rd_frames_dispose(out);
+            return -1;
+        }
+    }
+    free(full);
     return 0;
 }
 

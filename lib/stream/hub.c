@@ -1,9 +1,10 @@
 /*
  * hub.c: SSE fan-out. See hub.h for the contract; here is how it holds.
  *
- * Live path. rd_hub_publish formats the frame once. Subscribers of the event's run are found
- * through a map keyed by run id, global ones by walking their (usually short) list with
- * their filters. A frame of SHARE_MIN bytes or more goes into one refcounted block that every
+ * Live path. rd_hub_publish formats the frame once (once per audience for an event that
+ * carries links, and only for audiences that have a subscriber). Subscribers of the event's run are
+ * found through a map keyed by run id, global ones by walking their (usually short) list with their
+ * filters. A frame of SHARE_MIN bytes or more goes into one refcounted block that every
  * subscriber's buffer references (evbuffer_add_reference), so 5,000 subscribers cost 5,000
  * small chain headers, not 5,000 copies; a smaller frame is cheaper to copy into the
  * buffer's current chain than to reference with a new one. Frames are gathered in a
@@ -54,6 +55,7 @@ struct rd_hub_sub {
     char *run_id;             /* a run stream's run (indexed), or NULL for a global one */
     hub_filter *filter;       /* a global stream's filters, or NULL */
     int64_t cursor;           /* every wanted event with id <= cursor has been queued */
+    rd_audience audience;     /* which frame of an event with links it gets */
     uint8_t state;
     uint8_t why;
     bool dirty, queued, dooming, run_finished;
@@ -99,13 +101,26 @@ static void hub_flush(rd_hub *hub);
 
 /* --- frames ----------------------------------------------------------------------------- */
 
-int rd_hub_format(struct evbuffer *buf, const rd_hub_event *ev)
+/* The frame aud gets: its own variant when the event has one, else the shared frame. */
+static const char *frame_of(const rd_hub_event *ev, rd_audience aud, size_t *len)
+{
+    if (aud != RD_AUD_FULL && aud < RD_AUD__COUNT && ev->variant[aud]) {
+        *len = ev->variant_len[aud];
+        return ev->variant[aud];
+    }
+    *len = ev->frame_len;
+    return ev->frame;
+}
+
+int rd_hub_format(struct evbuffer *buf, const rd_hub_event *ev, rd_audience aud)
 {
     int rc;
-    if (ev->frame) {
+    size_t flen;
+    const char *frame = frame_of(ev, aud, &flen);
+    if (frame) {
         rc = evbuffer_add_printf(buf, "id: %" PRId64 "\nevent: %s\ndata: ", ev->id, ev->type);
         if (rc >= 0)
-            rc = evbuffer_add(buf, ev->frame, ev->frame_len);
+            rc = evbuffer_add(buf, frame, flen);
     } else {
         /* The same bytes the engine builds for live events (engine.c queue_publish). */
         char ts[40];
@@ -277,10 +292,70 @@ typedef struct frame_out {
     shared_frame *shared; /* or NULL: copy bytes */
 } frame_out;
 
-static void deliver(rd_hub *hub, rd_hub_sub *sub, const rd_hub_event *ev, const frame_out *f)
+/* Builds the frame once: on the stack when small (copied per subscriber), else in a shared
+ * block. Returns the block (one reference held by the caller) or NULL. */
+static int frame_build(const rd_hub_event *ev, const char *frame, size_t frame_len, char *small,
+                       size_t small_cap, frame_out *f)
+{
+    char head[160];
+    int hl =
+        snprintf(head, sizeof head, "id: %" PRId64 "\nevent: %.100s\ndata: ", ev->id, ev->type);
+    if (hl < 0 || (size_t)hl >= sizeof head)
+        return -1;
+    size_t len = (size_t)hl + frame_len + 2;
+    char *dst = small;
+    f->shared = NULL;
+    if (len > small_cap) {
+        f->shared = malloc(sizeof *f->shared + len);
+        if (!f->shared)
+            return -1;
+        f->shared->refs = 1;
+        f->shared->len = len;
+        dst = f->shared->data;
+    }
+    memcpy(dst, head, (size_t)hl);
+    memcpy(dst + hl, frame, frame_len);
+    memcpy(dst + hl + frame_len, "\n\n", 2);
+    f->bytes = dst;
+    f->len = len;
+    return 0;
+}
+
+/* One published event's frames, built on first use: one per audience that has a variant,
+ * and the shared one for everybody else. Small frames live on the stack (copied per
+ * subscriber), larger ones in a shared block. */
+typedef struct pub_frames {
+    const rd_hub_event *ev;
+    frame_out f[RD_AUD__COUNT];
+    bool built[RD_AUD__COUNT], failed[RD_AUD__COUNT];
+    char small[RD_AUD__COUNT][SHARE_MIN];
+} pub_frames;
+
+static const frame_out *pub_frame(pub_frames *p, rd_audience aud)
+{
+    const rd_hub_event *ev = p->ev;
+    if (aud >= RD_AUD__COUNT || !ev->variant[aud])
+        aud = RD_AUD_FULL;
+    if (!p->built[aud] && !p->failed[aud]) {
+        size_t len;
+        const char *frame = frame_of(ev, aud, &len);
+        if (frame_build(ev, frame, len, p->small[aud], SHARE_MIN - 1, &p->f[aud]) != 0) {
+            rd_log_err("hub: out of memory formatting event %" PRId64, ev->id);
+            p->failed[aud] = true;
+        } else {
+            p->built[aud] = true;
+        }
+    }
+    return p->built[aud] ? &p->f[aud] : NULL;
+}
+
+static void deliver(rd_hub *hub, rd_hub_sub *sub, const rd_hub_event *ev, pub_frames *p)
 {
     if (sub->state != SUB_LIVE || ev->id <= sub->cursor || !wants(sub, ev))
         return;
+    const frame_out *f = pub_frame(p, sub->audience);
+    if (!f)
+        return; /* out of memory: as before, the event is not offered */
     /* The bound is on backlog: a frame larger than the bound still goes to an idle
      * subscriber, or it could never receive that event. Before judging, a big burst is
      * handed to the transport early, which writes what the socket takes: only bytes the
@@ -317,34 +392,6 @@ static void deliver(rd_hub *hub, rd_hub_sub *sub, const rd_hub_event *ev, const 
         doom(sub, RD_HUB_END);
 }
 
-/* Builds the frame once: on the stack when small (copied per subscriber), else in a shared
- * block. Returns the block (one reference held by the caller) or NULL. */
-static int frame_build(const rd_hub_event *ev, char *small, size_t small_cap, frame_out *f)
-{
-    char head[160];
-    int hl =
-        snprintf(head, sizeof head, "id: %" PRId64 "\nevent: %.100s\ndata: ", ev->id, ev->type);
-    if (hl < 0 || (size_t)hl >= sizeof head)
-        return -1;
-    size_t len = (size_t)hl + ev->frame_len + 2;
-    char *dst = small;
-    f->shared = NULL;
-    if (len > small_cap) {
-        f->shared = malloc(sizeof *f->shared + len);
-        if (!f->shared)
-            return -1;
-        f->shared->refs = 1;
-        f->shared->len = len;
-        dst = f->shared->data;
-    }
-    memcpy(dst, head, (size_t)hl);
-    memcpy(dst + hl, ev->frame, ev->frame_len);
-    memcpy(dst + hl + ev->frame_len, "\n\n", 2);
-    f->bytes = dst;
-    f->len = len;
-    return 0;
-}
-
 void rd_hub_publish(rd_hub *hub, const rd_hub_event *ev)
 {
     if (ev->id <= hub->last_id)
@@ -354,26 +401,27 @@ void rd_hub_publish(rd_hub *hub, const rd_hub_event *ev)
     if (!rs && TAILQ_EMPTY(&hub->global))
         return;
     if (!ev->frame)
-        return; /* live events always carry the engine's frame */
-    char small[SHARE_MIN];
-    frame_out f;
-    if (frame_build(ev, small, sizeof small - 1, &f) != 0) {
-        rd_log_err("hub: out of memory formatting event %" PRId64, ev->id);
-        return;
-    }
+        return;   /* live events always carry the engine's frame */
+    pub_frames p; /* its stack buffers are written only when used */
+    p.ev = ev;
+    memset(p.built, 0, sizeof p.built);
+    memset(p.failed, 0, sizeof p.failed);
     rd_hub_sub *sub;
     if (rs) {
         TAILQ_FOREACH(sub, &rs->subs, link)
         {
-            deliver(hub, sub, ev, &f);
+            deliver(hub, sub, ev, &p);
         }
     }
     TAILQ_FOREACH(sub, &hub->global, link)
     {
-        deliver(hub, sub, ev, &f);
+        deliver(hub, sub, ev, &p);
     }
-    if (f.shared && --f.shared->refs == 0)
-        free(f.shared);
+    for (int a = 0; a < RD_AUD__COUNT; a++) {
+        shared_frame *sf = p.built[a] ? p.f[a].shared : NULL;
+        if (sf && --sf->refs == 0)
+            free(sf);
+    }
 }
 
 bool rd_hub_wants(const rd_hub *hub, const char *run_id)
@@ -407,7 +455,7 @@ static int hub_on_page_row(const rd_hub_event *ev, void *arg)
     c->rows++;
     sub->cursor = ev->id;
     if (wants(sub, ev)) {
-        if (rd_hub_format(sub->pending, ev) != 0) {
+        if (rd_hub_format(sub->pending, ev, sub->audience) != 0) {
             c->failed = true;
             return 1;
         }
@@ -552,6 +600,7 @@ rd_hub_sub *rd_hub_subscribe(rd_hub *hub, const rd_hub_filter *f, int64_t resume
     sub->ops = ops;
     sub->arg = arg;
     sub->run_finished = run_finished;
+    sub->audience = f->audience;
     sub->pending = evbuffer_new();
     bool ok = sub->pending != NULL;
     if (ok && f->run_id)

@@ -6,6 +6,9 @@
  * delivery only once it has caught up with the last published id, so nothing is missed or
  * sent twice. Each subscriber's unsent bytes are bounded; one over the bound is cut off.
  *
+ * An event that carries capability links comes with a frame per audience (full, read key,
+ * stream token); each subscriber gets its audience's, and every other event one frame for all.
+ *
  * The hub knows neither HTTP nor the store: the transport is a small sink interface and the
  * store a scan function, so the whole core runs in unit tests on plain evbuffers.
  */
@@ -15,6 +18,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "base/audience.h"
 
 struct event_base;
 struct evbuffer;
@@ -34,6 +39,10 @@ typedef struct rd_hub_event {
     const char *data;  /* JSON text */
     const char *frame; /* may be NULL */
     size_t frame_len;
+    /* The frame of an audience that sees this event differently (an event with capability
+     * links), or NULL: that audience gets frame. variant[RD_AUD_FULL] is ignored. */
+    const char *variant[RD_AUD__COUNT];
+    size_t variant_len[RD_AUD__COUNT];
     bool terminal; /* run.end: a run stream ends after it */
 } rd_hub_event;
 
@@ -65,8 +74,10 @@ typedef struct rd_hub_sink_ops {
 } rd_hub_sink_ops;
 
 /** What a subscriber wants. A run stream names run_id; a global stream may filter by lists
- * of runs, flows and types (NULL/0 = any). Copied by rd_hub_subscribe. */
+ * of runs, flows and types (NULL/0 = any). audience picks which variant of an event's frame
+ * it gets, live and replayed. Copied by rd_hub_subscribe. */
 typedef struct rd_hub_filter {
+    rd_audience audience;
     const char *run_id;
     const char *const *runs;
     int n_runs;
@@ -134,8 +145,8 @@ size_t rd_hub_count(const rd_hub *hub);
 void rd_hub_note_reset(rd_hub *hub);
 void rd_hub_get_stats(const rd_hub *hub, rd_hub_stats *out);
 
-/** Appends "id: N\nevent: TYPE\ndata: <frame>\n\n" for ev to buf (building the frame when
- * ev->frame is NULL). 0 or -1. */
-int rd_hub_format(struct evbuffer *buf, const rd_hub_event *ev);
+/** Appends "id: N\nevent: TYPE\ndata: <frame>\n\n" for ev to buf, with the frame aud gets
+ * (building it from data when ev->frame is NULL: then every audience gets data). 0 or -1. */
+int rd_hub_format(struct evbuffer *buf, const rd_hub_event *ev, rd_audience aud);
 
 #endif

@@ -30,6 +30,7 @@ typedef struct fake_ev {
     char flow[16];
     char type[24];
     char data[1200];
+    char variant[1200]; /* what RD_AUD_READ sees instead, or "" */
 } fake_ev;
 
 typedef struct fake_store {
@@ -69,6 +70,14 @@ static rd_hub_event to_hub(const fake_ev *e)
                       .ts = 1700000000000 + e->id,
                       .data = e->data,
                       .terminal = strcmp(e->type, "run.end") == 0};
+    if (e->variant[0]) {
+        /* An event with links: the engine hands frames for each audience (here, the data
+         * itself stands for the frame). */
+        h.frame = e->data;
+        h.frame_len = strlen(e->data);
+        h.variant[RD_AUD_READ] = e->variant;
+        h.variant_len[RD_AUD_READ] = strlen(e->variant);
+    }
     return h;
 }
 
@@ -94,8 +103,12 @@ static int fake_scan(void *arg, const char *run_id, int64_t after, int limit, rd
 static void publish(rd_hub *hub, const fake_ev *e)
 {
     rd_hub_event h = to_hub(e);
+    if (h.frame) {
+        rd_hub_publish(hub, &h);
+        return;
+    }
     struct evbuffer *b = evbuffer_new();
-    rd_hub_format(b, &h); /* "id..\nevent..\ndata: <frame>\n\n": keep only <frame> */
+    rd_hub_format(b, &h, RD_AUD_FULL); /* "id..\nevent..\ndata: <frame>\n\n": keep only <frame> */
     size_t len = evbuffer_get_length(b);
     char *all = malloc(len + 1);
     evbuffer_remove(b, all, len);
@@ -432,6 +445,61 @@ static void test_close_all(void **state)
     assert_int_equal(rd_hub_count(f->hub), 0);
 }
 
+/* An event with capability links carries a frame per audience: each subscriber gets its
+ * audience's, live (a small copied frame and a big shared one) and replayed; an audience
+ * without a variant gets the full frame; events without links stay one frame for all. */
+static bool wire_has(fake_sink *k, const char *needle)
+{
+    size_t len = evbuffer_get_length(k->wire);
+    char *text = malloc(len + 1);
+    evbuffer_copyout(k->wire, text, len);
+    text[len] = 0;
+    bool found = strstr(text, needle) != NULL;
+    free(text);
+    return found;
+}
+
+static void add_linked(fx *f, const char *full, const char *read, size_t pad)
+{
+    fake_ev *e = store_add(&f->store, "r1", "alpha", "run.approval_required", 0);
+    snprintf(e->data, sizeof e->data, "{\"url\":\"%s\",\"pad\":\"%*s\"}", full, (int)pad, "");
+    snprintf(e->variant, sizeof e->variant, "{\"url\":%s,\"pad\":\"%*s\"}", read, (int)pad, "");
+}
+
+static void test_audiences_get_their_frame(void **state)
+{
+    fx *f = *state;
+    sub(f, 0, &(rd_hub_filter){.run_id = "r1", .audience = RD_AUD_FULL}, -1, false);
+    sub(f, 1, &(rd_hub_filter){.run_id = "r1", .audience = RD_AUD_READ}, -1, false);
+    sub(f, 2, &(rd_hub_filter){.run_id = "r1", .audience = RD_AUD_STREAM}, -1, false);
+    sub(f, 3, &(rd_hub_filter){.audience = RD_AUD_READ}, -1, false);
+    add_linked(f, "LIVE-SMALL", "null", 0);
+    add_linked(f, "LIVE-BIG", "null", 900); /* over SHARE_MIN: shared by reference */
+    publish(f->hub, &f->store.ev[0]);
+    publish(f->hub, &f->store.ev[1]);
+    publish(f->hub, store_add(&f->store, "r1", "alpha", "run.item", 0));
+    settle(f);
+    for (int i = 0; i < 4; i++) {
+        bool full = i == 0 || i == 2; /* no stream variant: the stream sees the full frame */
+        assert_int_equal(wire_has(&f->sinks[i], "LIVE-SMALL"), full);
+        assert_int_equal(wire_has(&f->sinks[i], "LIVE-BIG"), full);
+        assert_int_equal(wire_has(&f->sinks[i], "\"url\":null"), !full);
+        int64_t ids[8];
+        assert_int_equal(wire_ids(&f->sinks[i], ids, 8), 3);
+    }
+    rd_hub_stats st;
+    rd_hub_get_stats(f->hub, &st);
+    assert_int_equal(st.shared_frames, 4); /* the big frame: two variants, two readers each */
+    /* Replay: a read subscriber resuming from 0 gets the read variant of stored events. */
+    sub(f, 4, &(rd_hub_filter){.run_id = "r1", .audience = RD_AUD_READ}, 0, false);
+    sub(f, 5, &(rd_hub_filter){.run_id = "r1", .audience = RD_AUD_FULL}, 0, false);
+    settle(f);
+    assert_false(wire_has(&f->sinks[4], "LIVE-"));
+    assert_true(wire_has(&f->sinks[4], "\"url\":null"));
+    assert_true(wire_has(&f->sinks[5], "LIVE-SMALL"));
+    assert_true(wire_has(&f->sinks[5], "LIVE-BIG"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -444,6 +512,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_replay_bounded_by_published, setup, teardown),
         cmocka_unit_test_setup_teardown(test_run_end_closes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_all, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audiences_get_their_frame, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
