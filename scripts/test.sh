@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Quick start, part two: set up, build, and run every test: the unit and end-to-end suites on
-# a normal build, then again on an ASan+UBSan build, then a short libFuzzer smoke of every
-# fuzz target (FUZZ_SECONDS per target, default 20; 0 skips it).
+# a normal build, then again on an ASan+UBSan build, then a subset of the end-to-end suites under
+# valgrind, then a short libFuzzer smoke of every fuzz target (FUZZ_SECONDS per target, default
+# 20; 0 skips it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -13,6 +14,10 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DRUNSD_SANITIZE=ON >/dev/null
 cmake --build build-asan -j"$jobs"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j"$jobs")
+# The end-to-end suites that cover the most daemon code per minute, once more with every daemon
+# under valgrind memcheck (any error or definite leak fails the test: test/e2e/harness.py).
+(cd build && RUNSD_VALGRIND=1 ctest --output-on-failure -j"$jobs" \
+   -R 'e2e\.test_(api|external|workers|caplinks|processes|faults)$')
 if [ "${FUZZ_SECONDS:-20}" != 0 ]; then
   scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
 fi

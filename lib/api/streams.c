@@ -268,6 +268,7 @@ static void open_stream(rd_req *req, rd_streams *st, open_args *a)
     if (resume > rd_hub_last_id(st->hub))
         resume = rd_hub_last_id(st->hub); /* an id from the future: nothing to replay */
     rd_hub_set_max_buffer(st->hub, (size_t)cfg->sse_max_buffer);
+    rd_hub_set_max_total(st->hub, (size_t)cfg->sse_max_total);
     char head[800];
     head_lines(req, head, sizeof head);
     rd_sse_opts o = {.max_buffer = (size_t)cfg->sse_max_buffer,
@@ -414,6 +415,7 @@ rd_streams *rd_streams_new(struct event_base *base, rd_engine *eng, const rd_con
         return NULL;
     }
     rd_hub_opts o = {.max_buffer = (size_t)cfg->sse_max_buffer,
+                     .max_total = (size_t)cfg->sse_max_total,
                      .page = 500,
                      .scan = stream_scan,
                      .scan_arg = st};
@@ -455,6 +457,7 @@ char *rd_streams_metrics(rd_streams *st)
     LINE("replays_total", "counter", s.replays);
     LINE("replay_frames_total", "counter", s.replay_frames);
     LINE("resets_total", "counter", s.resets);
+    LINE("budget_cuts_total", "counter", s.budget_cuts);
     LINE("refused_total", "counter", st->refused);
 #undef LINE
     fclose(f);

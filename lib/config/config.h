@@ -69,6 +69,7 @@ typedef struct rd_config {
     int64_t heartbeat_ms;        /* SSE heartbeat, default 15s (key: sse_heartbeat) */
     int max_sse_clients;         /* default 10000 */
     int64_t sse_max_buffer;      /* per-subscriber unsent bytes bound, default 256 KiB */
+    int64_t sse_max_total;       /* unsent bytes bound over all subscribers, default 64 MiB */
     int64_t stream_token_ttl_ms; /* lifetime of stream_url tokens, default 24h */
     char *log_level;             /* "debug" | "info" | "warn" | "error"; default info */
     /* [store] */

@@ -59,6 +59,7 @@ struct rd_hub_sub {
     uint8_t state;
     uint8_t why;
     bool dirty, queued, dooming, run_finished;
+    bool held;                     /* live frames kept in pending while the transport is behind */
     TAILQ_ENTRY(rd_hub_sub) link;  /* its run's list, or the global list */
     TAILQ_ENTRY(rd_hub_sub) dlink; /* hub->dirty */
     TAILQ_ENTRY(rd_hub_sub) rlink; /* hub->replay */
@@ -94,6 +95,11 @@ struct rd_hub {
     struct event *replay_ev; /* zero timer: replay pages after the loop polled sockets */
     bool flush_scheduled;
     size_t n_subs;
+    /* The budget over all subscribers: the exact total at the last check plus what was queued
+     * since (an upper bound, as sockets drain meanwhile); past max_total the check runs. */
+    size_t max_total;
+    size_t total_at_check, since_check;
+    struct event *budget_ev;
     rd_hub_stats st;
 };
 
@@ -284,6 +290,64 @@ static size_t unsent(const rd_hub_sub *sub)
     return sub->ops->unsent(sub->arg) + evbuffer_get_length(sub->pending);
 }
 
+/* --- the budget over all subscribers ---------------------------------------------------- */
+
+static void account(rd_hub *hub, size_t bytes)
+{
+    hub->since_check += bytes;
+    if (hub->max_total && hub->total_at_check + hub->since_check > hub->max_total &&
+        !event_pending(hub->budget_ev, EV_TIMEOUT, NULL))
+        event_active(hub->budget_ev, EV_TIMEOUT, 0);
+}
+
+typedef struct sub_load {
+    rd_hub_sub *sub;
+    size_t unsent;
+} sub_load;
+
+static int by_load_desc(const void *a, const void *b)
+{
+    const sub_load *x = a, *y = b;
+    if (x->unsent != y->unsent)
+        return x->unsent < y->unsent ? 1 : -1;
+    return x->sub->cursor < y->sub->cursor ? -1 : x->sub->cursor > y->sub->cursor;
+}
+
+static size_t collect_subs(rd_hub *hub, rd_hub_sub **all);
+
+/* Over the budget: the subscribers furthest behind (most bytes unsent) are cut first, until
+ * the rest fit in nine tenths of it. They resume from the store with Last-Event-ID. */
+static void hub_on_budget(evutil_socket_t fd, short what, void *arg)
+{
+    rd_hub *hub = arg;
+    size_t n = hub->n_subs, total = 0;
+    rd_hub_sub **all = n ? calloc(n, sizeof *all) : NULL;
+    sub_load *load = n ? calloc(n, sizeof *load) : NULL;
+    if (n && (!all || !load)) {
+        free(all);
+        free(load);
+        return;
+    }
+    n = collect_subs(hub, all);
+    for (size_t i = 0; i < n; i++) {
+        load[i].sub = all[i];
+        load[i].unsent = all[i]->state == SUB_CLOSING ? 0 : unsent(all[i]);
+        total += load[i].unsent;
+    }
+    if (total > hub->max_total) {
+        qsort(load, n, sizeof *load, by_load_desc);
+        for (size_t i = 0; i < n && total > hub->max_total / 10 * 9 && load[i].unsent; i++) {
+            total -= load[i].unsent;
+            doom(load[i].sub, RD_HUB_SLOW);
+            hub->st.budget_cuts++;
+        }
+    }
+    hub->total_at_check = total;
+    hub->since_check = 0;
+    free(all);
+    free(load);
+}
+
 /* --- live ------------------------------------------------------------------------------- */
 
 typedef struct frame_out {
@@ -387,6 +451,7 @@ static void deliver(rd_hub *hub, rd_hub_sub *sub, const rd_hub_event *ev, pub_fr
     sub->cursor = ev->id;
     hub->st.frames++;
     hub->st.bytes += f->len;
+    account(hub, f->len);
     mark_dirty(sub);
     if (ev->terminal && sub->run_id)
         doom(sub, RD_HUB_END);
@@ -489,6 +554,7 @@ static void replay_page(rd_hub *hub, rd_hub_sub *sub)
                                     : hub->scan(hub->scan_arg, scan_run(sub), sub->cursor,
                                                 hub->page, hub_on_page_row, &c);
     hub->st.bytes += evbuffer_get_length(sub->pending) - before;
+    account(hub, evbuffer_get_length(sub->pending) - before);
     if (rc != 0 || c.failed) {
         rd_log_warn("hub: replay after %" PRId64 " failed; closing the stream", sub->cursor);
         doom(sub, RD_HUB_ERROR);
@@ -542,6 +608,15 @@ static void hub_flush(rd_hub *hub)
     while ((sub = TAILQ_FIRST(&hub->dirty))) {
         TAILQ_REMOVE(&hub->dirty, sub, dlink);
         sub->dirty = false;
+        /* A reader that is behind (its transport still holds bytes: the socket is full)
+         * keeps its frames here, packed into full chains, until the transport drains:
+         * moving each iteration's few small frames would leave a mostly empty chain per
+         * frame behind, several times the frames' own size. */
+        if (sub->state == SUB_LIVE && sub->ops->unsent(sub->arg) > 0) {
+            sub->held = true;
+            continue;
+        }
+        sub->held = false;
         sub->ops->send(sub->arg, sub->pending);
         if (sub->state == SUB_REPLAY && unsent(sub) < rd_hub_low_watermark(hub))
             queue_replay(sub);
@@ -637,6 +712,8 @@ void rd_hub_sub_drained(rd_hub_sub *sub)
 {
     if (sub->state == SUB_REPLAY && !sub->dirty)
         queue_replay(sub);
+    else if (sub->held)
+        mark_dirty(sub); /* its held frames go now */
 }
 
 void rd_hub_unsubscribe(rd_hub_sub *sub)
@@ -669,20 +746,28 @@ static void hub_on_collect(const char *key, void *value, void *arg)
     }
 }
 
+/* Every subscriber into all (room for n_subs); returns how many. */
+static size_t collect_subs(rd_hub *hub, rd_hub_sub **all)
+{
+    rd_hub_sub **p = all, *sub;
+    rd_map_each(hub->by_run, hub_on_collect, &p);
+    TAILQ_FOREACH(sub, &hub->global, link)
+    {
+        *p++ = sub;
+    }
+    return (size_t)(p - all);
+}
+
 void rd_hub_close_all(rd_hub *hub, bool force)
 {
     hub_flush(hub); /* what was gathered goes out first */
     if (hub->n_subs == 0)
         return;
     /* A snapshot: each close may free its own subscriber, never another. */
-    rd_hub_sub **all = calloc(hub->n_subs, sizeof *all), **p = all, *sub;
+    rd_hub_sub **all = calloc(hub->n_subs, sizeof *all), *sub;
     if (!all)
         return;
-    rd_map_each(hub->by_run, hub_on_collect, &p);
-    TAILQ_FOREACH(sub, &hub->global, link)
-    {
-        *p++ = sub;
-    }
+    rd_hub_sub **p = all + collect_subs(hub, all);
     for (rd_hub_sub **q = all; q < p; q++) {
         sub = *q;
         if (sub->state == SUB_CLOSING && !force)
@@ -705,6 +790,7 @@ rd_hub *rd_hub_new(struct event_base *base, const rd_hub_opts *o, int64_t last_i
     hub->scan = o->scan;
     hub->scan_arg = o->scan_arg;
     hub->max_buffer = o->max_buffer;
+    hub->max_total = o->max_total;
     hub->page = o->page > 0 ? o->page : 500;
     hub->last_id = last_id;
     TAILQ_INIT(&hub->global);
@@ -714,7 +800,8 @@ rd_hub *rd_hub_new(struct event_base *base, const rd_hub_opts *o, int64_t last_i
     hub->by_run = rd_map_new();
     hub->flush_ev = event_new(base, -1, 0, hub_on_flush, hub);
     hub->replay_ev = evtimer_new(base, hub_on_replay, hub);
-    if (!hub->by_run || !hub->flush_ev || !hub->replay_ev) {
+    hub->budget_ev = event_new(base, -1, 0, hub_on_budget, hub);
+    if (!hub->by_run || !hub->flush_ev || !hub->replay_ev || !hub->budget_ev) {
         rd_hub_free(hub);
         return NULL;
     }
@@ -731,6 +818,8 @@ void rd_hub_free(rd_hub *hub)
         event_free(hub->flush_ev);
     if (hub->replay_ev)
         event_free(hub->replay_ev);
+    if (hub->budget_ev)
+        event_free(hub->budget_ev);
     rd_map_free(hub->by_run);
     free(hub);
 }
@@ -738,6 +827,11 @@ void rd_hub_free(rd_hub *hub)
 void rd_hub_set_max_buffer(rd_hub *hub, size_t max_buffer)
 {
     hub->max_buffer = max_buffer;
+}
+
+void rd_hub_set_max_total(rd_hub *hub, size_t max_total)
+{
+    hub->max_total = max_total;
 }
 
 size_t rd_hub_low_watermark(const rd_hub *hub)

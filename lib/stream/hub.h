@@ -4,7 +4,9 @@
  * id) and the global ones whose filters match. A subscriber that resumes from an older id is
  * first replayed from the store, a page at a time as its socket drains, and switches to live
  * delivery only once it has caught up with the last published id, so nothing is missed or
- * sent twice. Each subscriber's unsent bytes are bounded; one over the bound is cut off.
+ * sent twice. Each subscriber's unsent bytes are bounded; one over the bound is cut off. All
+ * subscribers' unsent bytes together are bounded too; past that bound the ones furthest
+ * behind are cut first. A cut subscriber resumes from the store with Last-Event-ID.
  *
  * An event that carries capability links comes with a frame per audience (full, read key,
  * stream token); each subscriber gets its audience's, and every other event one frame for all.
@@ -89,6 +91,8 @@ typedef struct rd_hub_filter {
 
 typedef struct rd_hub_opts {
     size_t max_buffer; /* unsent bytes bound per subscriber */
+    size_t max_total;  /* unsent bytes bound over all subscribers (0 = none): past it, those
+                          furthest behind are cut first (RD_HUB_SLOW) */
     int page;          /* events per replay page */
     rd_hub_scan_fn scan;
     void *scan_arg;
@@ -103,6 +107,7 @@ typedef struct rd_hub_stats {
     uint64_t replay_frames;
     uint64_t resets;
     uint64_t shared_frames; /* live frames handed out by reference instead of copied */
+    uint64_t budget_cuts;   /* subscribers cut to keep all of them within max_total */
 } rd_hub_stats;
 
 /** A hub on base whose last published id is last_id (the store's newest committed event).
@@ -112,6 +117,8 @@ rd_hub *rd_hub_new(struct event_base *base, const rd_hub_opts *o, int64_t last_i
 void rd_hub_free(rd_hub *hub);
 /** Changes the unsent-bytes bound (config reload). */
 void rd_hub_set_max_buffer(rd_hub *hub, size_t max_buffer);
+/** Changes the bound over all subscribers (config reload; 0 = none). */
+void rd_hub_set_max_total(rd_hub *hub, size_t max_total);
 
 /** Offers one committed event (in id order) to its subscribers. Nothing is written to a
  * socket here: subscribers' frames are gathered and sent once per loop iteration. */

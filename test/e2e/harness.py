@@ -106,6 +106,9 @@ class Daemon:
         def ready():
             if self.proc.poll() is not None:
                 return "exited"
+            # Our own daemon has bound the port (another process could answer on it too).
+            if "listening on port %d" % self.port not in self.read_log():
+                return False
             try:
                 r = self.request("GET", "/readyz")
                 return r.status == 200 and r.headers.get("x-request-id", "").startswith("req_")

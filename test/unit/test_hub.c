@@ -500,12 +500,77 @@ static void test_audiences_get_their_frame(void **state)
     assert_true(wire_has(&f->sinks[5], "LIVE-BIG"));
 }
 
+/* Past the budget over all subscribers, the ones furthest behind are cut first, the others
+ * keep everything, and the total stays within the budget. */
+static void test_total_budget_cuts_the_furthest_behind(void **state)
+{
+    fx *f = *state;
+    rd_hub_set_max_buffer(f->hub, 64 * 1024);
+    rd_hub_set_max_total(f->hub, 100 * 1024);
+    for (int i = 0; i < 5; i++)
+        sub(f, i, &(rd_hub_filter){0}, -1, false);
+    f->sinks[0].stalled = true; /* stalls first: furthest behind */
+    for (int n = 0; n < 300; n++) {
+        if (n == 20)
+            f->sinks[1].stalled = true;
+        if (n == 40)
+            f->sinks[2].stalled = true;
+        if (n == 60)
+            f->sinks[3].stalled = true;
+        publish(f->hub, store_add(&f->store, "r1", "alpha", "run.item", 900));
+        settle(f);
+        size_t total = 0;
+        for (int i = 0; i < 5; i++)
+            total += f->sinks[i].sub ? evbuffer_get_length(f->sinks[i].unsent) : 0;
+        /* Checked after each burst: never more than the budget and one frame over it. */
+        assert_true(total <= 100 * 1024 + 1200);
+    }
+    /* Cut in order of how far behind they were: 0 before 1 before 2. */
+    assert_int_equal(f->sinks[0].closed, RD_HUB_SLOW + 1);
+    assert_int_equal(f->sinks[1].closed, RD_HUB_SLOW + 1);
+    assert_int_equal(f->sinks[4].closed, 0);
+    int64_t ids[512];
+    assert_int_equal(wire_ids(&f->sinks[4], ids, 512), 300);
+    rd_hub_stats s;
+    rd_hub_get_stats(f->hub, &s);
+    assert_true(s.budget_cuts >= 2);
+}
+
+/* A reader whose transport still holds bytes gets no more handed over until it drains: its
+ * frames wait in the hub packed together (not one mostly empty chain each), then go in order. */
+static void test_behind_reader_frames_are_held_until_drained(void **state)
+{
+    fx *f = *state;
+    sub(f, 0, &(rd_hub_filter){0}, -1, false);
+    f->sinks[0].stalled = true;
+    publish(f->hub, store_add(&f->store, "r1", "alpha", "run.item", 100));
+    settle(f);
+    int sends = f->sinks[0].sends;
+    assert_true(evbuffer_get_length(f->sinks[0].unsent) > 0);
+    for (int i = 0; i < 50; i++) {
+        publish(f->hub, store_add(&f->store, "r1", "alpha", "run.item", 100));
+        settle(f);
+    }
+    assert_int_equal(f->sinks[0].sends, sends); /* held, not handed over per iteration */
+    f->sinks[0].stalled = false;
+    drain(f); /* the transport empties and tells the hub */
+    settle(f);
+    int64_t ids[64];
+    assert_int_equal(wire_ids(&f->sinks[0], ids, 64), 51);
+    for (int i = 0; i < 51; i++)
+        assert_int_equal(ids[i], i + 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_routing_and_filters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_frame_shared_and_coalesced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stalled_reader_cut_off, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_total_budget_cuts_the_furthest_behind, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_behind_reader_frames_are_held_until_drained, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_big_frame_reaches_idle_subscriber, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_then_live_no_gap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_paged_by_drain, setup, teardown),
