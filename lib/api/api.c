@@ -93,6 +93,7 @@ int rd_api_register(rd_http *h, const rd_api_opts *o, char *err, size_t errlen)
     a->eng = o->eng;
     a->outbox = o->outbox;
     LIST_INIT(&a->ctls);
+    TAILQ_INIT(&a->held_posts);
     if (rd_http_on_close(h, api_on_close, a) != 0)
         return snprintf(err, errlen, "out of memory"), RD_ERR;
     a->streams = rd_streams_new(o->base, o->eng, o->cfg, err, errlen);

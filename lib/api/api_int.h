@@ -18,9 +18,10 @@ struct ctl_stream;
 typedef struct rd_api {
     struct event_base *base;
     rd_engine *eng;
-    struct rd_outbox *outbox;     /* borrowed; may be NULL */
-    rd_streams *streams;          /* the event streams, owned */
-    LIST_HEAD(, ctl_stream) ctls; /* open worker control streams (control.c) */
+    struct rd_outbox *outbox;           /* borrowed; may be NULL */
+    rd_streams *streams;                /* the event streams, owned */
+    LIST_HEAD(, ctl_stream) ctls;       /* open worker control streams (control.c) */
+    TAILQ_HEAD(, held_post) held_posts; /* external workers' posts held by backpressure */
 } rd_api;
 
 /** Who a JSON reply is for (SPEC section 3, "Who sees capability links"): a write or admin

@@ -413,6 +413,72 @@ static void h_events_get(rd_req *req, void *arg)
     reply_engine(req, rc, 200, out, &e);
 }
 
+/* An external worker's post waits while the event streams apply backpressure (subscribers that
+ * keep up are behind): its events are applied, and the post answered, once they have caught
+ * up, so a worker posting one batch at a time goes no faster than its readers. */
+struct held_post {
+    TAILQ_ENTRY(held_post) link;
+    rd_api *a;
+    evhtp_request_t *r;
+    const rd_config *cfg;
+    char id[RD_RUN_ID_MAX];
+    char request_id[24];
+    char *body;
+    size_t len;
+};
+
+static void post_apply(rd_api *a, rd_req *req, const char *id, const char *body, size_t len)
+{
+    json_t *out = NULL;
+    rd_apierr e;
+    int rc = rd_engine_ext_post(a->eng, id, body, len, &out, &e);
+    reply_engine(req, rc, 200, out, &e);
+}
+
+static evhtp_res held_on_fini(evhtp_request_t *r, void *arg)
+{
+    struct held_post *h = arg;
+    if (h->r) /* still waiting: the connection went away */
+        TAILQ_REMOVE(&h->a->held_posts, h, link);
+    free(h->body);
+    free(h);
+    return EVHTP_RES_OK;
+}
+
+/* The pressure is lifted: the held posts go, in order, until it comes back. */
+static void runs_on_release(void *arg)
+{
+    rd_api *a = arg;
+    struct held_post *h;
+    while ((h = TAILQ_FIRST(&a->held_posts)) && !rd_streams_pressure(a->streams)) {
+        TAILQ_REMOVE(&a->held_posts, h, link);
+        evhtp_request_t *r = h->r;
+        h->r = NULL; /* answered: the fini hook only frees */
+        rd_req req = {.r = r, .cfg = h->cfg, .method = htp_method_POST};
+        memcpy(req.request_id, h->request_id, sizeof req.request_id);
+        post_apply(a, &req, h->id, h->body, h->len);
+        evhtp_request_resume(r);
+    }
+}
+
+static bool hold_post(rd_api *a, rd_req *req, const char *id, char *body, size_t len)
+{
+    struct held_post *h = calloc(1, sizeof *h);
+    if (!h)
+        return false;
+    h->a = a;
+    h->r = req->r;
+    h->cfg = req->cfg;
+    snprintf(h->id, sizeof h->id, "%s", id);
+    memcpy(h->request_id, req->request_id, sizeof h->request_id);
+    h->body = body;
+    h->len = len;
+    TAILQ_INSERT_TAIL(&a->held_posts, h, link);
+    evhtp_request_set_hook(req->r, evhtp_hook_on_request_fini, (evhtp_hook)held_on_fini, h);
+    evhtp_request_pause(req->r);
+    return true;
+}
+
 static void h_events_post(rd_req *req, void *arg)
 {
     rd_api *a = arg;
@@ -421,11 +487,11 @@ static void h_events_post(rd_req *req, void *arg)
     char *body = rd_req_body(req, &len);
     if (!body)
         return;
-    json_t *out = NULL;
-    rd_apierr e;
-    int rc = rd_engine_ext_post(a->eng, id, body, len, &out, &e);
+    if ((rd_streams_pressure(a->streams) || !TAILQ_EMPTY(&a->held_posts)) &&
+        hold_post(a, req, id, body, len))
+        return;
+    post_apply(a, req, id, body, len);
     free(body);
-    reply_engine(req, rc, 200, out, &e);
 }
 
 /* --- routes ------------------------------------------------------------------------------- */
@@ -449,5 +515,6 @@ static const rd_http_route_def runs_routes[] = {
 
 int rd_runs_register(rd_http *h, rd_api *a)
 {
+    rd_streams_on_release(a->streams, runs_on_release, a);
     return rd_http_route_all(h, runs_routes, sizeof runs_routes / sizeof runs_routes[0], a);
 }

@@ -29,11 +29,34 @@ struct rd_streams {
     rd_engine *eng;
     rd_store *store;
     rd_hub *hub;
-    int close_calls;         /* rd_streams_close_all: first graceful, then forced */
-    uint64_t refused;        /* 503 too_many_streams */
-    uint64_t transport_slow; /* cut by the transport's own bound (a heartbeat that did
-                                not fit) rather than by the hub */
+    int close_calls;               /* rd_streams_close_all: first graceful, then forced */
+    uint64_t refused;              /* 503 too_many_streams */
+    uint64_t transport_slow;       /* cut by the transport's own bound (a heartbeat that did
+                                      not fit) rather than by the hub */
+    void (*on_release)(void *arg); /* backpressure lifted (runs.c's held posts) */
+    void *release_arg;
 };
+
+/* The hub's backlog of subscribers that keep up passed its bound (on) or fell to half (off):
+ * workers' output is not read meanwhile, and external workers' posts wait (runs.c). */
+static void streams_on_pressure(void *arg, bool on)
+{
+    rd_streams *st = arg;
+    rd_engine_throttle(st->eng, on);
+    if (!on && st->on_release)
+        st->on_release(st->release_arg);
+}
+
+bool rd_streams_pressure(const rd_streams *st)
+{
+    return st && rd_hub_pressure(st->hub);
+}
+
+void rd_streams_on_release(rd_streams *st, void (*fn)(void *arg), void *arg)
+{
+    st->on_release = fn;
+    st->release_arg = arg;
+}
 
 /* --- engine and store glue -------------------------------------------------------------- */
 
@@ -269,6 +292,7 @@ static void open_stream(rd_req *req, rd_streams *st, open_args *a)
         resume = rd_hub_last_id(st->hub); /* an id from the future: nothing to replay */
     rd_hub_set_max_buffer(st->hub, (size_t)cfg->sse_max_buffer);
     rd_hub_set_max_total(st->hub, (size_t)cfg->sse_max_total);
+    rd_hub_set_backpressure(st->hub, (size_t)cfg->sse_backpressure);
     char head[800];
     head_lines(req, head, sizeof head);
     rd_sse_opts o = {.max_buffer = (size_t)cfg->sse_max_buffer,
@@ -416,9 +440,12 @@ rd_streams *rd_streams_new(struct event_base *base, rd_engine *eng, const rd_con
     }
     rd_hub_opts o = {.max_buffer = (size_t)cfg->sse_max_buffer,
                      .max_total = (size_t)cfg->sse_max_total,
+                     .backpressure = (size_t)cfg->sse_backpressure,
+                     .on_pressure = streams_on_pressure,
                      .page = 500,
                      .scan = stream_scan,
                      .scan_arg = st};
+    o.pressure_arg = st;
     st->hub = rd_hub_new(base, &o, last);
     if (!st->hub || rd_engine_add_listener_gated(st->eng, stream_on_event, stream_wants, st) != 0) {
         rd_hub_free(st->hub);
@@ -458,6 +485,8 @@ char *rd_streams_metrics(rd_streams *st)
     LINE("replay_frames_total", "counter", s.replay_frames);
     LINE("resets_total", "counter", s.resets);
     LINE("budget_cuts_total", "counter", s.budget_cuts);
+    LINE("backpressure_total", "counter", s.pressure_events);
+    LINE("backpressure_on", "gauge", rd_hub_pressure(st->hub) ? 1 : 0);
     LINE("refused_total", "counter", st->refused);
 #undef LINE
     fclose(f);

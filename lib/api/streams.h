@@ -29,6 +29,11 @@ void rd_streams_run(rd_streams *st, rd_req *req, const char *id, rd_audience aud
  * keys configured) RD_AUD_FULL; a valid stream token (?token=, SSE only) RD_AUD_STREAM; a read
  * key RD_AUD_READ. False after replying 401/403. */
 bool rd_streams_access(rd_streams *st, rd_req *req, const char *id, rd_audience *aud);
+/** True while subscribers that keep up are behind by more than [server] sse_backpressure:
+ * producers should wait (the engine stops reading workers' output by itself). */
+bool rd_streams_pressure(const rd_streams *st);
+/** fn(arg) is called when the pressure is lifted (one callback; the last set wins). */
+void rd_streams_on_release(rd_streams *st, void (*fn)(void *arg), void *arg);
 /** Prometheus lines for the streams (malloc'd text, caller frees; may be NULL). */
 char *rd_streams_metrics(rd_streams *st);
 /** Closes every stream (shutdown): the first call flushes what is queued, later calls

@@ -70,6 +70,7 @@ typedef struct rd_config {
     int max_sse_clients;         /* default 10000 */
     int64_t sse_max_buffer;      /* per-subscriber unsent bytes bound, default 256 KiB */
     int64_t sse_max_total;       /* unsent bytes bound over all subscribers, default 64 MiB */
+    int64_t sse_backpressure;    /* backlog of keeping-up subscribers that slows producers */
     int64_t stream_token_ttl_ms; /* lifetime of stream_url tokens, default 24h */
     char *log_level;             /* "debug" | "info" | "warn" | "error"; default info */
     /* [store] */

@@ -137,6 +137,11 @@ rd_store *rd_engine_store(rd_engine *eng)
     return eng->store;
 }
 
+void rd_engine_throttle(rd_engine *eng, bool on)
+{
+    rd_exec_throttle(eng->exec, on);
+}
+
 bool rd_engine_ready(const rd_engine *eng)
 {
     return rd_runs_store_ok(eng->runs) && !eng->shutting_down;

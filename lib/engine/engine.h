@@ -51,6 +51,8 @@ int rd_engine_flush(rd_engine *eng);
 rd_store *rd_engine_store(rd_engine *eng);
 /** True while the store accepts writes (readiness). */
 bool rd_engine_ready(const rd_engine *eng);
+/** Backpressure from the event streams: while on, workers' output is not read. */
+void rd_engine_throttle(rd_engine *eng, bool on);
 /** Prometheus text of the engine's counters appended to buf (malloc'd; caller frees). */
 char *rd_engine_metrics_text(rd_engine *eng);
 

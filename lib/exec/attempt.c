@@ -55,6 +55,7 @@ struct rd_exec {
     rd_exec_hooks hooks;
     void *observer;
     bool shutting_down;
+    bool throttled; /* backpressure: workers' output is not read */
     uint64_t m_spawn_failures;
 };
 
@@ -503,6 +504,8 @@ static int spawn(rd_attempt *a, const rd_flow_config *flow, char *err, size_t er
     /* In the open transaction, committed with the run's move to running. */
     rd_pgroup_record(rd_runs_store(a->x->rs), rd_worker_pid(a->worker), r->id);
     rd_active_hold(a->act); /* until the worker is reaped */
+    if (a->x->throttled)
+        rd_worker_pause_output(a->worker, true);
     return 0;
 }
 
@@ -552,6 +555,24 @@ int rd_exec_start(rd_exec *x, rd_active *act)
     if (flow->timeout_ms > 0)
         arm(a, &a->timeout_ev, flow->timeout_ms, exec_on_timeout);
     return 0;
+}
+
+static void throttle_one(rd_active *act, void *arg)
+{
+    bool on = *(bool *)arg;
+    rd_attempt *a = rd_active_slot(act, RD_SLOT_EXEC);
+    if (a && a->worker)
+        rd_worker_pause_output(a->worker, on);
+    if (a && a->enrich)
+        rd_enrich_pause(a->enrich, on);
+}
+
+void rd_exec_throttle(rd_exec *x, bool on)
+{
+    if (x->throttled == on)
+        return;
+    x->throttled = on;
+    rd_runs_each(x->rs, throttle_one, &on);
 }
 
 bool rd_exec_has_worker(const rd_active *act)

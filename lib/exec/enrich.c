@@ -297,3 +297,13 @@ int rd_enrich_count(const rd_enrich_set *s)
 {
     return s ? s->n : 0;
 }
+
+void rd_enrich_pause(rd_enrich_set *s, bool paused)
+{
+    rd_enricher *en;
+    LIST_FOREACH(en, &s->list, link)
+    {
+        if (en->w)
+            rd_worker_pause_output(en->w, paused);
+    }
+}

@@ -32,6 +32,8 @@ void rd_enrich_kick(rd_enrich_set *s);
 void rd_enrich_source_closed(rd_enrich_set *s);
 /** Stops every worker (SIGTERM then SIGKILL after the grace; at once when now). */
 void rd_enrich_stop(rd_enrich_set *s, bool now);
+/** Stops (or resumes) reading the workers' output (backpressure). */
+void rd_enrich_pause(rd_enrich_set *s, bool paused);
 /** Workers still running. */
 int rd_enrich_count(const rd_enrich_set *s);
 

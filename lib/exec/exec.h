@@ -52,6 +52,10 @@ void rd_exec_cancel(rd_exec *x, rd_active *act, rd_reason reason);
  * *reason is the reason asked for. */
 bool rd_exec_ending(const rd_active *act, rd_reason *reason);
 
+/** Backpressure from the event streams: while on, no worker's output is read (its pipe fills
+ * and the worker blocks on write), so runs produce no faster than subscribers take events. */
+void rd_exec_throttle(rd_exec *x, bool on);
+
 /** Shutdown: no attempt ends as if it had failed; each worker is stopped (resumable runs go
  * back to queued, others end crashed/interrupted). Second call: kill at once. */
 void rd_exec_shutdown(rd_exec *x, bool now);

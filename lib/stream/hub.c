@@ -23,8 +23,6 @@
  * Closing. The hub never lets a subscriber go while it iterates: it marks it (doom) and
  * asks its sink to close from the flush callback, after the batch has been handed out.
  */
-#include "stream/hub.h"
-
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <inttypes.h>
@@ -35,73 +33,7 @@
 
 #include "base/util.h"
 
-/* Below this a frame is copied into each subscriber's buffer; from it on it is shared. */
-#define SHARE_MIN 512
-/* Replay pages handled per callback before the loop gets to poll sockets again. */
-#define REPLAY_BUDGET 32
-
-enum { SUB_REPLAY, SUB_LIVE, SUB_CLOSING };
-
-typedef struct hub_filter {
-    char **runs, **flows, **types;
-    int n_runs, n_flows, n_types;
-} hub_filter;
-
-struct rd_hub_sub {
-    rd_hub *hub;
-    const rd_hub_sink_ops *ops;
-    void *arg;
-    struct evbuffer *pending; /* frames gathered this iteration, not yet sent */
-    char *run_id;             /* a run stream's run (indexed), or NULL for a global one */
-    hub_filter *filter;       /* a global stream's filters, or NULL */
-    int64_t cursor;           /* every wanted event with id <= cursor has been queued */
-    rd_audience audience;     /* which frame of an event with links it gets */
-    uint8_t state;
-    uint8_t why;
-    bool dirty, queued, dooming, run_finished;
-    bool held;                     /* live frames kept in pending while the transport is behind */
-    TAILQ_ENTRY(rd_hub_sub) link;  /* its run's list, or the global list */
-    TAILQ_ENTRY(rd_hub_sub) dlink; /* hub->dirty */
-    TAILQ_ENTRY(rd_hub_sub) rlink; /* hub->replay */
-    TAILQ_ENTRY(rd_hub_sub) xlink; /* hub->doomed */
-};
-
-TAILQ_HEAD(sub_list, rd_hub_sub);
-
-typedef struct run_subs {
-    struct sub_list subs;
-} run_subs;
-
-/* A frame shared by reference; freed by the last buffer that drops it. */
-typedef struct shared_frame {
-    size_t refs;
-    size_t len;
-    char data[];
-} shared_frame;
-
-struct rd_hub {
-    struct event_base *base;
-    rd_hub_scan_fn scan;
-    void *scan_arg;
-    size_t max_buffer;
-    int page;
-    int64_t last_id;
-    rd_map *by_run;          /* run id -> run_subs */
-    struct sub_list global;  /* global streams */
-    struct sub_list dirty;   /* have pending bytes to hand to their sink */
-    struct sub_list replay;  /* replaying and ready for their next page */
-    struct sub_list doomed;  /* to be closed from the flush callback */
-    struct event *flush_ev;  /* activated once per iteration with work */
-    struct event *replay_ev; /* zero timer: replay pages after the loop polled sockets */
-    bool flush_scheduled;
-    size_t n_subs;
-    /* The budget over all subscribers: the exact total at the last check plus what was queued
-     * since (an upper bound, as sockets drain meanwhile); past max_total the check runs. */
-    size_t max_total;
-    size_t total_at_check, since_check;
-    struct event *budget_ev;
-    rd_hub_stats st;
-};
+#include "stream/hub_int.h"
 
 static void hub_flush(rd_hub *hub);
 
@@ -267,12 +199,14 @@ static void unqueue(rd_hub_sub *sub)
 
 /* Marks sub to be let go from the flush callback. END keeps its queued bytes (flushed
  * first); the others drop them. */
-static void doom(rd_hub_sub *sub, rd_hub_why why)
+void rd_hub_doom(rd_hub_sub *sub, rd_hub_why why)
 {
     if (sub->state == SUB_CLOSING)
         return;
     sub->state = SUB_CLOSING;
     sub->why = (uint8_t)why;
+    sub->hub->backlog -= sub->load; /* a subscriber let go no longer holds producers back */
+    sub->load = 0;
     unqueue(sub);
     if (why == RD_HUB_END || why == RD_HUB_SHUTDOWN)
         mark_dirty(sub);
@@ -285,67 +219,9 @@ static void doom(rd_hub_sub *sub, rd_hub_why why)
     schedule_flush(sub->hub);
 }
 
-static size_t unsent(const rd_hub_sub *sub)
+size_t rd_hub_unsent(const rd_hub_sub *sub)
 {
     return sub->ops->unsent(sub->arg) + evbuffer_get_length(sub->pending);
-}
-
-/* --- the budget over all subscribers ---------------------------------------------------- */
-
-static void account(rd_hub *hub, size_t bytes)
-{
-    hub->since_check += bytes;
-    if (hub->max_total && hub->total_at_check + hub->since_check > hub->max_total &&
-        !event_pending(hub->budget_ev, EV_TIMEOUT, NULL))
-        event_active(hub->budget_ev, EV_TIMEOUT, 0);
-}
-
-typedef struct sub_load {
-    rd_hub_sub *sub;
-    size_t unsent;
-} sub_load;
-
-static int by_load_desc(const void *a, const void *b)
-{
-    const sub_load *x = a, *y = b;
-    if (x->unsent != y->unsent)
-        return x->unsent < y->unsent ? 1 : -1;
-    return x->sub->cursor < y->sub->cursor ? -1 : x->sub->cursor > y->sub->cursor;
-}
-
-static size_t collect_subs(rd_hub *hub, rd_hub_sub **all);
-
-/* Over the budget: the subscribers furthest behind (most bytes unsent) are cut first, until
- * the rest fit in nine tenths of it. They resume from the store with Last-Event-ID. */
-static void hub_on_budget(evutil_socket_t fd, short what, void *arg)
-{
-    rd_hub *hub = arg;
-    size_t n = hub->n_subs, total = 0;
-    rd_hub_sub **all = n ? calloc(n, sizeof *all) : NULL;
-    sub_load *load = n ? calloc(n, sizeof *load) : NULL;
-    if (n && (!all || !load)) {
-        free(all);
-        free(load);
-        return;
-    }
-    n = collect_subs(hub, all);
-    for (size_t i = 0; i < n; i++) {
-        load[i].sub = all[i];
-        load[i].unsent = all[i]->state == SUB_CLOSING ? 0 : unsent(all[i]);
-        total += load[i].unsent;
-    }
-    if (total > hub->max_total) {
-        qsort(load, n, sizeof *load, by_load_desc);
-        for (size_t i = 0; i < n && total > hub->max_total / 10 * 9 && load[i].unsent; i++) {
-            total -= load[i].unsent;
-            doom(load[i].sub, RD_HUB_SLOW);
-            hub->st.budget_cuts++;
-        }
-    }
-    hub->total_at_check = total;
-    hub->since_check = 0;
-    free(all);
-    free(load);
 }
 
 /* --- live ------------------------------------------------------------------------------- */
@@ -424,13 +300,13 @@ static void deliver(rd_hub *hub, rd_hub_sub *sub, const rd_hub_event *ev, pub_fr
      * subscriber, or it could never receive that event. Before judging, a big burst is
      * handed to the transport early, which writes what the socket takes: only bytes the
      * reader has not taken count against it. */
-    size_t u = unsent(sub);
+    size_t u = rd_hub_unsent(sub);
     if (u > 0 && u + f->len > hub->max_buffer && evbuffer_get_length(sub->pending) > 0) {
         sub->ops->send(sub->arg, sub->pending);
-        u = unsent(sub);
+        u = rd_hub_unsent(sub);
     }
     if (u > 0 && u + f->len > hub->max_buffer) {
-        doom(sub, RD_HUB_SLOW);
+        rd_hub_doom(sub, RD_HUB_SLOW);
         return;
     }
     int rc;
@@ -445,16 +321,19 @@ static void deliver(rd_hub *hub, rd_hub_sub *sub, const rd_hub_event *ev, pub_fr
         rc = evbuffer_add(sub->pending, f->bytes, f->len);
     }
     if (rc != 0) {
-        doom(sub, RD_HUB_ERROR);
+        rd_hub_doom(sub, RD_HUB_ERROR);
         return;
     }
     sub->cursor = ev->id;
     hub->st.frames++;
     hub->st.bytes += f->len;
-    account(hub, f->len);
+    rd_hub_account(hub, f->len);
+    /* At once, not at the flush: a burst of lines read in one go must be able to pause its
+     * worker between two lines. */
+    rd_hub_note_load(sub, u + f->len);
     mark_dirty(sub);
     if (ev->terminal && sub->run_id)
-        doom(sub, RD_HUB_END);
+        rd_hub_doom(sub, RD_HUB_END);
 }
 
 void rd_hub_publish(rd_hub *hub, const rd_hub_event *ev)
@@ -531,7 +410,7 @@ static int hub_on_page_row(const rd_hub_event *ev, void *arg)
             return 1;
         }
     }
-    if (unsent(sub) >= c->high) {
+    if (rd_hub_unsent(sub) >= c->high) {
         c->full = true;
         return 1;
     }
@@ -554,15 +433,15 @@ static void replay_page(rd_hub *hub, rd_hub_sub *sub)
                                     : hub->scan(hub->scan_arg, scan_run(sub), sub->cursor,
                                                 hub->page, hub_on_page_row, &c);
     hub->st.bytes += evbuffer_get_length(sub->pending) - before;
-    account(hub, evbuffer_get_length(sub->pending) - before);
+    rd_hub_account(hub, evbuffer_get_length(sub->pending) - before);
     if (rc != 0 || c.failed) {
         rd_log_warn("hub: replay after %" PRId64 " failed; closing the stream", sub->cursor);
-        doom(sub, RD_HUB_ERROR);
+        rd_hub_doom(sub, RD_HUB_ERROR);
         return;
     }
     mark_dirty(sub);
     if (c.ended) {
-        doom(sub, RD_HUB_END);
+        rd_hub_doom(sub, RD_HUB_END);
         return;
     }
     if (c.full)
@@ -570,7 +449,7 @@ static void replay_page(rd_hub *hub, rd_hub_sub *sub)
     if (c.rows == hub->page && !c.at_upper) {
         /* More to read. A page that queued nothing (filtered out) is not dirty, so it is
          * queued here rather than after a send. */
-        if (!sub->dirty && unsent(sub) < rd_hub_low_watermark(hub))
+        if (!sub->dirty && rd_hub_unsent(sub) < rd_hub_low_watermark(hub))
             queue_replay(sub);
         return;
     }
@@ -578,7 +457,7 @@ static void replay_page(rd_hub *hub, rd_hub_sub *sub)
     if (sub->cursor < c.upper)
         sub->cursor = c.upper;
     if (sub->run_id && sub->run_finished)
-        doom(sub, RD_HUB_END); /* its run.end was pruned: nothing will ever follow */
+        rd_hub_doom(sub, RD_HUB_END); /* its run.end was pruned: nothing will ever follow */
     else
         sub->state = SUB_LIVE;
 }
@@ -614,11 +493,13 @@ static void hub_flush(rd_hub *hub)
          * frame behind, several times the frames' own size. */
         if (sub->state == SUB_LIVE && sub->ops->unsent(sub->arg) > 0) {
             sub->held = true;
+            rd_hub_note_load(sub, rd_hub_unsent(sub));
             continue;
         }
         sub->held = false;
         sub->ops->send(sub->arg, sub->pending);
-        if (sub->state == SUB_REPLAY && unsent(sub) < rd_hub_low_watermark(hub))
+        rd_hub_note_load(sub, rd_hub_unsent(sub));
+        if (sub->state == SUB_REPLAY && rd_hub_unsent(sub) < rd_hub_low_watermark(hub))
             queue_replay(sub);
     }
     while ((sub = TAILQ_FIRST(&hub->doomed))) {
@@ -710,6 +591,7 @@ void rd_hub_sub_write(rd_hub_sub *sub, const char *data, size_t len)
 
 void rd_hub_sub_drained(rd_hub_sub *sub)
 {
+    rd_hub_note_load(sub, rd_hub_unsent(sub));
     if (sub->state == SUB_REPLAY && !sub->dirty)
         queue_replay(sub);
     else if (sub->held)
@@ -722,6 +604,8 @@ void rd_hub_unsubscribe(rd_hub_sub *sub)
         return;
     rd_hub *hub = sub->hub;
     unqueue(sub);
+    hub->backlog -= sub->load;
+    sub->load = 0;
     if (sub->run_id) {
         run_subs *rs = rd_map_get(hub->by_run, sub->run_id);
         if (rs) {
@@ -747,7 +631,7 @@ static void hub_on_collect(const char *key, void *value, void *arg)
 }
 
 /* Every subscriber into all (room for n_subs); returns how many. */
-static size_t collect_subs(rd_hub *hub, rd_hub_sub **all)
+size_t rd_hub_collect(rd_hub *hub, rd_hub_sub **all)
 {
     rd_hub_sub **p = all, *sub;
     rd_map_each(hub->by_run, hub_on_collect, &p);
@@ -767,7 +651,7 @@ void rd_hub_close_all(rd_hub *hub, bool force)
     rd_hub_sub **all = calloc(hub->n_subs, sizeof *all), *sub;
     if (!all)
         return;
-    rd_hub_sub **p = all + collect_subs(hub, all);
+    rd_hub_sub **p = all + rd_hub_collect(hub, all);
     for (rd_hub_sub **q = all; q < p; q++) {
         sub = *q;
         if (sub->state == SUB_CLOSING && !force)
@@ -791,6 +675,9 @@ rd_hub *rd_hub_new(struct event_base *base, const rd_hub_opts *o, int64_t last_i
     hub->scan_arg = o->scan_arg;
     hub->max_buffer = o->max_buffer;
     hub->max_total = o->max_total;
+    hub->backpressure = o->backpressure;
+    hub->on_pressure = o->on_pressure;
+    hub->pressure_arg = o->pressure_arg;
     hub->page = o->page > 0 ? o->page : 500;
     hub->last_id = last_id;
     TAILQ_INIT(&hub->global);
@@ -800,8 +687,9 @@ rd_hub *rd_hub_new(struct event_base *base, const rd_hub_opts *o, int64_t last_i
     hub->by_run = rd_map_new();
     hub->flush_ev = event_new(base, -1, 0, hub_on_flush, hub);
     hub->replay_ev = evtimer_new(base, hub_on_replay, hub);
-    hub->budget_ev = event_new(base, -1, 0, hub_on_budget, hub);
-    if (!hub->by_run || !hub->flush_ev || !hub->replay_ev || !hub->budget_ev) {
+    hub->budget_ev = event_new(base, -1, 0, rd_hub_on_budget, hub);
+    hub->pressure_ev = evtimer_new(base, rd_hub_on_pressure, hub);
+    if (!hub->by_run || !hub->flush_ev || !hub->replay_ev || !hub->budget_ev || !hub->pressure_ev) {
         rd_hub_free(hub);
         return NULL;
     }
@@ -820,6 +708,8 @@ void rd_hub_free(rd_hub *hub)
         event_free(hub->replay_ev);
     if (hub->budget_ev)
         event_free(hub->budget_ev);
+    if (hub->pressure_ev)
+        event_free(hub->pressure_ev);
     rd_map_free(hub->by_run);
     free(hub);
 }

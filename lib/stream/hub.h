@@ -93,7 +93,13 @@ typedef struct rd_hub_opts {
     size_t max_buffer; /* unsent bytes bound per subscriber */
     size_t max_total;  /* unsent bytes bound over all subscribers (0 = none): past it, those
                           furthest behind are cut first (RD_HUB_SLOW) */
-    int page;          /* events per replay page */
+    /* Backpressure: past `backpressure` unsent bytes over the subscribers that keep up (each
+     * under half its own bound), on_pressure(arg, true) asks the owner to slow its producers;
+     * on_pressure(arg, false) once the backlog is down to half. 0 = never. */
+    size_t backpressure;
+    void (*on_pressure)(void *arg, bool on);
+    void *pressure_arg;
+    int page; /* events per replay page */
     rd_hub_scan_fn scan;
     void *scan_arg;
 } rd_hub_opts;
@@ -106,8 +112,9 @@ typedef struct rd_hub_stats {
     uint64_t replays; /* subscriptions that started with a replay */
     uint64_t replay_frames;
     uint64_t resets;
-    uint64_t shared_frames; /* live frames handed out by reference instead of copied */
-    uint64_t budget_cuts;   /* subscribers cut to keep all of them within max_total */
+    uint64_t shared_frames;   /* live frames handed out by reference instead of copied */
+    uint64_t budget_cuts;     /* subscribers cut to keep all of them within max_total */
+    uint64_t pressure_events; /* times producers were asked to slow down */
 } rd_hub_stats;
 
 /** A hub on base whose last published id is last_id (the store's newest committed event).
@@ -119,6 +126,10 @@ void rd_hub_free(rd_hub *hub);
 void rd_hub_set_max_buffer(rd_hub *hub, size_t max_buffer);
 /** Changes the bound over all subscribers (config reload; 0 = none). */
 void rd_hub_set_max_total(rd_hub *hub, size_t max_total);
+/** Changes the backpressure bound (config reload; 0 = never). */
+void rd_hub_set_backpressure(rd_hub *hub, size_t bytes);
+/** True while producers are asked to slow down. */
+bool rd_hub_pressure(const rd_hub *hub);
 
 /** Offers one committed event (in id order) to its subscribers. Nothing is written to a
  * socket here: subscribers' frames are gathered and sent once per loop iteration. */

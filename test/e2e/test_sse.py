@@ -5,6 +5,7 @@ an id older than retained history, a stalled reader cut off while another keeps 
 tokens, HTTP/1.0, the client cap, CORS, filters, heartbeats, and an EMFILE storm.
 
 The SSE client here is a raw socket, so the tests see exactly the bytes the daemon sends."""
+import http.client
 import json
 import os
 import resource
@@ -569,3 +570,108 @@ class TestFdExhaustion(SSETest):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TestBackpressure(SSETest):
+    # Half a subscriber's bound is 128 KB: readers a little behind each count, together past
+    # 200 KB they hold the producer back.
+    server = "sse_max_buffer = 256K\nsse_backpressure = 200K\n"
+
+    def post_items(self, run_id, k, pad, timeout=30):
+        body = ndjson({"type": "item", "data": {"k": k, "pad": pad}})
+        conn = http.client.HTTPConnection("127.0.0.1", self.d.port, timeout=timeout)
+        conn.request("POST", "/v1/runs/%s/events" % run_id, body=body,
+                     headers={"Content-Type": "application/x-ndjson"})
+        return conn
+
+    def test_readers_behind_hold_the_external_worker(self):
+        run = self.d.create("ext")
+        readers = [self.stream(run["id"], rcvbuf=4096) for _ in range(4)]
+        pad = "x" * 8000
+        held = None
+        for k in range(200):
+            conn = self.post_items(run["id"], k, pad)
+            conn.sock.settimeout(2.0)
+            try:
+                r = conn.getresponse()
+                self.assertEqual(r.status, 200)
+                r.read()
+                conn.close()
+            except socket.timeout:
+                held = (k, conn)  # no answer: the post waits for the readers
+                break
+        self.assertIsNotNone(held, "no post was ever held back")
+        self.assertGreaterEqual(metric(self.d, "runsd_sse_backpressure_total"), 1)
+        self.assertEqual(metric(self.d, "runsd_sse_backpressure_on"), 1)
+        # The readers were held back by nobody: none was cut.
+        self.assertEqual(metric(self.d, "runsd_sse_slow_disconnects_total"), 0)
+        # They read: the held post is answered, and everything arrives in order.
+        got = [[] for _ in readers]
+
+        def read_all(i):
+            while True:
+                f = readers[i].next()
+                if f is None or f["event"] == "run.end":
+                    return
+                got[i].append(f)
+
+        threads = [threading.Thread(target=read_all, args=(i,)) for i in range(len(readers))]
+        for t in threads:
+            t.start()
+        k, conn = held
+        conn.sock.settimeout(30)
+        r = conn.getresponse()
+        self.assertEqual(r.status, 200)
+        self.assertEqual(json.loads(r.read())["accepted"], 1)
+        conn.close()
+        done = self.d.request("POST", "/v1/runs/%s/events" % run["id"], body=ndjson(
+            {"type": "done"}), headers={"Content-Type": "application/x-ndjson"})
+        self.assertEqual(done.status, 200, done)
+        for t in threads:
+            t.join(60)
+        for frames in got:
+            items = [f for f in frames if f["event"] == "run.item"]
+            self.assertEqual([json.loads(f["data"])["data"]["data"]["k"] for f in items],
+                             list(range(k + 1)))
+        self.assertEqual(metric(self.d, "runsd_sse_backpressure_on"), 0)
+
+    def test_readers_behind_pause_a_local_worker(self):
+        n = 20000
+        run = self.d.create("test", {"items": n})
+        readers = [self.stream(run["id"], rcvbuf=4096) for _ in range(4)]
+        # The readers do not read: the worker is paused before it could send everything.
+        wait_for(lambda: metric(self.d, "runsd_sse_backpressure_on") == 1,
+                 what="backpressure")
+        first = self.d.run(run["id"])
+        self.assertEqual(first["status"], "running")
+        self.assertLess(first["counts"]["items"], n)
+        self.assertEqual(metric(self.d, "runsd_sse_slow_disconnects_total"), 0)
+        got = [[] for _ in readers]
+
+        def read_all(i):
+            # As EventSource does: a reader cut for being slower than the others comes back
+            # with Last-Event-ID and misses nothing.
+            sse = readers[i]
+            while True:
+                f = sse.next()
+                if f is None:
+                    last = got[i][-1] if got[i] else None
+                    sse = self.stream(run["id"], rcvbuf=4096,
+                                      headers={"Last-Event-ID": str(last)} if last else None)
+                    continue
+                if f["event"] == "run.end":
+                    return
+                if f["event"] == "run.item":
+                    got[i].append(int(f["id"]))
+
+        threads = [threading.Thread(target=read_all, args=(i,)) for i in range(len(readers))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        done = self.finish(run["id"])
+        self.assertEqual(done["status"], "succeeded", done)
+        items = [e["id"] for e in self.d.events(run["id"]) if e["type"] == "run.item"]
+        self.assertEqual(len(items), n)
+        for ids in got:
+            self.assertEqual(ids, items)  # every reader got every item once, in order

@@ -561,6 +561,63 @@ static void test_behind_reader_frames_are_held_until_drained(void **state)
         assert_int_equal(ids[i], i + 1);
 }
 
+static int pressure_on, pressure_changes;
+static void on_pressure(void *arg, bool on)
+{
+    pressure_on = on;
+    pressure_changes++;
+}
+
+/* Backpressure: subscribers that keep up but are behind together past the bound ask the
+ * producers to slow down, until they are down to half; one slow subscriber alone never does
+ * (it is over half its own bound: on its way to being cut). */
+static void test_backpressure_on_and_off(void **state)
+{
+    fx *f = *state;
+    rd_hub_free(f->hub);
+    rd_hub_opts o = {.max_buffer = 64 * 1024,
+                     .backpressure = 40 * 1024,
+                     .on_pressure = on_pressure,
+                     .page = 50,
+                     .scan = fake_scan,
+                     .scan_arg = &f->store};
+    f->hub = rd_hub_new(f->base, &o, 0);
+    pressure_on = pressure_changes = 0;
+    /* One slow reader far behind: no pressure. */
+    sub(f, 0, &(rd_hub_filter){0}, -1, false);
+    f->sinks[0].stalled = true;
+    for (int i = 0; i < 50; i++) {
+        publish(f->hub, store_add(&f->store, "r1", "alpha", "run.item", 900));
+        settle(f);
+    }
+    /* ~48 KB behind (in its transport and held in the hub), still under its 64 KB bound. */
+    assert_int_equal(f->sinks[0].closed, 0);
+    assert_int_equal(pressure_changes, 0);
+    /* Three readers ~20 KB behind each (under half their bound), over 40 KB together. */
+    for (int i = 1; i <= 3; i++) {
+        sub(f, i, &(rd_hub_filter){0}, -1, false);
+        f->sinks[i].stalled = true;
+    }
+    for (int i = 0; i < 21; i++) {
+        publish(f->hub, store_add(&f->store, "r1", "alpha", "run.item", 900));
+        settle(f);
+    }
+    assert_int_equal(pressure_on, 1);
+    assert_true(rd_hub_pressure(f->hub));
+    /* They catch up: released after the recheck. */
+    for (int i = 1; i <= 3; i++)
+        f->sinks[i].stalled = false;
+    drain(f);
+    for (int i = 0; i < 100 && pressure_on; i++) {
+        struct timeval tv = {0, 30000};
+        event_base_loopexit(f->base, &tv);
+        event_base_dispatch(f->base);
+        drain(f);
+    }
+    assert_int_equal(pressure_on, 0);
+    assert_int_equal(pressure_changes, 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -571,6 +628,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_behind_reader_frames_are_held_until_drained, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_backpressure_on_and_off, setup, teardown),
         cmocka_unit_test_setup_teardown(test_big_frame_reaches_idle_subscriber, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_then_live_no_gap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_paged_by_drain, setup, teardown),

@@ -1,0 +1,108 @@
+/*
+ * hub_int.h: private to the files of the hub (hub.c: subscribers, frames, replay, flush;
+ * hub_load.c: what all subscribers hold together: the budget and backpressure).
+ */
+#ifndef RUNSD_HUB_INT_H
+#define RUNSD_HUB_INT_H
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <sys/queue.h>
+
+#include "base/audience.h"
+#include "base/util.h"
+#include "stream/hub.h"
+
+/* Below this a frame is copied into each subscriber's buffer; from it on it is shared. */
+#define SHARE_MIN 512
+/* Replay pages handled per callback before the loop gets to poll sockets again. */
+#define REPLAY_BUDGET 32
+
+enum { SUB_REPLAY, SUB_LIVE, SUB_CLOSING };
+
+typedef struct hub_filter {
+    char **runs, **flows, **types;
+    int n_runs, n_flows, n_types;
+} hub_filter;
+
+struct rd_hub_sub {
+    rd_hub *hub;
+    const rd_hub_sink_ops *ops;
+    void *arg;
+    struct evbuffer *pending; /* frames gathered this iteration, not yet sent */
+    char *run_id;             /* a run stream's run (indexed), or NULL for a global one */
+    hub_filter *filter;       /* a global stream's filters, or NULL */
+    int64_t cursor;           /* every wanted event with id <= cursor has been queued */
+    rd_audience audience;     /* which frame of an event with links it gets */
+    uint8_t state;
+    uint8_t why;
+    bool dirty, queued, dooming, run_finished;
+    bool held;                     /* live frames kept in pending while the transport is behind */
+    size_t load;                   /* its part of hub->backlog (hub_load.c) */
+    TAILQ_ENTRY(rd_hub_sub) link;  /* its run's list, or the global list */
+    TAILQ_ENTRY(rd_hub_sub) dlink; /* hub->dirty */
+    TAILQ_ENTRY(rd_hub_sub) rlink; /* hub->replay */
+    TAILQ_ENTRY(rd_hub_sub) xlink; /* hub->doomed */
+};
+
+TAILQ_HEAD(sub_list, rd_hub_sub);
+
+typedef struct run_subs {
+    struct sub_list subs;
+} run_subs;
+
+/* A frame shared by reference; freed by the last buffer that drops it. */
+typedef struct shared_frame {
+    size_t refs;
+    size_t len;
+    char data[];
+} shared_frame;
+
+struct rd_hub {
+    struct event_base *base;
+    rd_hub_scan_fn scan;
+    void *scan_arg;
+    size_t max_buffer;
+    int page;
+    int64_t last_id;
+    rd_map *by_run;          /* run id -> run_subs */
+    struct sub_list global;  /* global streams */
+    struct sub_list dirty;   /* have pending bytes to hand to their sink */
+    struct sub_list replay;  /* replaying and ready for their next page */
+    struct sub_list doomed;  /* to be closed from the flush callback */
+    struct event *flush_ev;  /* activated once per iteration with work */
+    struct event *replay_ev; /* zero timer: replay pages after the loop polled sockets */
+    bool flush_scheduled;
+    size_t n_subs;
+    /* The budget over all subscribers: the exact total at the last check plus what was queued
+     * since (an upper bound, as sockets drain meanwhile); past max_total the check runs. */
+    size_t max_total;
+    size_t total_at_check, since_check;
+    struct event *budget_ev;
+    /* Backpressure (hub_load.c): the unsent bytes of the subscribers that keep up. */
+    size_t backpressure, backlog;
+    bool pressure;
+    void (*on_pressure)(void *arg, bool on);
+    void *pressure_arg;
+    struct event *pressure_ev;
+    rd_hub_stats st;
+};
+
+/* hub.c */
+void rd_hub_doom(rd_hub_sub *sub, rd_hub_why why);
+/** Bytes sub's transport holds plus those gathered in the hub. */
+size_t rd_hub_unsent(const rd_hub_sub *sub);
+/** Every subscriber into all (room for n_subs); returns how many. */
+size_t rd_hub_collect(rd_hub *hub, rd_hub_sub **all);
+
+/* hub_load.c */
+/** Bytes were queued to subscribers: the budget check runs once past max_total. */
+void rd_hub_account(rd_hub *hub, size_t bytes);
+/** The budget check (an event callback). */
+void rd_hub_on_budget(evutil_socket_t fd, short what, void *arg);
+/** sub holds unsent bytes now (after a send or a drain): updates the backlog. */
+void rd_hub_note_load(rd_hub_sub *sub, size_t unsent);
+/** The backpressure recheck while under pressure (an event callback). */
+void rd_hub_on_pressure(evutil_socket_t fd, short what, void *arg);
+
+#endif
