@@ -111,6 +111,8 @@ int main(int argc, char **argv)
         return 1;
     }
     if (check) {
+        if (runsd_config_warnings(cfg, err, sizeof err) > 0)
+            fprintf(stderr, "runsd: warning: %s", err);
         printf("runsd: configuration %s is valid\n", a.config_path);
         runsd_config_free(cfg);
         return 0;

@@ -14,6 +14,7 @@
 #include "api/api.h"
 #include "config/config.h"
 #include "engine/engine.h"
+#include "exec/cgroup.h"
 #include "http/http.h"
 #include "webhook/outbox.h"
 #include "store/store.h"
@@ -41,6 +42,31 @@ int runsd_config_load(const char *path, rd_config **out, char *err, size_t errle
 void runsd_config_free(rd_config *cfg)
 {
     rd_config_free(cfg);
+}
+
+int runsd_config_warnings(const rd_config *cfg, char *buf, size_t len)
+{
+    const char *first = NULL;
+    int n = 0;
+    rd_cg_probe p;
+
+    if (len > 0)
+        buf[0] = '\0';
+    for (int i = 0; i < cfg->n_flows; i++)
+        if (!cfg->flows[i].external && cfg->flows[i].max_processes > 0 && n++ == 0)
+            first = cfg->flows[i].name;
+    if (n == 0)
+        return 0;
+    /* Read-only: under v2 the daemon would also have to move into a leaf of its cgroup,
+     * which only the daemon itself can find out (systemd gives it its own cgroup). */
+    rd_cg_detect("", &p);
+    if (p.mode != RD_CG_NONE)
+        return 0;
+    snprintf(buf, len,
+             "max_processes (flow '%s'%s) cannot be enforced on this machine: %s; workers "
+             "would run without a process limit\n",
+             first, n > 1 ? " and others" : "", p.why);
+    return 1;
 }
 
 static int log_level(const char *s)

@@ -48,6 +48,8 @@ typedef struct rd_flow_config {
     int64_t min_evaluated;       /* default 100 */
     int64_t default_limit;       /* key: limit; 0 = unlimited; default 0 */
     int64_t max_limit;           /* key: max_limit; default 1000000 */
+    int max_processes;           /* processes and threads a worker and its descendants may have at
+                                    once (cgroup pids.max); default 512; 0 = no limit */
     char *description;           /* optional, shown in GET /v1/flows */
     char version[17];            /* first 16 hex chars of SHA-256 over the flow's keys and values */
 } rd_flow_config;

@@ -37,12 +37,14 @@ static bool flow_version(rd_flow_config *f)
     qsort(env, (size_t)f->n_env, sizeof env[0], cmp_str);
     for (int i = 0; i < f->n_env; i++)
         fprintf(m, "env=%s\n", env[i]);
-    fprintf(m,
-            "executor=%s\nlimit=%lld\nmax_limit=%lld\nmin_evaluated=%lld\n"
-            "min_match_rate=%.17g\nresumable=%d\ntimeout=%lld\n",
-            f->external ? "external" : "process", (long long)f->default_limit,
-            (long long)f->max_limit, (long long)f->min_evaluated, f->min_match_rate, f->resumable,
-            (long long)f->timeout_ms);
+    fprintf(m, "executor=%s\nlimit=%lld\nmax_limit=%lld\n", f->external ? "external" : "process",
+            (long long)f->default_limit, (long long)f->max_limit);
+    /* Only when not the default, so the versions of flows written before the key existed do
+     * not change with the upgrade; a changed value still changes the version. */
+    if (f->max_processes != 512)
+        fprintf(m, "max_processes=%d\n", f->max_processes);
+    fprintf(m, "min_evaluated=%lld\nmin_match_rate=%.17g\nresumable=%d\ntimeout=%lld\n",
+            (long long)f->min_evaluated, f->min_match_rate, f->resumable, (long long)f->timeout_ms);
     if (fclose(m) != 0) {
         free(text);
         return false;

@@ -535,6 +535,8 @@ static const key_spec flow_keys[] = {
     KEY("min_evaluated", "100", K_I64, FLW(min_evaluated), 0, INT64_MAX),
     KEY("limit", "0", K_I64, FLW(default_limit), 0, INT64_MAX),
     KEY("max_limit", "1000000", K_I64, FLW(max_limit), 1, INT64_MAX),
+    /* 4194304 is the kernel's PID_MAX_LIMIT: a larger pids.max could never be reached. */
+    KEY("max_processes", "512", K_INT, FLW(max_processes), 0, 4194304),
     KEY("description", NULL, K_STR, FLW(description), 0, 0),
 };
 

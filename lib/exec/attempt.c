@@ -16,6 +16,7 @@
 #include <sys/queue.h>
 
 #include "base/util.h"
+#include "exec/cgroup.h"
 #include "exec/enrich.h"
 #include "exec/outcome.h"
 #include "exec/pgroup.h"
@@ -52,6 +53,7 @@ typedef struct rd_attempt {
 struct rd_exec {
     rd_runs *rs;
     rd_reaper *reaper;
+    rd_cgroups *cgroups; /* max_processes; detected once here, at start */
     rd_exec_hooks hooks;
     void *observer;
     bool shutting_down;
@@ -162,8 +164,11 @@ rd_exec *rd_exec_new(rd_runs *rs, const rd_exec_hooks *hooks)
     x->rs = rs;
     x->hooks = *hooks;
     x->reaper = rd_reaper_new(rd_runs_base(rs));
+    x->cgroups = rd_cgroups_new(rd_runs_base(rs), "");
+    if (x->reaper && x->cgroups)
+        rd_reaper_set_cgroups(x->reaper, x->cgroups);
     rd_runs_observer o = {.on_status = exec_on_status, .on_free = exec_on_free, .arg = x};
-    x->observer = x->reaper ? rd_runs_observe(rs, &o) : NULL;
+    x->observer = x->reaper && x->cgroups ? rd_runs_observe(rs, &o) : NULL;
     if (!x->observer) {
         rd_exec_free(x);
         return NULL;
@@ -176,6 +181,7 @@ void rd_exec_free(rd_exec *x)
     if (!x)
         return;
     rd_reaper_free(x->reaper);
+    rd_cgroups_free(x->cgroups);
     free(x);
 }
 
@@ -497,6 +503,7 @@ static int spawn(rd_attempt *a, const rd_flow_config *flow, char *err, size_t er
         .cwd = flow->cwd,
         .max_line = (size_t)cfg_of(a)->max_line_bytes,
         .max_stderr_line = 4096,
+        .max_processes = flow->max_processes,
     };
     if (rd_worker_spawn(rd_runs_base(a->x->rs), a->x->reaper, &spec, &worker_cbs, a, &a->worker,
                         err, errlen) != 0)

@@ -202,7 +202,8 @@ static int spawn(rd_enricher *en, const rd_flow_config *flow, json_t *input, cha
                            .env_extra = flow->n_env ? flow->env : NULL,
                            .cwd = flow->cwd,
                            .max_line = (size_t)rd_runs_config(rs)->max_line_bytes,
-                           .max_stderr_line = 4096};
+                           .max_stderr_line = 4096,
+                           .max_processes = flow->max_processes};
     if (rd_worker_spawn(rd_runs_base(rs), en->set->reaper, &spec, &enrich_cbs, en, &en->w, err,
                         errlen) != 0)
         return -1;

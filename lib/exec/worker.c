@@ -31,6 +31,7 @@
 
 #include "exec/proto.h"
 #include "base/util.h"
+#include "exec/cgroup.h"
 #include "exec/worker.h"
 #include "exec/worker_spawn.h"
 
@@ -47,8 +48,9 @@
 struct rd_reaper {
     struct event_base *base;
     struct event *sigchld;
-    rd_worker *live; /* workers whose child is not reaped yet */
-    pid_t *orphans;  /* children of freed workers, SIGKILLed, still to be reaped */
+    rd_worker *live;     /* workers whose child is not reaped yet */
+    rd_cgroups *cgroups; /* borrowed; NULL: no process limits */
+    pid_t *orphans;      /* children of freed workers, SIGKILLed, still to be reaped */
     size_t n_orphans, cap_orphans;
 };
 
@@ -58,6 +60,7 @@ struct rd_worker {
     rd_worker *prev, *next; /* in reaper->live while linked */
     bool linked;
     pid_t pid;
+    rd_cgroup *cg; /* the worker's process-limit cgroup until released after the reap */
     rd_worker_cbs cbs;
     void *arg;
     int64_t spawn_ms;
@@ -162,6 +165,12 @@ static void reaper_reap_orphans(rd_reaper *r)
     r->n_orphans = keep;
 }
 
+static void worker_release_cgroup(rd_worker *w)
+{
+    rd_cgroup_release(w->reaper ? w->reaper->cgroups : NULL, w->cg);
+    w->cg = NULL;
+}
+
 /* Records the end of the child. No owner callback runs here: the reaper is iterating its
  * list, so delivery and on_exit are left to the worker's kick event. */
 static void worker_on_reaped(rd_worker *w, const int *status, const struct rusage *ru)
@@ -170,6 +179,8 @@ static void worker_on_reaped(rd_worker *w, const int *status, const struct rusag
 
     reaper_unlink(w);
     w->reaped = true;
+    /* The group was SIGKILLed before the reap; the cgroup goes once its last member has. */
+    worker_release_cgroup(w);
     if (status && WIFEXITED(*status)) {
         ex->exited = true;
         ex->code = WEXITSTATUS(*status);
@@ -265,6 +276,11 @@ rd_reaper *rd_reaper_new(struct event_base *base)
     return r;
 }
 
+void rd_reaper_set_cgroups(rd_reaper *r, rd_cgroups *cs)
+{
+    r->cgroups = cs;
+}
+
 void rd_reaper_free(rd_reaper *r)
 {
     if (!r)
@@ -274,6 +290,7 @@ void rd_reaper_free(rd_reaper *r)
     /* Detach stragglers so their own free does not touch the reaper. */
     while (r->live) {
         rd_worker *w = r->live;
+        worker_release_cgroup(w);
         reaper_unlink(w);
         w->reaper = NULL;
     }
@@ -587,6 +604,7 @@ static void worker_destroy(rd_worker *w)
 {
     if (w->pid > 0 && !w->reaped)
         worker_abandon_process(w);
+    worker_release_cgroup(w); /* SIGKILLed above: removed when it is empty */
     close_io(&w->in_ev, &w->in_fd);
     close_io(&w->out_ev, &w->out_fd);
     close_io(&w->err_ev, &w->err_fd);
@@ -665,8 +683,13 @@ int rd_worker_spawn(struct event_base *base, rd_reaper *reaper, const rd_worker_
         snprintf(err, errlen, "spawn '%s': out of memory", spec->argv[0]);
         return RD_ERR;
     }
+    if (spec->max_processes > 0 && rd_cgroups_enabled(reaper->cgroups) &&
+        rd_cgroup_new(reaper->cgroups, spec->max_processes, &w->cg, err, errlen) < 0) {
+        worker_destroy(w);
+        return RD_ERR;
+    }
     worker_proc p = {.pid = -1, .in_fd = -1, .out_fd = -1, .err_fd = -1};
-    int rc = worker_spawn_process(spec, &p, err, errlen);
+    int rc = worker_spawn_process(spec, w->cg ? rd_cgroup_procs_fd(w->cg) : -1, &p, err, errlen);
     w->pid = p.pid;
     w->in_fd = p.in_fd;
     w->out_fd = p.out_fd;

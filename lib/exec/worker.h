@@ -5,6 +5,7 @@
  * the process is reaped AND its stdout is drained (or a drain deadline passed). When the
  * child exits, the rest of its process group is SIGKILLed (before the reap), so nothing it
  * started outlives it; the kernel SIGKILLs the child if the daemon dies (PR_SET_PDEATHSIG).
+ * With a process limit the child runs in a cgroup of its own (cgroup.h), removed after it.
  * It knows nothing about runs or the protocol's meaning.
  */
 #ifndef RUNSD_WORKER_H
@@ -23,6 +24,10 @@ typedef struct rd_reaper rd_reaper;
 rd_reaper *rd_reaper_new(struct event_base *base);
 /** Frees the reaper. All workers must be freed first. */
 void rd_reaper_free(rd_reaper *r);
+struct rd_cgroups;
+/** Gives the reaper's workers process-limit cgroups (spec.max_processes); cs is borrowed and
+ * must outlive the reaper's workers. Without it max_processes is ignored. */
+void rd_reaper_set_cgroups(rd_reaper *r, struct rd_cgroups *cs);
 
 typedef struct rd_worker rd_worker;
 
@@ -32,6 +37,7 @@ typedef struct rd_worker_spec {
     const char *cwd;        /* NULL: inherit */
     size_t max_line;        /* stdout line bound (bytes) */
     size_t max_stderr_line; /* stderr lines are cut to this length (default 4096 if 0) */
+    int max_processes;      /* pids.max of the worker's own cgroup; 0: none (no cgroup) */
 } rd_worker_spec;
 
 typedef struct rd_worker_exit {

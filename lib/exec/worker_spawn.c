@@ -2,9 +2,10 @@
  * worker_spawn.c: starting a worker's child process, split from worker.c by concern. The
  * child is vforked with every signal blocked, puts itself in a process group of its own,
  * asks to be SIGKILLed when the daemon dies (PR_SET_PDEATHSIG) so no worker outlives a
- * crashed daemon, keeps only fds 0-2 and execs; a CLOEXEC report pipe tells the parent
- * synchronously whether the exec worked. It knows nothing of the loop: worker.c takes the
- * pipes and the pid from here.
+ * crashed daemon, moves itself into its process-limit cgroup when it has one (so nothing of
+ * the worker's own code ever runs outside it), keeps only fds 0-2 and execs; a CLOEXEC report
+ * pipe tells the parent synchronously whether the exec worked. It knows nothing of the loop:
+ * worker.c takes the pipes and the pid from here.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,7 +22,7 @@
 #include "exec/worker_spawn.h"
 
 /* What a child that could not exec writes to the report pipe before _exit(127). */
-enum { CHILD_SETUP, CHILD_CHDIR, CHILD_EXEC };
+enum { CHILD_SETUP, CHILD_CGROUP, CHILD_CHDIR, CHILD_EXEC };
 struct child_report {
     int stage;
     int err;
@@ -35,6 +36,7 @@ struct child_args {
     int fd[4];    /* stdin read end, stdout write end, stderr write end, report write end */
     int maxfd;    /* for the close loop when close_range is unavailable */
     pid_t parent; /* the daemon, for the PR_SET_PDEATHSIG race check */
+    int cg_fd;    /* the worker cgroup's cgroup.procs, or -1 */
 };
 
 /* ---- child side of the fork: async-signal-safe calls only ------------------------------ */
@@ -82,6 +84,13 @@ static _Noreturn void child_exec(const struct child_args *ca)
      * process group recorded in the store covers them at the next start.) */
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != ca->parent)
         _exit(127);
+    /* "0" is the writer: the child joins its cgroup itself, before exec, so the worker's
+     * first instruction already counts against pids.max. Done before the fds move, while
+     * cg_fd is certainly still open. */
+    if (ca->cg_fd >= 0 && write(ca->cg_fd, "0", 1) != 1) {
+        rep.stage = CHILD_CGROUP;
+        goto fail;
+    }
     child_reset_signals();
     /* Move all four ends above 2 first: if the daemon runs with a closed std fd, a pipe end
      * may sit on 0-2 and one dup2 would clobber another. */
@@ -196,6 +205,9 @@ static int wait_exec(int fd, const rd_worker_spec *spec, char *err, size_t errle
     }
     if (rep.stage == CHILD_EXEC)
         snprintf(err, errlen, "exec '%s': %s", spec->argv[0], strerror(rep.err));
+    else if (rep.stage == CHILD_CGROUP)
+        snprintf(err, errlen, "spawn '%s': cannot enter its max_processes cgroup: %s",
+                 spec->argv[0], strerror(rep.err));
     else if (rep.stage == CHILD_CHDIR)
         snprintf(err, errlen, "chdir '%s': %s", spec->cwd, strerror(rep.err));
     else
@@ -241,10 +253,14 @@ static int open_pipes(worker_proc *w, int child[4], int *rep_rd, char *err, size
     return 0;
 }
 
-int worker_spawn_process(const rd_worker_spec *spec, worker_proc *w, char *err, size_t errlen)
+int worker_spawn_process(const rd_worker_spec *spec, int cg_fd, worker_proc *w, char *err,
+                         size_t errlen)
 {
-    struct child_args ca = {
-        .argv = spec->argv, .cwd = spec->cwd, .maxfd = max_fd(), .parent = getpid()};
+    struct child_args ca = {.argv = spec->argv,
+                            .cwd = spec->cwd,
+                            .maxfd = max_fd(),
+                            .parent = getpid(),
+                            .cg_fd = cg_fd};
     int rep_rd = -1, rc;
     pid_t pid;
 

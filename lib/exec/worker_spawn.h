@@ -15,9 +15,12 @@ typedef struct worker_proc {
     int in_fd, out_fd, err_fd;
 } worker_proc;
 
-/** Starts spec's command in a process group of its own, killed when the daemon dies. 0, or
- * RD_ERR with a reason in err. Even on failure w holds what exists (a child that could not
- * exec is still to be reaped, pipes still to be closed): the caller owns all of it. */
-int worker_spawn_process(const rd_worker_spec *spec, worker_proc *w, char *err, size_t errlen);
+/** Starts spec's command in a process group of its own, killed when the daemon dies. With
+ * cg_fd >= 0 (a cgroup.procs, borrowed) the child writes "0" to it before exec: a child that
+ * cannot join fails the spawn. 0, or RD_ERR with a reason in err. Even on failure w holds
+ * what exists (a child that could not exec is still to be reaped, pipes still to be closed):
+ * the caller owns all of it. */
+int worker_spawn_process(const rd_worker_spec *spec, int cg_fd, worker_proc *w, char *err,
+                         size_t errlen);
 
 #endif

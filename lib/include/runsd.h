@@ -18,6 +18,10 @@ typedef struct runsd runsd;
  * with "FILE:LINE: key 'K': reason" in err. */
 int runsd_config_load(const char *path, struct rd_config **out, char *err, size_t errlen);
 void runsd_config_free(struct rd_config *cfg);
+/** What a valid cfg cannot have on this machine, as warnings (for -t): a max_processes that
+ * no cgroup can enforce. Looks only, changes nothing. Writes them into buf, one per line;
+ * returns how many. */
+int runsd_config_warnings(const struct rd_config *cfg, char *buf, size_t len);
 
 /** Creates a server on base. The server takes ownership of cfg. Opens the store, binds every
  * listener (or takes systemd's sockets), recovers runs. 0 and *out, or non-zero with a

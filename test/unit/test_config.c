@@ -202,6 +202,7 @@ static void test_flows(void **state)
                               "min_evaluated = 7\n"
                               "limit = 10\n"
                               "max_limit = 20\n"
+                              "max_processes = 0\n"
                               "description = Finds all the things\n"
                               "\n"
                               "[flow.remote]\n"
@@ -231,6 +232,7 @@ static void test_flows(void **state)
     assert_int_equal(f->min_evaluated, 7);
     assert_int_equal(f->default_limit, 10);
     assert_int_equal(f->max_limit, 20);
+    assert_int_equal(f->max_processes, 0);
     assert_string_equal(f->description, "Finds all the things");
     assert_int_equal(strlen(f->version), 16);
     assert_int_equal(strspn(f->version, "0123456789abcdef"), 16);
@@ -249,6 +251,7 @@ static void test_flows(void **state)
     assert_int_equal(r->min_evaluated, 100);
     assert_int_equal(r->default_limit, 0);
     assert_int_equal(r->max_limit, 1000000);
+    assert_int_equal(r->max_processes, 512);
     assert_null(r->description);
     assert_null(rd_config_flow(cfg, "missing"));
     rd_config_free(cfg);
@@ -375,6 +378,12 @@ static void test_errors_keys(void **state)
         {"[flow.a]\ncommand = x\nlimit = 5\nmax_limit = 4\n",
          "t.ini:3: key 'limit': must not exceed max_limit (4)"},
         {"[flow.a]\ncommand = x\nresumable = 2\n", "t.ini:3: key 'resumable': expected yes or no"},
+        {"[flow.a]\ncommand = x\nmax_processes = -1\n",
+         "t.ini:3: key 'max_processes': must be between 0 and 4194304"},
+        {"[flow.a]\ncommand = x\nmax_processes = 4194305\n",
+         "t.ini:3: key 'max_processes': must be between 0 and 4194304"},
+        {"[flow.a]\ncommand = x\nmax_processes = lots\n",
+         "t.ini:3: key 'max_processes': expected an integer"},
     };
 
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
@@ -607,6 +616,8 @@ static void test_flow_version(void **state)
         "[flow.a]\ncommand = /bin/w x\nenv = A=1\nenv = B=2\nmin_evaluated = 1\n",
         "[flow.a]\ncommand = /bin/w x\nenv = A=1\nenv = B=2\nlimit = 3\n",
         "[flow.a]\ncommand = /bin/w x\nenv = A=1\nenv = B=2\nmax_limit = 3\n",
+        "[flow.a]\ncommand = /bin/w x\nenv = A=1\nenv = B=2\nmax_processes = 0\n",
+        "[flow.a]\ncommand = /bin/w x\nenv = A=1\nenv = B=2\nmax_processes = 513\n",
         "[flow.a]\ncommand = /bin/w x\nenv = A=1\nenv = B=2\ncwd = /\n",
         "[flow.a]\ncommand = /bin/w x\nenv = A=1\nenv = B=2\ndescription = d\n",
         "[flow.a]\nexecutor = external\nenv = A=1\nenv = B=2\n",
@@ -617,7 +628,7 @@ static void test_flow_version(void **state)
     assert_int_equal(strlen(v0), 16);
     /* Same meaning, different spelling: key order, env order, blanks, explicit defaults. */
     version_of("[flow.a]\nenv = B=2\nconcurrency = 4\nenv = A=1\ncommand =  /bin/w   x\n"
-               "timeout = 600s\n",
+               "timeout = 600s\nmax_processes = 512\n",
                v1);
     assert_string_equal(v0, v1);
     for (size_t i = 0; i < sizeof changed / sizeof changed[0]; i++) {
@@ -690,6 +701,7 @@ static void test_example_config(void **state)
     assert_int_equal(f->min_evaluated, d->min_evaluated);
     assert_int_equal(f->default_limit, d->default_limit);
     assert_int_equal(f->max_limit, d->max_limit);
+    assert_int_equal(f->max_processes, d->max_processes);
     assert_null(f->description);
     rd_config_free(ex);
     rd_config_free(def);

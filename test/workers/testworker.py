@@ -4,7 +4,8 @@
 Its behaviour is driven by the run's `input` object, read from the start message. The
 modes are documented in README.md next to this file; they run in a fixed order:
 
-  echo_start, echo_proc, grandchild, proc_log, echo_env, log, garbage, long_line, flood_stderr, steps,
+  echo_start, echo_proc, grandchild, proc_log, echo_env, log, garbage, long_line, flood_stderr,
+  fork_bomb, steps,
   approval, auth, items (checkpoint, progress, item_delay, crash_after),
   sleep_after_items, item_errors, candidates, progress (without items), stdin_items,
   sleep, crash, error, result, done, exit
@@ -265,6 +266,26 @@ def do_items(inp, run):
         crash()
 
 
+def fork_bomb(n):
+    """Forks up to n children that each sleep 300 s, stopping at the first fork that fails
+    (a process limit); logs how many forks succeeded. The children stay: the daemon must
+    clean them up."""
+    forked = 0
+    err = None
+    for _ in range(n):
+        try:
+            pid = os.fork()
+        except OSError as e:
+            err = e.strerror
+            break
+        if pid == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            time.sleep(300)
+            os._exit(0)
+        forked += 1
+    log("fork_bomb:forked=%d/%d%s" % (forked, n, "" if err is None else " (%s)" % err))
+
+
 def do_stdin_items():
     while True:
         msg = read_message()
@@ -352,6 +373,10 @@ def main():
                 chunk = []
         if chunk:
             _write_all(2, "".join(chunk).encode())
+
+    # --- hostile
+    if inp.get("fork_bomb"):
+        fork_bomb(as_int(inp.get("fork_bomb"), 0))
 
     # --- steps
     steps = inp.get("steps")
