@@ -10,6 +10,10 @@
 #   stalled     one subscriber that never reads beside one that does, 2,000 events of 8 KiB:
 #               server memory growth, and whether the stalled one was disconnected (the same
 #               run without the stalled subscriber is the control)
+#   paced       N_PACED subscribers that each read at most PACE bytes/s (a browser tab taking
+#               events at its own pace), one POST in flight as fast as the server answers:
+#               the time until the last subscriber had an event (p50 / p99), deliveries/s,
+#               and how many deliveries were lost (subscribers cut)
 #
 # Usage: bench/sse_compare.sh [BUILD_DIR]
 #   Without BUILD_DIR a Release tree is configured and built in build-bench.
@@ -27,6 +31,9 @@ NS=${NS:-"1000 5000"}
 K_LAT=${K_LAT:-200}
 RATE=${RATE:-10}
 INFLIGHT=${INFLIGHT:-"1 4 16"}
+N_PACED=${N_PACED:-1000}
+K_PACED=${K_PACED:-600}
+PACE=${PACE:-20000}
 ulimit -n 20000 # the client and each server hold one descriptor per subscriber
 load=$build/bench/sse_load
 tmp=$(mktemp -d)
@@ -145,6 +152,15 @@ for t in runsd nchan; do
     R[$t,ctl_growth]=$(field "$out" subscribers server_growth_kb)
 done
 
+for t in runsd nchan; do
+    echo "== $t paced readers N=$N_PACED K=$K_PACED pace=$PACE B/s" >&2
+    out=$(run "$t" -n "$N_PACED" -k "$K_PACED" --inflight 1 --size 256 --pace "$PACE")
+    echo "$out" >&2
+    for f in last_p50_ms last_p99_ms deliveries_per_s lost; do
+        R[$t,p_$f]=$(field "$out" subscribers "$f")
+    done
+done
+
 nchan_ver=$(dpkg-query -W -f '${Version}' libnginx-mod-nchan 2>/dev/null || echo '?')
 echo
 echo "SSE fan-out, $(nproc) cores, loopback; runsd $(git -C "$root" rev-parse --short HEAD 2>/dev/null)+ vs nginx $(nginx -v 2>&1 | sed 's#.*/##') + nchan $nchan_ver"
@@ -172,4 +188,11 @@ for t in runsd nchan; do
     printf '  %-6s growth %6s kB, control %6s kB, due to it %6s kB; disconnected: %s; it received %s bytes\n' \
         "$t" "${R[$t,stall_growth]}" "${R[$t,ctl_growth]}" \
         "$((R[$t,stall_growth] - R[$t,ctl_growth]))" "${R[$t,stall_cut]}" "${R[$t,stall_bytes]}"
+done
+echo
+echo "paced readers ($N_PACED subscribers reading at most $PACE B/s each, one POST in flight):"
+for t in runsd nchan; do
+    printf '  %-6s time to last subscriber p50 %s ms, p99 %s ms; %s deliveries/s; lost %s\n' \
+        "$t" "${R[$t,p_last_p50_ms]:-?}" "${R[$t,p_last_p99_ms]:-?}" \
+        "${R[$t,p_deliveries_per_s]:-?}" "${R[$t,p_lost]:-?}"
 done

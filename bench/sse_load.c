@@ -8,7 +8,8 @@
  * ("bs"). It reports deliveries per second, per-delivery latency percentiles, the time until
  * the last subscriber had each event, and the server's memory per idle subscriber (from
  * /proc/PID/smaps_rollup, Private_Clean + Private_Dirty, before and after opening the N
- * subscribers). With --stall it instead opens one subscriber that never reads beside one
+ * subscribers). --pace B limits each subscriber to reading B bytes per second (in 10 ms
+ * ticks), like a browser tab that takes events at its own pace. With --stall it instead opens one subscriber that never reads beside one
  * that does, publishes big events, and reports the server's memory growth and whether the
  * stalled subscriber was disconnected.
  *
@@ -48,7 +49,8 @@ typedef struct sub {
     char *carry; /* an incomplete frame kept between reads */
     size_t carry_len, carry_cap;
     uint64_t bytes;
-    bool head_done, stalled, eof;
+    int64_t allowance; /* --pace: bytes it may still read in this tick */
+    bool head_done, stalled, eof, waiting;
 } sub;
 
 struct bench {
@@ -56,6 +58,8 @@ struct bench {
     /* options */
     int port, n, k, inflight, size;
     double rate;
+    int64_t pace;          /* bytes per second each subscriber reads at most (0 = no limit) */
+    struct event *pace_ev; /* refills the allowances every 10 ms */
     const char *sub_path, *pub_path;
     bool raw, stall;
     pid_t pids[MAX_PIDS];
@@ -208,7 +212,20 @@ static void sub_on_read(evutil_socket_t fd, short what, void *arg)
     static char scratch[256 * 1024];
     size_t have = s->carry_len;
     memcpy(scratch, s->carry, have);
-    ssize_t r = read(fd, scratch + have, sizeof scratch - have);
+    size_t room = sizeof scratch - have;
+    if (b->pace && s->head_done) {
+        /* A reader paced like a browser tab: at most its allowance per 10 ms tick. */
+        if (s->allowance <= 0) {
+            event_del(s->ev);
+            s->waiting = true;
+            return;
+        }
+        if ((int64_t)room > s->allowance)
+            room = (size_t)s->allowance;
+    }
+    ssize_t r = read(fd, scratch + have, room);
+    if (r > 0 && b->pace && s->head_done)
+        s->allowance -= r;
     if (r <= 0) {
         if (r < 0 && (errno == EAGAIN || errno == EINTR))
             return;
@@ -233,6 +250,19 @@ static void sub_on_read(evutil_socket_t fd, short what, void *arg)
     }
     size_t used = frames(b, p, n, now_us());
     carry_keep(s, p + used, n - used);
+}
+
+static void bench_on_pace(evutil_socket_t fd, short what, void *arg)
+{
+    bench *b = arg;
+    for (int i = 0; i < b->n_subs; i++) {
+        sub *s = &b->subs[i];
+        s->allowance = b->pace / 100;
+        if (s->waiting && !s->eof && s->ev) {
+            s->waiting = false;
+            event_add(s->ev, NULL);
+        }
+    }
 }
 
 static void sub_on_connected(evutil_socket_t fd, short what, void *arg)
@@ -452,7 +482,7 @@ static void report_stall(bench *b, long base_kb)
 static void usage(void)
 {
     fprintf(stderr, "usage: sse_load --port P --sub PATH --pub PATH [--format item|raw] [-n N]"
-                    " [-k K] [--rate R] [--inflight P] [--size BYTES] [--pid PID]... [--stall]\n");
+                    " [-k K] [--rate R] [--inflight P] [--size BYTES] [--pid PID]... [--stall] [--pace B/s]\n");
     exit(2);
 }
 
@@ -462,7 +492,8 @@ static void parse(bench *b, int argc, char **argv)
                                          {"pub", 1, 0, 'u'},   {"format", 1, 0, 'f'},
                                          {"rate", 1, 0, 'r'},  {"inflight", 1, 0, 'i'},
                                          {"size", 1, 0, 'z'},  {"pid", 1, 0, 'P'},
-                                         {"stall", 0, 0, 'S'}, {0, 0, 0, 0}};
+                                         {"stall", 0, 0, 'S'}, {"pace", 1, 0, 'a'},
+                                         {0, 0, 0, 0}};
     int c;
     b->n = 100, b->k = 1000, b->inflight = 4, b->size = 64;
     while ((c = getopt_long(argc, argv, "n:k:", opts, NULL)) != -1) {
@@ -494,6 +525,9 @@ static void parse(bench *b, int argc, char **argv)
             break;
         case 'S':
             b->stall = true;
+            break;
+        case 'a':
+            b->pace = atoll(optarg);
             break;
         case 'n':
             b->n = atoi(optarg);
@@ -562,8 +596,13 @@ int main(int argc, char **argv)
             die("evhttp_connection_base_new");
     }
     b.tick = event_new(b.base, -1, EV_PERSIST, bench_on_tick, &b);
-    struct timeval tick = {0, 50000}, ms = {0, 1000};
+    struct timeval tick = {0, 50000}, ms = {0, 1000}, pace_tick = {0, 10000};
     event_add(b.tick, &tick);
+    if (b.pace > 0) {
+        bench_on_pace(-1, 0, &b);
+        b.pace_ev = event_new(b.base, -1, EV_PERSIST, bench_on_pace, &b);
+        event_add(b.pace_ev, &pace_tick);
+    }
     double cpu0 = server_cpu(&b);
     b.t_progress = now_us();
     if (b.rate > 0) {
