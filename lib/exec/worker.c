@@ -37,6 +37,10 @@
 
 /* One read per wakeup and pipe, so a chatty worker cannot starve the rest of the loop. */
 #define RD_READ_MAX (64 * 1024)
+/* Lines handed up per loop iteration: the owner commits and publishes between batches, so a
+ * worker that writes fast cannot put more than this in one commit (or in one burst to SSE
+ * readers, whose backpressure can then pause it between batches). */
+#define RD_PUMP_BATCH 512
 #define RD_STDIN_MAX ((size_t)16 * 1024 * 1024)
 #define RD_STDOUT_LINE_DEFAULT ((size_t)1024 * 1024)
 #define RD_STDERR_LINE_DEFAULT ((size_t)4096)
@@ -76,6 +80,7 @@ struct rd_worker {
     rd_linereader lr;
     bool out_done; /* EOF seen and every line delivered */
     bool paused;
+    bool batched; /* the pump yielded after RD_PUMP_BATCH lines; stdout waits for the kick */
 
     int err_fd;
     struct event *err_ev;
@@ -472,9 +477,17 @@ static void worker_pump(rd_worker *w)
     bool eof = w->out_fd < 0;
     char *line;
     size_t len;
-    int rc;
+    int rc, n = 0;
 
     while (!w->paused && !w->freed && !w->out_done) {
+        if (n++ == RD_PUMP_BATCH) {
+            /* The rest next iteration; stdout is not read meanwhile (the pipe holds it). */
+            if (w->out_ev)
+                event_del(w->out_ev);
+            w->batched = true;
+            event_active(w->kick_ev, EV_TIMEOUT, 1);
+            return;
+        }
         rc = rd_linereader_next(&w->lr, w->out_buf, eof, &line, &len);
         if (rc == RD_LINE_OK) {
             if (w->cbs.on_line)
@@ -522,6 +535,11 @@ static void worker_on_kick(evutil_socket_t fd, short what, void *arg)
     rd_worker *w = arg;
 
     worker_enter(w);
+    if (w->batched) {
+        w->batched = false;
+        if (w->out_ev && !w->paused)
+            event_add(w->out_ev, NULL); /* reading resumes; what is buffered goes first */
+    }
     worker_pump(w);
     worker_leave(w);
 }
