@@ -15,6 +15,7 @@ request to that path; the last step repeats forever:
 
 A step is {"status": code, "headers": {...}?, "body": text?, "times": n?} or
 {"hang": true} (never answers; the connection stays open until the client gives up) or
+{"reset": true} (aborts the connection with a TCP reset, no answer) or
 {"delay": seconds, "status": code} (answers late). Without a script every request gets 200.
 """
 import argparse
@@ -62,7 +63,8 @@ class Handler(BaseHTTPRequestHandler):
             "headers": {k.lower(): v for k, v in self.headers.items()},
             "body": body.decode("utf-8", "replace"),
             "body_b64": base64.b64encode(body).decode(),
-            "action": "hang" if step.get("hang") else step.get("status", 200),
+            "action": "hang" if step.get("hang") else "reset" if step.get("reset")
+            else step.get("status", 200),
         }
         line = json.dumps(entry) + "\n"
         with self.server.log_lock:
@@ -74,6 +76,15 @@ class Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length > 0 else b""
         step = self.server.script.next(self.path.split("?", 1)[0])
         self.record(body, step)
+        if step.get("reset"):
+            # Abort the connection (RST) without an answer.
+            import socket
+            import struct
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                       struct.pack("ii", 1, 0))
+            self.close_connection = True
+            self.connection.close()
+            return
         if step.get("hang"):
             # Hold the connection open without answering until the client closes it.
             self.close_connection = True

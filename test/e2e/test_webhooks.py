@@ -318,6 +318,16 @@ class TestDelivery(WebhookTest):
 class TestRetries(WebhookTest):
     schedule = "200ms 200ms 500ms 1s"
 
+    def test_reset_connections_are_retried_then_delivered(self):
+        rx = self.receiver({"/hook": [{"reset": True, "times": 2}, {"status": 200}]})
+        run = self.create(rx.url())
+        d = self.wait_delivery(run["id"], lambda it: it[0]["status"] == "delivered")[0]
+        self.assertEqual(d["attempt_count"], 3, d)
+        self.assertEqual([a["status_code"] for a in d["attempts"]][:2], [None, None], d)
+        self.assertTrue(all("reset" in a["error"] for a in d["attempts"][:2]), d)
+        reqs = rx.requests("/hook")
+        self.assertEqual(len({r["headers"]["webhook-id"] for r in reqs}), 1)
+
     def test_retried_while_500_then_delivered_same_id(self):
         rx = self.receiver({"/hook": [{"status": 500, "times": 3}, {"status": 200}]})
         run = self.create(rx.url())

@@ -207,6 +207,16 @@ class TestWorkerAbuse(DaemonTest):
         self.assertEqual(run["counts"]["items"], 1)
         self.assertEqual(len(all_results(self.d, run["id"])[0]["data"]["pad"]), 4000 - 33)
 
+    def test_100_mb_without_a_newline(self):
+        # The daemon keeps at most its line bound of it, whatever the worker writes.
+        run = finish(self.d, self.d.create("test", {"long_line": 100 * 1024 * 1024,
+                                                    "no_newline": True})["id"], timeout=120)
+        self.assertEqual(run["status"], "succeeded", run)
+        self.assertEqual(run["metrics"]["protocol_errors"], 1, run["metrics"])
+        with open("/proc/%d/status" % self.d.proc.pid) as f:
+            hwm_kb = int(next(l for l in f if l.startswith("VmHWM:")).split()[1])
+        self.assertLess(hwm_kb, 100 * 1024, "the daemon held the unterminated line")
+
     def test_very_long_line_many_times_max(self):
         run = finish(self.d, self.d.create("test", {"long_line": 3 * 1024 * 1024,
                                                     "items": 1})["id"], timeout=60)

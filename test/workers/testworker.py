@@ -362,6 +362,12 @@ def main():
         head = b'{"type":"item","data":{"pad":"'
         tail = b'"}}'
         pad = max(0, size - len(head) - len(tail))
+        if inp.get("no_newline"):
+            # The line never ends: written in 1 MiB pieces, then the worker exits.
+            _write_all(1, head)
+            for _ in range(pad // (1 << 20)):
+                _write_all(1, b"x" * (1 << 20))
+            os._exit(0)
         _write_all(1, head + b"x" * pad + tail + b"\n")
     if inp.get("flood_stderr"):
         n = as_int(inp.get("flood_stderr"), 0)
