@@ -60,7 +60,7 @@ static void check_webhook(json_t *wh)
     json_array_foreach(ev, i, v)
     {
         if (json_is_string(v))
-            (void)rd_hook_type_known(json_string_value(v));
+            (void)rd_outbox_policy_type_known(json_string_value(v));
     }
 }
 
