@@ -314,12 +314,26 @@ static void http_on_raw_write(struct bufferevent *bev, void *arg)
         if (evbuffer_get_length(in))
             guard_read(cs, bev);
     }
+    if (!cs->dead && cs->eof_pending && cs->phase != RD_CONN_DONE) {
+        /* Every complete request the client sent before closing its side is answered. */
+        cs->eof_pending = false;
+        if (cs->orig_event)
+            cs->orig_event(bev, BEV_EVENT_EOF | BEV_EVENT_READING, cs->orig_arg);
+    }
     cs_release(cs);
 }
 
 static void http_on_raw_event(struct bufferevent *bev, short what, void *arg)
 {
     conn_state *cs = arg;
+    if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) && cs->phase == RD_CONN_DONE) {
+        /* A half-close (shutdown(SHUT_WR), `nc -N`) after pipelined requests: evhtp would free
+         * the connection with the answers still to come. It hears of the EOF once the
+         * requests before it are answered (http_on_raw_write). */
+        cs->eof_pending = true;
+        bufferevent_disable(bev, EV_READ);
+        return;
+    }
     cs->busy++;
     if (cs->orig_event)
         cs->orig_event(bev, what, cs->orig_arg);

@@ -66,6 +66,7 @@ typedef struct conn_state {
     struct event *deadline; /* head_timeout or body_timeout of the current request */
     int busy;               /* > 0 while our callback is on the stack */
     bool dead;              /* evhtp freed the connection meanwhile: free cs after */
+    bool eof_pending;       /* the client half-closed while a request was being answered */
     bufferevent_data_cb orig_read, orig_write; /* a bufferevent has one callback argument, */
     bufferevent_event_cb orig_event;           /* so all three are wrapped to keep evhtp's */
     void *orig_arg;

@@ -98,6 +98,21 @@ class TestEdges(DaemonTest):
         s.close()
         self.assertEqual([r.status for r in rs], [200, 422, 200], rs)
 
+    def test_pipelined_then_half_close_all_answered(self):
+        # As `nc -N` does: requests, then shutdown(SHUT_WR). Every request is answered
+        # (the raw-HTTP fuzz target found the later ones dropped).
+        run = self.d.create("test", start=False)
+        for _ in range(5):
+            s = socket.create_connection(("127.0.0.1", self.d.port))
+            s.sendall(b"POST /v1/runs/%s/extend HTTP/1.1\r\nHost: x\r\n"
+                      b"Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+                      b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                      b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n" % run["id"].encode())
+            s.shutdown(socket.SHUT_WR)
+            rs = read_responses(s, 3, timeout=5)
+            s.close()
+            self.assertEqual([r.status for r in rs], [422, 200, 200], rs)
+
     # 3. %2F is no separator; dot segments anywhere are 400
     def test_encoded_slash_does_not_route(self):
         run = self.d.create("test", start=False)
