@@ -302,8 +302,10 @@ static void connect_one(bench *b, sub *s)
     s->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
     if (s->fd < 0)
         die("socket (raise ulimit -n)");
-    if (s->stalled) {
-        int small = 4096;
+    if (s->stalled || b->pace) {
+        /* A stalled or paced reader: a small receive buffer, so what it has not taken waits
+         * at the server, not in this process's kernel buffer. */
+        int small = s->stalled ? 4096 : 8192;
         setsockopt(s->fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
     }
     if (connect(s->fd, (struct sockaddr *)&sa, sizeof sa) != 0 && errno != EINPROGRESS)
