@@ -573,9 +573,10 @@ if __name__ == "__main__":
 
 
 class TestBackpressure(SSETest):
-    # Half a subscriber's bound is 128 KB: readers a little behind each count, together past
-    # 200 KB they hold the producer back.
-    server = "sse_max_buffer = 256K\nsse_backpressure = 200K\n"
+    # Half a subscriber's bound is 512 KB: readers a little behind each count, together past
+    # 200 KB they hold the producer back. (The bound leaves room for the batch of frames that
+    # is already committed when the pressure starts: up to 512 worker lines.)
+    server = "sse_max_buffer = 1M\nsse_backpressure = 200K\n"
 
     def post_items(self, run_id, k, pad, timeout=30):
         body = ndjson({"type": "item", "data": {"k": k, "pad": pad}})
