@@ -9,9 +9,9 @@
  * the last subscriber had each event, and the server's memory per idle subscriber (from
  * /proc/PID/smaps_rollup, Private_Clean + Private_Dirty, before and after opening the N
  * subscribers). --pace B limits each subscriber to reading B bytes per second (in 10 ms
- * ticks), like a browser tab that takes events at its own pace. With --stall it instead opens one subscriber that never reads beside one
- * that does, publishes big events, and reports the server's memory growth and whether the
- * stalled subscriber was disconnected.
+ * ticks), like a browser tab that takes events at its own pace. With --stall it instead opens one
+ * subscriber that never reads beside one that does, publishes big events, and reports the server's
+ * memory growth and whether the stalled subscriber was disconnected.
  *
  * Usage: sse_load --port P --sub PATH --pub PATH [--format item|raw] [-n N] [-k K]
  *                 [--rate R] [--inflight P] [--size BYTES] [--pid PID]... [--stall]
@@ -483,19 +483,19 @@ static void report_stall(bench *b, long base_kb)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: sse_load --port P --sub PATH --pub PATH [--format item|raw] [-n N]"
-                    " [-k K] [--rate R] [--inflight P] [--size BYTES] [--pid PID]... [--stall] [--pace B/s]\n");
+    fprintf(
+        stderr,
+        "usage: sse_load --port P --sub PATH --pub PATH [--format item|raw] [-n N]"
+        " [-k K] [--rate R] [--inflight P] [--size BYTES] [--pid PID]... [--stall] [--pace B/s]\n");
     exit(2);
 }
 
 static void parse(bench *b, int argc, char **argv)
 {
-    static const struct option opts[] = {{"port", 1, 0, 'p'},  {"sub", 1, 0, 's'},
-                                         {"pub", 1, 0, 'u'},   {"format", 1, 0, 'f'},
-                                         {"rate", 1, 0, 'r'},  {"inflight", 1, 0, 'i'},
-                                         {"size", 1, 0, 'z'},  {"pid", 1, 0, 'P'},
-                                         {"stall", 0, 0, 'S'}, {"pace", 1, 0, 'a'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"port", 1, 0, 'p'},  {"sub", 1, 0, 's'},      {"pub", 1, 0, 'u'},  {"format", 1, 0, 'f'},
+        {"rate", 1, 0, 'r'},  {"inflight", 1, 0, 'i'}, {"size", 1, 0, 'z'}, {"pid", 1, 0, 'P'},
+        {"stall", 0, 0, 'S'}, {"pace", 1, 0, 'a'},     {0, 0, 0, 0}};
     int c;
     b->n = 100, b->k = 1000, b->inflight = 4, b->size = 64;
     while ((c = getopt_long(argc, argv, "n:k:", opts, NULL)) != -1) {

@@ -5,6 +5,7 @@
 # <file>_*.c beside it) must not call each other in a circle. The same run enforces the shape
 # limits of the house style: no .c file over 1000 lines, no function over 80.
 #
+#   scripts/check-layers.sh                   this checkout against its build/ (build it first)
 #   scripts/check-layers.sh SRC_DIR OBJ_DIR   check SRC_DIR/lib against the objects in OBJ_DIR
 #                                             (CMake's object dir of runsd_core: it holds
 #                                             lib/<folder>/<file>.c.o)
@@ -16,7 +17,7 @@ set -euo pipefail
 
 usage()
 {
-	echo "usage: $0 SRC_DIR OBJ_DIR | --self-test" >&2
+	echo "usage: $0 [SRC_DIR OBJ_DIR] | --self-test" >&2
 	exit 2
 }
 
@@ -411,6 +412,11 @@ self_test()
 
 case "${1:-}" in
 --self-test) [ $# -eq 1 ] || usage; self_test ;;
--* | '') usage ;;
+'')
+	# No arguments: this checkout and its default build (scripts/test.sh's build/).
+	root=$(cd "$(dirname "$0")/.." && pwd)
+	check "$root" "$root/build/CMakeFiles/runsd_core.dir"
+	;;
+-*) usage ;;
 *) [ $# -eq 2 ] || usage; check "$1" "$2" ;;
 esac
