@@ -16,19 +16,12 @@ int rd_engine_get(rd_engine *eng, const char *id, rd_audience aud, json_t **out,
     /* While the store fails, memory is ahead of it: show nothing that could still be lost. */
     if (!rd_runs_store_ok(eng->runs) && rd_runs_flush(eng->runs) != 0)
         return rd_fail_store(e);
-    rd_active *act = rd_runs_get(eng->runs, id);
-    if (act) {
-        *out = rd_runs_run_json_as(eng->runs, rd_active_run(act), aud);
-        return 0;
-    }
-    rd_run *r = NULL;
-    int rc = rd_store_run_get(eng->store, id, &r);
-    if (rc == RD_ENOTFOUND)
-        return rd_fail(e, 404, "run_not_found", "no run with that id");
-    if (rc != 0)
-        return rd_fail_store(e);
+    const rd_run *r;
+    rd_run *stored;
+    if (rd_runs_find(eng->runs, id, &r, &stored, e) != 0)
+        return -1;
     *out = rd_runs_run_json_as(eng->runs, r, aud);
-    rd_run_free(r);
+    rd_run_free(stored);
     return 0;
 }
 
@@ -80,14 +73,10 @@ static int need_run(rd_engine *eng, const char *id, rd_apierr *e)
  * the page itself. */
 static int run_counts(rd_engine *eng, const char *id, int64_t *n_ok, int64_t *n_err, rd_apierr *e)
 {
-    rd_active *act = rd_runs_get(eng->runs, id);
-    rd_run *stored = NULL;
-    const rd_run *r = act ? rd_active_run(act) : NULL;
-    if (!r) {
-        if (rd_store_run_get(eng->store, id, &stored) != 0)
-            return rd_fail_store(e);
-        r = stored;
-    }
+    const rd_run *r;
+    rd_run *stored;
+    if (rd_runs_find(eng->runs, id, &r, &stored, e) != 0)
+        return -1;
     *n_ok = r->n_items;
     *n_err = r->n_item_errors;
     rd_run_free(stored);

@@ -166,50 +166,52 @@ bool rd_run_id_valid(const char *id)
     return true;
 }
 
-int rd_runs_load(rd_runs *rs, const char *id, rd_active **out, rd_apierr *e)
+int rd_runs_find(rd_runs *rs, const char *id, const rd_run **r, rd_run **owned, rd_apierr *e)
 {
+    *owned = NULL;
     if (!rd_run_id_valid(id))
         return rd_fail(e, 404, "run_not_found", "no run with that id");
     rd_active *act = rd_runs_get(rs, id);
-    if (!act) {
-        rd_run *r = NULL;
-        int rc = rd_store_run_get(rs->store, id, &r);
-        if (rc == RD_ENOTFOUND)
-            return rd_fail(e, 404, "run_not_found", "no run with that id");
-        if (rc != 0)
-            return rd_fail_store(e);
-        act = rd_runs_adopt(rs, r);
-        if (!act) {
-            rd_run_free(r);
-            return rd_fail(e, 500, "internal", "out of memory");
-        }
-        /* Not an active run: it goes away again after the next commit. */
-        if (!rd_status_active(r->status))
-            rd_active_release(act);
+    if (act) {
+        *r = act->run;
+        return 0;
     }
+    int rc = rd_store_run_get(rs->store, id, owned);
+    if (rc == RD_ENOTFOUND)
+        return rd_fail(e, 404, "run_not_found", "no run with that id");
+    if (rc != 0)
+        return rd_fail_store(e);
+    *r = *owned;
+    return 0;
+}
+
+int rd_runs_load(rd_runs *rs, const char *id, rd_active **out, rd_apierr *e)
+{
+    const rd_run *r;
+    rd_run *stored;
+    if (rd_runs_find(rs, id, &r, &stored, e) != 0)
+        return -1;
+    rd_active *act = stored ? rd_runs_adopt(rs, stored) : rd_runs_get(rs, id);
+    if (!act) {
+        rd_run_free(stored);
+        return rd_fail(e, 500, "internal", "out of memory");
+    }
+    /* A run loaded from the store that is not active goes away again after the next commit. */
+    if (stored && !rd_status_active(stored->status))
+        rd_active_release(act);
     *out = act;
     return 0;
 }
 
 int rd_runs_lookup(rd_runs *rs, const char *id, rd_status *status, rd_reason *reason, rd_apierr *e)
 {
-    if (!rd_run_id_valid(id))
-        return rd_fail(e, 404, "run_not_found", "no run with that id");
-    rd_active *act = rd_runs_get(rs, id);
-    if (act) {
-        *status = act->run->status;
-        *reason = act->run->reason;
-        return 0;
-    }
-    rd_run *r = NULL;
-    int rc = rd_store_run_get(rs->store, id, &r);
-    if (rc == RD_ENOTFOUND)
-        return rd_fail(e, 404, "run_not_found", "no run with that id");
-    if (rc != 0)
-        return rd_fail_store(e);
+    const rd_run *r;
+    rd_run *stored;
+    if (rd_runs_find(rs, id, &r, &stored, e) != 0)
+        return -1;
     *status = r->status;
     *reason = r->reason;
-    rd_run_free(r);
+    rd_run_free(stored);
     return 0;
 }
 

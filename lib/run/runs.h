@@ -62,6 +62,10 @@ void rd_runs_metrics(const rd_runs *rs, FILE *f);
 rd_active *rd_runs_get(rd_runs *rs, const char *id);
 /** Adopts a record loaded from the store (takes ownership). NULL on out of memory. */
 rd_active *rd_runs_adopt(rd_runs *rs, rd_run *run);
+/** A run's record: the active one (*r borrowed, *owned NULL) or a copy read from the store
+ * (*r == *owned, which the caller frees). 0, or fills e (404 run_not_found, 503
+ * store_unavailable). */
+int rd_runs_find(rd_runs *rs, const char *id, const rd_run **r, rd_run **owned, rd_apierr *e);
 /** Finds a run in memory or loads and adopts it (a non-active one goes away again after the
  * next commit). 0, or fills e (404 run_not_found, 503 store_unavailable). */
 int rd_runs_load(rd_runs *rs, const char *id, rd_active **out, rd_apierr *e);
