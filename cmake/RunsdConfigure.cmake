@@ -24,6 +24,12 @@ runsd_abs_dir(RUNSD_FULL_DATADIR "${RUNSD_DATADIR}")
 runsd_abs_dir(RUNSD_FULL_DEST "${RUNSD_DEST}")
 set(RUNSD_FLOWSDIR "${RUNSD_FULL_DATADIR}/runsd/flows")
 set(RUNSD_STATEDIR "${RUNSD_FULL_LOCALSTATEDIR}/lib/runsd")
+# The flows' directory as one word of a command line (runsd splits commands like a shell), so
+# a prefix with blanks in it still names the workers.
+string(REPLACE "'" "'\\''" RUNSD_FLOWSDIR_WORD "${RUNSD_FLOWSDIR}")
+if(RUNSD_FLOWSDIR_WORD MATCHES "[ \t\\\"']")
+  set(RUNSD_FLOWSDIR_WORD "'${RUNSD_FLOWSDIR_WORD}'")
+endif()
 
 get_filename_component(name "${RUNSD_SRC}" NAME)
 string(REGEX REPLACE "\\.in$" "" name "${name}")
