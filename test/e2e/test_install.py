@@ -103,7 +103,8 @@ class TestInstall(unittest.TestCase):
         self.assertTrue(os.access(os.path.join(self.prefix, "share/runsd/flows/mapper.py"),
                                   os.X_OK))
         unit = open(os.path.join(self.prefix, "lib/systemd/system/runsd.service")).read()
-        self.assertIn("ExecStart=%s -c %s\n" % (self.bin, self.conf), unit)
+        # (quoted: the prefix has a blank)
+        self.assertIn('ExecStart="%s" -c "%s"\n' % (self.bin, self.conf), unit)
         # Every worker command of the installed config is an absolute path into the prefix.
         # (The prefix has a blank in it: the paths are quoted as runsd splits commands.)
         cmds = re.findall(r"^command = (.*)$", open(self.conf).read(), re.M)
