@@ -183,7 +183,8 @@ int main(int argc, char **argv)
     char buf[4096];
     if (runsd_config_check_commands(cfg, buf, sizeof buf) > 0)
         fprintf(stderr, "<4>runsd: warning: worker command(s) cannot be started:\n%s", buf);
-    signal(SIGPIPE, SIG_IGN);    a.base = event_base_new();
+    signal(SIGPIPE, SIG_IGN);
+    a.base = event_base_new();
     if (!a.base || runsd_new(a.base, cfg, &a.d, err, sizeof err) != 0) {
         fprintf(stderr, "runsd: %s\n", a.base ? err : "cannot create the event loop");
         if (a.base)

@@ -27,9 +27,9 @@ typedef struct rd_api_key {
 } rd_api_key;
 
 typedef struct rd_flow_config {
-    char *name;    /* from the section name [flow.NAME]; [A-Za-z0-9_.-]{1,64} */
-    bool external; /* executor = external: no command, remote worker over HTTP */
-    char *command; /* the raw command line, for display */
+    char *name;       /* from the section name [flow.NAME]; [A-Za-z0-9_.-]{1,64} */
+    bool external;    /* executor = external: no command, remote worker over HTTP */
+    char *command;    /* the raw command line, for display */
     int command_line; /* the line of the command key, for rd_config_check_commands */
     char *
         argv[RD_MAX_ARGV + 1]; /* split like a shell would (quotes, backslashes), NULL-terminated */

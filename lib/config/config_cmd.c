@@ -50,7 +50,8 @@ bool config_resolve_command(parse_ctx *ctx, rd_flow_config *f)
     if (f->argc == 0 || f->argv[0][0] == '/' || strchr(f->argv[0], '/') == NULL)
         return true;
     dir = config_dir(ctx->name);
-    if (dir == NULL || asprintf(&path, "%s%s%s", dir, strcmp(dir, "/") ? "/" : "", f->argv[0]) < 0) {
+    if (dir == NULL ||
+        asprintf(&path, "%s%s%s", dir, strcmp(dir, "/") ? "/" : "", f->argv[0]) < 0) {
         free(dir);
         return false;
     }
