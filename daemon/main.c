@@ -1,8 +1,10 @@
 /*
- * main.c: the runsd program: argv, config, signals as loop events, sd_notify, and the
- * library's build / dispatch / free in reverse order (libevent's hello-world shape).
+ * main.c: the runsd program: argv, config, signals as loop events, sd_notify (readiness, the
+ * watchdog, a status line), and the library's build / dispatch / free in reverse order
+ * (libevent's hello-world shape).
  */
 #include <event2/event.h>
+#include <getopt.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -18,16 +20,26 @@ typedef struct app {
     runsd *d;
     const char *config_path;
     struct event *watchdog;
+    struct event *status; /* STATUS= refresh, only under systemd */
+    char status_line[160];
     int exit_code;
     bool stopping;
 } app;
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: runsd -c FILE [-t]\n"
-               "  -c FILE  configuration file (INI)\n"
-               "  -t       check the configuration and exit (0 ok, 1 with the reason)\n"
-               "  -V       print the version\n");
+    fprintf(f,
+            "usage: runsd [-c FILE] [-t]\n"
+            "Runs flows through worker processes and serves them over HTTP (runsd(8)).\n"
+            "\n"
+            "  -c, --config FILE  configuration file (INI, runsd.conf(5));\n"
+            "                     default " RUNSD_DEFAULT_CONFIG "\n"
+            "  -t, --test         check the configuration and that every worker command\n"
+            "                     exists and is executable, then exit (0 ok, 1 with the reasons)\n"
+            "  -V, --version      print the version and exit\n"
+            "  -h, --help         print this help and exit\n"
+            "\n"
+            "Signals: TERM/INT drain and exit (twice: stop workers now), HUP reloads flows.\n");
 }
 
 static void main_on_done(void *arg)
@@ -65,6 +77,35 @@ static void main_on_watchdog(evutil_socket_t fd, short what, void *arg)
     sd_notify(0, "WATCHDOG=1");
 }
 
+/* The status line systemd shows (systemctl status): checked once a second, sent only when it
+ * changed, so a burst of runs costs one notification a second at most. */
+static void main_on_status(evutil_socket_t fd, short what, void *arg)
+{
+    app *a = arg;
+    runsd_status st;
+    char line[sizeof a->status_line];
+
+    runsd_get_status(a->d, &st);
+    snprintf(line, sizeof line, "%d running, %d queued, %d waiting for people, %zu subscribers",
+             st.running, st.queued, st.waiting, st.subscribers);
+    if (strcmp(line, a->status_line) == 0)
+        return;
+    memcpy(a->status_line, line, sizeof line);
+    sd_notifyf(0, "STATUS=%s", line);
+}
+
+static void start_status(app *a)
+{
+    struct timeval tv = {1, 0};
+    if (!getenv("NOTIFY_SOCKET"))
+        return;
+    a->status = event_new(a->base, -1, EV_PERSIST, main_on_status, a);
+    if (a->status) {
+        main_on_status(-1, 0, a);
+        event_add(a->status, &tv);
+    }
+}
+
 static void start_watchdog(app *a)
 {
     uint64_t usec = 0;
@@ -76,12 +117,36 @@ static void start_watchdog(app *a)
         event_add(a->watchdog, &tv);
 }
 
+/* -t: the config (already loaded) and its worker commands; the exit code. */
+static int check_config(const app *a, struct rd_config *cfg)
+{
+    char buf[4096];
+    int bad = runsd_config_check_commands(cfg, buf, sizeof buf);
+
+    if (bad > 0)
+        fprintf(stderr, "runsd: %d worker command(s) cannot be started:\n%s", bad, buf);
+    if (runsd_config_warnings(cfg, buf, sizeof buf) > 0)
+        fprintf(stderr, "runsd: warning: %s", buf);
+    runsd_config_free(cfg);
+    if (bad > 0)
+        return 1;
+    printf("runsd: configuration %s is valid\n", a->config_path);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    app a = {.exit_code = 0};
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"test", no_argument, NULL, 't'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    app a = {.exit_code = 0, .config_path = RUNSD_DEFAULT_CONFIG};
     bool check = false;
     int opt;
-    while ((opt = getopt(argc, argv, "c:tVh")) != -1) {
+    while ((opt = getopt_long(argc, argv, "c:tVh", longopts, NULL)) != -1) {
         switch (opt) {
         case 'c':
             a.config_path = optarg;
@@ -90,7 +155,7 @@ int main(int argc, char **argv)
             check = true;
             break;
         case 'V':
-            printf("runsd 0.1.0\n");
+            printf("runsd %s\n", RUNSD_VERSION);
             return 0;
         case 'h':
             usage(stdout);
@@ -100,7 +165,8 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (!a.config_path) {
+    if (optind < argc) {
+        fprintf(stderr, "runsd: unexpected argument '%s'\n", argv[optind]);
         usage(stderr);
         return 2;
     }
@@ -110,13 +176,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "runsd: %s\n", err);
         return 1;
     }
-    if (check) {
-        if (runsd_config_warnings(cfg, err, sizeof err) > 0)
-            fprintf(stderr, "runsd: warning: %s", err);
-        printf("runsd: configuration %s is valid\n", a.config_path);
-        runsd_config_free(cfg);
-        return 0;
-    }
+    if (check)
+        return check_config(&a, cfg);
+    /* A missing worker fails its runs (crashed/spawn_failed); it may be installed later, so
+     * the daemon starts, but says so. */
+    char buf[4096];
+    if (runsd_config_check_commands(cfg, buf, sizeof buf) > 0)
+        fprintf(stderr, "<4>runsd: warning: worker command(s) cannot be started:\n%s", buf);
     signal(SIGPIPE, SIG_IGN);
     a.base = event_base_new();
     if (!a.base || runsd_new(a.base, cfg, &a.d, err, sizeof err) != 0) {
@@ -136,7 +202,10 @@ int main(int argc, char **argv)
     fflush(stdout);
     start_watchdog(&a);
     sd_notify(0, "READY=1");
+    start_status(&a);
     event_base_dispatch(a.base);
+    if (a.status)
+        event_free(a.status);
     if (a.watchdog)
         event_free(a.watchdog);
     event_free(hup);

@@ -30,6 +30,7 @@ struct runsd {
     rd_outbox *outbox;
     rd_engine *eng;
     rd_http *http;
+    rd_api *api; /* owned by http */
     void (*done)(void *);
     void *done_arg;
 };
@@ -80,6 +81,34 @@ static int log_level(const char *s)
     return RD_LOG_ERR;
 }
 
+int runsd_config_check_commands(const rd_config *cfg, char *buf, size_t len)
+{
+    return rd_config_check_commands(cfg, buf, len);
+}
+
+/* Under socket activation the listen keys are not what clients reach: links use systemd's
+ * socket unless public_url is set. A reload must not drop every key while a socket beyond
+ * loopback is open (rd_http_listen refuses that at start). */
+static bool activated_links(runsd *d, rd_config *cfg, char *err, size_t errlen)
+{
+    const char *url = rd_http_activated_url(d->http);
+
+    if (rd_http_activated_open(d->http) && cfg->n_keys == 0) {
+        snprintf(err, errlen, "systemd's socket is not on loopback: [auth] keys are required");
+        return false;
+    }
+    if (url && cfg->public_url_derived) {
+        char *copy = strdup(url);
+        if (!copy) {
+            snprintf(err, errlen, "out of memory");
+            return false;
+        }
+        free(cfg->public_url);
+        cfg->public_url = copy;
+    }
+    return true;
+}
+
 int runsd_new(struct event_base *base, rd_config *cfg, runsd **out, char *err, size_t errlen)
 {
     runsd *d = calloc(1, sizeof *d);
@@ -117,8 +146,8 @@ int runsd_new(struct event_base *base, rd_config *cfg, runsd **out, char *err, s
         goto fail;
     rd_api_opts ao = {.base = base, .eng = d->eng, .outbox = d->outbox, .cfg = cfg};
     /* The API's state belongs to the server from here on: rd_http_free frees it. */
-    if (rd_api_register(d->http, &ao, err, errlen) != 0 ||
-        rd_http_listen(d->http, err, errlen) != 0)
+    if (rd_api_register(d->http, &ao, &d->api, err, errlen) != 0 ||
+        rd_http_listen(d->http, err, errlen) != 0 || !activated_links(d, cfg, err, errlen))
         goto fail;
     if (rd_engine_recover(d->eng) != 0) {
         snprintf(err, errlen, "recovery failed: the store could not be read or written");
@@ -151,6 +180,10 @@ int runsd_reload(runsd *d, rd_config *cfg, char *err, size_t errlen)
         same_listen = strcmp(cfg->listen[i], d->cfg->listen[i]) == 0;
     if (!same_listen || strcmp(cfg->store_path, d->cfg->store_path) != 0) {
         snprintf(err, errlen, "listen and store.path need a restart; nothing was changed");
+        rd_config_free(cfg);
+        return RD_EINVAL;
+    }
+    if (!activated_links(d, cfg, err, errlen)) {
         rd_config_free(cfg);
         return RD_EINVAL;
     }
@@ -199,6 +232,12 @@ void runsd_free(runsd *d)
         rd_config_free(d->old_cfgs[i]);
     rd_config_free(d->cfg);
     free(d);
+}
+
+void runsd_get_status(const runsd *d, runsd_status *out)
+{
+    rd_engine_counts(d->eng, &out->running, &out->queued, &out->waiting);
+    out->subscribers = rd_api_subscribers(d->api);
 }
 
 int runsd_bound_port(const runsd *d)

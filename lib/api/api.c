@@ -81,7 +81,12 @@ static void api_on_free(void *arg)
     free(a);
 }
 
-int rd_api_register(rd_http *h, const rd_api_opts *o, char *err, size_t errlen)
+size_t rd_api_subscribers(const rd_api *a)
+{
+    return a && a->streams ? rd_streams_count(a->streams) : 0;
+}
+
+int rd_api_register(rd_http *h, const rd_api_opts *o, rd_api **out, char *err, size_t errlen)
 {
     rd_api *a = calloc(1, sizeof *a);
     if (!a || rd_http_on_free(h, api_on_free, a) != 0) {
@@ -89,6 +94,8 @@ int rd_api_register(rd_http *h, const rd_api_opts *o, char *err, size_t errlen)
         return snprintf(err, errlen, "out of memory"), RD_ERR;
     }
     /* From here on h owns a: failures just return. */
+    if (out)
+        *out = a;
     a->base = o->base;
     a->eng = o->eng;
     a->outbox = o->outbox;

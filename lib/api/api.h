@@ -12,6 +12,7 @@
 #include "http/http.h"
 
 struct rd_outbox;
+typedef struct rd_api rd_api;
 
 /** What the handlers work with, all borrowed: they must outlive the server. */
 typedef struct rd_api_opts {
@@ -25,6 +26,8 @@ typedef struct rd_api_opts {
  * engine), routes every endpoint into h, and hooks its shutdown and free into h's: the
  * state is owned by h from here on and freed by rd_http_free, also when this fails
  * half-way. Call once, before rd_http_listen. 0 or RD_ERR with err. */
-int rd_api_register(rd_http *h, const rd_api_opts *o, char *err, size_t errlen);
+int rd_api_register(rd_http *h, const rd_api_opts *o, rd_api **out, char *err, size_t errlen);
+/** Event-stream subscribers connected now (the daemon's status line). */
+size_t rd_api_subscribers(const rd_api *a);
 
 #endif

@@ -462,6 +462,11 @@ int rd_streams_register(rd_streams *st, rd_http *h)
                          streams_on_all, st);
 }
 
+size_t rd_streams_count(const rd_streams *st)
+{
+    return rd_hub_count(st->hub);
+}
+
 char *rd_streams_metrics(rd_streams *st)
 {
     if (!st)

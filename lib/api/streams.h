@@ -34,6 +34,8 @@ bool rd_streams_access(rd_streams *st, rd_req *req, const char *id, rd_audience 
 bool rd_streams_pressure(const rd_streams *st);
 /** fn(arg) is called when the pressure is lifted (one callback; the last set wins). */
 void rd_streams_on_release(rd_streams *st, void (*fn)(void *arg), void *arg);
+/** How many event-stream subscribers are connected. */
+size_t rd_streams_count(const rd_streams *st);
 /** Prometheus lines for the streams (malloc'd text, caller frees; may be NULL). */
 char *rd_streams_metrics(rd_streams *st);
 /** Closes every stream (shutdown): the first call flushes what is queued, later calls

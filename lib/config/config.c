@@ -5,8 +5,10 @@
  * notice of section headers. We therefore feed inih through our own line reader: it counts
  * lines, sees every section header before inih does (so empty and duplicate sections are
  * caught), strips leading blanks (so indented keys are plain keys, never inih's multi-line
- * continuations) and refuses lines too long for inih's fixed buffer instead of letting inih
- * split them silently. The first error wins and is reported as "FILE:LINE: key 'K': reason".
+ * continuations) and takes the key lines too long for inih's fixed buffer (198 characters on
+ * Debian; worker commands with absolute paths get that long) off inih's hands: it splits
+ * them itself the way inih would and hands inih an empty line instead, so inih never cuts
+ * a line in two. The first error wins and is reported as "FILE:LINE: key 'K': reason".
  * This file owns that driver, the entry points and freeing; what each key accepts is in
  * config_keys.c, the whole-file checks in config_check.c.
  */
@@ -122,18 +124,59 @@ static void detect_section(parse_ctx *ctx, char *line)
     if (*p != ']')
         return;
     *p = '\0';
+    snprintf(ctx->section, sizeof ctx->section, "%s", line + 1);
     section_begin(ctx, line + 1);
     *p = ']';
 }
 
-/* The key name of a raw line, for messages about lines inih never passed to us. */
-static void line_key(const char *line, char *out, size_t outlen)
-{
-    size_t n = strcspn(line, "=:");
+static int ctx_handler(void *user, const char *section, const char *name, const char *value);
 
-    while (n > 0 && isspace((unsigned char)line[n - 1]))
-        n--;
-    snprintf(out, outlen, "%.*s", (int)n, line);
+/* The first of chars, or an inline comment (a ';' after a blank), or the end, as inih's
+ * find_chars_or_comment finds it. */
+static char *find_chars_or_comment(char *s, const char *chars)
+{
+    bool was_space = false;
+
+    while (*s && !(chars && strchr(chars, *s)) && !(was_space && *s == ';')) {
+        was_space = isspace((unsigned char)*s);
+        s++;
+    }
+    return s;
+}
+
+static char *rstrip(char *s)
+{
+    size_t n = strlen(s);
+
+    while (n > 0 && isspace((unsigned char)s[n - 1]))
+        s[--n] = '\0';
+    return s;
+}
+
+/* A key line longer than inih's buffer (n bytes at p, leading blanks gone), split into name
+ * and value as inih splits a line (name [=:] value ; comment) and given to the handler. */
+static void long_line(parse_ctx *ctx, const char *p, size_t n)
+{
+    char *line = strndup(p, n), *end, *value;
+
+    if (line == NULL) {
+        config_error(ctx, ctx->line, "out of memory");
+        return;
+    }
+    rstrip(line);
+    end = find_chars_or_comment(line, "=:");
+    if (*end != '=' && *end != ':') {
+        config_error(ctx, ctx->line, "expected key = value or [section]");
+        free(line);
+        return;
+    }
+    *end = '\0';
+    value = end + 1;
+    *find_chars_or_comment(value, NULL) = '\0';
+    while (isspace((unsigned char)*value))
+        value++;
+    ctx_handler(ctx, ctx->section, rstrip(line), rstrip(value));
+    free(line);
 }
 
 /* inih's fgets-like reader: hands over exactly one source line per call. */
@@ -159,13 +202,12 @@ static char *ctx_reader(char *buf, int num, void *stream)
     if (n > 0 && p[n - 1] == '\r')
         n--;
     if (n + 2 > (size_t)num) {
-        char key[64];
-
-        line_key(p, key, sizeof key);
-        if (p[0] != '[' && p[0] != ';' && p[0] != '#' && memchr(p, '=', n) != NULL)
-            config_error(ctx, ctx->line, "key '%s': line longer than %d characters", key, num - 2);
-        else
-            config_error(ctx, ctx->line, "line longer than %d characters", num - 2);
+        /* A section header that long names no section (flow names are at most 64
+         * characters); a comment is dropped; a key line is parsed here. */
+        if (p[0] == '[')
+            config_error(ctx, ctx->line, "section: line longer than %d characters", num - 2);
+        else if (p[0] != ';' && p[0] != '#')
+            long_line(ctx, p, n);
         n = 0;
     }
     memcpy(buf, p, n);

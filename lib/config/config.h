@@ -27,9 +27,10 @@ typedef struct rd_api_key {
 } rd_api_key;
 
 typedef struct rd_flow_config {
-    char *name;    /* from the section name [flow.NAME]; [A-Za-z0-9_.-]{1,64} */
-    bool external; /* executor = external: no command, remote worker over HTTP */
-    char *command; /* the raw command line, for display */
+    char *name;       /* from the section name [flow.NAME]; [A-Za-z0-9_.-]{1,64} */
+    bool external;    /* executor = external: no command, remote worker over HTTP */
+    char *command;    /* the raw command line, for display */
+    int command_line; /* the line of the command key, for rd_config_check_commands */
     char *
         argv[RD_MAX_ARGV + 1]; /* split like a shell would (quotes, backslashes), NULL-terminated */
     int argc;
@@ -60,6 +61,7 @@ typedef struct rd_config {
     char *listen[RD_MAX_LISTEN]; /* "host:port", "[v6]:port" or "unix:/path" */
     int n_listen;
     char *public_url;                /* default "http://" + first listen */
+    bool public_url_derived;         /* not in the file: socket activation may replace it */
     int64_t max_body_bytes;          /* default 1 MiB (key: max_body) */
     int64_t max_uri_bytes;           /* default 8 KiB (key: max_uri) */
     int64_t max_header_bytes;        /* default 16 KiB (key: max_headers) */
@@ -120,6 +122,11 @@ int rd_config_parse_string(const char *text, const char *name, rd_config **out, 
 void rd_config_free(rd_config *cfg);
 /** The flow named name, or NULL. Borrowed from cfg. */
 const rd_flow_config *rd_config_flow(const rd_config *cfg, const char *name);
+/** Checks that each flow's worker command can be started: argv[0] with a '/' must be an
+ * executable regular file, a bare name must be one in the flow's PATH (its env, else
+ * runsd's, else /usr/local/bin:/usr/bin:/bin) as execvp would find it. Writes one line per
+ * failing flow ("FILE:LINE: key 'command': PROGRAM: reason\n") into err; returns how many. */
+int rd_config_check_commands(const rd_config *cfg, char *err, size_t errlen);
 /** Splits a command line like a POSIX shell would split words (single and double quotes,
  * backslash escapes; no expansion). Fills argv with malloc'd strings, NULL-terminated, which
  * the caller frees. Returns argc, or RD_EINVAL on unbalanced quotes / too many words / empty;

@@ -61,12 +61,15 @@ static void finish_flow(parse_ctx *ctx, int i)
     rd_flow_config *f = &ctx->cfg->flows[i];
     int *lines = ctx->flow_key_line[i];
 
+    f->command_line = lines[config_key_index(SEC_FLOW, "command")];
     if (f->external && f->command != NULL)
         config_error(ctx, lines[config_key_index(SEC_FLOW, "command")],
                      "key 'command': not allowed with executor = external");
     else if (!f->external && f->command == NULL)
         config_error(ctx, ctx->flow_line[i],
                      "section [flow.%s]: needs a command (or executor = external)", f->name);
+    else if (!f->external && !config_resolve_command(ctx, f))
+        config_error(ctx, ctx->flow_line[i], "section [flow.%s]: out of memory", f->name);
     else if (f->default_limit > f->max_limit)
         config_error(ctx, lines[config_key_index(SEC_FLOW, "limit")],
                      "key 'limit': must not exceed max_limit (%lld)", (long long)f->max_limit);
@@ -104,6 +107,7 @@ void config_finish(parse_ctx *ctx)
         }
         cfg->n_listen = 1;
     }
+    cfg->public_url_derived = cfg->public_url == NULL;
     if (cfg->public_url == NULL && !default_public_url(cfg)) {
         cfg->public_url = NULL;
         config_error(ctx, 1, "out of memory");

@@ -2,7 +2,8 @@
  * config_int.h: private to the config module's files. config.c drives the parse (its own line
  * reader in front of inih, the handler, the entry points); config_keys.c says what each key
  * accepts (the key tables, the value parsers, the defaults); config_check.c runs the checks
- * that need the whole file; config_split.c splits a command line into words. They share the
+ * that need the whole file; config_split.c splits a command line into words; config_cmd.c
+ * resolves relative worker commands and checks that they can be executed. They share the
  * parse context and the key tables declared here. Nothing outside lib/config includes this.
  */
 #ifndef RUNSD_CONFIG_INT_H
@@ -55,6 +56,7 @@ struct parse_ctx {
     size_t len, pos;
     int line;                                          /* line last handed to inih */
     int cur_flow;                                      /* flow of the last header; -1 = none */
+    char section[200];                                 /* name in the last header ("" = none) */
     int sec_line[SEC_COUNT];                           /* header line, 0 = not seen */
     int flow_line[RD_MAX_FLOWS];                       /* header line of each flow */
     int key_line[SEC_COUNT][MAX_SECTION_KEYS];         /* first line of each key */
@@ -83,6 +85,11 @@ bool config_apply_defaults(parse_ctx *ctx, enum section sec, void *base);
 bool config_defaults(parse_ctx *ctx, const char *name);
 /** Whether s is a valid flow name: 1 to 64 of A-Z a-z 0-9 _ . - */
 bool config_flow_name_ok(const char *s);
+
+/* config_cmd.c */
+/** Makes a relative program path (argv[0] with a '/', not absolute) absolute against the
+ * config file's directory. false only when memory runs out. */
+bool config_resolve_command(parse_ctx *ctx, rd_flow_config *f);
 
 /* config_check.c */
 /** The checks that need the whole file, run once every key is parsed; errors go to ctx. */

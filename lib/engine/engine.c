@@ -165,6 +165,21 @@ char *rd_engine_metrics_text(rd_engine *eng)
     return buf;
 }
 
+static void engine_count_waiting(rd_active *act, void *arg)
+{
+    rd_status s = rd_active_run(act)->status;
+    if (s == RD_ST_PAUSED || s == RD_ST_AUTH_REQUIRED)
+        ++*(int *)arg;
+}
+
+void rd_engine_counts(rd_engine *eng, int *running, int *queued, int *waiting)
+{
+    *running = eng->running;
+    *queued = rd_runs_n_queued(eng->runs);
+    *waiting = 0;
+    rd_runs_each(eng->runs, engine_count_waiting, waiting);
+}
+
 int rd_engine_event_frames(rd_engine *eng, const rd_event *ev, rd_frames *out)
 {
     rd_frame_src src = {.id = ev->id,

@@ -55,6 +55,9 @@ bool rd_engine_ready(const rd_engine *eng);
 void rd_engine_throttle(rd_engine *eng, bool on);
 /** Prometheus text of the engine's counters appended to buf (malloc'd; caller frees). */
 char *rd_engine_metrics_text(rd_engine *eng);
+/** How many runs are running (local workers holding a slot), queued for a slot, and waiting
+ * for a person (paused or auth_required, in memory): for the daemon's status line. */
+void rd_engine_counts(rd_engine *eng, int *running, int *queued, int *waiting);
 
 typedef struct rd_create_req {
     const char *flow;

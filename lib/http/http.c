@@ -297,6 +297,77 @@ rd_http *rd_http_new(struct event_base *base, const rd_config *cfg, char *err, s
     return h;
 }
 
+/* An activated socket's address as "ADDR:PORT" ("[v6]:PORT") for messages and links, with a
+ * wildcard address turned into loopback when for_link; whether it is loopback (or a unix
+ * socket) in *local. 0, or -1 for a socket that is not a stream socket of a known family. */
+static int activated_addr(int fd, bool for_link, char *out, size_t outlen, bool *local)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    char host[INET6_ADDRSTRLEN] = "";
+    int type = 0, port;
+    socklen_t tl = sizeof type;
+
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0 || type != SOCK_STREAM)
+        return -1;
+    if (ss.ss_family == AF_UNIX) {
+        *local = true;
+        snprintf(out, outlen, "unix:%.100s", ((struct sockaddr_un *)&ss)->sun_path);
+        return 0;
+    }
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+        uint32_t a = ntohl(in->sin_addr.s_addr);
+        *local = (a >> 24) == 127;
+        if (for_link && a == INADDR_ANY)
+            in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        port = ntohs(in->sin_port);
+        snprintf(out, outlen, "%s:%d", host, port);
+        return 0;
+    }
+    if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+        const uint8_t *b = in6->sin6_addr.s6_addr;
+        *local = IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) ||
+                 (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && b[12] == 127);
+        if (for_link && IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr))
+            in6->sin6_addr = in6addr_loopback;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        port = ntohs(in6->sin6_port);
+        snprintf(out, outlen, "[%s]:%d", host, port);
+        return 0;
+    }
+    return -1;
+}
+
+/* Socket activation keeps the rule of `listen`: without API keys the API is open, so only
+ * loopback may reach it. The first TCP socket's address becomes the base of links unless
+ * public_url is set. */
+static int activated_check(rd_http *h, int fd, char *err, size_t errlen)
+{
+    char addr[128], link[128];
+    bool local = false;
+
+    if (activated_addr(fd, false, addr, sizeof addr, &local) != 0)
+        return snprintf(err, errlen, "systemd socket %d: not a TCP or unix stream socket", fd),
+               RD_ERR;
+    if (!local)
+        h->activated_open = true;
+    if (!local && h->cfg->n_keys == 0) {
+        snprintf(err, errlen,
+                 "systemd socket %s: no API key is configured, so only loopback addresses are "
+                 "allowed (add [auth] key = ...)",
+                 addr);
+        return RD_ERR;
+    }
+    if (h->activated_url[0] == '\0' && strncmp(addr, "unix:", 5) != 0 &&
+        activated_addr(fd, true, link, sizeof link, &local) == 0)
+        snprintf(h->activated_url, sizeof h->activated_url, "http://%s", link);
+    return 0;
+}
+
 int rd_http_listen(rd_http *h, char *err, size_t errlen)
 {
     int n = sd_listen_fds(1);
@@ -304,6 +375,8 @@ int rd_http_listen(rd_http *h, char *err, size_t errlen)
         /* Socket activation: systemd owns the addresses; take every socket it passed. */
         for (int i = 0; i < n && h->n_htp < RD_MAX_LISTEN; i++) {
             int fd = SD_LISTEN_FDS_START + i;
+            if (activated_check(h, fd, err, errlen) != 0)
+                return RD_ERR;
             evutil_make_socket_nonblocking(fd);
             evhtp_t *htp = new_htp(h);
             if (!htp || evhtp_accept_socket(htp, fd, 1024) != 0) {
@@ -363,6 +436,16 @@ void rd_http_free(rd_http *h)
 int rd_http_port(const rd_http *h)
 {
     return h->port;
+}
+
+const char *rd_http_activated_url(const rd_http *h)
+{
+    return h->activated_url[0] ? h->activated_url : NULL;
+}
+
+bool rd_http_activated_open(const rd_http *h)
+{
+    return h->activated_open;
 }
 
 void rd_http_set_config(rd_http *h, const rd_config *cfg)

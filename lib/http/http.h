@@ -89,6 +89,13 @@ void rd_http_close(rd_http *h);
  * Safe on NULL and on a half-built server. */
 void rd_http_free(rd_http *h);
 int rd_http_port(const rd_http *h);
+/** Under socket activation, "http://ADDR:PORT" of systemd's first TCP socket (a wildcard
+ * address as loopback), the base of links when no public_url is configured; else NULL.
+ * Borrowed from h. */
+const char *rd_http_activated_url(const rd_http *h);
+/** Whether a socket systemd passed is reachable beyond loopback, so a config without API
+ * keys must be refused (also on reload). */
+bool rd_http_activated_open(const rd_http *h);
 /** The config later requests see (borrowed; the caller keeps it alive). */
 void rd_http_set_config(rd_http *h, const rd_config *cfg);
 

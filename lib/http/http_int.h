@@ -42,6 +42,8 @@ struct rd_http {
     int n_conns;                   /* their number, bounded by cfg->max_connections */
     bool at_bound;                 /* accepting is paused because n_conns reached the bound */
     bool closing;                  /* rd_http_close ran: accepting stays off */
+    char activated_url[144];       /* "http://ADDR:PORT" of systemd's first TCP socket, or "" */
+    bool activated_open;           /* a systemd socket is not on loopback: keys are required */
 };
 
 /* Where a connection is in its current request (see http_guard.c). */

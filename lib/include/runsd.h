@@ -22,6 +22,10 @@ void runsd_config_free(struct rd_config *cfg);
  * no cgroup can enforce. Looks only, changes nothing. Writes them into buf, one per line;
  * returns how many. */
 int runsd_config_warnings(const struct rd_config *cfg, char *buf, size_t len);
+/** Whether each flow's worker command exists and is executable (a bare name: in PATH), for
+ * -t. Writes "FILE:LINE: key 'command': PROGRAM reason" lines into buf; returns how many
+ * flows fail. Looks only. */
+int runsd_config_check_commands(const struct rd_config *cfg, char *buf, size_t len);
 
 /** Creates a server on base. The server takes ownership of cfg. Opens the store, binds every
  * listener (or takes systemd's sockets), recovers runs. 0 and *out, or non-zero with a
@@ -41,6 +45,14 @@ int runsd_reload(runsd *d, struct rd_config *cfg, char *err, size_t errlen);
 void runsd_shutdown(runsd *d, void (*done)(void *arg), void *arg);
 /** Frees everything. The loop must no longer be dispatching this server's events. */
 void runsd_free(runsd *d);
+/** What the daemon is doing, for a status line (sd_notify STATUS=). */
+typedef struct runsd_status {
+    int running;        /* runs whose worker holds an executor slot */
+    int queued;         /* runs waiting for a slot */
+    int waiting;        /* runs waiting for a person (paused, auth_required) */
+    size_t subscribers; /* event-stream (SSE) subscribers connected */
+} runsd_status;
+void runsd_get_status(const runsd *d, runsd_status *out);
 /** The port the first TCP listener is bound to (useful with port 0), or 0. */
 int runsd_bound_port(const runsd *d);
 

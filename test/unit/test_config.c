@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config/config.h"
@@ -441,11 +442,89 @@ static void test_errors_syntax(void **state)
     expect_err("[server]\njunk\nbogus = 1\n", "t.ini:2: expected key");
     expect_err("[server]\nbogus = 1\njunk\n", "t.ini:2: key 'bogus'");
     expect_err("[server]\nmax_body = 1M\n[nope]\nmax_body = 2M\n", "t.ini:3: section [nope]");
-    /* A line longer than inih's buffer is refused, not silently cut in two. */
-    snprintf(text, sizeof text, "[flow.a]\ncommand = /bin/echo %0300d\nconcurrency = x\n", 0);
-    expect_err(text, "t.ini:2: key 'command': line longer than 198 characters");
+    /* A header longer than inih's buffer names no section (flow names are short). */
+    snprintf(text, sizeof text, "[flow.%0300d]\ncommand = /bin/true\n", 0);
+    expect_err(text, "t.ini:1: section: line longer than 198 characters");
     snprintf(text, sizeof text, "[flow.a]\ncommand = /bin/echo %0170d\n", 0);
     rd_config_free(parse_ok(text));
+}
+
+/* Lines longer than inih's 198-character buffer are split by our reader as inih would split
+ * them: never cut in two, inline comments and blanks dropped, errors on the right line. */
+static void test_long_lines(void **state)
+{
+    char text[2400], want[600];
+    rd_config *cfg;
+
+    snprintf(text, sizeof text,
+             "[flow.a]\n  command = /bin/echo %0300d 'two words'   ; a comment\n; %0500d\n"
+             "description:%0250d\nconcurrency = 3\n",
+             0, 0, 0);
+    cfg = parse_ok(text);
+    assert_int_equal(cfg->flows[0].argc, 3);
+    assert_int_equal(strlen(cfg->flows[0].argv[1]), 300);
+    assert_string_equal(cfg->flows[0].argv[2], "two words");
+    assert_int_equal(strlen(cfg->flows[0].description), 250);
+    assert_int_equal(cfg->flows[0].concurrency, 3);
+    assert_int_equal(cfg->flows[0].command_line, 2);
+    rd_config_free(cfg);
+    /* The handler's checks apply to long lines too, with their line number. */
+    snprintf(text, sizeof text, "[flow.a]\ncommand = /bin/true\n\nbogus = %0300d\n", 0);
+    expect_err(text, "t.ini:4: key 'bogus': unknown key in [flow.a]");
+    snprintf(text, sizeof text, "[flow.a]\ncommand = /bin/true\ncommand = /bin/%0300d\n", 0);
+    expect_err(text, "t.ini:3: key 'command': given twice (first on line 2)");
+    snprintf(text, sizeof text, "[server]\n%0300d\n", 0);
+    expect_err(text, "t.ini:2: expected key = value or [section]");
+    snprintf(text, sizeof text, "max_body = %0300d\n", 0);
+    expect_err(text, "t.ini:1: key 'max_body': outside any section");
+    snprintf(text, sizeof text, "[server]\nmax_body = 1M\n[store]\nmax_body = %0300d\n", 0);
+    snprintf(want, sizeof want, "t.ini:4: key 'max_body': unknown key in [store]");
+    expect_err(text, want);
+}
+
+/* A relative program path is found next to the config, a bare name is left to PATH, and the
+ * check reports what cannot be executed with the file and line of its command. */
+static void test_commands(void **state)
+{
+    char dir[] = "/tmp/test_config_cmd_XXXXXX", path[64], exe[600], want[1024], err[1024];
+    rd_config *cfg;
+    FILE *f;
+
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/r.ini", dir);
+    snprintf(exe, sizeof exe, "%s/w.sh", dir);
+    f = fopen(exe, "w");
+    assert_non_null(f);
+    fputs("#!/bin/sh\n", f);
+    fclose(f);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("[flow.rel]\ncommand = ./w.sh x/y\n[flow.bare]\ncommand = sh -c true\n"
+          "[flow.gone]\ncommand = sub/none\n[flow.nopath]\ncommand = no-such-runsd-program\n"
+          "[flow.ext]\nexecutor = external\n",
+          f);
+    fclose(f);
+    assert_int_equal(rd_config_load(path, &cfg, err, sizeof err), RD_OK);
+    snprintf(exe, sizeof exe, "%s/./w.sh", dir);
+    assert_string_equal(cfg->flows[0].argv[0], exe);
+    assert_string_equal(cfg->flows[0].argv[1], "x/y"); /* arguments are left alone */
+    assert_string_equal(cfg->flows[1].argv[0], "sh");
+    /* w.sh is not executable yet: three problems, one line each, in flow order. */
+    assert_int_equal(rd_config_check_commands(cfg, err, sizeof err), 3);
+    snprintf(want, sizeof want,
+             "%s:2: key 'command': %s/./w.sh is not executable (no x permission for runsd's "
+             "user)\n%s:6: key 'command': %s/sub/none does not exist\n%s:8: key 'command': "
+             "no-such-runsd-program not found in PATH",
+             path, dir, path, dir, path);
+    if (strncmp(err, want, strlen(want)) != 0)
+        fail_msg("got\n%s\nexpected\n%s", err, want);
+    snprintf(exe, sizeof exe, "%s/w.sh", dir);
+    chmod(exe, 0755);
+    assert_int_equal(rd_config_check_commands(cfg, err, sizeof err), 2);
+    rd_config_free(cfg);
+    unlink(exe);
+    unlink(path);
+    rmdir(dir);
 }
 
 static void test_memory_store(void **state)
@@ -720,6 +799,8 @@ int main(void)
         cmocka_unit_test(test_errors_listen),
         cmocka_unit_test(test_errors_sections),
         cmocka_unit_test(test_errors_syntax),
+        cmocka_unit_test(test_long_lines),
+        cmocka_unit_test(test_commands),
         cmocka_unit_test(test_memory_store),
         cmocka_unit_test(test_load_file),
         cmocka_unit_test(test_split_command),
