@@ -57,7 +57,11 @@ typedef struct jstore {
     bool pending;          /* the log is not in the backend's open transaction */
     bool doomed;           /* a write failed in this transaction: its commit must fail */
     int64_t last_event_id; /* the id of the last event appended or recorded */
-    uint64_t m_failed, m_replays;
+    uint64_t m_failed, m_replays, m_over;
+    size_t max; /* the bound (0: none) */
+    bool over;  /* bytes went past max; until the log is emptied */
+    void (*on_over)(void *arg, bool over);
+    void *over_arg;
 } jstore;
 
 static jstore *J(rd_store *s)
@@ -109,6 +113,26 @@ static void log_add(jstore *j, jrec *r)
     STAILQ_INSERT_TAIL(&j->log, r, link);
     j->bytes += r->size;
     j->writes++;
+    if (j->max && !j->over && j->bytes > j->max) {
+        j->over = true;
+        j->m_over++;
+        rd_log_warn("store journal holds %zu bytes (max_journal %zu): runs are paused until the "
+                    "store takes them",
+                    j->bytes, j->max);
+        if (j->on_over)
+            j->on_over(j->over_arg, true);
+    }
+}
+
+/* The log was emptied (a commit succeeded) or the bound changed. */
+static void check_under(jstore *j)
+{
+    if (!j->over || (j->max && j->bytes > j->max))
+        return;
+    j->over = false;
+    rd_log_info("store journal down to %zu bytes: runs resume", j->bytes);
+    if (j->on_over)
+        j->on_over(j->over_arg, false);
 }
 
 /* Writes one record to the backend. */
@@ -203,6 +227,7 @@ static int j_commit(rd_store *s)
     int rc = j->doomed ? RD_EIO : j->inner->ops->commit(j->inner);
     if (rc == 0) {
         log_clear(j);
+        check_under(j);
         return 0;
     }
     j->inner->ops->rollback(j->inner);
@@ -224,6 +249,7 @@ static int j_rollback(rd_store *s)
 static void j_close(rd_store *s)
 {
     jstore *j = J(s);
+    j->on_over = NULL; /* nobody to tell any more */
     if (j->writes)
         rd_log_err("store closed with %zu write(s) that could not be stored", j->writes);
     log_clear(j);
@@ -503,6 +529,12 @@ static const rd_store_ops journal_ops = {
     .pgroups_scan = j_pgroups_scan,
 };
 
+/* s as a journal, or NULL when it is another store (a test's plain backend). */
+static const jstore *as_journal(const rd_store *s)
+{
+    return s && s->ops == &journal_ops ? (const jstore *)s : NULL;
+}
+
 rd_store *rd_store_journal_wrap(rd_store *inner)
 {
     jstore *j = calloc(1, sizeof *j);
@@ -522,17 +554,38 @@ rd_store *rd_store_journal_wrap(rd_store *inner)
 
 size_t rd_store_journal_bytes(const rd_store *s)
 {
-    return ((const jstore *)s)->bytes;
+    const jstore *j = as_journal(s);
+    return j ? j->bytes : 0;
 }
 
 size_t rd_store_journal_writes(const rd_store *s)
 {
-    return ((const jstore *)s)->writes;
+    const jstore *j = as_journal(s);
+    return j ? j->writes : 0;
+}
+
+bool rd_store_journal_over(const rd_store *s)
+{
+    const jstore *j = as_journal(s);
+    return j && j->over;
+}
+
+void rd_store_journal_bound(rd_store *s, size_t max, void (*fn)(void *arg, bool over), void *arg)
+{
+    if (!as_journal(s))
+        return;
+    jstore *j = J(s);
+    j->max = max;
+    j->on_over = fn;
+    j->over_arg = arg;
+    check_under(j);
 }
 
 void rd_store_journal_metrics(const rd_store *s, FILE *f)
 {
-    const jstore *j = (const jstore *)s;
+    const jstore *j = as_journal(s);
+    if (!j)
+        return;
     fprintf(f,
             "# HELP runsd_store_journal_bytes Bytes of writes held in memory until a commit "
             "succeeds.\n# TYPE runsd_store_journal_bytes gauge\nrunsd_store_journal_bytes %zu\n",
@@ -542,4 +595,14 @@ void rd_store_journal_metrics(const rd_store *s, FILE *f)
             "what a failed one lost.\n# TYPE runsd_store_journal_replays_total counter\n"
             "runsd_store_journal_replays_total %llu\n",
             (unsigned long long)j->m_replays);
+    fprintf(f,
+            "# HELP runsd_store_journal_writes Writes held in memory until a commit succeeds.\n"
+            "# TYPE runsd_store_journal_writes gauge\nrunsd_store_journal_writes %zu\n"
+            "# HELP runsd_store_journal_max_bytes The bound ([store] max_journal; 0: none).\n"
+            "# TYPE runsd_store_journal_max_bytes gauge\nrunsd_store_journal_max_bytes %zu\n"
+            "# HELP runsd_store_journal_over 1 while the journal is past its bound and runs are "
+            "paused.\n# TYPE runsd_store_journal_over gauge\nrunsd_store_journal_over %d\n"
+            "# HELP runsd_store_journal_over_total Times the journal went past its bound.\n"
+            "# TYPE runsd_store_journal_over_total counter\nrunsd_store_journal_over_total %llu\n",
+            j->writes, j->max, j->over ? 1 : 0, (unsigned long long)j->m_over);
 }

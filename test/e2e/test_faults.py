@@ -6,6 +6,11 @@ it fails the daemon answers 503 with Retry-After, /readyz is 503, reads that nee
 served; when it comes back the daemon catches up without a restart: every run ends where its
 worker put it, its counts equal its stored results, and SQLite's integrity check passes.
 Needs root (mount); skipped with a reason otherwise.
+
+JournalBound: while the store fails (made read-only by the LD_PRELOAD shim
+test/faults/rofault.c), the journal that holds the writes is bounded by [store] max_journal:
+past it the worker is paused (its pipe fills and it blocks), nothing is dropped, and after
+recovery every item is stored.
 """
 import os
 import re
@@ -13,9 +18,10 @@ import shutil
 import sqlite3
 import subprocess
 import tempfile
+import time
 import unittest
 
-from harness import Daemon, testworker_flow, wait_for
+from harness import VALGRIND, Daemon, testworker_flow, wait_for
 from helpers import all_results
 
 ITEMS = 3000
@@ -46,6 +52,23 @@ def metric(d, name):
     body = d.get("/metrics").body.decode()
     m = re.search(r"^%s (\d+)" % re.escape(name), body, re.M)
     return int(m.group(1)) if m else None
+
+
+def shim_env(tc, tmp, store_dir):
+    """The daemon's environment with the read-only shim, and the flag that switches it on."""
+    shim = os.environ.get("RUNSD_FAULT_SHIM")
+    if not shim or not os.path.exists(shim):
+        tc.skipTest("the read-only shim is not built (RUNSD_FAULT_SHIM; ctest sets it)")
+    if VALGRIND:
+        # valgrind runs the daemon on its own core, whose preloads come before ours.
+        tc.skipTest("the LD_PRELOAD shim is not used under valgrind")
+    flag = os.path.join(tmp, "store-read-only")
+    asan = os.environ.get("ASAN_OPTIONS", "")
+    env = {"LD_PRELOAD": shim, "RUNSD_FAULT_RO": flag, "RUNSD_FAULT_DIR": store_dir,
+           "RUNSD_FAULT_LOG": os.path.join(tmp, "faults.log"),
+           # ASan wants its runtime first in the library list; the shim calls on to it.
+           "ASAN_OPTIONS": (asan + ":" if asan else "") + "verify_asan_link_order=0"}
+    return env, flag
 
 
 class StoreFaults(unittest.TestCase):
@@ -102,6 +125,67 @@ class StoreFaults(unittest.TestCase):
         filler = []
         self.failing_window(lambda: filler.append(fill(self.mnt)),
                             lambda: os.unlink(filler[0]))
+
+
+class JournalBound(unittest.TestCase):
+    """[store] max_journal: a worker that keeps writing while the store fails is paused."""
+
+    BOUND = 256 * 1024
+    ITEMS = 20000
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="runsd-journal-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.store_dir = os.path.join(self.tmp, "store")
+        os.mkdir(self.store_dir)
+        env, self.flag = shim_env(self, self.tmp, self.store_dir)
+        self.d = Daemon(flows=testworker_flow("items"), tmp=self.tmp, env=env,
+                        store_path=os.path.join(self.store_dir, "runsd.db"),
+                        extra="[store]\nmax_journal = %d\n" % self.BOUND)
+        # extra lands in [limits]; the key belongs to [store], which the harness writes first.
+        self.d.config_text = self.config_text
+        self.d.start()
+
+    def config_text(self):
+        d = self.d
+        return ("[server]\nlisten = 127.0.0.1:%d\npublic_url = http://127.0.0.1:%d\n\n"
+                "[store]\npath = %s\nmax_journal = %d\n\n%s\n"
+                % (d.port, d.port, d.store, self.BOUND, d.flows))
+
+    def tearDown(self):
+        if getattr(self, "d", None):
+            self.d.stop()
+
+    def test_bound_pauses_the_worker(self):
+        d = self.d
+        self.assertEqual(metric(d, "runsd_store_journal_max_bytes"), self.BOUND)
+        run = d.create("items", {"items": self.ITEMS, "item_delay": 0.0002})
+        wait_for(lambda: d.run(run["id"])["counts"]["items"] >= 50, what="items before")
+        open(self.flag, "w").close()
+        wait_for(lambda: metric(d, "runsd_store_journal_over") == 1, timeout=30,
+                 what="the journal past its bound")
+        # Paused: the journal stops growing (each item is a held write) while the worker,
+        # left alone, would write thousands of items a second; and it stays near the bound
+        # (past it by at most the records of the one line that crossed it).
+        writes = metric(d, "runsd_store_journal_writes")
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            self.assertLessEqual(metric(d, "runsd_store_journal_bytes"), self.BOUND + 4096)
+            time.sleep(0.05)
+        self.assertEqual(metric(d, "runsd_store_journal_writes"), writes)
+        self.assertEqual(metric(d, "runsd_runs_running"), 1)
+        self.assertEqual(d.get("/readyz").status, 503)
+        os.unlink(self.flag)
+        end = d.wait_status(run["id"], "succeeded", timeout=120)
+        self.assertEqual(metric(d, "runsd_store_journal_over"), 0)
+        self.assertGreaterEqual(metric(d, "runsd_store_journal_over_total"), 1)
+        results = all_results(d, run["id"])
+        self.assertEqual(end["counts"]["items"], self.ITEMS)
+        self.assertEqual([x["data"]["i"] for x in results], list(range(self.ITEMS)))
+        d.stop()
+        db = sqlite3.connect(os.path.join(self.store_dir, "runsd.db"))
+        self.assertEqual(db.execute("PRAGMA integrity_check").fetchone()[0], "ok")
+        db.close()
 
 
 if __name__ == "__main__":
