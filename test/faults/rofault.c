@@ -84,18 +84,43 @@ static int under_dir(const char *path)
 /* ---- the log of what was refused ------------------------------------------------------------ */
 
 enum {
-    C_WRITE, C_WRITEV, C_PWRITE, C_PWRITE64, C_PWRITEV, C_PWRITEV64, C_PWRITEV2, C_FSYNC,
-    C_FDATASYNC, C_FTRUNCATE, C_FTRUNCATE64, C_FALLOCATE, C_FALLOCATE64, C_POSIX_FALLOCATE,
-    C_POSIX_FALLOCATE64, C_SYNC_FILE_RANGE, C_OPEN, C_OPEN64, C_OPENAT, C_OPENAT64, C_CREAT,
-    C_CREAT64, C_TRUNCATE, C_TRUNCATE64, C_UNLINK, C_UNLINKAT, C_RENAME, C_RENAMEAT,
+    C_WRITE,
+    C_WRITEV,
+    C_PWRITE,
+    C_PWRITE64,
+    C_PWRITEV,
+    C_PWRITEV64,
+    C_PWRITEV2,
+    C_FSYNC,
+    C_FDATASYNC,
+    C_FTRUNCATE,
+    C_FTRUNCATE64,
+    C_FALLOCATE,
+    C_FALLOCATE64,
+    C_POSIX_FALLOCATE,
+    C_POSIX_FALLOCATE64,
+    C_SYNC_FILE_RANGE,
+    C_OPEN,
+    C_OPEN64,
+    C_OPENAT,
+    C_OPENAT64,
+    C_CREAT,
+    C_CREAT64,
+    C_TRUNCATE,
+    C_TRUNCATE64,
+    C_UNLINK,
+    C_UNLINKAT,
+    C_RENAME,
+    C_RENAMEAT,
     C_RENAMEAT2,
 };
 static const char *const call_names[] = {
-    "write", "writev", "pwrite", "pwrite64", "pwritev", "pwritev64", "pwritev2", "fsync",
-    "fdatasync", "ftruncate", "ftruncate64", "fallocate", "fallocate64", "posix_fallocate",
-    "posix_fallocate64", "sync_file_range", "open", "open64", "openat", "openat64", "creat",
-    "creat64", "truncate", "truncate64", "unlink", "unlinkat", "rename", "renameat",
-    "renameat2",
+    "write",           "writev",    "pwrite",      "pwrite64",        "pwritev",
+    "pwritev64",       "pwritev2",  "fsync",       "fdatasync",       "ftruncate",
+    "ftruncate64",     "fallocate", "fallocate64", "posix_fallocate", "posix_fallocate64",
+    "sync_file_range", "open",      "open64",      "openat",          "openat64",
+    "creat",           "creat64",   "truncate",    "truncate64",      "unlink",
+    "unlinkat",        "rename",    "renameat",    "renameat2",
 };
 
 static ssize_t (*real_write)(int, const void *, size_t);
@@ -129,7 +154,8 @@ static void note(int call, const char *path)
     close(fd);
 }
 
-/* ---- the tests: a descriptor, a path ---------------------------------------------------------- */
+/* ---- the tests: a descriptor, a path ----------------------------------------------------------
+ */
 
 /* Refuse a write-type call on fd: sets errno and returns 1. */
 static int refuse_fd(int call, int fd)
@@ -187,7 +213,8 @@ static int writes(int flags)
            (flags & O_TMPFILE) == O_TMPFILE;
 }
 
-/* ---- the interposed calls ---------------------------------------------------------------------- */
+/* ---- the interposed calls ----------------------------------------------------------------------
+ */
 
 #define REAL(type, name, params)                                                                   \
     static type(*real_##name) params;                                                              \
