@@ -6,9 +6,10 @@
  * has failed in the current transaction ("doomed"), later writes are only recorded and the
  * commit fails, so the batch is retried whole.
  *
- * Reads pass through. Retention prunes are not recorded: a lost prune is redone by the next
- * round. A delivery lease is a conditional write: it is refused while the transaction is
- * doomed, so no webhook is sent whose lease is not stored.
+ * Reads pass through, and while the journal waits for the store they see what is committed.
+ * Retention prunes are not recorded: a lost prune is redone by the next round. A delivery
+ * lease is a conditional write: it is refused while the transaction is doomed, so no webhook
+ * is sent whose lease is not stored.
  */
 #include "store/store_journal.h"
 
@@ -443,51 +444,61 @@ static int j_pgroup_del(rd_store *s, int64_t pgid)
     return jwrite(J(s), r);
 }
 
-/* Reads and prunes pass through, after the journal has caught up. */
+/* Prunes pass through after the journal has caught up (they write, after what it holds). */
 #define PASS(name, params, args)                                                                   \
     static int j_##name params                                                                     \
     {                                                                                              \
         catch_up(J(s));                                                                            \
         return J(s)->inner->ops->name args;                                                        \
     }
+/* Reads pass through as they are. While the journal waits for the store (pending) the
+ * backend's transaction was rolled back, so a read sees what is committed: all of it
+ * published, none of it losable. Writing the journal again first would show, when the store
+ * still fails, a half-replayed transaction. When the journal is in the open transaction, a
+ * read sees it, as any read of an open transaction does. */
+#define READ(name, params, args)                                                                   \
+    static int j_##name params                                                                     \
+    {                                                                                              \
+        return J(s)->inner->ops->name args;                                                        \
+    }
 
-PASS(run_get, (rd_store * s, const char *id, rd_run **out), (J(s)->inner, id, out))
-PASS(run_list,
+READ(run_get, (rd_store * s, const char *id, rd_run **out), (J(s)->inner, id, out))
+READ(run_list,
      (rd_store * s, const rd_run_filter *f, int64_t offset, int limit, rd_run ***out, size_t *n,
       int64_t *total),
      (J(s)->inner, f, offset, limit, out, n, total))
-PASS(runs_active, (rd_store * s, rd_run ***out, size_t *n), (J(s)->inner, out, n))
-PASS(events_scan,
+READ(runs_active, (rd_store * s, rd_run ***out, size_t *n), (J(s)->inner, out, n))
+READ(events_scan,
      (rd_store * s, const char *run_id, int64_t after_id, int limit, rd_event_cb cb, void *arg),
      (J(s)->inner, run_id, after_id, limit, cb, arg))
-PASS(items_scan, (rd_store * s, const rd_item_query *q, rd_event_cb cb, void *arg, int64_t *total),
+READ(items_scan, (rd_store * s, const rd_item_query *q, rd_event_cb cb, void *arg, int64_t *total),
      (J(s)->inner, q, cb, arg, total))
-PASS(idem_get,
+READ(idem_get,
      (rd_store * s, const char *key_hash, char *run_id, size_t run_id_len, char *body_hash,
       size_t body_hash_len),
      (J(s)->inner, key_hash, run_id, run_id_len, body_hash, body_hash_len))
-PASS(max_event_id, (rd_store * s, int64_t *out), (J(s)->inner, out))
-PASS(min_event_id, (rd_store * s, int64_t *out), (J(s)->inner, out))
-PASS(kv_get, (rd_store * s, const char *key, char **out_value), (J(s)->inner, key, out_value))
+READ(max_event_id, (rd_store * s, int64_t *out), (J(s)->inner, out))
+READ(min_event_id, (rd_store * s, int64_t *out), (J(s)->inner, out))
+READ(kv_get, (rd_store * s, const char *key, char **out_value), (J(s)->inner, key, out_value))
 PASS(events_prune, (rd_store * s, int64_t before_ms, int limit, int64_t *n_deleted),
      (J(s)->inner, before_ms, limit, n_deleted))
 PASS(idem_prune, (rd_store * s, int64_t before_ms, int64_t *n_deleted),
      (J(s)->inner, before_ms, n_deleted))
 PASS(dlv_prune, (rd_store * s, int64_t before_ms, int limit, int64_t *n_deleted),
      (J(s)->inner, before_ms, limit, n_deleted))
-PASS(dlv_get, (rd_store * s, const char *id, rd_delivery_cb cb, void *arg),
+READ(dlv_get, (rd_store * s, const char *id, rd_delivery_cb cb, void *arg),
      (J(s)->inner, id, cb, arg))
-PASS(dlv_due, (rd_store * s, int64_t now, int limit, rd_delivery_cb cb, void *arg),
+READ(dlv_due, (rd_store * s, int64_t now, int limit, rd_delivery_cb cb, void *arg),
      (J(s)->inner, now, limit, cb, arg))
-PASS(dlv_next_due, (rd_store * s, int64_t *out), (J(s)->inner, out))
-PASS(dlv_run_scan,
+READ(dlv_next_due, (rd_store * s, int64_t *out), (J(s)->inner, out))
+READ(dlv_run_scan,
      (rd_store * s, const char *run_id, int64_t offset, int limit, rd_delivery_cb cb, void *arg,
       int64_t *total),
      (J(s)->inner, run_id, offset, limit, cb, arg, total))
-PASS(dlv_stopped, (rd_store * s, const char *run_id, const char *url, bool *out),
+READ(dlv_stopped, (rd_store * s, const char *run_id, const char *url, bool *out),
      (J(s)->inner, run_id, url, out))
-PASS(pgroups_scan, (rd_store * s, rd_pgroup_cb cb, void *arg), (J(s)->inner, cb, arg))
-PASS(dlv_attempts_scan, (rd_store * s, const char *delivery_id, rd_attempt_cb cb, void *arg),
+READ(pgroups_scan, (rd_store * s, rd_pgroup_cb cb, void *arg), (J(s)->inner, cb, arg))
+READ(dlv_attempts_scan, (rd_store * s, const char *delivery_id, rd_attempt_cb cb, void *arg),
      (J(s)->inner, delivery_id, cb, arg))
 
 static const rd_store_ops journal_ops = {
