@@ -414,8 +414,9 @@ static void h_events_get(rd_req *req, void *arg)
 }
 
 /* An external worker's post waits while the event streams apply backpressure (subscribers that
- * keep up are behind): its events are applied, and the post answered, once they have caught
- * up, so a worker posting one batch at a time goes no faster than its readers. */
+ * keep up are behind) or the store's journal is past its bound (the store fails): its events
+ * are applied, and the post answered, once that is over, so a worker posting one batch at a
+ * time goes no faster than its readers and its store. */
 struct held_post {
     TAILQ_ENTRY(held_post) link;
     rd_api *a;
@@ -445,12 +446,17 @@ static evhtp_res held_on_fini(evhtp_request_t *r, void *arg)
     return EVHTP_RES_OK;
 }
 
+static bool pressure(rd_api *a)
+{
+    return rd_streams_pressure(a->streams) || rd_engine_store_pressure(a->eng);
+}
+
 /* The pressure is lifted: the held posts go, in order, until it comes back. */
 static void runs_on_release(void *arg)
 {
     rd_api *a = arg;
     struct held_post *h;
-    while ((h = TAILQ_FIRST(&a->held_posts)) && !rd_streams_pressure(a->streams)) {
+    while ((h = TAILQ_FIRST(&a->held_posts)) && !pressure(a)) {
         TAILQ_REMOVE(&a->held_posts, h, link);
         evhtp_request_t *r = h->r;
         h->r = NULL; /* answered: the fini hook only frees */
@@ -487,8 +493,7 @@ static void h_events_post(rd_req *req, void *arg)
     char *body = rd_req_body(req, &len);
     if (!body)
         return;
-    if ((rd_streams_pressure(a->streams) || !TAILQ_EMPTY(&a->held_posts)) &&
-        hold_post(a, req, id, body, len))
+    if ((pressure(a) || !TAILQ_EMPTY(&a->held_posts)) && hold_post(a, req, id, body, len))
         return;
     post_apply(a, req, id, body, len);
     free(body);
@@ -516,5 +521,6 @@ static const rd_http_route_def runs_routes[] = {
 int rd_runs_register(rd_http *h, rd_api *a)
 {
     rd_streams_on_release(a->streams, runs_on_release, a);
+    rd_engine_on_release(a->eng, runs_on_release, a);
     return rd_http_route_all(h, runs_routes, sizeof runs_routes / sizeof runs_routes[0], a);
 }

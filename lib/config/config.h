@@ -82,6 +82,8 @@ typedef struct rd_config {
     bool store_allow_memory;    /* key: allow_memory (tests only) */
     char *store_synchronous;    /* "normal" (default) | "full" */
     int64_t event_retention_ms; /* key: retention; 0 = keep forever (default) */
+    int64_t store_max_journal;  /* bytes held while the store fails before producers are
+                                   paused (store_journal.h); 0 = no bound; default 64M */
     /* [limits] */
     int max_running;            /* default 8 */
     int max_queued;             /* default 10000 */

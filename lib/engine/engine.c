@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/store_journal.h"
 #include "webhook/outbox.h"
 
 /* Retention and idempotency-key expiry: a few small batches a minute, each its own short
@@ -65,6 +66,30 @@ void rd_engine_start_pruning(rd_engine *eng)
     engine_on_prune(-1, 0, eng); /* a backlog from a long stop goes at once */
 }
 
+static void throttle_apply(rd_engine *eng)
+{
+    rd_exec_throttle(eng->exec, eng->throttle_hub || eng->throttle_store);
+}
+
+static void engine_on_release(evutil_socket_t fd, short what, void *arg)
+{
+    rd_engine *eng = arg;
+    if (!eng->throttle_store && eng->on_release)
+        eng->on_release(eng->release_arg);
+}
+
+/* The store journal went past its bound (on: from inside the write that did, so the worker
+ * whose line it was stops at once) or was emptied by a commit (off: from inside the commit,
+ * so held posts, which write, go from the loop). */
+static void engine_on_journal(void *arg, bool over)
+{
+    rd_engine *eng = arg;
+    eng->throttle_store = over;
+    throttle_apply(eng);
+    if (!over && eng->release_ev)
+        event_active(eng->release_ev, EV_TIMEOUT, 1);
+}
+
 rd_engine *rd_engine_new(struct event_base *base, rd_store *store, const rd_config *cfg)
 {
     rd_engine *eng = calloc(1, sizeof *eng);
@@ -75,10 +100,12 @@ rd_engine *rd_engine_new(struct event_base *base, rd_store *store, const rd_conf
     eng->cfg = cfg;
     eng->runs = rd_runs_new(base, store, cfg);
     eng->prune_ev = event_new(base, -1, EV_PERSIST, engine_on_prune, eng);
-    if (!eng->runs || !eng->prune_ev || rd_sched_init(eng) != 0) {
+    eng->release_ev = event_new(base, -1, 0, engine_on_release, eng);
+    if (!eng->runs || !eng->prune_ev || !eng->release_ev || rd_sched_init(eng) != 0) {
         rd_engine_free(eng);
         return NULL;
     }
+    rd_store_journal_bound(store, (size_t)cfg->store_max_journal, engine_on_journal, eng);
     return eng;
 }
 
@@ -86,11 +113,16 @@ void rd_engine_free(rd_engine *eng)
 {
     if (!eng)
         return;
+    /* The journal outlives the engine (the server closes it last): it must not call back. */
+    if (eng->store)
+        rd_store_journal_bound(eng->store, 0, NULL, NULL);
     /* Records first (their attempts free their workers), then the layers that observed them. */
     rd_runs_free(eng->runs);
     rd_sched_dispose(eng);
     if (eng->prune_ev)
         event_free(eng->prune_ev);
+    if (eng->release_ev)
+        event_free(eng->release_ev);
     free(eng);
 }
 
@@ -98,6 +130,7 @@ void rd_engine_set_config(rd_engine *eng, const rd_config *cfg)
 {
     eng->cfg = cfg;
     rd_runs_set_config(eng->runs, cfg);
+    rd_store_journal_bound(eng->store, (size_t)cfg->store_max_journal, engine_on_journal, eng);
     rd_sched_soon(eng);
 }
 
@@ -139,7 +172,19 @@ rd_store *rd_engine_store(rd_engine *eng)
 
 void rd_engine_throttle(rd_engine *eng, bool on)
 {
-    rd_exec_throttle(eng->exec, on);
+    eng->throttle_hub = on;
+    throttle_apply(eng);
+}
+
+bool rd_engine_store_pressure(const rd_engine *eng)
+{
+    return eng->throttle_store;
+}
+
+void rd_engine_on_release(rd_engine *eng, void (*fn)(void *arg), void *arg)
+{
+    eng->on_release = fn;
+    eng->release_arg = arg;
 }
 
 bool rd_engine_ready(const rd_engine *eng)
@@ -159,6 +204,7 @@ char *rd_engine_metrics_text(rd_engine *eng)
     fprintf(f, "# TYPE runsd_runs_queued gauge\nrunsd_runs_queued %d\n",
             rd_runs_n_queued(eng->runs));
     rd_exec_metrics(eng->exec, f);
+    rd_store_journal_metrics(eng->store, f);
     fprintf(f, "# TYPE runsd_events_pruned_total counter\nrunsd_events_pruned_total %llu\n",
             (unsigned long long)eng->m_pruned);
     fclose(f);

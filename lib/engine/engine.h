@@ -53,6 +53,13 @@ rd_store *rd_engine_store(rd_engine *eng);
 bool rd_engine_ready(const rd_engine *eng);
 /** Backpressure from the event streams: while on, workers' output is not read. */
 void rd_engine_throttle(rd_engine *eng, bool on);
+/** True while the store's journal is past [store] max_journal (the store fails and holds that
+ * much): workers' output is not read, and external workers' posts should wait, until a
+ * commit succeeds. */
+bool rd_engine_store_pressure(const rd_engine *eng);
+/** fn(arg) is called from the loop once the store's pressure is lifted (the owner of held
+ * posts lets them go). One callback; NULL removes it. */
+void rd_engine_on_release(rd_engine *eng, void (*fn)(void *arg), void *arg);
 /** Prometheus text of the engine's counters appended to buf (malloc'd; caller frees). */
 char *rd_engine_metrics_text(rd_engine *eng);
 /** How many runs are running (local workers holding a slot), queued for a slot, and waiting

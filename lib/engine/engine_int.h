@@ -44,6 +44,12 @@ struct rd_engine {
     void (*shutdown_done)(void *arg);
     void *shutdown_arg;
     uint64_t m_pruned;
+    /* Producers are slowed (exec's throttle) while either asks: the event streams' readers
+     * are behind (hub), or the store journal is past its bound (store). */
+    bool throttle_hub, throttle_store;
+    struct event *release_ev; /* tells on_release from the loop, not from inside a commit */
+    void (*on_release)(void *arg);
+    void *release_arg;
 };
 
 /* sched.c */

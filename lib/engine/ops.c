@@ -10,6 +10,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A change that would start new work is refused while the store fails: answering 503 after
+ * making it in memory would let it happen later (the journal stores it once the store works)
+ * although the client was told it did not. The flush tells a store that works again. */
+static int store_gate(rd_engine *eng, rd_apierr *e)
+{
+    if (!rd_runs_store_ok(eng->runs) && rd_runs_flush(eng->runs) != 0)
+        return rd_fail_store(e);
+    return 0;
+}
+
 static int create_replay(rd_engine *eng, const rd_create_req *req, const char *key_hash,
                          json_t **out, bool *replayed, rd_apierr *e)
 {
@@ -78,7 +88,7 @@ int rd_engine_create(rd_engine *eng, const rd_create_req *req, json_t **out, boo
         if (rc <= 0)
             return rc;
     }
-    if (create_check(eng, req, &flow, &limit, e) != 0)
+    if (store_gate(eng, e) != 0 || create_check(eng, req, &flow, &limit, e) != 0)
         return -1;
     json_t *webhook = webhook_with_secret(req->webhook, secret, sizeof secret);
     rd_run_init in = {.flow = flow,
@@ -135,7 +145,7 @@ int rd_engine_cancel(rd_engine *eng, const char *id, json_t **out, rd_apierr *e)
 int rd_engine_start(rd_engine *eng, const char *id, json_t **out, rd_apierr *e)
 {
     rd_active *act;
-    if (rd_runs_load(eng->runs, id, &act, e) != 0)
+    if (store_gate(eng, e) != 0 || rd_runs_load(eng->runs, id, &act, e) != 0)
         return -1;
     rd_status s = rd_active_run(act)->status;
     if (s != RD_ST_CREATED)
@@ -161,7 +171,7 @@ static int not_extendable(const rd_run *r, rd_apierr *e)
 int rd_engine_extend(rd_engine *eng, const char *id, int64_t additional, json_t **out, rd_apierr *e)
 {
     rd_active *act;
-    if (rd_runs_load(eng->runs, id, &act, e) != 0)
+    if (store_gate(eng, e) != 0 || rd_runs_load(eng->runs, id, &act, e) != 0)
         return -1;
     const rd_run *r = rd_active_run(act);
     if (!rd_fsm_can_extend(r->status, r->reason, r->preview))
@@ -187,7 +197,7 @@ int rd_engine_enrich(rd_engine *eng, const char *id, const char *flow_name, json
                      json_t **out, rd_apierr *e)
 {
     rd_active *act;
-    if (rd_runs_load(eng->runs, id, &act, e) != 0)
+    if (store_gate(eng, e) != 0 || rd_runs_load(eng->runs, id, &act, e) != 0)
         return -1;
     rd_status s = rd_active_run(act)->status;
     if (!rd_fsm_can_enrich(s) || s == RD_ST_CANCELLING)

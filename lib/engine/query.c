@@ -9,17 +9,35 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* While the store fails, memory is ahead of it. Reads then show what is stored: every bit of
+ * it was published and none of it can be lost, while what memory holds beyond it could still
+ * be (a crash before the store works again). The journal reads the committed state while it
+ * waits (store_journal.c), so the row, the event log and the results agree with each other
+ * and with what streams have sent. 0 and *out (owned), or fills e: 404, or 503 for a run that
+ * so far exists only in memory. */
+static int stored_run(rd_engine *eng, const char *id, rd_run **out, rd_apierr *e)
+{
+    int rc = rd_store_run_get(eng->store, id, out);
+    if (rc == 0)
+        return 0;
+    if (rc == RD_ENOTFOUND && !rd_runs_get(eng->runs, id))
+        return rd_fail(e, 404, "run_not_found", "no run with that id");
+    return rd_fail_store(e);
+}
+
 int rd_engine_get(rd_engine *eng, const char *id, rd_audience aud, json_t **out, rd_apierr *e)
 {
     if (!rd_run_id_valid(id))
         return rd_fail(e, 404, "run_not_found", "no run with that id");
-    /* While the store fails, memory is ahead of it: show nothing that could still be lost. */
-    if (!rd_runs_store_ok(eng->runs) && rd_runs_flush(eng->runs) != 0)
-        return rd_fail_store(e);
     const rd_run *r;
     rd_run *stored;
-    if (rd_runs_find(eng->runs, id, &r, &stored, e) != 0)
+    if (!rd_runs_store_ok(eng->runs) && rd_runs_flush(eng->runs) != 0) {
+        if (stored_run(eng, id, &stored, e) != 0)
+            return -1;
+        r = stored;
+    } else if (rd_runs_find(eng->runs, id, &r, &stored, e) != 0) {
         return -1;
+    }
     *out = rd_runs_run_json_as(eng->runs, r, aud);
     rd_run_free(stored);
     return 0;
@@ -41,13 +59,14 @@ int rd_engine_list(rd_engine *eng, const rd_run_filter *f, int page, int page_si
     rd_run **runs = NULL;
     size_t n = 0;
     int64_t total = 0;
-    if (rd_runs_flush(eng->runs) != 0 ||
-        rd_store_run_list(eng->store, f, (int64_t)(page - 1) * page_size, page_size, &runs, &n,
+    /* While the store fails the list is what is stored (see stored_run). */
+    bool stored_only = rd_runs_flush(eng->runs) != 0;
+    if (rd_store_run_list(eng->store, f, (int64_t)(page - 1) * page_size, page_size, &runs, &n,
                           &total) != 0)
         return rd_fail_store(e);
     json_t *items = json_array();
     for (size_t i = 0; i < n; i++) {
-        rd_active *act = rd_runs_get(eng->runs, runs[i]->id);
+        rd_active *act = stored_only ? NULL : rd_runs_get(eng->runs, runs[i]->id);
         /* An active record is newer than its row. */
         const rd_run *r = act ? rd_active_run(act) : runs[i];
         json_array_append_new(items, rd_runs_run_json_as(eng->runs, r, aud));
@@ -59,27 +78,32 @@ int rd_engine_list(rd_engine *eng, const rd_run_filter *f, int page, int page_si
     return 0;
 }
 
-/* The run exists (404 otherwise) and every acknowledged change is committed. */
-static int need_run(rd_engine *eng, const char *id, rd_apierr *e)
+/* The run exists (404 otherwise) and every acknowledged change is committed; or the store
+ * fails and *stored is its stored row (see stored_run), which the caller frees. */
+static int need_run(rd_engine *eng, const char *id, rd_run **stored, rd_apierr *e)
 {
     rd_status st;
     rd_reason rs;
-    if (rd_runs_lookup(eng->runs, id, &st, &rs, e) != 0)
-        return -1;
-    return rd_runs_flush(eng->runs) == 0 ? 0 : rd_fail_store(e);
+    *stored = NULL;
+    if (!rd_run_id_valid(id))
+        return rd_fail(e, 404, "run_not_found", "no run with that id");
+    if (rd_runs_flush(eng->runs) != 0)
+        return stored_run(eng, id, stored, e);
+    return rd_runs_lookup(eng->runs, id, &st, &rs, e);
 }
 
 /* Totals come from the run's counters: counting a million rows per page would cost more than
- * the page itself. */
-static int run_counts(rd_engine *eng, const char *id, int64_t *n_ok, int64_t *n_err, rd_apierr *e)
+ * the page itself. While the store fails, the stored row's, which match the stored items. */
+static int run_counts(rd_engine *eng, const char *id, const rd_run *stored, int64_t *n_ok,
+                      int64_t *n_err, rd_apierr *e)
 {
-    const rd_run *r;
-    rd_run *stored;
-    if (rd_runs_find(eng->runs, id, &r, &stored, e) != 0)
+    const rd_run *r = stored;
+    rd_run *owned = NULL;
+    if (!r && rd_runs_find(eng->runs, id, &r, &owned, e) != 0)
         return -1;
     *n_ok = r->n_items;
     *n_err = r->n_item_errors;
-    rd_run_free(stored);
+    rd_run_free(owned);
     return 0;
 }
 
@@ -116,7 +140,12 @@ int rd_engine_results(rd_engine *eng, const char *id, const rd_results_req *q, j
                       rd_apierr *e)
 {
     int64_t n_ok = 0, n_err = 0;
-    if (need_run(eng, id, e) != 0 || run_counts(eng, id, &n_ok, &n_err, e) != 0)
+    rd_run *stored;
+    if (need_run(eng, id, &stored, e) != 0)
+        return -1;
+    int crc = run_counts(eng, id, stored, &n_ok, &n_err, e);
+    rd_run_free(stored);
+    if (crc != 0)
         return -1;
     rd_item_query iq = {
         .run_id = id,
@@ -191,8 +220,10 @@ static int event_cb(const rd_event *ev, void *arg)
 int rd_engine_events(rd_engine *eng, const char *id, int64_t after, int limit, rd_audience aud,
                      json_t **out, rd_apierr *e)
 {
-    if (need_run(eng, id, e) != 0)
+    rd_run *stored;
+    if (need_run(eng, id, &stored, e) != 0)
         return -1;
+    rd_run_free(stored);
     json_t *items = json_array();
     ev_ctx c = {eng, items, aud};
     if (rd_store_events_scan(eng->store, id, after, limit + 1, event_cb, &c) != 0) {

@@ -6,9 +6,10 @@
  * has failed in the current transaction ("doomed"), later writes are only recorded and the
  * commit fails, so the batch is retried whole.
  *
- * Reads pass through. Retention prunes are not recorded: a lost prune is redone by the next
- * round. A delivery lease is a conditional write: it is refused while the transaction is
- * doomed, so no webhook is sent whose lease is not stored.
+ * Reads pass through, and while the journal waits for the store they see what is committed.
+ * Retention prunes are not recorded: a lost prune is redone by the next round. A delivery
+ * lease is a conditional write: it is refused while the transaction is doomed, so no webhook
+ * is sent whose lease is not stored.
  */
 #include "store/store_journal.h"
 
@@ -57,7 +58,11 @@ typedef struct jstore {
     bool pending;          /* the log is not in the backend's open transaction */
     bool doomed;           /* a write failed in this transaction: its commit must fail */
     int64_t last_event_id; /* the id of the last event appended or recorded */
-    uint64_t m_failed, m_replays;
+    uint64_t m_failed, m_replays, m_over;
+    size_t max; /* the bound (0: none) */
+    bool over;  /* bytes went past max; until the log is emptied */
+    void (*on_over)(void *arg, bool over);
+    void *over_arg;
 } jstore;
 
 static jstore *J(rd_store *s)
@@ -109,6 +114,26 @@ static void log_add(jstore *j, jrec *r)
     STAILQ_INSERT_TAIL(&j->log, r, link);
     j->bytes += r->size;
     j->writes++;
+    if (j->max && !j->over && j->bytes > j->max) {
+        j->over = true;
+        j->m_over++;
+        rd_log_warn("store journal holds %zu bytes (max_journal %zu): runs are paused until the "
+                    "store takes them",
+                    j->bytes, j->max);
+        if (j->on_over)
+            j->on_over(j->over_arg, true);
+    }
+}
+
+/* The log was emptied (a commit succeeded) or the bound changed. */
+static void check_under(jstore *j)
+{
+    if (!j->over || (j->max && j->bytes > j->max))
+        return;
+    j->over = false;
+    rd_log_info("store journal down to %zu bytes: runs resume", j->bytes);
+    if (j->on_over)
+        j->on_over(j->over_arg, false);
 }
 
 /* Writes one record to the backend. */
@@ -203,6 +228,7 @@ static int j_commit(rd_store *s)
     int rc = j->doomed ? RD_EIO : j->inner->ops->commit(j->inner);
     if (rc == 0) {
         log_clear(j);
+        check_under(j);
         return 0;
     }
     j->inner->ops->rollback(j->inner);
@@ -224,6 +250,7 @@ static int j_rollback(rd_store *s)
 static void j_close(rd_store *s)
 {
     jstore *j = J(s);
+    j->on_over = NULL; /* nobody to tell any more */
     if (j->writes)
         rd_log_err("store closed with %zu write(s) that could not be stored", j->writes);
     log_clear(j);
@@ -417,51 +444,61 @@ static int j_pgroup_del(rd_store *s, int64_t pgid)
     return jwrite(J(s), r);
 }
 
-/* Reads and prunes pass through, after the journal has caught up. */
+/* Prunes pass through after the journal has caught up (they write, after what it holds). */
 #define PASS(name, params, args)                                                                   \
     static int j_##name params                                                                     \
     {                                                                                              \
         catch_up(J(s));                                                                            \
         return J(s)->inner->ops->name args;                                                        \
     }
+/* Reads pass through as they are. While the journal waits for the store (pending) the
+ * backend's transaction was rolled back, so a read sees what is committed: all of it
+ * published, none of it losable. Writing the journal again first would show, when the store
+ * still fails, a half-replayed transaction. When the journal is in the open transaction, a
+ * read sees it, as any read of an open transaction does. */
+#define READ(name, params, args)                                                                   \
+    static int j_##name params                                                                     \
+    {                                                                                              \
+        return J(s)->inner->ops->name args;                                                        \
+    }
 
-PASS(run_get, (rd_store * s, const char *id, rd_run **out), (J(s)->inner, id, out))
-PASS(run_list,
+READ(run_get, (rd_store * s, const char *id, rd_run **out), (J(s)->inner, id, out))
+READ(run_list,
      (rd_store * s, const rd_run_filter *f, int64_t offset, int limit, rd_run ***out, size_t *n,
       int64_t *total),
      (J(s)->inner, f, offset, limit, out, n, total))
-PASS(runs_active, (rd_store * s, rd_run ***out, size_t *n), (J(s)->inner, out, n))
-PASS(events_scan,
+READ(runs_active, (rd_store * s, rd_run ***out, size_t *n), (J(s)->inner, out, n))
+READ(events_scan,
      (rd_store * s, const char *run_id, int64_t after_id, int limit, rd_event_cb cb, void *arg),
      (J(s)->inner, run_id, after_id, limit, cb, arg))
-PASS(items_scan, (rd_store * s, const rd_item_query *q, rd_event_cb cb, void *arg, int64_t *total),
+READ(items_scan, (rd_store * s, const rd_item_query *q, rd_event_cb cb, void *arg, int64_t *total),
      (J(s)->inner, q, cb, arg, total))
-PASS(idem_get,
+READ(idem_get,
      (rd_store * s, const char *key_hash, char *run_id, size_t run_id_len, char *body_hash,
       size_t body_hash_len),
      (J(s)->inner, key_hash, run_id, run_id_len, body_hash, body_hash_len))
-PASS(max_event_id, (rd_store * s, int64_t *out), (J(s)->inner, out))
-PASS(min_event_id, (rd_store * s, int64_t *out), (J(s)->inner, out))
-PASS(kv_get, (rd_store * s, const char *key, char **out_value), (J(s)->inner, key, out_value))
+READ(max_event_id, (rd_store * s, int64_t *out), (J(s)->inner, out))
+READ(min_event_id, (rd_store * s, int64_t *out), (J(s)->inner, out))
+READ(kv_get, (rd_store * s, const char *key, char **out_value), (J(s)->inner, key, out_value))
 PASS(events_prune, (rd_store * s, int64_t before_ms, int limit, int64_t *n_deleted),
      (J(s)->inner, before_ms, limit, n_deleted))
 PASS(idem_prune, (rd_store * s, int64_t before_ms, int64_t *n_deleted),
      (J(s)->inner, before_ms, n_deleted))
 PASS(dlv_prune, (rd_store * s, int64_t before_ms, int limit, int64_t *n_deleted),
      (J(s)->inner, before_ms, limit, n_deleted))
-PASS(dlv_get, (rd_store * s, const char *id, rd_delivery_cb cb, void *arg),
+READ(dlv_get, (rd_store * s, const char *id, rd_delivery_cb cb, void *arg),
      (J(s)->inner, id, cb, arg))
-PASS(dlv_due, (rd_store * s, int64_t now, int limit, rd_delivery_cb cb, void *arg),
+READ(dlv_due, (rd_store * s, int64_t now, int limit, rd_delivery_cb cb, void *arg),
      (J(s)->inner, now, limit, cb, arg))
-PASS(dlv_next_due, (rd_store * s, int64_t *out), (J(s)->inner, out))
-PASS(dlv_run_scan,
+READ(dlv_next_due, (rd_store * s, int64_t *out), (J(s)->inner, out))
+READ(dlv_run_scan,
      (rd_store * s, const char *run_id, int64_t offset, int limit, rd_delivery_cb cb, void *arg,
       int64_t *total),
      (J(s)->inner, run_id, offset, limit, cb, arg, total))
-PASS(dlv_stopped, (rd_store * s, const char *run_id, const char *url, bool *out),
+READ(dlv_stopped, (rd_store * s, const char *run_id, const char *url, bool *out),
      (J(s)->inner, run_id, url, out))
-PASS(pgroups_scan, (rd_store * s, rd_pgroup_cb cb, void *arg), (J(s)->inner, cb, arg))
-PASS(dlv_attempts_scan, (rd_store * s, const char *delivery_id, rd_attempt_cb cb, void *arg),
+READ(pgroups_scan, (rd_store * s, rd_pgroup_cb cb, void *arg), (J(s)->inner, cb, arg))
+READ(dlv_attempts_scan, (rd_store * s, const char *delivery_id, rd_attempt_cb cb, void *arg),
      (J(s)->inner, delivery_id, cb, arg))
 
 static const rd_store_ops journal_ops = {
@@ -503,6 +540,12 @@ static const rd_store_ops journal_ops = {
     .pgroups_scan = j_pgroups_scan,
 };
 
+/* s as a journal, or NULL when it is another store (a test's plain backend). */
+static const jstore *as_journal(const rd_store *s)
+{
+    return s && s->ops == &journal_ops ? (const jstore *)s : NULL;
+}
+
 rd_store *rd_store_journal_wrap(rd_store *inner)
 {
     jstore *j = calloc(1, sizeof *j);
@@ -522,17 +565,38 @@ rd_store *rd_store_journal_wrap(rd_store *inner)
 
 size_t rd_store_journal_bytes(const rd_store *s)
 {
-    return ((const jstore *)s)->bytes;
+    const jstore *j = as_journal(s);
+    return j ? j->bytes : 0;
 }
 
 size_t rd_store_journal_writes(const rd_store *s)
 {
-    return ((const jstore *)s)->writes;
+    const jstore *j = as_journal(s);
+    return j ? j->writes : 0;
+}
+
+bool rd_store_journal_over(const rd_store *s)
+{
+    const jstore *j = as_journal(s);
+    return j && j->over;
+}
+
+void rd_store_journal_bound(rd_store *s, size_t max, void (*fn)(void *arg, bool over), void *arg)
+{
+    if (!as_journal(s))
+        return;
+    jstore *j = J(s);
+    j->max = max;
+    j->on_over = fn;
+    j->over_arg = arg;
+    check_under(j);
 }
 
 void rd_store_journal_metrics(const rd_store *s, FILE *f)
 {
-    const jstore *j = (const jstore *)s;
+    const jstore *j = as_journal(s);
+    if (!j)
+        return;
     fprintf(f,
             "# HELP runsd_store_journal_bytes Bytes of writes held in memory until a commit "
             "succeeds.\n# TYPE runsd_store_journal_bytes gauge\nrunsd_store_journal_bytes %zu\n",
@@ -542,4 +606,14 @@ void rd_store_journal_metrics(const rd_store *s, FILE *f)
             "what a failed one lost.\n# TYPE runsd_store_journal_replays_total counter\n"
             "runsd_store_journal_replays_total %llu\n",
             (unsigned long long)j->m_replays);
+    fprintf(f,
+            "# HELP runsd_store_journal_writes Writes held in memory until a commit succeeds.\n"
+            "# TYPE runsd_store_journal_writes gauge\nrunsd_store_journal_writes %zu\n"
+            "# HELP runsd_store_journal_max_bytes The bound ([store] max_journal; 0: none).\n"
+            "# TYPE runsd_store_journal_max_bytes gauge\nrunsd_store_journal_max_bytes %zu\n"
+            "# HELP runsd_store_journal_over 1 while the journal is past its bound and runs are "
+            "paused.\n# TYPE runsd_store_journal_over gauge\nrunsd_store_journal_over %d\n"
+            "# HELP runsd_store_journal_over_total Times the journal went past its bound.\n"
+            "# TYPE runsd_store_journal_over_total counter\nrunsd_store_journal_over_total %llu\n",
+            j->writes, j->max, j->over ? 1 : 0, (unsigned long long)j->m_over);
 }

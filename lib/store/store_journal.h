@@ -11,6 +11,7 @@
 #ifndef RUNSD_STORE_JOURNAL_H
 #define RUNSD_STORE_JOURNAL_H
 
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "store/store.h"
@@ -18,10 +19,21 @@
 /** Wraps inner (taking ownership: closing the journal closes it). NULL on out of memory
  * (inner is then closed). */
 rd_store *rd_store_journal_wrap(rd_store *inner);
-/** Bytes and writes held for the next transaction (0 after a successful commit). */
+/** Bytes and writes held for the next transaction (0 after a successful commit, and for a
+ * store that is not a journal). */
 size_t rd_store_journal_bytes(const rd_store *s);
 size_t rd_store_journal_writes(const rd_store *s);
-/** Appends the journal's Prometheus families to f. */
+/** Appends the journal's Prometheus families to f (nothing when s is not a journal). */
 void rd_store_journal_metrics(const rd_store *s, FILE *f);
+
+/** The journal's bound: once it holds more than max bytes (0: no bound), fn(arg, true) is
+ * called, from inside the write that went past it, so the owner can stop the producers; once
+ * a commit has emptied it, fn(arg, false), from inside that commit: fn must not write to the
+ * store then. Nothing is ever dropped: the bound only tells. Setting a new bound (a reload)
+ * calls fn(arg, false) when the journal is no longer over it. No-op on a store that is not a
+ * journal. fn may be NULL. */
+void rd_store_journal_bound(rd_store *s, size_t max, void (*fn)(void *arg, bool over), void *arg);
+/** True while the journal holds more than its bound (and has not been emptied since). */
+bool rd_store_journal_over(const rd_store *s);
 
 #endif

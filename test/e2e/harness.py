@@ -61,7 +61,8 @@ class Response:
 class Daemon:
     """One runsd process with its own temp dir, store and config."""
 
-    def __init__(self, flows="", extra="", limits="", server="", store_path=None, tmp=None):
+    def __init__(self, flows="", extra="", limits="", server="", store_path=None, tmp=None,
+                 env=None):
         self.tmp = tmp or tempfile.mkdtemp(prefix="runsd-e2e-")
         self.port = free_port()
         self.store = store_path or os.path.join(self.tmp, "runsd.db")
@@ -69,6 +70,7 @@ class Daemon:
         self.extra = extra
         self.limits = limits
         self.server = server
+        self.env = env  # added to the daemon's environment (e.g. LD_PRELOAD of a fault shim)
         self.proc = None
         self.expected_exit = False
 
@@ -100,7 +102,8 @@ class Daemon:
                     "--errors-for-leak-kinds=definite", "--show-leak-kinds=definite",
                     "--track-fds=no", "--log-file=%s" % os.path.join(self.tmp, "valgrind.%p.log"),
                     ] + argv
-        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=self.log, cwd=self.tmp)
+        env = dict(os.environ, **self.env) if self.env else None
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=self.log, cwd=self.tmp, env=env)
         self.expected_exit = False
 
         def ready():

@@ -221,6 +221,49 @@ static void check_held_batch(fx *f, bool writes_fail)
     rd_runs_unlisten(f->rs, l);
 }
 
+/* The journal's bound: told once when the bytes held pass it (writes are still kept: nothing
+ * is dropped), once more when a commit empties it; reads meanwhile see the committed state. */
+static int over_calls[2];
+static void on_over(void *arg, bool over)
+{
+    over_calls[over]++;
+}
+
+static void test_journal_bound(void **state)
+{
+    fx *f = *state;
+    rd_active *act = new_run(f);
+    assert_int_equal(rd_runs_flush(f->rs), 0);
+    const char *id = rd_active_run(act)->id;
+    int stored_before = stored_events(f, id).n;
+    over_calls[0] = over_calls[1] = 0;
+    rd_store_journal_bound(f->store, 4096, on_over, NULL);
+    fail_commits = true;
+    int logs = 0;
+    while (!rd_store_journal_over(f->store) && logs < 1000) {
+        rd_run_log(act, "info", "test", "a line that the journal must hold");
+        logs++;
+        assert_int_not_equal(rd_runs_flush(f->rs), 0);
+    }
+    assert_true(rd_store_journal_over(f->store));
+    assert_int_equal(over_calls[1], 1);
+    assert_true(rd_store_journal_bytes(f->store) > 4096);
+    rd_run_log(act, "info", "test", "past the bound: kept too");
+    assert_int_not_equal(rd_runs_flush(f->rs), 0);
+    assert_int_equal(over_calls[1], 1); /* told once */
+    /* Reads through the journal see what is committed, not a half-replayed transaction. */
+    seen s = {0};
+    assert_int_equal(rd_store_events_scan(f->store, id, 0, 0, count_cb, &s), 0);
+    assert_int_equal(s.n, stored_before);
+    fail_commits = false;
+    assert_int_equal(rd_runs_flush(f->rs), 0);
+    assert_false(rd_store_journal_over(f->store));
+    assert_int_equal(over_calls[0], 1);
+    assert_int_equal(rd_store_journal_bytes(f->store), 0);
+    assert_int_equal(stored_events(f, id).n, stored_before + logs + 1);
+    rd_store_journal_bound(f->store, 0, NULL, NULL);
+}
+
 static void test_failed_commit_holds_the_batch(void **state)
 {
     check_held_batch(*state, false);
@@ -277,6 +320,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_published_after_commit_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_commit_holds_the_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_writes_keep_their_ids, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_journal_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unlisten, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gate_sends_watermark, setup, teardown),
     };
