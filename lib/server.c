@@ -174,8 +174,14 @@ int runsd_reload(runsd *d, rd_config *cfg, char *err, size_t errlen)
     rd_engine_set_config(d->eng, cfg);
     rd_http_set_config(d->http, cfg);
     rd_outbox_set_config(d->outbox, cfg);
-    rd_log_info("reloaded %s: %d flow(s)", cfg->path, cfg->n_flows);
+    rd_logk(RD_LOG_INFO, "config reloaded", RD_LS("path", cfg->path), RD_LI("flows", cfg->n_flows),
+            RD_LS("log_format", cfg->log_format), RD_LS("log_level", cfg->log_level));
     return 0;
+}
+
+void runsd_log(int priority, const char *msg, const char *reason)
+{
+    rd_logk(priority, msg, RD_LS("reason", reason));
 }
 
 static void server_on_engine_done(void *arg)

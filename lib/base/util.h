@@ -73,6 +73,8 @@ typedef struct rd_log_field {
 } rd_log_field;
 #define RD_LS(k, v) ((rd_log_field){.key = (k), .str = (v)})
 #define RD_LI(k, v) ((rd_log_field){.key = (k), .num = (int64_t)(v), .is_num = true})
+/* No field: for a field present only sometimes (cond ? RD_LI(...) : RD_LNONE). */
+#define RD_LNONE ((rd_log_field){.key = NULL})
 
 void rd_log_set_level(int level);
 /** RD_LOG_LOGFMT or RD_LOG_JSON. */

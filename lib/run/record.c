@@ -126,6 +126,17 @@ static void enter_status(rd_active *act, rd_status from, rd_status to, rd_reason
     }
 }
 
+/* One line per status change; at a terminal status, the run's time since it was created. */
+static void log_transition(const rd_run *r, rd_status from)
+{
+    bool terminal = rd_status_terminal(r->status);
+    rd_logk(RD_LOG_INFO, "run transition", RD_LS("run", r->id), RD_LS("flow", r->flow),
+            RD_LS("from", rd_status_name(from)), RD_LS("to", rd_status_name(r->status)),
+            RD_LS("reason", r->reason ? rd_reason_name(r->reason) : NULL),
+            RD_LI("attempt", r->attempt),
+            terminal ? RD_LI("duration_ms", r->finished_at - r->created_at) : RD_LNONE);
+}
+
 int rd_run_transition(rd_active *act, rd_status to, rd_reason reason, const char *error_message)
 {
     rd_run *r = act->run;
@@ -136,6 +147,7 @@ int rd_run_transition(rd_active *act, rd_status to, rd_reason reason, const char
         return RD_ECONFLICT;
     }
     enter_status(act, from, to, reason, error_message);
+    log_transition(r, from);
     bool terminal = rd_status_terminal(to);
     /* The wire form hides the pending action's private members; it is needed only in waiting
      * states (webhook) and for run.end, so it is built only then. */
