@@ -39,9 +39,13 @@ _CONF_SECRET = re.compile(r"^[ \t]*(?:key[ \t]*[=:][ \t]*\w+:|secret[ \t]*[=:][ 
 _LINK_SECRET = re.compile(r"(?:[?&]|&amp;)(?:token|state|code)=([^&\"'\s<>\\]+)")
 
 
+_RUN_ID = re.compile(r"run_[A-Za-z0-9_-]{22}")
+
+
 def note_secret(value):
-    """Remembers value as a secret no daemon log may contain."""
-    if isinstance(value, str) and len(value) >= SECRET_MIN:
+    """Remembers value as a secret no daemon log may contain. A bare run id (a forged token
+    cut to its first part) is no secret: the log names runs."""
+    if isinstance(value, str) and len(value) >= SECRET_MIN and not _RUN_ID.fullmatch(value):
         SECRETS.add(value)
         SECRETS.add(urllib.parse.unquote(value))
 
