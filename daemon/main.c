@@ -51,10 +51,8 @@ static void main_on_done(void *arg)
 static void main_on_term(evutil_socket_t sig, short what, void *arg)
 {
     app *a = arg;
-    if (a->stopping)
-        fprintf(stderr, "<5>second signal: stopping workers now\n");
-    else
-        fprintf(stderr, "<5>signal %d: draining\n", (int)sig);
+    runsd_log(5, a->stopping ? "second signal: stopping workers now" : "signal: draining",
+              strsignal((int)sig));
     a->stopping = true;
     sd_notify(0, "STOPPING=1");
     runsd_shutdown(a->d, main_on_done, a);
@@ -68,7 +66,7 @@ static void main_on_hup(evutil_socket_t sig, short what, void *arg)
     sd_notify(0, "RELOADING=1");
     if (runsd_config_load(a->config_path, &cfg, err, sizeof err) != 0 ||
         runsd_reload(a->d, cfg, err, sizeof err) != 0)
-        fprintf(stderr, "<3>reload refused, keeping the running config: %s\n", err);
+        runsd_log(3, "config reload refused, keeping the running config", err);
     sd_notify(0, "READY=1");
 }
 
@@ -213,6 +211,6 @@ int main(int argc, char **argv)
     event_free(term);
     runsd_free(a.d);
     event_base_free(a.base);
-    fprintf(stderr, "<6>runsd: stopped\n");
+    runsd_log(6, "runsd stopped", NULL);
     return a.exit_code;
 }

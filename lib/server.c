@@ -70,6 +70,11 @@ int runsd_config_warnings(const rd_config *cfg, char *buf, size_t len)
     return 1;
 }
 
+static int log_format(const char *s)
+{
+    return s && strcmp(s, "json") == 0 ? RD_LOG_JSON : RD_LOG_LOGFMT;
+}
+
 static int log_level(const char *s)
 {
     if (!s || strcmp(s, "info") == 0)
@@ -119,6 +124,7 @@ int runsd_new(struct event_base *base, rd_config *cfg, runsd **out, char *err, s
     d->base = base;
     d->cfg = cfg;
     rd_log_set_level(log_level(cfg->log_level));
+    rd_log_set_format(log_format(cfg->log_format));
     rd_store_opts so = {.allow_memory = cfg->store_allow_memory,
                         .synchronous_full =
                             cfg->store_synchronous && strcmp(cfg->store_synchronous, "full") == 0};
@@ -197,11 +203,18 @@ int runsd_reload(runsd *d, rd_config *cfg, char *err, size_t errlen)
     d->old_cfgs[d->n_old++] = d->cfg;
     d->cfg = cfg;
     rd_log_set_level(log_level(cfg->log_level));
+    rd_log_set_format(log_format(cfg->log_format));
     rd_engine_set_config(d->eng, cfg);
     rd_http_set_config(d->http, cfg);
     rd_outbox_set_config(d->outbox, cfg);
-    rd_log_info("reloaded %s: %d flow(s)", cfg->path, cfg->n_flows);
+    rd_logk(RD_LOG_INFO, "config reloaded", RD_LS("path", cfg->path), RD_LI("flows", cfg->n_flows),
+            RD_LS("log_format", cfg->log_format), RD_LS("log_level", cfg->log_level));
     return 0;
+}
+
+void runsd_log(int priority, const char *msg, const char *reason)
+{
+    rd_logk(priority, msg, RD_LS("reason", reason));
 }
 
 static void server_on_engine_done(void *arg)

@@ -200,7 +200,9 @@ typedef struct waiter {
     rd_engine *eng;
     const rd_config *cfg;
     char id[RD_RUN_ID_MAX];
-    char request_id[24];
+    char request_id[RD_REQUEST_ID_MAX];
+    const char *route; /* the route's pattern and the request's start, for the log */
+    int64_t start_ms;
     rd_audience aud; /* of the request held */
     void *watch;
     struct event *timer;
@@ -219,7 +221,11 @@ static void waiter_answer(waiter *w)
         event_del(w->timer);
     if (!w->r)
         return;
-    rd_req req = {.r = w->r, .cfg = w->cfg, .method = htp_method_GET};
+    rd_req req = {.r = w->r,
+                  .cfg = w->cfg,
+                  .method = htp_method_GET,
+                  .route_pattern = w->route,
+                  .start_ms = w->start_ms};
     memcpy(req.request_id, w->request_id, sizeof req.request_id);
     json_t *out = NULL;
     rd_apierr e;
@@ -266,6 +272,8 @@ static void h_get(rd_req *req, void *arg)
             w->cfg = req->cfg;
             snprintf(w->id, sizeof w->id, "%s", id);
             memcpy(w->request_id, req->request_id, sizeof w->request_id);
+            w->route = req->route_pattern;
+            w->start_ms = req->start_ms;
             w->aud = rd_api_audience(req);
             w->watch = rd_engine_watch(a->eng, id, waiter_on_watch, w);
             w->timer = evtimer_new(a->base, waiter_on_timer, w);
@@ -423,7 +431,9 @@ struct held_post {
     evhtp_request_t *r;
     const rd_config *cfg;
     char id[RD_RUN_ID_MAX];
-    char request_id[24];
+    char request_id[RD_REQUEST_ID_MAX];
+    const char *route; /* the route's pattern and the request's start, for the log */
+    int64_t start_ms;
     char *body;
     size_t len;
 };
@@ -460,7 +470,11 @@ static void runs_on_release(void *arg)
         TAILQ_REMOVE(&a->held_posts, h, link);
         evhtp_request_t *r = h->r;
         h->r = NULL; /* answered: the fini hook only frees */
-        rd_req req = {.r = r, .cfg = h->cfg, .method = htp_method_POST};
+        rd_req req = {.r = r,
+                      .cfg = h->cfg,
+                      .method = htp_method_POST,
+                      .route_pattern = h->route,
+                      .start_ms = h->start_ms};
         memcpy(req.request_id, h->request_id, sizeof req.request_id);
         post_apply(a, &req, h->id, h->body, h->len);
         evhtp_request_resume(r);
@@ -477,6 +491,8 @@ static bool hold_post(rd_api *a, rd_req *req, const char *id, char *body, size_t
     h->cfg = req->cfg;
     snprintf(h->id, sizeof h->id, "%s", id);
     memcpy(h->request_id, req->request_id, sizeof h->request_id);
+    h->route = req->route_pattern;
+    h->start_ms = req->start_ms;
     h->body = body;
     h->len = len;
     TAILQ_INSERT_TAIL(&a->held_posts, h, link);

@@ -316,6 +316,7 @@ static void open_stream(rd_req *req, rd_streams *st, open_args *a)
     }
     rd_sse_set_arg(s, c);
     rd_sse_set_drain(s, rd_hub_low_watermark(st->hub), stream_on_drain);
+    rd_req_log(req, 200, 0); /* the stream goes on; its request is answered */
     if (reset[0])
         rd_hub_sub_write(c->sub, reset, strlen(reset));
 }

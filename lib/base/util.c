@@ -1,6 +1,7 @@
 /*
  * util.c: the small helpers every runsd module shares (clocks, RFC 3339, random ids,
- * base64, SHA-256, constant-time comparison, durations, logging, a string-keyed hash map).
+ * base64, SHA-256, constant-time comparison, durations, a string-keyed hash map; logging is
+ * util_log.c).
  * It includes only its own header plus system and OpenSSL headers so that any module, test
  * or tool can link it without pulling in the daemon.
  */
@@ -272,63 +273,6 @@ int rd_parse_duration_ms(const char *s, int64_t *out_ms)
         return RD_OK;
     }
     return RD_EINVAL;
-}
-
-/* ---- logging ---- */
-
-/* The one mutable global of lib/: the log threshold is process-wide by nature (stderr is). */
-static int log_threshold = RD_LOG_INFO;
-
-void rd_log_set_level(int level)
-{
-    if (level < 0)
-        level = 0;
-    if (level > RD_LOG_DEBUG)
-        level = RD_LOG_DEBUG;
-    log_threshold = level;
-}
-
-static void write_all(int fd, const char *buf, size_t len)
-{
-    while (len > 0) {
-        ssize_t w = write(fd, buf, len);
-
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return; /* nowhere else to report a failing stderr */
-        buf += w;
-        len -= (size_t)w;
-    }
-}
-
-void rd_log(int level, const char *fmt, ...)
-{
-    char buf[8192];
-    int saved_errno = errno, hdr, n;
-    size_t len;
-    va_list ap;
-
-    if (level > log_threshold)
-        return;
-    hdr = snprintf(buf, sizeof buf, "<%d>", level);
-    va_start(ap, fmt);
-    n = vsnprintf(buf + hdr, sizeof buf - (size_t)hdr - 1, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        n = 0;
-    len = (size_t)hdr + (size_t)n;
-    if (len > sizeof buf - 2) {
-        len = sizeof buf - 2;
-        memcpy(buf + len - 3, "...", 3); /* show that the message was cut */
-    }
-    /* journald splits on newlines and would lose the priority of the continuation lines. */
-    for (size_t i = (size_t)hdr; i < len; i++)
-        if (buf[i] == '\n' || buf[i] == '\r')
-            buf[i] = ' ';
-    buf[len++] = '\n';
-    write_all(STDERR_FILENO, buf, len);
-    errno = saved_errno; /* callers may still want errno for their own message */
 }
 
 /* ---- string-keyed hash map ---- */

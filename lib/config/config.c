@@ -439,6 +439,7 @@ void rd_config_free(rd_config *cfg)
     for (int i = 0; i < RD_MAX_CORS; i++)
         free(cfg->cors_origins[i]);
     free(cfg->log_level);
+    free(cfg->log_format);
     free(cfg->store_path);
     free(cfg->store_synchronous);
     for (int i = 0; i < RD_MAX_KEYS; i++)

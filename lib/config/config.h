@@ -77,6 +77,8 @@ typedef struct rd_config {
     int64_t sse_backpressure;    /* backlog of keeping-up subscribers that slows producers */
     int64_t stream_token_ttl_ms; /* lifetime of stream_url tokens, default 24h */
     char *log_level;             /* "debug" | "info" | "warn" | "error"; default info */
+    /* [log] (level: the same log_level) */
+    char *log_format; /* "logfmt" (default) | "json" */
     /* [store] */
     char *store_path;           /* default ./runsd.db; ":memory:" only with allow_memory */
     bool store_allow_memory;    /* key: allow_memory (tests only) */

@@ -125,6 +125,11 @@ void config_finish(parse_ctx *ctx)
                          "configured (the API would be open to the network)",
                          l);
     }
+    int lv_server = ctx->key_line[SEC_SERVER][config_key_index(SEC_SERVER, "log_level")];
+    int lv_log = ctx->key_line[SEC_LOG][config_key_index(SEC_LOG, "level")];
+    if (lv_server && lv_log)
+        config_error(ctx, lv_server > lv_log ? lv_server : lv_log,
+                     "the log level is set twice ([server] log_level and [log] level): keep one");
     if (strcmp(cfg->store_path, ":memory:") == 0 && !cfg->store_allow_memory)
         config_error(ctx, ctx->key_line[SEC_STORE][config_key_index(SEC_STORE, "path")],
                      "key 'path': :memory: loses every run on exit; it needs allow_memory = yes");

@@ -25,7 +25,16 @@
 #define DAY (HOUR * 24)
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
-enum section { SEC_SERVER, SEC_STORE, SEC_LIMITS, SEC_AUTH, SEC_WEBHOOKS, SEC_FLOW, SEC_COUNT };
+enum section {
+    SEC_SERVER,
+    SEC_STORE,
+    SEC_LIMITS,
+    SEC_AUTH,
+    SEC_WEBHOOKS,
+    SEC_LOG,
+    SEC_FLOW,
+    SEC_COUNT
+};
 enum kind { K_STR, K_BOOL, K_INT, K_I64, K_SIZE, K_DUR, K_FN };
 
 typedef struct parse_ctx parse_ctx;

@@ -290,6 +290,13 @@ static bool apply_log_level(parse_ctx *ctx, void *base, const char *value)
     return set_choice(ctx, &((rd_config *)base)->log_level, value, levels);
 }
 
+static bool apply_log_format(parse_ctx *ctx, void *base, const char *value)
+{
+    static const char *const formats[] = {"logfmt", "json", NULL};
+
+    return set_choice(ctx, &((rd_config *)base)->log_format, value, formats);
+}
+
 static bool apply_synchronous(parse_ctx *ctx, void *base, const char *value)
 {
     static const char *const modes[] = {"normal", "full", NULL};
@@ -521,6 +528,12 @@ static const key_spec webhook_keys[] = {
     KEY("max_connections", "64", K_INT, CFG(hook_max_conns), 1, 10000),
 };
 
+/* [log] level is [server] log_level under its newer name: both set the same value. */
+static const key_spec log_keys[] = {
+    FN("format", "logfmt", apply_log_format, false),
+    FN("level", NULL, apply_log_level, false), /* default: [server] log_level's */
+};
+
 static const key_spec flow_keys[] = {
     FN("command", NULL, apply_command, false),
     FN("executor", "process", apply_executor, false),
@@ -547,6 +560,7 @@ const section_spec config_sections[SEC_COUNT] = {
     [SEC_LIMITS] = {"limits", limits_keys, ARRAY_LEN(limits_keys)},
     [SEC_AUTH] = {"auth", auth_keys, ARRAY_LEN(auth_keys)},
     [SEC_WEBHOOKS] = {"webhooks", webhook_keys, ARRAY_LEN(webhook_keys)},
+    [SEC_LOG] = {"log", log_keys, ARRAY_LEN(log_keys)},
     [SEC_FLOW] = {"flow.NAME", flow_keys, ARRAY_LEN(flow_keys)},
 };
 

@@ -67,6 +67,9 @@ static int answered(rd_engine *eng, rd_active *act, const char *key, const char 
 static int answer_approval(rd_engine *eng, rd_active *act, bool approve, const char *comment,
                            json_t **out, rd_apierr *e)
 {
+    const rd_run *r = rd_active_run(act);
+    rd_logk(RD_LOG_INFO, "approval answered", RD_LS("run", r->id), RD_LS("flow", r->flow),
+            RD_LS("decision", approve ? "approved" : "denied"));
     json_t *msg = json_pack("{s:s, s:s, s:o}", "type", "approval", "decision",
                             approve ? "approved" : "denied", "comment",
                             comment ? json_string(comment) : json_null());
@@ -125,6 +128,10 @@ int rd_engine_approval_peek(rd_engine *eng, const char *token, json_t **out, rd_
 static int answer_auth(rd_engine *eng, rd_active *act, const char *state, const char *code,
                        const char *error, json_t **out, rd_apierr *e)
 {
+    /* Neither the code nor the state (a link token) is logged; the provider's error is. */
+    const rd_run *r = rd_active_run(act);
+    rd_logk(RD_LOG_INFO, "auth answered", RD_LS("run", r->id), RD_LS("flow", r->flow),
+            RD_LS("status", code ? "authorized" : "denied"), RD_LS("error", code ? NULL : error));
     if (code) {
         /* The code goes to the worker (and, if it must wait for a restart, into the run
          * record for it), never into an event or a log line. */

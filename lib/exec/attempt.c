@@ -458,10 +458,24 @@ static void conclude(rd_attempt *a, const rd_worker_exit *ex)
         rd_active_release(act);
 }
 
+/* A worker killed by a signal the daemon did not send crashed: a warning, with the signal.
+ * Other exits are debug lines (the run's transition says how the run went). */
+static void log_exit(const rd_attempt *a, const rd_worker_exit *ex)
+{
+    const rd_run *r = rd_active_run(a->act);
+    bool crash = ex->signaled && !ex->we_signalled;
+    rd_logk(crash ? RD_LOG_WARN : RD_LOG_DEBUG, crash ? "worker crashed" : "worker exited",
+            RD_LS("run", r->id), RD_LS("flow", r->flow), RD_LI("pid", rd_worker_pid(a->worker)),
+            ex->signaled ? RD_LI("signal", ex->sig) : RD_LI("exit_code", ex->code),
+            ex->signaled ? RD_LS("signal_name", sigabbrev_np(ex->sig)) : RD_LNONE,
+            RD_LI("duration_ms", ex->wall_ms));
+}
+
 static void exec_on_exit(void *arg, const rd_worker_exit *ex)
 {
     rd_attempt *a = arg;
     rd_active *act = a->act;
+    log_exit(a, ex);
     rd_run_usage(act, ex->cpu_user_ms, ex->cpu_sys_ms, ex->peak_rss_kb, ex->wall_ms);
     rd_pgroup_forget(rd_runs_store(a->x->rs), rd_worker_pid(a->worker));
     rd_worker_free(a->worker);
@@ -549,7 +563,8 @@ int rd_exec_start(rd_exec *x, rd_active *act)
     a->external = flow->external;
     if (!flow->external && spawn(a, flow, err, sizeof err) != 0) {
         x->m_spawn_failures++;
-        rd_log_warn("run %s: %s", rd_active_run(act)->id, err);
+        rd_logk(RD_LOG_WARN, "worker spawn failed", RD_LS("run", rd_active_run(act)->id),
+                RD_LS("flow", rd_active_run(act)->flow), RD_LS("error", err));
         return start_failed(a, err);
     }
     rd_run_attempt_begins(act);

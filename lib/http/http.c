@@ -75,6 +75,7 @@ static void http_dispatch(rd_http *h, rd_req *req)
         return;
     }
     const route_rec *rr = req->route.data;
+    req->route_pattern = rr->pattern;
     if (rr->scope != RD_HTTP_PUBLIC && !rd_req_allowed(req, rr->scope))
         return;
     rr->fn(req, rr->arg);
@@ -88,11 +89,12 @@ static void http_on_request(evhtp_request_t *r, void *arg)
     req.r = r;
     req.cfg = h->cfg;
     req.method = evhtp_request_get_method(r);
-    rd_http_request_id(h, req.request_id, sizeof req.request_id);
+    rd_http_pick_request_id(h, evhtp_header_find(r->headers_in, "X-Request-Id"), req.request_id);
     conn_state *cs = NULL;
     evhtp_hooks_t *hooks = evhtp_connection_get_hooks(r->conn);
     if (hooks)
         cs = hooks->on_headers_arg;
+    req.start_ms = cs && cs->req_start ? cs->req_start : rd_mono_ms();
     req.body_too_big = cs && cs->too_big;
     const char *full = r->uri && r->uri->path ? r->uri->path->full : "/";
     const char *qraw = r->uri ? (const char *)r->uri->query_raw : NULL;
@@ -120,8 +122,10 @@ int rd_http_route(rd_http *h, unsigned methods, const char *pattern, int scope,
     rr->fn = fn;
     rr->arg = arg;
     rr->scope = scope;
-    if (rd_router_add(h->router, methods, pattern, rr) != 0) {
+    rr->pattern = strdup(pattern);
+    if (!rr->pattern || rd_router_add(h->router, methods, pattern, rr) != 0) {
         rd_log_err("http: cannot route '%s' (malformed, taken or out of memory)", pattern);
+        free(rr->pattern);
         free(rr);
         return RD_ERR;
     }
@@ -427,6 +431,7 @@ void rd_http_free(rd_http *h)
     route_rec *rr;
     while ((rr = SLIST_FIRST(&h->routes))) {
         SLIST_REMOVE_HEAD(&h->routes, link);
+        free(rr->pattern);
         free(rr);
     }
     rd_router_free(h->router);

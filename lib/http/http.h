@@ -20,6 +20,10 @@
 
 typedef struct rd_http rd_http;
 
+/* A request id: an incoming X-Request-Id of 1..128 printable ASCII characters (no blank), or
+ * one made here ("req_..."); echoed as X-Request-Id and logged with the request. */
+#define RD_REQUEST_ID_MAX 129
+
 /** One request being handled. Borrowed by handlers for the duration of the call. */
 typedef struct rd_req {
     evhtp_request_t *r;
@@ -35,7 +39,9 @@ typedef struct rd_req {
     int nq;
     int scope; /* granted scope (RD_SCOPE_*), or RD_SCOPE_ADMIN when no keys exist */
     bool body_too_big;
-    char request_id[24];
+    char request_id[RD_REQUEST_ID_MAX];
+    const char *route_pattern; /* the matched route's pattern ("/v1/runs/{id}"), NULL when none */
+    int64_t start_ms;          /* monotonic: when its head had arrived */
 } rd_req;
 
 /** A handler: answers req exactly once (now, or later after evhtp_request_pause).
@@ -127,6 +133,11 @@ int rd_reply_error(rd_req *req, int status, const char *code, const char *fmt, .
 void rd_reply_apierr(rd_req *req, const rd_apierr *e);
 /** Replies with a raw body and content type. */
 void rd_reply_raw(rd_req *req, int status, const char *ctype, const char *body, size_t len);
+/** Writes the request's log line (method, route pattern, status, body bytes, duration,
+ * request id; never the path or the query, which may hold tokens). Every reply of this
+ * layer writes it; a handler that answers otherwise (an event stream taking the connection
+ * over) calls it once, with what it sent. Uses only req's own fields. */
+void rd_req_log(const rd_req *req, int status, size_t bytes);
 /** Adds CORS headers for an allowed Origin to a response. */
 void rd_req_cors(rd_req *req, evhtp_headers_t *out);
 

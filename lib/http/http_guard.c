@@ -43,6 +43,18 @@ void rd_http_request_id(rd_http *h, char *out, size_t outlen)
              (unsigned long long)(++h->req_counter & 0xffff));
 }
 
+void rd_http_pick_request_id(rd_http *h, const char *in, char *out)
+{
+    size_t n = in ? strnlen(in, RD_REQUEST_ID_MAX) : 0;
+    bool ok = n > 0 && n < RD_REQUEST_ID_MAX;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = in[i] > 0x20 && in[i] < 0x7f;
+    if (ok)
+        memcpy(out, in, n + 1);
+    else
+        rd_http_request_id(h, out, RD_REQUEST_ID_MAX);
+}
+
 /* The longest request line the guard lets through: evhtp's parser must hold it whole. */
 static size_t line_limit(const conn_state *cs)
 {
@@ -78,6 +90,10 @@ static void guard_refuse(conn_state *cs, int status, const char *code, const cha
                       "X-Request-Id: %s\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n%s",
                       status, rd_head_reason(status), bl, rid, body);
     evutil_socket_t fd = bufferevent_getfd(evhtp_connection_get_bev(cs->conn));
+    rd_req req = {.method = htp_method_UNKNOWN,
+                  .start_ms = cs->phase == RD_CONN_HEAD ? 0 : cs->req_start};
+    memcpy(req.request_id, rid, sizeof rid);
+    rd_req_log(&req, status, (size_t)bl);
     if (send(fd, head, (size_t)hl, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
         rd_log_debug("refusing a request: %s", strerror(errno));
     evhtp_connection_free(cs->conn); /* runs the fini hook */
@@ -359,6 +375,7 @@ static evhtp_res http_on_headers(evhtp_request_t *r, evhtp_headers_t *hdrs, void
     conn_state *cs = arg;
     cs->body_bytes = 0;
     cs->too_big = false;
+    cs->req_start = rd_mono_ms();
     evhtp_request_set_hook(r, evhtp_hook_on_read, (evhtp_hook)http_on_read, cs);
     /* evhtp parses a form-encoded body as the query when the target has none: give it an
      * empty query, so the query comes only from the request target. */

@@ -14,6 +14,7 @@
 
 /* A registered handler: the router's entries point at these. */
 typedef struct route_rec {
+    char *pattern; /* owned copy, for the log */
     rd_http_handler_fn fn;
     void *arg;
     int scope;
@@ -56,6 +57,7 @@ typedef struct conn_state {
     LIST_ENTRY(conn_state) link; /* in h->conns: freed with the server */
     evhtp_connection_t *conn;
     uint64_t body_bytes;    /* body bytes evhtp has read of this request */
+    int64_t req_start;      /* monotonic ms when the current request's head was complete */
     bool too_big;           /* over max_body: counted and dropped, the handler answers 413 */
     int phase;              /* RD_CONN_* */
     uint64_t body_left;     /* RD_CONN_BODY: body bytes evhtp has still to get */
@@ -76,6 +78,9 @@ typedef struct conn_state {
 
 /** Writes a new request id ("req_...") into out. */
 void rd_http_request_id(rd_http *h, char *out, size_t outlen);
+/** Writes the client's X-Request-Id into out (RD_REQUEST_ID_MAX bytes) when it is 1..128
+ * printable ASCII characters without blanks, else a new id. */
+void rd_http_pick_request_id(rd_http *h, const char *incoming, char *out);
 /** evhtp's post-accept callback (arg: the rd_http): sets up a connection's guard. */
 evhtp_res rd_http_guard_accept(evhtp_connection_t *c, void *arg);
 /** Lets the listeners accept, unless the server is closing or at its connection bound. */

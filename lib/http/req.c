@@ -169,9 +169,22 @@ void rd_reply_raw(rd_req *req, int status, const char *ctype, const char *body, 
     rd_req_cors(req, r->headers_out);
     if (req->body_too_big)
         evhtp_headers_add_header(r->headers_out, evhtp_header_new("Connection", "close", 0, 0));
-    if (body && len && req->method != htp_method_HEAD)
+    bool with_body = body && len && req->method != htp_method_HEAD;
+    if (with_body)
         evbuffer_add(r->buffer_out, body, len);
     evhtp_send_reply(r, (evhtp_res)status);
+    rd_req_log(req, status, with_body ? len : 0);
+}
+
+void rd_req_log(const rd_req *req, int status, size_t bytes)
+{
+    const char *method =
+        req->method == htp_method_UNKNOWN ? "-" : htparser_get_methodstr_m(req->method);
+    rd_logk(status >= 500 ? RD_LOG_WARN : RD_LOG_INFO, "http request", RD_LS("method", method),
+            RD_LS("route", req->route_pattern ? req->route_pattern : "-"), RD_LI("status", status),
+            RD_LI("bytes", bytes),
+            RD_LI("duration_ms", req->start_ms ? rd_mono_ms() - req->start_ms : 0),
+            RD_LS("request_id", req->request_id));
 }
 
 void rd_reply_json(rd_req *req, int status, json_t *body)
@@ -320,7 +333,9 @@ void rd_req_preflight(rd_req *req)
                                                    "Idempotency-Key, Last-Event-ID",
                                                    0, 0));
     evhtp_headers_add_header(out, evhtp_header_new("Access-Control-Max-Age", "600", 0, 0));
+    evhtp_headers_add_header(out, evhtp_header_new("X-Request-Id", req->request_id, 0, 1));
     evhtp_send_reply(req->r, 204);
+    rd_req_log(req, 204, 0);
 }
 
 void rd_req_dispose(rd_req *req)

@@ -55,5 +55,9 @@ typedef struct runsd_status {
 void runsd_get_status(const runsd *d, runsd_status *out);
 /** The port the first TCP listener is bound to (useful with port 0), or 0. */
 int runsd_bound_port(const runsd *d);
+/** Writes one line in the daemon's log format: syslog priority (3 error .. 7 debug), a fixed
+ * message, and a reason field when reason is not NULL. For the program's own events
+ * (signals, reload refusals) so that every line of stderr parses alike. */
+void runsd_log(int priority, const char *msg, const char *reason);
 
 #endif

@@ -126,6 +126,38 @@ static void enter_status(rd_active *act, rd_status from, rd_status to, rd_reason
     }
 }
 
+static void finish_step(rd_active *act, json_t *step)
+{
+    json_t *total = json_object_get(step, "total");
+    rd_run_step(act, json_string_value(json_object_get(step, "name")), "finished",
+                json_is_integer(total), json_integer_value(total));
+}
+
+/* A run succeeds when its work is done, also when a limit stopped the worker in the middle of
+ * a step: the steps still open are finished then (with their run.step events), so a
+ * succeeded run never shows a step as started. Other endings leave them as they were. */
+static void finish_open_steps(rd_active *act)
+{
+    size_t i;
+    json_t *s;
+    json_array_foreach(act->run->steps, i, s)
+    {
+        if (strcmp(json_string_value(json_object_get(s, "state")), "finished") != 0)
+            finish_step(act, s);
+    }
+}
+
+/* One line per status change; at a terminal status, the run's time since it was created. */
+static void log_transition(const rd_run *r, rd_status from)
+{
+    bool terminal = rd_status_terminal(r->status);
+    rd_logk(RD_LOG_INFO, "run transition", RD_LS("run", r->id), RD_LS("flow", r->flow),
+            RD_LS("from", rd_status_name(from)), RD_LS("to", rd_status_name(r->status)),
+            RD_LS("reason", r->reason ? rd_reason_name(r->reason) : NULL),
+            RD_LI("attempt", r->attempt),
+            terminal ? RD_LI("duration_ms", r->finished_at - r->created_at) : RD_LNONE);
+}
+
 int rd_run_transition(rd_active *act, rd_status to, rd_reason reason, const char *error_message)
 {
     rd_run *r = act->run;
@@ -135,7 +167,10 @@ int rd_run_transition(rd_active *act, rd_status to, rd_reason reason, const char
                     rd_status_name(to));
         return RD_ECONFLICT;
     }
+    if (to == RD_ST_SUCCEEDED)
+        finish_open_steps(act);
     enter_status(act, from, to, reason, error_message);
+    log_transition(r, from);
     bool terminal = rd_status_terminal(to);
     /* The wire form hides the pending action's private members; it is needed only in waiting
      * states (webhook) and for run.end, so it is built only then. */
@@ -221,8 +256,10 @@ void rd_run_step(rd_active *act, const char *name, const char *state, bool has_t
     json_object_set_new(step, finished ? "finished_at" : "started_at", json_string(now));
     if (has_total)
         json_object_set_new(step, "total", json_integer(total));
-    if (finished && !was_finished)
-        r->n_steps_finished++;
+    /* Counted from the list, not per message: a later attempt repeats steps that an earlier
+     * one finished, and `steps` keeps one entry per name, so the count must be of those. */
+    if (finished != was_finished)
+        r->n_steps_finished += finished ? 1 : -1;
     json_t *d = json_pack("{s:s, s:s}", "name", name, "state", state);
     if (has_total)
         json_object_set_new(d, "total", json_integer(total));

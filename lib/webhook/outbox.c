@@ -411,16 +411,20 @@ static void judge(rd_outbox *ob, const rd_outbox_delivery *d, const rd_outbox_re
     }
 }
 
-static void log_outcome(const rd_outbox_delivery *d, const verdict *v, int attempts)
+/* One line per attempt: never the URL (a client's may carry a token) nor the body. */
+static void log_outcome(const rd_outbox_delivery *d, const rd_outbox_result *res, const verdict *v,
+                        int attempts)
 {
-    if (v->state == RD_DLV_DELIVERED)
-        rd_log_debug("webhook %s (run %s) delivered, attempt %d", d->id, d->run_id, attempts);
-    else if (v->state == RD_DLV_PENDING)
-        rd_log_info("webhook %s (run %s) attempt %d failed: %s; next in %lld ms", d->id, d->run_id,
-                    attempts, v->error, (long long)(v->next_at - rd_now_ms()));
-    else
-        rd_log_warn("webhook %s (run %s) %s after %d attempt(s): %s", d->id, d->run_id,
-                    v->state == RD_DLV_STOPPED ? "stopped" : "failed", attempts, v->error);
+    static const char *const outcome[] = {[RD_DLV_PENDING] = "retry",
+                                          [RD_DLV_DELIVERED] = "delivered",
+                                          [RD_DLV_FAILED] = "failed",
+                                          [RD_DLV_STOPPED] = "stopped"};
+    rd_logk(v->state == RD_DLV_DELIVERED || v->state == RD_DLV_PENDING ? RD_LOG_INFO : RD_LOG_WARN,
+            "webhook attempt", RD_LS("delivery", d->id), RD_LS("run", d->run_id),
+            RD_LI("attempt", attempts), RD_LS("outcome", outcome[v->state]),
+            RD_LI("http_status", res->http_status), RD_LI("duration_ms", res->duration_ms),
+            RD_LS("error", v->error[0] ? v->error : NULL),
+            v->state == RD_DLV_PENDING ? RD_LI("next_in_ms", v->next_at - rd_now_ms()) : RD_LNONE);
 }
 
 /* Writes the attempt and the row's new state; both go into the same transaction. */
@@ -458,7 +462,7 @@ static void settle(rd_outbox *ob, const rd_outbox_delivery *d, const rd_outbox_r
         rc = rd_store_dlv_stop(ob->store, d->run_id, d->url, now, STOPPED_WHY);
     if (rc != 0)
         rd_log_err("webhook %s: could not record attempt %d", d->id, n);
-    log_outcome(d, &v, n);
+    log_outcome(d, res, &v, n);
     ob->m_attempts++;
     if (v.state == RD_DLV_DELIVERED)
         ob->m_delivered++;

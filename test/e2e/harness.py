@@ -2,10 +2,17 @@
 talk to it over HTTP, and fail the test if it died of anything but the signal we sent.
 
 Tests poll for readiness and for conditions; they never sleep for fixed times.
+
+No secret in any log: every secret a test hands a daemon or gets from one (API keys and
+webhook secrets of the configs written here, credentials sent, approval/stream tokens, auth
+states and OAuth codes in the links and bodies exchanged) is noted in SECRETS, and each
+daemon's stderr (runsd.log; its stdout is runsd.out) is searched for all of them when it is
+stopped or killed: a hit fails the test that ran it.
 """
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -13,6 +20,7 @@ import sys
 import tempfile
 import time
 import unittest
+import urllib.parse
 
 BIN = os.environ.get("RUNSD_BIN", os.path.join(os.path.dirname(__file__), "../../build/runsd"))
 WORKERS = os.environ.get("RUNSD_TEST_WORKERS", os.path.join(os.path.dirname(__file__), "../workers"))
@@ -23,6 +31,50 @@ TESTWORKER = "%s %s" % (sys.executable, os.path.join(WORKERS, "testworker.py"))
 # it exit 99, which stop() reports with valgrind's log. Timeouts are stretched by SLOW.
 VALGRIND = os.environ.get("RUNSD_VALGRIND") == "1"
 SLOW = 10.0 if VALGRIND else 1.0
+
+
+SECRETS = set()
+SECRET_MIN = 8  # shorter values (test codes such as "x") would match ordinary log text
+_CONF_SECRET = re.compile(r"^[ \t]*(?:key[ \t]*[=:][ \t]*\w+:|secret[ \t]*[=:][ \t]*)(\S+)", re.M)
+_LINK_SECRET = re.compile(r"(?:[?&]|&amp;)(?:token|state|code)=([^&\"'\s<>\\]+)")
+
+
+_RUN_ID = re.compile(r"run_[A-Za-z0-9_-]{22}")
+
+
+def note_secret(value):
+    """Remembers value as a secret no daemon log may contain. A bare run id (a forged token
+    cut to its first part) is no secret: the log names runs."""
+    if isinstance(value, str) and len(value) >= SECRET_MIN and not _RUN_ID.fullmatch(value):
+        SECRETS.add(value)
+        SECRETS.add(urllib.parse.unquote(value))
+
+
+def note_secrets_in(text):
+    """Notes the token, state and code values of the links in text (a path, a body)."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    for m in _LINK_SECRET.finditer(text):
+        note_secret(m.group(1))
+
+
+def note_body_secrets(body):
+    """Notes the secrets a request body carries: tokens, codes, webhook secrets."""
+    if isinstance(body, (bytes, str)):
+        note_secrets_in("?" + (body.decode("utf-8", "replace") if isinstance(body, bytes)
+                               else body))
+        return
+    if isinstance(body, dict):
+        for k, v in body.items():
+            if k in ("token", "code", "secret", "state"):
+                note_secret(v)
+            elif isinstance(v, dict):
+                note_body_secrets(v)
+
+
+def secrets_in_log(text):
+    """The noted secrets that occur in text."""
+    return sorted(s for s in SECRETS if s in text)
 
 
 def free_port():
@@ -95,7 +147,10 @@ class Daemon:
         self.conf = os.path.join(self.tmp, "runsd.ini")
         with open(self.conf, "w") as f:
             f.write(self.config_text())
+        for m in _CONF_SECRET.finditer(self.config_text()):
+            note_secret(m.group(1))
         self.log = open(os.path.join(self.tmp, "runsd.log"), "ab")
+        self.out = open(os.path.join(self.tmp, "runsd.out"), "ab")
         argv = [BIN, "-c", self.conf]
         if VALGRIND:
             argv = ["valgrind", "--error-exitcode=99", "--leak-check=full",
@@ -103,7 +158,7 @@ class Daemon:
                     "--track-fds=no", "--log-file=%s" % os.path.join(self.tmp, "valgrind.%p.log"),
                     ] + argv
         env = dict(os.environ, **self.env) if self.env else None
-        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=self.log, cwd=self.tmp, env=env)
+        self.proc = subprocess.Popen(argv, stdout=self.out, stderr=self.log, cwd=self.tmp, env=env)
         self.expected_exit = False
 
         def ready():
@@ -125,16 +180,30 @@ class Daemon:
             return False
         raise AssertionError("runsd exited during start: %s" % self.read_log())
 
-    def read_log(self):
+    def read_log(self, whole=False):
+        """The daemon's stderr (its last 4000 characters unless whole)."""
         try:
             with open(os.path.join(self.tmp, "runsd.log"), "rb") as f:
-                return f.read().decode("utf-8", "replace")[-4000:]
+                text = f.read().decode("utf-8", "replace")
+                return text if whole else text[-4000:]
         except OSError:
             return ""
+
+    def check_secrets(self):
+        """Fails when the daemon's log holds a secret some test used."""
+        found = secrets_in_log(self.read_log(whole=True))
+        if found:
+            raise AssertionError("secret(s) in the daemon log %s: %s"
+                                 % (os.path.join(self.tmp, "runsd.log"), found))
 
     def request(self, method, path, body=None, headers=None, timeout=30):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         hdrs = dict(headers or {})
+        note_secrets_in(path)
+        note_body_secrets(body)
+        for k, v in hdrs.items():
+            if k.lower() in ("authorization", "x-api-key"):
+                note_secret(v.split(" ", 1)[-1] if k.lower() == "authorization" else v)
         if body is not None and not isinstance(body, (bytes, str)):
             body = json.dumps(body)
             hdrs.setdefault("Content-Type", "application/json")
@@ -143,6 +212,11 @@ class Daemon:
         data = r.read()
         resp = Response(r.status, dict((k.lower(), v) for k, v in r.getheaders()), data)
         conn.close()
+        if b"token=" in data or b"state=" in data or b"code=" in data or b"whsec_" in data:
+            note_secrets_in(data)
+            if b"whsec_" in data:
+                for m in re.finditer(rb"whsec_[A-Za-z0-9+/=]+", data):
+                    note_secret(m.group(0).decode())
         return resp
 
     def get(self, path, **kw):
@@ -196,11 +270,13 @@ class Daemon:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=10)
         self.close_log()
+        self.check_secrets()
 
     def close_log(self):
-        log = getattr(self, "log", None)
-        if log is not None and not log.closed:
-            log.close()
+        for name in ("log", "out"):
+            f = getattr(self, name, None)
+            if f is not None and not f.closed:
+                f.close()
 
     def stop(self, timeout=30):
         """SIGTERM; asserts a clean exit 0."""
@@ -221,6 +297,7 @@ class Daemon:
         if rc != 0:
             raise AssertionError("runsd exited %s on SIGTERM: %s%s" % (rc, self.read_log(),
                                                                      self.valgrind_log()))
+        self.check_secrets()
 
     def valgrind_log(self):
         out = ""

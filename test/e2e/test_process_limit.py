@@ -41,7 +41,7 @@ class TestForkBomb(unittest.TestCase):
         self.d = Daemon(flows=testworker_flow("bomb", max_processes=LIMIT),
                         limits="kill_grace = 500ms\n").start()
         log = self.d.read_log()
-        m = re.search(r"max_processes enforced through cgroup v[12](?: pids)? at (\S+)", log)
+        m = re.search(r"max_processes enforced through cgroup v[12](?: pids)? at ([^\s\"]+)", log)
         if not m:
             why = re.search(r"max_processes is not enforced: ([^\n]*)", log)
             self.d.stop()

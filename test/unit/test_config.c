@@ -746,6 +746,7 @@ static void test_example_config(void **state)
     assert_int_equal(ex->sse_max_buffer, def->sse_max_buffer);
     assert_int_equal(ex->stream_token_ttl_ms, def->stream_token_ttl_ms);
     assert_string_equal(ex->log_level, def->log_level);
+    assert_string_equal(ex->log_format, def->log_format);
     assert_string_equal(ex->store_path, def->store_path);
     assert_int_equal(ex->store_allow_memory, def->store_allow_memory);
     assert_string_equal(ex->store_synchronous, def->store_synchronous);

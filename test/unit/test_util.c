@@ -272,10 +272,70 @@ static void log_some(void)
 
 static void test_log(void **state)
 {
-    char out[256];
+    char out[512];
 
+    unsetenv("JOURNAL_STREAM"); /* read at the first line: these lines have timestamps */
     capture_stderr(log_some, out, sizeof out);
-    assert_string_equal(out, "<4>warned 42\n<3>two lines\n<7>shown\n");
+    /* Each line: ts=<RFC 3339> level=... msg=...; the timestamps differ run to run. */
+    const char *want[] = {"level=warn msg=\"warned 42\"\n", "level=error msg=\"two\\nlines\"\n",
+                          "level=debug msg=shown\n"};
+    char *p = out;
+    for (size_t i = 0; i < 3; i++) {
+        char *nl = strchr(p, '\n');
+        assert_non_null(nl);
+        assert_memory_equal(p, "ts=20", 5);
+        char *sp = strchr(p, ' ');
+        assert_non_null(sp);
+        assert_int_equal(sp - p, 3 + 24); /* ts= and 2026-01-02T03:04:05.678Z */
+        assert_memory_equal(sp + 1, want[i], strlen(want[i]));
+        p = nl + 1;
+    }
+    assert_string_equal(p, "");
+}
+
+static void test_log_format(void **state)
+{
+    char buf[512];
+    const rd_log_field f[] = {RD_LS("route", "/v1/runs/{id}"),
+                              RD_LI("status", 201),
+                              RD_LS("empty", ""),
+                              RD_LS("absent", NULL),
+                              RD_LS("q", "a \"b\"=c\\d\x01"),
+                              RD_LS("bad", "\xff\xc3\xa9"),
+                              RD_LI("neg", -5)};
+    int64_t ts = 1767323045678; /* 2026-01-02T03:04:05.678Z */
+
+    rd_log_format_line(buf, sizeof buf, RD_LOG_LOGFMT, false, ts, RD_LOG_INFO, "http request", f,
+                       7);
+    assert_string_equal(buf, "ts=2026-01-02T03:04:05.678Z level=info msg=\"http request\" "
+                             "route=/v1/runs/{id} status=201 empty=\"\" "
+                             "q=\"a \\\"b\\\"=c\\\\d\\u0001\" bad=\"\\ufffd\xc3\xa9\" neg=-5\n");
+    rd_log_format_line(buf, sizeof buf, RD_LOG_JSON, false, ts, RD_LOG_WARN, "x", f, 2);
+    assert_string_equal(buf, "{\"ts\":\"2026-01-02T03:04:05.678Z\",\"level\":\"warn\",\"msg\":"
+                             "\"x\",\"route\":\"/v1/runs/{id}\",\"status\":201}\n");
+    /* The journal keeps time and priority itself. */
+    rd_log_format_line(buf, sizeof buf, RD_LOG_LOGFMT, true, ts, RD_LOG_ERR, "boom", f + 1, 1);
+    assert_string_equal(buf, "<3>level=error msg=boom status=201\n");
+    rd_log_format_line(buf, sizeof buf, RD_LOG_JSON, true, ts, RD_LOG_INFO, "m", NULL, 0);
+    assert_string_equal(buf, "<6>{\"level\":\"info\",\"msg\":\"m\"}\n");
+}
+
+/* A line too long is cut inside a value and still closes its quote and its object. */
+static void test_log_cut(void **state)
+{
+    char big[2000], buf[300];
+    memset(big, '"', sizeof big - 1);
+    big[sizeof big - 1] = 0;
+    const rd_log_field f[] = {RD_LS("v", big), RD_LS("after", "x")};
+
+    for (int fmt = RD_LOG_LOGFMT; fmt <= RD_LOG_JSON; fmt++) {
+        size_t n = rd_log_format_line(buf, sizeof buf, fmt, false, 1, RD_LOG_INFO, "m", f, 2);
+        assert_true(n < sizeof buf);
+        assert_int_equal(buf[n - 1], '\n');
+        const char *tail = fmt == RD_LOG_JSON ? "\\\"...\"}\n" : "\\\"...\"\n";
+        assert_string_equal(buf + n - strlen(tail), tail);
+        assert_null(strstr(buf, "after"));
+    }
 }
 
 static void count_entry(const char *key, void *value, void *arg)
@@ -346,6 +406,7 @@ int main(void)
         cmocka_unit_test(test_sha256),        cmocka_unit_test(test_ct_streq),
         cmocka_unit_test(test_rfc3339),       cmocka_unit_test(test_clocks),
         cmocka_unit_test(test_random_id),     cmocka_unit_test(test_log),
+        cmocka_unit_test(test_log_format),    cmocka_unit_test(test_log_cut),
         cmocka_unit_test(test_map),
     };
 
