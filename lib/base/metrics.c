@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/util.h"
 
@@ -373,6 +374,13 @@ void rd_metric_zero(rd_metric *f)
         return;
     for (size_t i = 0; i < f->n; i++)
         f->all[i]->value = 0;
+}
+
+double rd_metrics_clock(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)(ts.tv_nsec / 1000) / 1e6;
 }
 
 /* --- exposition ------------------------------------------------------------------------- */

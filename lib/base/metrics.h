@@ -81,6 +81,9 @@ void rd_metric_zero(rd_metric *f);
 int rd_metrics_collector(rd_metrics *m, rd_metrics_collect_fn fn, void *arg,
                          void (*free_arg)(void *arg));
 
+/** A monotonic clock in seconds (microsecond resolution), to time what a histogram observes. */
+double rd_metrics_clock(void);
+
 /** Runs the collectors and returns the whole exposition (text format 0.0.4), NUL-terminated,
  * its length in *len. The caller frees it. NULL on out of memory. */
 char *rd_metrics_expose(rd_metrics *m, size_t *len);

@@ -53,8 +53,10 @@ rd_store *rd_engine_store(rd_engine *eng);
 bool rd_engine_ready(const rd_engine *eng);
 /** Backpressure from the event streams: while on, workers' output is not read. */
 void rd_engine_throttle(rd_engine *eng, bool on);
-/** Prometheus text of the engine's counters appended to buf (malloc'd; caller frees). */
-char *rd_engine_metrics_text(rd_engine *eng);
+struct rd_metrics;
+/** Registers the engine's families, and those of the runs and workers under it, in reg
+ * (borrowed; it must outlive the engine's scrapes). 0 or RD_ERR. */
+int rd_engine_set_metrics(rd_engine *eng, struct rd_metrics *reg);
 
 typedef struct rd_create_req {
     const char *flow;

@@ -89,6 +89,10 @@ void rd_http_close(rd_http *h);
  * Safe on NULL and on a half-built server. */
 void rd_http_free(rd_http *h);
 int rd_http_port(const rd_http *h);
+struct rd_metrics;
+/** Registers the HTTP families in reg (borrowed; it must outlive h): requests answered by
+ * route pattern, method and code, and their duration by route. 0 or RD_ERR. */
+int rd_http_set_metrics(rd_http *h, struct rd_metrics *reg);
 /** The config later requests see (borrowed; the caller keeps it alive). */
 void rd_http_set_config(rd_http *h, const rd_config *cfg);
 

@@ -78,6 +78,7 @@ static void guard_refuse(conn_state *cs, int status, const char *code, const cha
                       "X-Request-Id: %s\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n%s",
                       status, rd_head_reason(status), bl, rid, body);
     evutil_socket_t fd = bufferevent_getfd(evhtp_connection_get_bev(cs->conn));
+    rd_http_count(cs->h, NULL, htp_method_UNKNOWN, status, 0);
     if (send(fd, head, (size_t)hl, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
         rd_log_debug("refusing a request: %s", strerror(errno));
     evhtp_connection_free(cs->conn); /* runs the fini hook */

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "base/metrics.h"
 #include "base/util.h"
 #include "http/http_int.h"
 
@@ -136,7 +137,65 @@ const char *rd_req_header(const rd_req *req, const char *key)
     return evhtp_header_find(req->r->headers_in, key);
 }
 
+/* --- metrics ------------------------------------------------------------------------------ */
+
+/* Labels from fixed sets only: route patterns of the table, methods, and status codes the
+ * daemon sends; a client's path never becomes a label. */
+static const char *method_name(htp_method m)
+{
+    switch (m) {
+    case htp_method_GET:
+        return "GET";
+    case htp_method_HEAD:
+        return "HEAD";
+    case htp_method_POST:
+        return "POST";
+    case htp_method_PUT:
+        return "PUT";
+    case htp_method_PATCH:
+        return "PATCH";
+    case htp_method_DELETE:
+        return "DELETE";
+    case htp_method_OPTIONS:
+        return "OPTIONS";
+    default:
+        return "other";
+    }
+}
+
+void rd_http_count(rd_http *h, const char *route, htp_method method, int status, double t0)
+{
+    char code[8];
+    snprintf(code, sizeof code, "%d", status >= 100 && status <= 599 ? status : 0);
+    route = route ? route : "unmatched";
+    rd_metric_inc(h->m_requests, RD_LV(route, method_name(method), code));
+    if (t0 > 0)
+        rd_metric_observe(h->m_seconds, RD_LV(route), rd_metrics_clock() - t0);
+}
+
+conn_state *rd_http_conn_state(evhtp_connection_t *c)
+{
+    evhtp_hooks_t *hooks = c ? evhtp_connection_get_hooks(c) : NULL;
+    return hooks ? hooks->on_headers_arg : NULL;
+}
+
+void rd_req_count(rd_req *req, int status)
+{
+    conn_state *cs = rd_http_conn_state(evhtp_request_get_connection(req->r));
+    if (!cs || !cs->req_open)
+        return;
+    cs->req_open = false;
+    rd_http_count(cs->h, cs->req_route, cs->req_method, status, cs->req_t0);
+}
+
 /* --- replies ------------------------------------------------------------------------------ */
+
+/* Every reply of a handler goes out here, and is counted once. */
+static void send_reply(rd_req *req, int status)
+{
+    evhtp_send_reply(req->r, (evhtp_res)status);
+    rd_req_count(req, status);
+}
 
 void rd_req_cors(rd_req *req, evhtp_headers_t *out)
 {
@@ -171,7 +230,7 @@ void rd_reply_raw(rd_req *req, int status, const char *ctype, const char *body, 
         evhtp_headers_add_header(r->headers_out, evhtp_header_new("Connection", "close", 0, 0));
     if (body && len && req->method != htp_method_HEAD)
         evbuffer_add(r->buffer_out, body, len);
-    evhtp_send_reply(r, (evhtp_res)status);
+    send_reply(req, status);
 }
 
 void rd_reply_json(rd_req *req, int status, json_t *body)
@@ -320,7 +379,7 @@ void rd_req_preflight(rd_req *req)
                                                    "Idempotency-Key, Last-Event-ID",
                                                    0, 0));
     evhtp_headers_add_header(out, evhtp_header_new("Access-Control-Max-Age", "600", 0, 0));
-    evhtp_send_reply(req->r, 204);
+    send_reply(req, 204);
 }
 
 void rd_req_dispose(rd_req *req)

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/queue.h>
 
+#include "base/metrics.h"
 #include "base/util.h"
 
 typedef enum {
@@ -58,6 +59,8 @@ typedef struct jstore {
     bool doomed;           /* a write failed in this transaction: its commit must fail */
     int64_t last_event_id; /* the id of the last event appended or recorded */
     uint64_t m_failed, m_replays;
+    rd_metric *m_commit_seconds; /* NULL without a registry */
+    rd_metric *m_bytes, *m_replays_total;
 } jstore;
 
 static jstore *J(rd_store *s)
@@ -210,6 +213,15 @@ static int j_commit(rd_store *s)
     j->pending = STAILQ_FIRST(&j->log) != NULL;
     j->m_failed++;
     return RD_EIO;
+}
+
+/* Every commit of the daemon (runs, outbox, keys) passes here: the one place to time them. */
+static int j_commit_timed(rd_store *s)
+{
+    double t0 = rd_metrics_clock();
+    int rc = j_commit(s);
+    rd_metric_observe(J(s)->m_commit_seconds, NULL, rd_metrics_clock() - t0);
+    return rc;
 }
 
 static int j_rollback(rd_store *s)
@@ -466,7 +478,7 @@ PASS(dlv_attempts_scan, (rd_store * s, const char *delivery_id, rd_attempt_cb cb
 
 static const rd_store_ops journal_ops = {
     .close = j_close,
-    .commit = j_commit,
+    .commit = j_commit_timed,
     .rollback = j_rollback,
     .run_insert = j_run_insert,
     .run_update = j_run_update,
@@ -530,16 +542,24 @@ size_t rd_store_journal_writes(const rd_store *s)
     return ((const jstore *)s)->writes;
 }
 
-void rd_store_journal_metrics(const rd_store *s, FILE *f)
+static void journal_on_collect(void *arg)
 {
-    const jstore *j = (const jstore *)s;
-    fprintf(f,
-            "# HELP runsd_store_journal_bytes Bytes of writes held in memory until a commit "
-            "succeeds.\n# TYPE runsd_store_journal_bytes gauge\nrunsd_store_journal_bytes %zu\n",
-            j->bytes);
-    fprintf(f,
-            "# HELP runsd_store_journal_replays_total Transactions that began by writing again "
-            "what a failed one lost.\n# TYPE runsd_store_journal_replays_total counter\n"
-            "runsd_store_journal_replays_total %llu\n",
-            (unsigned long long)j->m_replays);
+    jstore *j = arg;
+    rd_metric_set(j->m_bytes, NULL, (double)j->bytes);
+    rd_metric_set(j->m_replays_total, NULL, (double)j->m_replays);
+}
+
+int rd_store_journal_set_metrics(rd_store *s, rd_metrics *reg)
+{
+    jstore *j = J(s);
+    j->m_commit_seconds = rd_metrics_histogram(
+        reg, "runsd_store_commit_duration_seconds",
+        "Time a store commit took (the journal's catch-up after a failure included).", NULL,
+        rd_metrics_latency_buckets, rd_metrics_latency_nbuckets);
+    j->m_bytes = rd_metrics_gauge(reg, "runsd_store_journal_bytes",
+                                  "Bytes of writes held in memory until a commit succeeds.", NULL);
+    j->m_replays_total = rd_metrics_counter(
+        reg, "runsd_store_journal_replays_total",
+        "Transactions that began by writing again what a failed one lost.", NULL);
+    return rd_metrics_collector(reg, journal_on_collect, j, NULL) == 0 ? 0 : RD_ERR;
 }

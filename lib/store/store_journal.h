@@ -21,7 +21,9 @@ rd_store *rd_store_journal_wrap(rd_store *inner);
 /** Bytes and writes held for the next transaction (0 after a successful commit). */
 size_t rd_store_journal_bytes(const rd_store *s);
 size_t rd_store_journal_writes(const rd_store *s);
-/** Appends the journal's Prometheus families to f. */
-void rd_store_journal_metrics(const rd_store *s, FILE *f);
+struct rd_metrics;
+/** Registers the journal's families in reg (borrowed; it must outlive the store's scrapes):
+ * the commit latency histogram, the bytes held and the replays. 0 or RD_ERR. */
+int rd_store_journal_set_metrics(rd_store *s, struct rd_metrics *reg);
 
 #endif
