@@ -11,6 +11,7 @@
 
 #include "base/metrics.h"
 #include "base/util.h"
+#include "http/head.h"
 #include "http/http_int.h"
 
 /* --- query and path decoding ------------------------------------------------------------ */
@@ -190,10 +191,59 @@ void rd_req_count(rd_req *req, int status)
 
 /* --- replies ------------------------------------------------------------------------------ */
 
-/* Every reply of a handler goes out here, and is counted once. */
+/* libevhtp writes the status line with its own reason table, which has no 422 or 429 ("HTTP/1.1
+ * 422 UNKNOWN") and some names RFC 9110 changed ("Not Allowed", "Entity Too Large"). The
+ * reply it just appended to the connection's output, at offset at, gets ours instead. Nothing
+ * of it has been written yet: the socket is written from the loop, after this callback. */
+static void fix_status_line(struct evbuffer *out, size_t at, int status)
+{
+    struct evbuffer_ptr p;
+    size_t eol_len = 0;
+    char line[80];
+    if (evbuffer_ptr_set(out, &p, at, EVBUFFER_PTR_SET) != 0)
+        return;
+    struct evbuffer_ptr eol = evbuffer_search_eol(out, &p, &eol_len, EVBUFFER_EOL_CRLF_STRICT);
+    size_t n = eol.pos >= 0 ? (size_t)eol.pos - at : 0;
+    /* "HTTP/1.x NNN " is 13 bytes; the reason follows. */
+    if (n < 13 || n >= sizeof line)
+        return;
+    /* A bufferevent freezes the start of its output between writes (reads from the front,
+     * copies included, fail): thaw it for the edit. */
+    bool frozen = evbuffer_drain(out, 0) != 0;
+    if (frozen)
+        evbuffer_unfreeze(out, 1);
+    const char *reason = rd_head_reason(status);
+    struct evbuffer *before = NULL;
+    if (evbuffer_copyout_from(out, &p, line, n) != (ev_ssize_t)n)
+        goto done;
+    line[n] = 0;
+    if (strncmp(line, "HTTP/1.", 7) != 0 || strcmp(line + 13, reason) == 0)
+        goto done;
+    char fixed[96];
+    int fl = snprintf(fixed, sizeof fixed, "%.13s%s", line, reason);
+    before = evbuffer_new();
+    if (!before || fl <= 0)
+        goto done;
+    if (evbuffer_remove_buffer(out, before, at) == (int)at && evbuffer_drain(out, n) == 0)
+        evbuffer_prepend(out, fixed, (size_t)fl);
+    evbuffer_prepend_buffer(out, before);
+done:
+    if (before)
+        evbuffer_free(before);
+    if (frozen)
+        evbuffer_freeze(out, 1);
+}
+
+/* Every reply of a handler goes out here: evhtp builds it, the status line gets its reason, and
+ * it is counted once. */
 static void send_reply(rd_req *req, int status)
 {
+    struct bufferevent *bev = evhtp_connection_get_bev(evhtp_request_get_connection(req->r));
+    struct evbuffer *out = bev ? bufferevent_get_output(bev) : NULL;
+    size_t at = out ? evbuffer_get_length(out) : 0;
     evhtp_send_reply(req->r, (evhtp_res)status);
+    if (out)
+        fix_status_line(out, at, status);
     rd_req_count(req, status);
 }
 
