@@ -479,7 +479,8 @@ static void put_family(FILE *out, rd_metric *f)
     fprintf(out, "# HELP %s ", f->name);
     put_escaped(out, f->help, false);
     fprintf(out, "\n# TYPE %s %s\n", f->name, types[f->type]);
-    qsort(f->all, f->n, sizeof *f->all, by_key);
+    if (f->n > 1) /* qsort's array may not be NULL, even when empty */
+        qsort(f->all, f->n, sizeof *f->all, by_key);
     for (size_t i = 0; i < f->n; i++)
         put_series(out, f, f->all[i]);
 }
@@ -495,7 +496,8 @@ char *rd_metrics_expose(rd_metrics *m, size_t *len)
     FILE *out = open_memstream(&buf, &n);
     if (!out)
         return NULL;
-    qsort(m->fams, m->n, sizeof *m->fams, by_name);
+    if (m->n > 1)
+        qsort(m->fams, m->n, sizeof *m->fams, by_name);
     for (size_t i = 0; i < m->n; i++)
         put_family(out, m->fams[i]);
     if (fclose(out) != 0) {
