@@ -55,8 +55,10 @@ class MetricsTest(unittest.TestCase):
                         extra="[webhooks]\nretry_schedule = 200ms\nallow_private = yes\n").start()
 
     def tearDown(self):
-        self.d.stop()
-        self.rx.stop()
+        try:
+            self.d.stop()
+        finally:
+            self.rx.stop()
 
     def scrape(self):
         r = self.d.get("/metrics")
