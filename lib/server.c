@@ -11,7 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <curl/curl.h>
+#include <event2/event.h>
+#include <sqlite3.h>
+
 #include "api/api.h"
+#include "base/metrics.h"
 #include "config/config.h"
 #include "engine/engine.h"
 #include "exec/cgroup.h"
@@ -31,6 +36,7 @@ struct runsd {
     rd_engine *eng;
     rd_http *http;
     rd_api *api; /* owned by http */
+    rd_metrics *metrics; /* every layer counts into it; freed last */
     void (*done)(void *);
     void *done_arg;
 };
@@ -68,6 +74,35 @@ int runsd_config_warnings(const rd_config *cfg, char *buf, size_t len)
              "would run without a process limit\n",
              first, n > 1 ? " and others" : "", p.why);
     return 1;
+}
+
+/* runsd_build_info: 1, with the version and the versions of the libraries it runs on. */
+static int register_build_info(rd_metrics *m)
+{
+    char curl[32];
+    snprintf(curl, sizeof curl, "%s", curl_version_info(CURLVERSION_NOW)->version);
+    rd_metric *f = rd_metrics_gauge(
+        m, "runsd_build_info",
+        "Always 1; the labels say which runsd and which libraries this process runs.",
+        RD_LV("version", "sqlite", "libevent", "libcurl"));
+    if (!f)
+        return RD_ERR;
+    rd_metric_set(f, RD_LV(RUNSD_VERSION, sqlite3_libversion(), event_get_version(), curl), 1);
+    return 0;
+}
+
+/* The registry, the process and build families, and each layer's families. */
+static int wire_metrics(runsd *d)
+{
+    d->metrics = rd_metrics_new();
+    if (!d->metrics || rd_metrics_process(d->metrics) != 0 || register_build_info(d->metrics) != 0)
+        return RD_ERR;
+    if (rd_store_journal_set_metrics(d->store, d->metrics) != 0 ||
+        rd_engine_set_metrics(d->eng, d->metrics) != 0 ||
+        rd_outbox_set_metrics(d->outbox, d->metrics) != 0 ||
+        rd_http_set_metrics(d->http, d->metrics) != 0)
+        return RD_ERR;
+    return 0;
 }
 
 static int log_format(const char *s)
@@ -150,7 +185,12 @@ int runsd_new(struct event_base *base, rd_config *cfg, runsd **out, char *err, s
     d->http = rd_http_new(base, cfg, err, errlen);
     if (!d->http)
         goto fail;
-    rd_api_opts ao = {.base = base, .eng = d->eng, .outbox = d->outbox, .cfg = cfg};
+    if (wire_metrics(d) != 0) {
+        snprintf(err, errlen, "cannot create the metrics (out of memory)");
+        goto fail;
+    }
+    rd_api_opts ao = {
+        .base = base, .eng = d->eng, .outbox = d->outbox, .cfg = cfg, .metrics = d->metrics};
     /* The API's state belongs to the server from here on: rd_http_free frees it. */
     if (rd_api_register(d->http, &ao, &d->api, err, errlen) != 0 ||
         rd_http_listen(d->http, err, errlen) != 0 || !activated_links(d, cfg, err, errlen))
@@ -241,6 +281,7 @@ void runsd_free(runsd *d)
     rd_engine_free(d->eng);
     rd_outbox_free(d->outbox); /* after the engine, which holds it; before the store */
     rd_store_close(d->store);
+    rd_metrics_free(d->metrics); /* last: everything above counted into it until it went */
     for (int i = 0; i < d->n_old; i++)
         rd_config_free(d->old_cfgs[i]);
     rd_config_free(d->cfg);

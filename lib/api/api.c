@@ -11,8 +11,8 @@
 #include <string.h>
 
 #include "api/api_int.h"
+#include "base/metrics.h"
 #include "base/util.h"
-#include "webhook/outbox.h"
 
 /* --- operational endpoints ---------------------------------------------------------------- */
 
@@ -37,21 +37,13 @@ static void h_ready(rd_req *req, void *arg)
 static void h_metrics(rd_req *req, void *arg)
 {
     rd_api *a = arg;
-    char *parts[3] = {rd_engine_metrics_text(a->eng), rd_streams_metrics(a->streams),
-                      rd_outbox_metrics_text(a->outbox)};
-    char *all = NULL;
     size_t len = 0;
-    FILE *f = open_memstream(&all, &len);
-    for (int i = 0; i < 3; i++) {
-        if (f && parts[i])
-            fputs(parts[i], f);
-        free(parts[i]);
-    }
-    if (f && fclose(f) == 0 && all)
-        rd_reply_raw(req, 200, "text/plain; version=0.0.4", all, len);
+    char *text = a->metrics ? rd_metrics_expose(a->metrics, &len) : strdup("");
+    if (text)
+        rd_reply_raw(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
     else
         rd_reply_error(req, 500, "internal", "out of memory");
-    free(all);
+    free(text);
 }
 
 #define GET_HEAD (RD_METHOD_GET | RD_METHOD_HEAD)
@@ -99,6 +91,7 @@ int rd_api_register(rd_http *h, const rd_api_opts *o, rd_api **out, char *err, s
     a->base = o->base;
     a->eng = o->eng;
     a->outbox = o->outbox;
+    a->metrics = o->metrics;
     LIST_INIT(&a->ctls);
     TAILQ_INIT(&a->held_posts);
     if (rd_http_on_close(h, api_on_close, a) != 0)
@@ -106,6 +99,8 @@ int rd_api_register(rd_http *h, const rd_api_opts *o, rd_api **out, char *err, s
     a->streams = rd_streams_new(o->base, o->eng, o->cfg, err, errlen);
     if (!a->streams)
         return RD_ERR;
+    if (o->metrics && rd_streams_set_metrics(a->streams, o->metrics) != 0)
+        return snprintf(err, errlen, "out of memory"), RD_ERR;
     if (rd_http_route_all(h, ops_routes, sizeof ops_routes / sizeof ops_routes[0], a) != 0 ||
         rd_runs_register(h, a) != 0 || rd_control_register(h, a) != 0 ||
         rd_streams_register(a->streams, h) != 0 || rd_approvals_register(h, a) != 0 ||

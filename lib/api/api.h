@@ -18,8 +18,9 @@ typedef struct rd_api rd_api;
 typedef struct rd_api_opts {
     struct event_base *base;
     rd_engine *eng;
-    struct rd_outbox *outbox; /* the webhook deliveries endpoints answer 503 without it */
-    const rd_config *cfg;     /* the startup config: the event hub's initial bounds */
+    struct rd_outbox *outbox;   /* the webhook deliveries endpoints answer 503 without it */
+    const rd_config *cfg;       /* the startup config: the event hub's initial bounds */
+    struct rd_metrics *metrics; /* what /metrics exposes (borrowed); NULL: an empty page */
 } rd_api_opts;
 
 /** Creates the API's state (with the fan-out hub of the event streams, registered with the

@@ -20,6 +20,7 @@ typedef struct rd_api {
     rd_engine *eng;
     struct rd_outbox *outbox;           /* borrowed; may be NULL */
     rd_streams *streams;                /* the event streams, owned */
+    struct rd_metrics *metrics;         /* borrowed; may be NULL */
     LIST_HEAD(, ctl_stream) ctls;       /* open worker control streams (control.c) */
     TAILQ_HEAD(, held_post) held_posts; /* external workers' posts held by backpressure */
 } rd_api;

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/metrics.h"
 #include "stream/hub.h"
 #include "stream/sse.h"
 #include "base/util.h"
@@ -31,6 +32,8 @@ struct rd_streams {
     rd_hub *hub;
     int close_calls;               /* rd_streams_close_all: first graceful, then forced */
     uint64_t refused;              /* 503 too_many_streams */
+    rd_metric *m_disconnects;      /* by cause; NULL without a registry */
+    rd_metric *m_stats[12];        /* the hub's counts (stream_fams), copied at scrape time */
     uint64_t transport_slow;       /* cut by the transport's own bound (a heartbeat that did
                                       not fit) rather than by the hub */
     void (*on_release)(void *arg); /* backpressure lifted (runs.c's held posts) */
@@ -132,31 +135,51 @@ static int stream_scan(void *scan_arg, const char *run_id, int64_t after, int li
 
 /* --- the sink: an rd_sse under a hub subscriber ------------------------------------------ */
 
+typedef struct stream_conn {
+    rd_streams *st;
+    rd_hub_sub *sub;
+    rd_sse *sse;
+    int hub_why; /* why the hub let it go (rd_hub_why), -1 while it has not */
+} stream_conn;
+
 static size_t stream_sink_unsent(void *arg)
 {
-    return rd_sse_pending(arg);
+    stream_conn *c = arg;
+    return rd_sse_pending(c->sse);
 }
 
 static void stream_sink_send(void *arg, struct evbuffer *buf)
 {
-    rd_sse_send_buffer(arg, buf);
+    stream_conn *c = arg;
+    rd_sse_send_buffer(c->sse, buf);
 }
 
 static void stream_sink_close(void *arg, rd_hub_why why)
 {
+    stream_conn *c = arg;
+    c->hub_why = (int)why;
     if (why == RD_HUB_END || why == RD_HUB_SHUTDOWN)
-        rd_sse_close(arg); /* flushes what is queued first */
+        rd_sse_close(c->sse); /* flushes what is queued first */
     else
-        rd_sse_abort(arg);
+        rd_sse_abort(c->sse); /* c is gone after this */
 }
 
 static const rd_hub_sink_ops stream_sink_ops = {stream_sink_unsent, stream_sink_send,
                                                 stream_sink_close};
 
-typedef struct stream_conn {
-    rd_streams *st;
-    rd_hub_sub *sub;
-} stream_conn;
+/* The cause of a disconnect, from a fixed set: the transport's reason first, then the hub's. */
+static const char *disconnect_cause(const stream_conn *c, rd_sse_why why)
+{
+    if (why == RD_SSE_CLOSED_BY_PEER)
+        return "client";
+    if (why == RD_SSE_CLOSED_SLOW || c->hub_why == RD_HUB_SLOW)
+        return "slow";
+    if (c->hub_why == RD_HUB_END)
+        return "run_end";
+    if (c->hub_why == RD_HUB_SHUTDOWN || c->hub_why == RD_HUB_ABORT)
+        return "shutdown";
+    return "error";
+}
 
 static void stream_on_close(rd_sse *s, rd_sse_why why, void *arg)
 {
@@ -165,6 +188,7 @@ static void stream_on_close(rd_sse *s, rd_sse_why why, void *arg)
         return;
     if (why == RD_SSE_CLOSED_SLOW)
         c->st->transport_slow++;
+    rd_metric_inc(c->st->m_disconnects, RD_LV(disconnect_cause(c, why)));
     rd_hub_unsubscribe(c->sub);
     free(c);
 }
@@ -308,7 +332,9 @@ static void open_stream(rd_req *req, rd_streams *st, open_args *a)
     }
     /* From here on the connection is ours: failures close it. */
     c->st = st;
-    c->sub = rd_hub_subscribe(st->hub, &a->f, resume, a->run_finished, &stream_sink_ops, s);
+    c->sse = s;
+    c->hub_why = -1;
+    c->sub = rd_hub_subscribe(st->hub, &a->f, resume, a->run_finished, &stream_sink_ops, c);
     if (!c->sub) {
         free(c);
         rd_sse_abort(s);
@@ -468,35 +494,68 @@ size_t rd_streams_count(const rd_streams *st)
     return rd_hub_count(st->hub);
 }
 
-char *rd_streams_metrics(rd_streams *st)
+/* The hub's counts under their historical names, copied into the registry at scrape time. */
+static const struct {
+    const char *name, *help;
+    bool counter;
+} stream_fams[] = {
+    {"runsd_sse_subscribers", "Event stream subscribers connected.", false},
+    {"runsd_sse_frames_total", "SSE frames queued to subscribers, live and replayed.", true},
+    {"runsd_sse_bytes_total", "SSE bytes queued to subscribers.", true},
+    {"runsd_sse_shared_frames_total", "Live frames handed out by reference instead of copied.",
+     true},
+    {"runsd_sse_slow_disconnects_total",
+     "Subscribers cut for holding more unsent bytes than their bound.", true},
+    {"runsd_sse_replays_total", "Subscriptions that began with a replay from the store.", true},
+    {"runsd_sse_replay_frames_total", "Frames replayed from the store.", true},
+    {"runsd_sse_resets_total", "stream.reset sent: the resume id predated retained history.", true},
+    {"runsd_sse_budget_cuts_total",
+     "Subscribers cut to keep all subscribers' unsent bytes within sse_max_total.", true},
+    {"runsd_sse_backpressure_total", "Times producers were asked to slow down.", true},
+    {"runsd_sse_backpressure_on", "1 while producers are asked to slow down.", false},
+    {"runsd_sse_refused_total", "Streams refused with 503 at max_sse_clients.", true},
+};
+
+_Static_assert(sizeof stream_fams / sizeof stream_fams[0] ==
+                   sizeof((rd_streams *)0)->m_stats / sizeof(rd_metric *),
+               "one registry family per hub count");
+
+static void streams_on_collect(void *arg)
 {
-    if (!st)
-        return NULL;
+    rd_streams *st = arg;
     rd_hub_stats s;
     rd_hub_get_stats(st->hub, &s);
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    if (!f)
-        return NULL;
-#define LINE(name, type, v)                                                                        \
-    fprintf(f, "# TYPE runsd_sse_" name " " type "\nrunsd_sse_" name " %llu\n",                    \
-            (unsigned long long)(v))
-    LINE("subscribers", "gauge", s.subscribers);
-    LINE("frames_total", "counter", s.frames);
-    LINE("bytes_total", "counter", s.bytes);
-    LINE("shared_frames_total", "counter", s.shared_frames);
-    LINE("slow_disconnects_total", "counter", s.slow_disconnects + st->transport_slow);
-    LINE("replays_total", "counter", s.replays);
-    LINE("replay_frames_total", "counter", s.replay_frames);
-    LINE("resets_total", "counter", s.resets);
-    LINE("budget_cuts_total", "counter", s.budget_cuts);
-    LINE("backpressure_total", "counter", s.pressure_events);
-    LINE("backpressure_on", "gauge", rd_hub_pressure(st->hub) ? 1 : 0);
-    LINE("refused_total", "counter", st->refused);
-#undef LINE
-    fclose(f);
-    return buf;
+    const uint64_t v[] = {s.subscribers,
+                          s.frames,
+                          s.bytes,
+                          s.shared_frames,
+                          s.slow_disconnects + st->transport_slow,
+                          s.replays,
+                          s.replay_frames,
+                          s.resets,
+                          s.budget_cuts,
+                          s.pressure_events,
+                          rd_hub_pressure(st->hub) ? 1 : 0,
+                          st->refused};
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
+        rd_metric_set(st->m_stats[i], NULL, (double)v[i]);
+}
+
+int rd_streams_set_metrics(rd_streams *st, rd_metrics *reg)
+{
+    static const char *const causes[] = {"client", "slow", "run_end", "shutdown", "error"};
+    for (size_t i = 0; i < sizeof stream_fams / sizeof stream_fams[0]; i++)
+        st->m_stats[i] =
+            rd_metrics_family(reg, stream_fams[i].counter ? RD_METRIC_COUNTER : RD_METRIC_GAUGE,
+                              stream_fams[i].name, stream_fams[i].help, NULL, NULL, 0);
+    st->m_disconnects = rd_metrics_counter(
+        reg, "runsd_sse_disconnects_total",
+        "Event streams that ended, by cause: client (the reader went away), slow (cut for "
+        "falling behind), run_end (the run's stream ended), shutdown, error.",
+        RD_LV("cause"));
+    for (size_t i = 0; i < sizeof causes / sizeof causes[0]; i++)
+        rd_metric_add(st->m_disconnects, RD_LV(causes[i]), 0);
+    return rd_metrics_collector(reg, streams_on_collect, st, NULL) == 0 ? 0 : RD_ERR;
 }
 
 void rd_streams_close_all(rd_streams *st)

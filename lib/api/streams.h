@@ -36,8 +36,10 @@ bool rd_streams_pressure(const rd_streams *st);
 void rd_streams_on_release(rd_streams *st, void (*fn)(void *arg), void *arg);
 /** How many event-stream subscribers are connected. */
 size_t rd_streams_count(const rd_streams *st);
-/** Prometheus lines for the streams (malloc'd text, caller frees; may be NULL). */
-char *rd_streams_metrics(rd_streams *st);
+struct rd_metrics;
+/** Registers the streams' families in reg (borrowed; it must outlive the streams' scrapes):
+ * the hub's counts, subscribers, and disconnects by cause. 0 or RD_ERR. */
+int rd_streams_set_metrics(rd_streams *st, struct rd_metrics *reg);
 /** Closes every stream (shutdown): the first call flushes what is queued, later calls
  * drop streams still flushing. New streams are refused from the first call on. Safe on
  * NULL. */

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/metrics.h"
 #include "store/store_journal.h"
 #include "webhook/outbox.h"
 
@@ -192,23 +193,36 @@ bool rd_engine_ready(const rd_engine *eng)
     return rd_runs_store_ok(eng->runs) && !eng->shutting_down;
 }
 
-char *rd_engine_metrics_text(rd_engine *eng)
+typedef struct engine_metrics {
+    rd_engine *eng;
+    rd_metric *running, *queued, *pruned;
+} engine_metrics;
+
+static void engine_on_collect(void *arg)
 {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    if (!f)
-        return NULL;
-    rd_runs_metrics(eng->runs, f);
-    fprintf(f, "# TYPE runsd_runs_running gauge\nrunsd_runs_running %d\n", eng->running);
-    fprintf(f, "# TYPE runsd_runs_queued gauge\nrunsd_runs_queued %d\n",
-            rd_runs_n_queued(eng->runs));
-    rd_exec_metrics(eng->exec, f);
-    rd_store_journal_metrics(eng->store, f);
-    fprintf(f, "# TYPE runsd_events_pruned_total counter\nrunsd_events_pruned_total %llu\n",
-            (unsigned long long)eng->m_pruned);
-    fclose(f);
-    return buf;
+    engine_metrics *m = arg;
+    rd_metric_set(m->running, NULL, m->eng->running);
+    rd_metric_set(m->queued, NULL, rd_runs_n_queued(m->eng->runs));
+    rd_metric_set(m->pruned, NULL, (double)m->eng->m_pruned);
+}
+
+int rd_engine_set_metrics(rd_engine *eng, rd_metrics *reg)
+{
+    engine_metrics *m = calloc(1, sizeof *m);
+    if (!m)
+        return RD_ERR;
+    m->eng = eng;
+    m->running = rd_metrics_gauge(reg, "runsd_runs_running",
+                                  "Local workers running (executor slots taken).", NULL);
+    m->queued = rd_metrics_gauge(reg, "runsd_runs_queued", "Runs in status queued.", NULL);
+    m->pruned =
+        rd_metrics_counter(reg, "runsd_events_pruned_total", "Events deleted by retention.", NULL);
+    if (rd_metrics_collector(reg, engine_on_collect, m, free) != 0) {
+        free(m);
+        return RD_ERR;
+    }
+    rd_exec_set_metrics(eng->exec, reg);
+    return rd_runs_set_metrics(eng->runs, reg);
 }
 
 static void engine_count_waiting(rd_active *act, void *arg)

@@ -60,11 +60,13 @@ bool rd_engine_store_pressure(const rd_engine *eng);
 /** fn(arg) is called from the loop once the store's pressure is lifted (the owner of held
  * posts lets them go). One callback; NULL removes it. */
 void rd_engine_on_release(rd_engine *eng, void (*fn)(void *arg), void *arg);
-/** Prometheus text of the engine's counters appended to buf (malloc'd; caller frees). */
-char *rd_engine_metrics_text(rd_engine *eng);
 /** How many runs are running (local workers holding a slot), queued for a slot, and waiting
  * for a person (paused or auth_required, in memory): for the daemon's status line. */
 void rd_engine_counts(rd_engine *eng, int *running, int *queued, int *waiting);
+struct rd_metrics;
+/** Registers the engine's families, and those of the runs and workers under it, in reg
+ * (borrowed; it must outlive the engine's scrapes). 0 or RD_ERR. */
+int rd_engine_set_metrics(rd_engine *eng, struct rd_metrics *reg);
 
 typedef struct rd_create_req {
     const char *flow;

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/queue.h>
 
+#include "base/metrics.h"
 #include "base/util.h"
 #include "exec/cgroup.h"
 #include "exec/enrich.h"
@@ -57,8 +58,8 @@ struct rd_exec {
     rd_exec_hooks hooks;
     void *observer;
     bool shutting_down;
-    bool throttled; /* backpressure: workers' output is not read */
-    uint64_t m_spawn_failures;
+    bool throttled;              /* backpressure: workers' output is not read */
+    rd_metric *m_spawn_failures; /* by flow; NULL without a registry */
 };
 
 /* How long the start waits for the killed leftovers of a crashed daemon to die. */
@@ -193,10 +194,12 @@ int rd_exec_reap_leftovers(rd_exec *x)
     return rd_pgroup_kill_leftovers(rd_runs_store(x->rs), RD_LEFTOVER_WAIT_MS);
 }
 
-void rd_exec_metrics(const rd_exec *x, FILE *f)
+void rd_exec_set_metrics(rd_exec *x, rd_metrics *reg)
 {
-    fprintf(f, "# TYPE runsd_spawn_failures_total counter\nrunsd_spawn_failures_total %llu\n",
-            (unsigned long long)x->m_spawn_failures);
+    x->m_spawn_failures = rd_metrics_counter(
+        reg, "runsd_spawn_failures_total",
+        "Worker commands that could not be started (the run ends crashed/spawn_failed), by flow.",
+        RD_LV("flow"));
 }
 
 /* Sends a daemon -> worker message: the worker's stdin, or an external run's control log. */
@@ -562,7 +565,7 @@ int rd_exec_start(rd_exec *x, rd_active *act)
         return start_failed(a, "flow is no longer configured");
     a->external = flow->external;
     if (!flow->external && spawn(a, flow, err, sizeof err) != 0) {
-        x->m_spawn_failures++;
+        rd_metric_inc(x->m_spawn_failures, RD_LV(flow->name));
         rd_logk(RD_LOG_WARN, "worker spawn failed", RD_LS("run", rd_active_run(act)->id),
                 RD_LS("flow", rd_active_run(act)->flow), RD_LS("error", err));
         return start_failed(a, err);

@@ -31,7 +31,9 @@ typedef struct rd_exec_hooks {
 rd_exec *rd_exec_new(rd_runs *rs, const rd_exec_hooks *hooks);
 /** Frees the layer; call after rd_runs_free (which frees the attempts). */
 void rd_exec_free(rd_exec *x);
-void rd_exec_metrics(const rd_exec *x, FILE *f);
+struct rd_metrics;
+/** Registers the layer's families in reg (borrowed): worker spawn failures by flow. */
+void rd_exec_set_metrics(rd_exec *x, struct rd_metrics *reg);
 /** At start, before any run is recovered: SIGKILLs the workers' process groups that a crashed
  * daemon left running (recorded in the store, checked against pid reuse) and waits a few
  * seconds at most until they are gone. Blocks: call before the loop runs. Returns the number

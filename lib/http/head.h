@@ -36,7 +36,8 @@ int rd_head_parse(const char *head, size_t len, size_t max_line, size_t max_head
  * chunk extensions (";name[=value]", ignored per RFC 9112 7.1.1). 0 with *size, or -1. */
 int rd_head_chunk_size(const char *line, size_t len, uint64_t *size);
 
-/** The reason phrase of status ("Bad Request"), "Error" when unknown. */
+/** The RFC 9110 reason phrase of status ("Bad Request"), "Error" when unknown. Every reply
+ * of the daemon carries it (libevhtp's own table lacks 422 and 429, and misnames some). */
 const char *rd_head_reason(int status);
 
 #endif

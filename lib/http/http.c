@@ -27,6 +27,7 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include "base/metrics.h"
 #include "base/util.h"
 #include "http/http_int.h"
 
@@ -54,6 +55,31 @@ static unsigned method_bit(htp_method m)
     }
 }
 
+/* --- metrics ------------------------------------------------------------------------------ */
+
+int rd_http_set_metrics(rd_http *h, rd_metrics *reg)
+{
+    h->m_requests = rd_metrics_counter(reg, "runsd_http_requests_total",
+                                       "HTTP requests answered, by route pattern, method and "
+                                       "status code (route \"unmatched\": no route matched).",
+                                       RD_LV("route", "method", "code"));
+    h->m_seconds = rd_metrics_histogram(
+        reg, "runsd_http_request_duration_seconds",
+        "Time from a request's dispatch (head and body read) to its answer, by route pattern.",
+        RD_LV("route"), rd_metrics_latency_buckets, rd_metrics_latency_nbuckets);
+    return h->m_requests && h->m_seconds ? 0 : RD_ERR;
+}
+
+/* --- dispatch (continued) ----------------------------------------------------------------- */
+
+/* A handler that took the connection over (an event stream) answered 200 itself. */
+static void count_takeover(rd_http *h, rd_req *req, const char *route, double t0)
+{
+    evhtp_connection_t *c = evhtp_request_get_connection(req->r);
+    if (c && !(c->flags & EVHTP_CONN_FLAG_OWNER))
+        rd_http_count(h, route, req->method, 200, t0);
+}
+
 /* A parsed request to its handler, or the protocol's own answer: the CORS preflight,
  * 404, 405 with Allow, 401/403. */
 static void http_dispatch(rd_http *h, rd_req *req)
@@ -76,9 +102,14 @@ static void http_dispatch(rd_http *h, rd_req *req)
     }
     const route_rec *rr = req->route.data;
     req->route_pattern = rr->pattern;
+    conn_state *cs = rd_http_conn_state(evhtp_request_get_connection(req->r));
+    if (cs)
+        cs->req_route = rr->pattern;
     if (rr->scope != RD_HTTP_PUBLIC && !rd_req_allowed(req, rr->scope))
         return;
+    double t0 = cs ? cs->req_t0 : 0;
     rr->fn(req, rr->arg);
+    count_takeover(h, req, rr->pattern, t0);
 }
 
 static void http_on_request(evhtp_request_t *r, void *arg)
@@ -90,11 +121,14 @@ static void http_on_request(evhtp_request_t *r, void *arg)
     req.cfg = h->cfg;
     req.method = evhtp_request_get_method(r);
     rd_http_pick_request_id(h, evhtp_header_find(r->headers_in, "X-Request-Id"), req.request_id);
-    conn_state *cs = NULL;
-    evhtp_hooks_t *hooks = evhtp_connection_get_hooks(r->conn);
-    if (hooks)
-        cs = hooks->on_headers_arg;
+    conn_state *cs = rd_http_conn_state(r->conn);
     req.start_ms = cs && cs->req_start ? cs->req_start : rd_mono_ms();
+    if (cs) {
+        cs->req_open = true;
+        cs->req_method = req.method;
+        cs->req_route = NULL;
+        cs->req_t0 = rd_metrics_clock();
+    }
     req.body_too_big = cs && cs->too_big;
     const char *full = r->uri && r->uri->path ? r->uri->path->full : "/";
     const char *qraw = r->uri ? (const char *)r->uri->query_raw : NULL;

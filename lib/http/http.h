@@ -102,6 +102,10 @@ const char *rd_http_activated_url(const rd_http *h);
 /** Whether a socket systemd passed is reachable beyond loopback, so a config without API
  * keys must be refused (also on reload). */
 bool rd_http_activated_open(const rd_http *h);
+struct rd_metrics;
+/** Registers the HTTP families in reg (borrowed; it must outlive h): requests answered by
+ * route pattern, method and code, and their duration by route. 0 or RD_ERR. */
+int rd_http_set_metrics(rd_http *h, struct rd_metrics *reg);
 /** The config later requests see (borrowed; the caller keeps it alive). */
 void rd_http_set_config(rd_http *h, const rd_config *cfg);
 

@@ -94,6 +94,7 @@ static void guard_refuse(conn_state *cs, int status, const char *code, const cha
                   .start_ms = cs->phase == RD_CONN_HEAD ? 0 : cs->req_start};
     memcpy(req.request_id, rid, sizeof rid);
     rd_req_log(&req, status, (size_t)bl);
+    rd_http_count(cs->h, NULL, htp_method_UNKNOWN, status, 0);
     if (send(fd, head, (size_t)hl, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
         rd_log_debug("refusing a request: %s", strerror(errno));
     evhtp_connection_free(cs->conn); /* runs the fini hook */

@@ -14,7 +14,7 @@
 
 /* A registered handler: the router's entries point at these. */
 typedef struct route_rec {
-    char *pattern; /* owned copy, for the log */
+    char *pattern; /* owned copy: the route of its requests in the log and in /metrics */
     rd_http_handler_fn fn;
     void *arg;
     int scope;
@@ -45,6 +45,8 @@ struct rd_http {
     bool closing;                  /* rd_http_close ran: accepting stays off */
     char activated_url[144];       /* "http://ADDR:PORT" of systemd's first TCP socket, or "" */
     bool activated_open;           /* a systemd socket is not on loopback: keys are required */
+    struct rd_metric *m_requests;  /* by route, method and code; NULL without a registry */
+    struct rd_metric *m_seconds;   /* request duration by route */
 };
 
 /* Where a connection is in its current request (see http_guard.c). */
@@ -74,6 +76,11 @@ typedef struct conn_state {
     bufferevent_data_cb orig_read, orig_write; /* a bufferevent has one callback argument, */
     bufferevent_event_cb orig_event;           /* so all three are wrapped to keep evhtp's */
     void *orig_arg;
+    /* The request being served, for /metrics: counted once, when it is answered. */
+    bool req_open;
+    htp_method req_method;
+    const char *req_route; /* its route pattern (a route_rec's), NULL before one matched */
+    double req_t0;         /* rd_metrics_clock() when it was dispatched */
 } conn_state;
 
 /** Writes a new request id ("req_...") into out. */
@@ -87,6 +94,14 @@ evhtp_res rd_http_guard_accept(evhtp_connection_t *c, void *arg);
 void rd_http_listeners_resume(rd_http *h);
 /** Stops the listeners accepting. */
 void rd_http_listeners_pause(rd_http *h);
+
+/** The guard's state of connection c, or NULL (a connection taken over). */
+conn_state *rd_http_conn_state(evhtp_connection_t *c);
+/** Counts one answered request: route is a route pattern (NULL: none matched), t0 when it
+ * was dispatched (rd_metrics_clock). */
+void rd_http_count(rd_http *h, const char *route, htp_method method, int status, double t0);
+/** Counts req's answer with status, once (the request's route and start are the connection's). */
+void rd_req_count(rd_req *req, int status);
 
 /** Decodes and splits the request path into req->path, req->pcopy and req->segs.
  * 0, or -1 when it is malformed (the caller answers 400). */

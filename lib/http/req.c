@@ -9,7 +9,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include "base/metrics.h"
 #include "base/util.h"
+#include "http/head.h"
 #include "http/http_int.h"
 
 /* --- query and path decoding ------------------------------------------------------------ */
@@ -136,7 +138,116 @@ const char *rd_req_header(const rd_req *req, const char *key)
     return evhtp_header_find(req->r->headers_in, key);
 }
 
+/* --- metrics ------------------------------------------------------------------------------ */
+
+/* Labels from fixed sets only: route patterns of the table, methods, and status codes the
+ * daemon sends; a client's path never becomes a label. */
+static const char *method_name(htp_method m)
+{
+    switch (m) {
+    case htp_method_GET:
+        return "GET";
+    case htp_method_HEAD:
+        return "HEAD";
+    case htp_method_POST:
+        return "POST";
+    case htp_method_PUT:
+        return "PUT";
+    case htp_method_PATCH:
+        return "PATCH";
+    case htp_method_DELETE:
+        return "DELETE";
+    case htp_method_OPTIONS:
+        return "OPTIONS";
+    default:
+        return "other";
+    }
+}
+
+void rd_http_count(rd_http *h, const char *route, htp_method method, int status, double t0)
+{
+    char code[8];
+    snprintf(code, sizeof code, "%d", status >= 100 && status <= 599 ? status : 0);
+    route = route ? route : "unmatched";
+    rd_metric_inc(h->m_requests, RD_LV(route, method_name(method), code));
+    if (t0 > 0)
+        rd_metric_observe(h->m_seconds, RD_LV(route), rd_metrics_clock() - t0);
+}
+
+conn_state *rd_http_conn_state(evhtp_connection_t *c)
+{
+    evhtp_hooks_t *hooks = c ? evhtp_connection_get_hooks(c) : NULL;
+    return hooks ? hooks->on_headers_arg : NULL;
+}
+
+void rd_req_count(rd_req *req, int status)
+{
+    conn_state *cs = rd_http_conn_state(evhtp_request_get_connection(req->r));
+    if (!cs || !cs->req_open)
+        return;
+    cs->req_open = false;
+    rd_http_count(cs->h, cs->req_route, cs->req_method, status, cs->req_t0);
+}
+
 /* --- replies ------------------------------------------------------------------------------ */
+
+/* libevhtp writes the status line with its own reason table, which has no 422 or 429 ("HTTP/1.1
+ * 422 UNKNOWN") and some names RFC 9110 changed ("Not Allowed", "Entity Too Large"). The
+ * reply it just appended to the connection's output, at offset at, gets ours instead. Nothing
+ * of it has been written yet: the socket is written from the loop, after this callback. */
+static void fix_status_line(struct evbuffer *out, size_t at, int status)
+{
+    struct evbuffer_ptr p;
+    size_t eol_len = 0;
+    char line[80];
+    if (evbuffer_ptr_set(out, &p, at, EVBUFFER_PTR_SET) != 0)
+        return;
+    struct evbuffer_ptr eol = evbuffer_search_eol(out, &p, &eol_len, EVBUFFER_EOL_CRLF_STRICT);
+    size_t n = eol.pos >= 0 ? (size_t)eol.pos - at : 0;
+    /* "HTTP/1.x NNN " is 13 bytes; the reason follows. */
+    if (n < 13 || n >= sizeof line)
+        return;
+    /* A bufferevent freezes the start of its output between writes (reads from the front,
+     * copies included, fail): thaw it for the edit. */
+    bool frozen = evbuffer_drain(out, 0) != 0;
+    if (frozen)
+        evbuffer_unfreeze(out, 1);
+    const char *reason = rd_head_reason(status);
+    struct evbuffer *before = NULL;
+    if (evbuffer_copyout_from(out, &p, line, n) != (ev_ssize_t)n)
+        goto done;
+    line[n] = 0;
+    if (strncmp(line, "HTTP/1.", 7) != 0 || strcmp(line + 13, reason) == 0)
+        goto done;
+    char fixed[96];
+    int fl = snprintf(fixed, sizeof fixed, "%.13s%s", line, reason);
+    before = evbuffer_new();
+    if (!before || fl <= 0)
+        goto done;
+    if (evbuffer_remove_buffer(out, before, at) == (int)at && evbuffer_drain(out, n) == 0)
+        evbuffer_prepend(out, fixed, (size_t)fl);
+    evbuffer_prepend_buffer(out, before);
+done:
+    if (before)
+        evbuffer_free(before);
+    if (frozen)
+        evbuffer_freeze(out, 1);
+}
+
+/* Every reply of a handler goes out here: evhtp builds it, the status line gets its reason, and
+ * it is counted once. */
+/* Every answer the request layer sends: its status line fixed, counted and logged once. */
+static void send_reply(rd_req *req, int status, size_t bytes)
+{
+    struct bufferevent *bev = evhtp_connection_get_bev(evhtp_request_get_connection(req->r));
+    struct evbuffer *out = bev ? bufferevent_get_output(bev) : NULL;
+    size_t at = out ? evbuffer_get_length(out) : 0;
+    evhtp_send_reply(req->r, (evhtp_res)status);
+    if (out)
+        fix_status_line(out, at, status);
+    rd_req_count(req, status);
+    rd_req_log(req, status, bytes);
+}
 
 void rd_req_cors(rd_req *req, evhtp_headers_t *out)
 {
@@ -172,8 +283,7 @@ void rd_reply_raw(rd_req *req, int status, const char *ctype, const char *body, 
     bool with_body = body && len && req->method != htp_method_HEAD;
     if (with_body)
         evbuffer_add(r->buffer_out, body, len);
-    evhtp_send_reply(r, (evhtp_res)status);
-    rd_req_log(req, status, with_body ? len : 0);
+    send_reply(req, status, with_body ? len : 0);
 }
 
 void rd_req_log(const rd_req *req, int status, size_t bytes)
@@ -334,8 +444,7 @@ void rd_req_preflight(rd_req *req)
                                                    0, 0));
     evhtp_headers_add_header(out, evhtp_header_new("Access-Control-Max-Age", "600", 0, 0));
     evhtp_headers_add_header(out, evhtp_header_new("X-Request-Id", req->request_id, 0, 1));
-    evhtp_send_reply(req->r, 204);
-    rd_req_log(req, 204, 0);
+    send_reply(req, 204, 0);
 }
 
 void rd_req_dispose(rd_req *req)

@@ -118,7 +118,6 @@ static void enter_status(rd_active *act, rd_status from, rd_status to, rd_reason
             json_object_del(r->extra, "answers");
         r->reason = rd_reason_status(reason) == to ? reason : RD_RS_NONE;
         r->finished_at = now;
-        act->rs->m_runs_finished[to]++;
         if (error_message) {
             json_decref(r->error);
             r->error = json_pack("{s:s}", "message", error_message);
@@ -171,6 +170,7 @@ int rd_run_transition(rd_active *act, rd_status to, rd_reason reason, const char
         finish_open_steps(act);
     enter_status(act, from, to, reason, error_message);
     log_transition(r, from);
+    rd_runs_count_transition(act, from, to);
     bool terminal = rd_status_terminal(to);
     /* The wire form hides the pending action's private members; it is needed only in waiting
      * states (webhook) and for run.end, so it is built only then. */

@@ -49,6 +49,7 @@ struct rd_active {
     bool releasing;
     bool release_wanted; /* asked while held */
     int holds;
+    int64_t queued_at; /* ms since epoch when it last entered queued (queue wait metrics) */
     void *slots[RD_SLOT__COUNT];
     LIST_HEAD(, rd_watch) watches;
 };
@@ -73,8 +74,8 @@ struct rd_runs {
     bool store_ok;
     unsigned char stream_key[32]; /* HMAC key of stream tokens, kept in the store's kv */
     unsigned char link_key[32];   /* HMAC key of approval/auth links, kept outside the store */
-    uint64_t m_runs_created, m_runs_finished[RD_ST__COUNT], m_events, m_items, m_proto_errors,
-        m_commits, m_commit_failures;
+    uint64_t m_runs_created, m_events, m_items, m_proto_errors, m_commits, m_commit_failures;
+    struct rd_runs_metrics *metrics; /* runs_metrics.c; NULL without a registry */
 };
 
 /* runs.c */
@@ -89,6 +90,9 @@ void rd_runs_queue_publish(rd_runs *rs, const rd_run *r, int64_t id, const char 
                            const char *data, bool terminal);
 /** Wakes and drops every watch of act (it is settled or leaving memory). */
 void rd_active_wake_watches(rd_active *act);
+/* runs_metrics.c */
+/** Counts a transition just made (rd_run_transition): finished runs, queue wait, duration. */
+void rd_runs_count_transition(rd_active *act, rd_status from, rd_status to);
 /* runs_links.c */
 int rd_runs_load_keys(rd_runs *rs);
 /** Records a webhook delivery of type in the open transaction (run_wire may be NULL). */

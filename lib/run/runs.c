@@ -97,6 +97,7 @@ void rd_runs_free(rd_runs *rs)
         event_free(rs->commit_ev);
     if (rs->retry_ev)
         event_free(rs->retry_ev);
+    free(rs->metrics);
     free(rs);
 }
 
@@ -147,8 +148,10 @@ rd_active *rd_runs_adopt(rd_runs *rs, rd_run *run)
         free(act);
         return NULL;
     }
-    if (run->status == RD_ST_QUEUED)
+    if (run->status == RD_ST_QUEUED) {
         rs->n_queued++;
+        act->queued_at = run->updated_at;
+    }
     return act;
 }
 
@@ -329,27 +332,4 @@ void rd_runs_tell_status(rd_active *act, rd_status from, rd_status to)
         if (o->o.on_status)
             o->o.on_status(o->o.arg, act, from, to);
     }
-}
-
-void rd_runs_metrics(const rd_runs *rs, FILE *f)
-{
-    fprintf(f, "# TYPE runsd_runs_created_total counter\nrunsd_runs_created_total %llu\n",
-            (unsigned long long)rs->m_runs_created);
-    fprintf(f, "# TYPE runsd_runs_finished_total counter\n");
-    for (int s = 0; s < RD_ST__COUNT; s++)
-        if (rd_status_terminal(s))
-            fprintf(f, "runsd_runs_finished_total{status=\"%s\"} %llu\n", rd_status_name(s),
-                    (unsigned long long)rs->m_runs_finished[s]);
-    fprintf(f, "# TYPE runsd_events_total counter\nrunsd_events_total %llu\n",
-            (unsigned long long)rs->m_events);
-    fprintf(f, "# TYPE runsd_items_total counter\nrunsd_items_total %llu\n",
-            (unsigned long long)rs->m_items);
-    fprintf(f, "# TYPE runsd_protocol_errors_total counter\nrunsd_protocol_errors_total %llu\n",
-            (unsigned long long)rs->m_proto_errors);
-    fprintf(f, "# TYPE runsd_store_commits_total counter\nrunsd_store_commits_total %llu\n",
-            (unsigned long long)rs->m_commits);
-    fprintf(f,
-            "# TYPE runsd_store_commit_failures_total counter\n"
-            "runsd_store_commit_failures_total %llu\n",
-            (unsigned long long)rs->m_commit_failures);
 }

@@ -55,8 +55,11 @@ void rd_runs_set_outbox(rd_runs *rs, struct rd_outbox *ob);
 bool rd_runs_store_ok(const rd_runs *rs);
 /** Runs in status queued (local and external). */
 int rd_runs_n_queued(const rd_runs *rs);
-/** Appends the set's Prometheus families to f. */
-void rd_runs_metrics(const rd_runs *rs, FILE *f);
+struct rd_metrics;
+/** Registers the set's families in reg (borrowed; it outlives the set's scrapes): runs by
+ * flow and status, finished runs, queue wait and duration, runs waiting for a person, and
+ * the set's counts. 0 or RD_ERR. */
+int rd_runs_set_metrics(rd_runs *rs, struct rd_metrics *reg);
 
 /** The active record of id, or NULL. */
 rd_active *rd_runs_get(rd_runs *rs, const char *id);

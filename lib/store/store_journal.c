@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/queue.h>
 
+#include "base/metrics.h"
 #include "base/util.h"
 
 typedef enum {
@@ -63,6 +64,8 @@ typedef struct jstore {
     bool over;  /* bytes went past max; until the log is emptied */
     void (*on_over)(void *arg, bool over);
     void *over_arg;
+    rd_metric *m_commit_seconds; /* NULL without a registry */
+    rd_metric *m_bytes, *m_replays_total, *m_writes, *m_max, *m_over_now, *m_over_total;
 } jstore;
 
 static jstore *J(rd_store *s)
@@ -236,6 +239,15 @@ static int j_commit(rd_store *s)
     j->pending = STAILQ_FIRST(&j->log) != NULL;
     j->m_failed++;
     return RD_EIO;
+}
+
+/* Every commit of the daemon (runs, outbox, keys) passes here: the one place to time them. */
+static int j_commit_timed(rd_store *s)
+{
+    double t0 = rd_metrics_clock();
+    int rc = j_commit(s);
+    rd_metric_observe(J(s)->m_commit_seconds, NULL, rd_metrics_clock() - t0);
+    return rc;
 }
 
 static int j_rollback(rd_store *s)
@@ -503,7 +515,7 @@ READ(dlv_attempts_scan, (rd_store * s, const char *delivery_id, rd_attempt_cb cb
 
 static const rd_store_ops journal_ops = {
     .close = j_close,
-    .commit = j_commit,
+    .commit = j_commit_timed,
     .rollback = j_rollback,
     .run_insert = j_run_insert,
     .run_update = j_run_update,
@@ -592,28 +604,39 @@ void rd_store_journal_bound(rd_store *s, size_t max, void (*fn)(void *arg, bool 
     check_under(j);
 }
 
-void rd_store_journal_metrics(const rd_store *s, FILE *f)
+static void journal_on_collect(void *arg)
 {
-    const jstore *j = as_journal(s);
-    if (!j)
-        return;
-    fprintf(f,
-            "# HELP runsd_store_journal_bytes Bytes of writes held in memory until a commit "
-            "succeeds.\n# TYPE runsd_store_journal_bytes gauge\nrunsd_store_journal_bytes %zu\n",
-            j->bytes);
-    fprintf(f,
-            "# HELP runsd_store_journal_replays_total Transactions that began by writing again "
-            "what a failed one lost.\n# TYPE runsd_store_journal_replays_total counter\n"
-            "runsd_store_journal_replays_total %llu\n",
-            (unsigned long long)j->m_replays);
-    fprintf(f,
-            "# HELP runsd_store_journal_writes Writes held in memory until a commit succeeds.\n"
-            "# TYPE runsd_store_journal_writes gauge\nrunsd_store_journal_writes %zu\n"
-            "# HELP runsd_store_journal_max_bytes The bound ([store] max_journal; 0: none).\n"
-            "# TYPE runsd_store_journal_max_bytes gauge\nrunsd_store_journal_max_bytes %zu\n"
-            "# HELP runsd_store_journal_over 1 while the journal is past its bound and runs are "
-            "paused.\n# TYPE runsd_store_journal_over gauge\nrunsd_store_journal_over %d\n"
-            "# HELP runsd_store_journal_over_total Times the journal went past its bound.\n"
-            "# TYPE runsd_store_journal_over_total counter\nrunsd_store_journal_over_total %llu\n",
-            j->writes, j->max, j->over ? 1 : 0, (unsigned long long)j->m_over);
+    jstore *j = arg;
+    rd_metric_set(j->m_bytes, NULL, (double)j->bytes);
+    rd_metric_set(j->m_replays_total, NULL, (double)j->m_replays);
+    rd_metric_set(j->m_writes, NULL, (double)j->writes);
+    rd_metric_set(j->m_max, NULL, (double)j->max);
+    rd_metric_set(j->m_over_now, NULL, j->over ? 1 : 0);
+    rd_metric_set(j->m_over_total, NULL, (double)j->m_over);
+}
+
+int rd_store_journal_set_metrics(rd_store *s, rd_metrics *reg)
+{
+    if (!as_journal(s))
+        return 0;
+    jstore *j = J(s);
+    j->m_commit_seconds = rd_metrics_histogram(
+        reg, "runsd_store_commit_duration_seconds",
+        "Time a store commit took (the journal's catch-up after a failure included).", NULL,
+        rd_metrics_latency_buckets, rd_metrics_latency_nbuckets);
+    j->m_bytes = rd_metrics_gauge(reg, "runsd_store_journal_bytes",
+                                  "Bytes of writes held in memory until a commit succeeds.", NULL);
+    j->m_replays_total = rd_metrics_counter(
+        reg, "runsd_store_journal_replays_total",
+        "Transactions that began by writing again what a failed one lost.", NULL);
+    j->m_writes = rd_metrics_gauge(reg, "runsd_store_journal_writes",
+                                   "Writes held in memory until a commit succeeds.", NULL);
+    j->m_max = rd_metrics_gauge(reg, "runsd_store_journal_max_bytes",
+                                "The bound ([store] max_journal; 0: none).", NULL);
+    j->m_over_now = rd_metrics_gauge(
+        reg, "runsd_store_journal_over", "1 while the journal is past its bound and runs are paused.",
+        NULL);
+    j->m_over_total = rd_metrics_counter(reg, "runsd_store_journal_over_total",
+                                         "Times the journal went past its bound.", NULL);
+    return rd_metrics_collector(reg, journal_on_collect, j, NULL) == 0 ? 0 : RD_ERR;
 }

@@ -23,8 +23,11 @@ rd_store *rd_store_journal_wrap(rd_store *inner);
  * store that is not a journal). */
 size_t rd_store_journal_bytes(const rd_store *s);
 size_t rd_store_journal_writes(const rd_store *s);
-/** Appends the journal's Prometheus families to f (nothing when s is not a journal). */
-void rd_store_journal_metrics(const rd_store *s, FILE *f);
+struct rd_metrics;
+/** Registers the journal's families in reg (borrowed; it must outlive the store's scrapes):
+ * the commit latency histogram, the bytes and writes held, the bound and the replays. 0 or
+ * RD_ERR; nothing when s is not a journal. */
+int rd_store_journal_set_metrics(rd_store *s, struct rd_metrics *reg);
 
 /** The journal's bound: once it holds more than max bytes (0: no bound), fn(arg, true) is
  * called, from inside the write that went past it, so the owner can stop the producers; once

@@ -24,6 +24,7 @@
 
 #include "webhook/outbox_int.h"
 #include "webhook/outbox_policy.h"
+#include "base/metrics.h"
 #include "base/util.h"
 #include "webhook/webhook_sign.h"
 
@@ -42,7 +43,7 @@ struct rd_outbox {
     bool enqueued; /* deliveries recorded since the last kick */
     bool closing;
     bool curl_ready; /* curl_global_init succeeded */
-    uint64_t m_attempts, m_delivered, m_retried, m_failed, m_stopped; /* for /metrics */
+    rd_metric *m_attempts, *m_outcomes, *m_attempt_seconds, *m_in_flight; /* NULL: none */
     rd_outbox_render_fn render; /* fills link placeholders of a stored body at send time */
     void *render_arg;
 };
@@ -54,6 +55,7 @@ void rd_outbox_set_renderer(rd_outbox *ob, rd_outbox_render_fn fn, void *arg)
 }
 
 static void outbox_on_done(rd_outbox_delivery *d, const rd_outbox_result *res, void *arg);
+static void note_attempt(rd_outbox *ob, int state, const rd_outbox_result *res);
 
 static void pump_soon(rd_outbox *ob)
 {
@@ -463,37 +465,53 @@ static void settle(rd_outbox *ob, const rd_outbox_delivery *d, const rd_outbox_r
     if (rc != 0)
         rd_log_err("webhook %s: could not record attempt %d", d->id, n);
     log_outcome(d, res, &v, n);
-    ob->m_attempts++;
-    if (v.state == RD_DLV_DELIVERED)
-        ob->m_delivered++;
-    else if (v.state == RD_DLV_PENDING)
-        ob->m_retried++;
-    else if (v.state == RD_DLV_STOPPED)
-        ob->m_stopped++;
-    else
-        ob->m_failed++;
+    note_attempt(ob, v.state, res);
     commit_soon(ob);
 }
 
-char *rd_outbox_metrics_text(rd_outbox *ob)
+static void outbox_on_collect(void *arg)
 {
-    char *buf = NULL;
-    if (!ob)
-        return NULL;
-    if (asprintf(&buf,
-                 "# TYPE runsd_webhook_attempts_total counter\n"
-                 "runsd_webhook_attempts_total %llu\n"
-                 "# TYPE runsd_webhook_outcomes_total counter\n"
-                 "runsd_webhook_outcomes_total{outcome=\"delivered\"} %llu\n"
-                 "runsd_webhook_outcomes_total{outcome=\"retry\"} %llu\n"
-                 "runsd_webhook_outcomes_total{outcome=\"failed\"} %llu\n"
-                 "runsd_webhook_outcomes_total{outcome=\"stopped\"} %llu\n"
-                 "# TYPE runsd_webhook_in_flight gauge\nrunsd_webhook_in_flight %d\n",
-                 (unsigned long long)ob->m_attempts, (unsigned long long)ob->m_delivered,
-                 (unsigned long long)ob->m_retried, (unsigned long long)ob->m_failed,
-                 (unsigned long long)ob->m_stopped, ob->n_inflight) < 0)
-        return NULL;
-    return buf;
+    rd_outbox *ob = arg;
+    rd_metric_set(ob->m_in_flight, NULL, ob->n_inflight);
+}
+
+static const char *const outcome_names[] = {"delivered", "retry", "failed", "stopped"};
+
+static const char *outcome_name(int state)
+{
+    return state == RD_DLV_DELIVERED ? "delivered"
+           : state == RD_DLV_PENDING ? "retry"
+           : state == RD_DLV_STOPPED ? "stopped"
+                                     : "failed";
+}
+
+/* One attempt ended in state: counted by outcome, its HTTP time observed. */
+static void note_attempt(rd_outbox *ob, int state, const rd_outbox_result *res)
+{
+    const char *outcome = outcome_name(state);
+    rd_metric_inc(ob->m_attempts, NULL);
+    rd_metric_inc(ob->m_outcomes, RD_LV(outcome));
+    rd_metric_observe(ob->m_attempt_seconds, RD_LV(outcome), (double)res->duration_ms / 1e3);
+}
+
+int rd_outbox_set_metrics(rd_outbox *ob, rd_metrics *reg)
+{
+    ob->m_attempts = rd_metrics_counter(reg, "runsd_webhook_attempts_total",
+                                        "Webhook delivery attempts made.", NULL);
+    ob->m_outcomes = rd_metrics_counter(
+        reg, "runsd_webhook_outcomes_total",
+        "Webhook delivery attempts by outcome: delivered (2xx), retry (will be tried again), "
+        "failed (gave up), stopped (410 Gone).",
+        RD_LV("outcome"));
+    ob->m_attempt_seconds = rd_metrics_histogram(
+        reg, "runsd_webhook_attempt_duration_seconds",
+        "Time from sending a webhook to its answer (or the transport error), by outcome.",
+        RD_LV("outcome"), rd_metrics_latency_buckets, rd_metrics_latency_nbuckets);
+    ob->m_in_flight =
+        rd_metrics_gauge(reg, "runsd_webhook_in_flight", "Webhook attempts in flight.", NULL);
+    for (size_t i = 0; i < sizeof outcome_names / sizeof outcome_names[0]; i++)
+        rd_metric_add(ob->m_outcomes, RD_LV(outcome_names[i]), 0);
+    return rd_metrics_collector(reg, outbox_on_collect, ob, NULL) == 0 ? 0 : RD_ERR;
 }
 
 static void outbox_on_done(rd_outbox_delivery *d, const rd_outbox_result *res, void *arg)

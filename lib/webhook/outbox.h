@@ -45,8 +45,10 @@ void rd_outbox_kick(rd_outbox *ob);
 /** Renders a stored body for sending: returns a malloc'd body, or NULL to send it as stored. */
 typedef char *(*rd_outbox_render_fn)(void *arg, const char *run_id, const char *body);
 void rd_outbox_set_renderer(rd_outbox *ob, rd_outbox_render_fn fn, void *arg);
-/** Prometheus lines of the outbox (malloc'd; caller frees; NULL when ob is NULL). */
-char *rd_outbox_metrics_text(rd_outbox *ob);
+struct rd_metrics;
+/** Registers the outbox's families in reg (borrowed; it must outlive the outbox's scrapes):
+ * attempts, attempts by outcome, their duration, the attempts in flight. 0 or RD_ERR. */
+int rd_outbox_set_metrics(rd_outbox *ob, struct rd_metrics *reg);
 /** True when some endpoint of this run (or a global one) subscribes to type, so the engine
  * builds payloads only when needed (run.item is opt-in and frequent). */
 bool rd_outbox_wants(rd_outbox *ob, const rd_run *run, const char *type);

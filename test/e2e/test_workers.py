@@ -255,7 +255,7 @@ class TestWorkerAbuse(DaemonTest):
         again = finish(self.d, self.d.create("test", {"items": 1})["id"])
         self.assertEqual(again["status"], "succeeded")
         r = self.d.get("/metrics")
-        self.assertIn(b"runsd_spawn_failures_total 1", r.body)
+        self.assertIn(b'runsd_spawn_failures_total{flow="missing"} 1\n', r.body)
 
     def test_abuse_in_parallel_does_not_disturb_a_clean_run(self):
         clean = self.d.create("test", {"items": 20, "item_delay": 0.02, "checkpoint": True})

@@ -120,13 +120,48 @@ static void test_chunk_size(void **state)
     assert_int_equal(rd_head_chunk_size("1;\x01", 3, &v), -1);
 }
 
+/* Every status the daemon sends has its RFC 9110 reason phrase (libevhtp's table wrote
+ * "422 UNKNOWN"); test_http_status.py checks the status lines on the wire. */
+static void test_reasons(void **state)
+{
+    static const struct {
+        int status;
+        const char *reason;
+    } sent[] = {
+        {200, "OK"},
+        {201, "Created"},
+        {202, "Accepted"},
+        {204, "No Content"},
+        {400, "Bad Request"},
+        {401, "Unauthorized"},
+        {403, "Forbidden"},
+        {404, "Not Found"},
+        {405, "Method Not Allowed"},
+        {408, "Request Timeout"},
+        {409, "Conflict"},
+        {410, "Gone"},
+        {413, "Content Too Large"},
+        {414, "URI Too Long"},
+        {415, "Unsupported Media Type"},
+        {422, "Unprocessable Content"},
+        {429, "Too Many Requests"},
+        {431, "Request Header Fields Too Large"},
+        {500, "Internal Server Error"},
+        {501, "Not Implemented"},
+        {503, "Service Unavailable"},
+        {505, "HTTP Version Not Supported"},
+    };
+    for (size_t i = 0; i < sizeof sent / sizeof sent[0]; i++)
+        assert_string_equal(rd_head_reason(sent[i].status), sent[i].reason);
+    assert_string_equal(rd_head_reason(299), "Error");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_accepts),
-        cmocka_unit_test(test_refuses),
-        cmocka_unit_test(test_sizes),
-        cmocka_unit_test(test_chunk_size),
+        cmocka_unit_test(test_accepts), cmocka_unit_test(test_refuses),
+        cmocka_unit_test(test_sizes),   cmocka_unit_test(test_chunk_size),
+        cmocka_unit_test(test_reasons),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
