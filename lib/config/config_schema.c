@@ -43,8 +43,9 @@ bool config_apply_input_schema(parse_ctx *ctx, void *base, const char *value)
         schema = json_loads(value, JSON_REJECT_DUPLICATES, &jerr);
         snprintf(at, sizeof at, "inline JSON");
     } else {
-        return fail(ctx, NULL, "", "expected @FILE (a JSON file, relative to this config's "
-                                   "directory) or an inline JSON object");
+        return fail(ctx, NULL, "",
+                    "expected @FILE (a JSON file, relative to this config's "
+                    "directory) or an inline JSON object");
     }
     if (schema == NULL) {
         snprintf(why, sizeof why, "line %d, column %d: %s", jerr.line, jerr.column, jerr.text);

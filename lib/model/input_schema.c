@@ -17,16 +17,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_DEPTH 16    /* nested schemas (properties, items) */
-#define KEY_SHOWN 64    /* bytes of one key shown in a path */
+#define MAX_DEPTH 16 /* nested schemas (properties, items) */
+#define KEY_SHOWN 64 /* bytes of one key shown in a path */
 #define PATH_MAX_LEN 200
 
-static const char *const type_names[] = {"object",  "array",   "string", "integer",
-                                         "number",  "boolean", "null",   NULL};
-static const char *const keywords[] = {
-    "type",      "properties", "required",    "additionalProperties", "minimum", "maximum",
-    "minLength", "maxLength",  "enum",        "items",                "title",   "description",
-    "default",   "$schema",    "$comment",    NULL};
+static const char *const type_names[] = {"object", "array",   "string", "integer",
+                                         "number", "boolean", "null",   NULL};
+static const char *const keywords[] = {"type",    "properties", "required",  "additionalProperties",
+                                       "minimum", "maximum",    "minLength", "maxLength",
+                                       "enum",    "items",      "title",     "description",
+                                       "default", "$schema",    "$comment",  NULL};
 
 /* Cuts s so it ends on a whole UTF-8 character (s was valid UTF-8 before some cut). */
 static void utf8_cut(char *s)
@@ -110,8 +110,7 @@ static int check_type(const json_t *t, const char *at, char *why, size_t len)
 
 static int check_node(const json_t *s, const char *at, int depth, char *why, size_t len);
 
-static int check_properties(const json_t *props, const char *at, int depth, char *why,
-                            size_t len)
+static int check_properties(const json_t *props, const char *at, int depth, char *why, size_t len)
 {
     const char *name;
     const json_t *sub;
@@ -171,7 +170,7 @@ static int check_bounds(const json_t *s, const char *at, char *why, size_t len)
         (lmax && (!json_is_integer(lmax) || json_integer_value(lmax) < 0)))
         return fail(why, len, "%s%s: must be a non-negative integer", at,
                     lmin && (!json_is_integer(lmin) || json_integer_value(lmin) < 0) ? "minLength"
-                                                                                  : "maxLength");
+                                                                                     : "maxLength");
     if (lmin && lmax && json_integer_value(lmin) > json_integer_value(lmax))
         return fail(why, len, "%sminLength: is greater than maxLength", at);
     return 0;
@@ -208,8 +207,10 @@ static int check_node(const json_t *s, const char *at, int depth, char *why, siz
     if (json_object_get(s, "required") && check_required(s, at, why, len) != 0)
         return -1;
     if ((v = json_object_get(s, "additionalProperties")) && !json_is_boolean(v))
-        return fail(why, len, "%sadditionalProperties: must be true or false (schemas are not "
-                              "supported here)", at);
+        return fail(why, len,
+                    "%sadditionalProperties: must be true or false (schemas are not "
+                    "supported here)",
+                    at);
     if ((v = json_object_get(s, "enum")) && (!json_is_array(v) || json_array_size(v) == 0))
         return fail(why, len, "%senum: must be a non-empty array of values", at);
     if (check_bounds(s, at, why, len) != 0)
@@ -231,8 +232,9 @@ int rd_input_schema_check(const json_t *schema, char *why, size_t len)
         return -1;
     t = json_object_get(schema, "type");
     if (!json_is_string(t) || strcmp(json_string_value(t), "object") != 0)
-        return fail(why, len, "type: the root must say \"type\": \"object\" (a run's input is "
-                              "an object)");
+        return fail(why, len,
+                    "type: the root must say \"type\": \"object\" (a run's input is "
+                    "an object)");
     return 0;
 }
 
@@ -253,14 +255,21 @@ static const char *type_phrase(const char *t)
 static const char *value_phrase(const json_t *v)
 {
     switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a number";
+    case JSON_OBJECT:
+        return "an object";
+    case JSON_ARRAY:
+        return "an array";
+    case JSON_STRING:
+        return "a string";
+    case JSON_INTEGER:
+        return "an integer";
+    case JSON_REAL:
+        return "a number";
     case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    default: return "null";
+    case JSON_FALSE:
+        return "a boolean";
+    default:
+        return "null";
     }
 }
 
@@ -303,7 +312,10 @@ static int check_value_type(const json_t *t, const json_t *v, const char *path, 
         const char *name = json_string_value(json_is_array(t) ? json_array_get(t, i) : t);
         size_t used = strlen(want);
 
-        snprintf(want + used, sizeof want - used, "%s%s", i == 0 ? "" : i + 1 == n ? " or " : ", ",
+        snprintf(want + used, sizeof want - used, "%s%s",
+                 i == 0       ? ""
+                 : i + 1 == n ? " or "
+                              : ", ",
                  type_phrase(name));
     }
     subject(path, subj, sizeof subj);

@@ -21,7 +21,7 @@ static const char *pkgsearch =
     "  \"name_contains\":{\"type\":[\"string\",\"null\"],\"maxLength\":200},"
     "  \"section\":{\"type\":[\"string\",\"null\"]},"
     "  \"priority\":{\"type\":[\"string\",\"null\"],"
-    "               \"enum\":[\"required\",\"important\",\"standard\",\"optional\",\"extra\",null]},"
+    "  \"enum\":[\"required\",\"important\",\"standard\",\"optional\",\"extra\",null]},"
     "  \"depends_on\":{\"type\":[\"string\",\"null\"]},"
     "  \"min_installed_size_kb\":{\"type\":[\"number\",\"null\"],\"minimum\":0},"
     "  \"status_path\":{\"type\":[\"string\",\"null\"],\"description\":\"tests\"}}}";
@@ -109,8 +109,7 @@ static void test_required_and_bounds(void **state)
     expect(s, "{\"path\":\"a\",\"count\":2.5}",
            "input key \"count\" must be an integer (got a number)");
     /* additionalProperties defaults to true, as in JSON Schema */
-    expect("{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\"}}}", "{\"b\":1}",
-           NULL);
+    expect("{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\"}}}", "{\"b\":1}", NULL);
     expect("{\"type\":\"object\",\"additionalProperties\":false}", "{\"b\":1}",
            "unknown input key \"b\"; this flow accepts no keys");
 }
