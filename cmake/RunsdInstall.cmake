@@ -4,7 +4,7 @@
 #   sbin/runsd                          the daemon
 #   etc/runsd/runsd.ini                 the config: the demo flows, by absolute paths into
 #                                       share/runsd/flows (/etc for the prefix /usr)
-#   share/runsd/flows, demo-data        the demo workers and their data
+#   share/runsd/flows, demo-data        the demo workers, their input schemas and their data
 #   share/doc/runsd                     README, docs/, runsd.example.ini (every key)
 #   share/man/man5, man8                runsd.conf(5), runsd(8)
 #   lib/systemd/system                  runsd.service, runsd.socket
@@ -19,9 +19,13 @@ set(RUNSD_SYSTEMD_LIBDIR "lib" CACHE STRING
 
 install(TARGETS runsd RUNTIME DESTINATION ${CMAKE_INSTALL_SBINDIR})
 install(PROGRAMS conf/flows/pkgsearch.py conf/flows/mapper.py conf/flows/enrich_size.py
-                 conf/flows/approve_then_fetch.py
+                 conf/flows/approve_then_fetch.py conf/flows/sleeper.py
         DESTINATION ${CMAKE_INSTALL_DATADIR}/runsd/flows)
-install(FILES conf/flows/runsd_worker.py DESTINATION ${CMAKE_INSTALL_DATADIR}/runsd/flows)
+# The demo flows' input schemas (input_schema = @FILE in the installed config) beside them.
+install(FILES conf/flows/runsd_worker.py conf/flows/pkgsearch.schema.json
+              conf/flows/mapper.schema.json conf/flows/enrich_size.schema.json
+              conf/flows/approve_then_fetch.schema.json conf/flows/sleeper.schema.json
+        DESTINATION ${CMAKE_INSTALL_DATADIR}/runsd/flows)
 install(FILES conf/demo-data/customers.csv DESTINATION ${CMAKE_INSTALL_DATADIR}/runsd/demo-data)
 install(FILES README.md conf/runsd.example.ini DESTINATION ${CMAKE_INSTALL_DOCDIR})
 install(FILES docs/api.md docs/architecture.md docs/config.md docs/contract.md docs/status.md

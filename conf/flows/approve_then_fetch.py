@@ -106,9 +106,9 @@ def main():
         done = max(0, min(cursor["copied"], n))
     emit({"type": "step", "name": "copy", "state": "started", "total": n})
     for i in range(done, n):
-        emit({"type": "checkpoint", "cursor": {"copied": i + 1}},
-             {"type": "item", "data": {"record": records[i], "row": i + 2,
+        emit({"type": "item", "data": {"record": records[i], "row": i + 2,
                                        "copied_to": dest}},
+             {"type": "checkpoint", "cursor": {"copied": i + 1}},
              {"type": "progress", "done": i + 1, "total": n})
     emit({"type": "step", "name": "copy", "state": "finished", "total": n},
          {"type": "result", "data": {"copied": n, "destination": dest,

@@ -276,10 +276,11 @@ def main():
         out = []
         if mapped is not None:
             mapped_n += 1
-            # the checkpoint first: a limit that ends the run at this item resumes after it
+            # the item, then the checkpoint that covers it: a limit that ends the run at this
+            # item keeps that checkpoint, and a resume starts after it
+            out.append({"type": "item", "data": mapped})
             out.append({"type": "checkpoint",
                         "cursor": {"offset": i + 1, "mapped": mapped_n, "invalid": invalid_n}})
-            out.append({"type": "item", "data": mapped})
         else:
             invalid_n += 1
             out.append({"type": "item_error",

@@ -17,7 +17,7 @@ Optional extra key "status_path" reads another dpkg status file (tests).
 
 Output: steps "load" and "scan"; a `candidate` per package evaluated; an `item` per match;
 `progress` every 100 packages; a `checkpoint` {"offset": i, "matched": m} every 50 packages
-and just before each item (in the same write, so a limit that cuts the run after that item
+and just after each item (in the same write, so a limit that cuts the run after that item
 resumes right after it); `result` {"scanned", "matched", ...}; and, when the whole
 database was scanned, `done` with reason "candidates_exhausted". A resumed run (run.cursor
 = {"offset": i}) skips the first i packages of the name-sorted list. run.limit (total items
@@ -233,8 +233,11 @@ def main():
         out = [{"type": "candidate", "matched": ok}]
         if ok:
             matched += 1
-            out.append({"type": "checkpoint", "cursor": {"offset": i, "matched": matched}})
+            # The item, then the checkpoint that covers it, in one write: the daemon keeps the
+            # checkpoint that follows the item its limit stops at, and a resumed or extended
+            # run starts after it (items after the last checkpoint count as to be sent again).
             out.append({"type": "item", "data": to_item(p)})
+            out.append({"type": "checkpoint", "cursor": {"offset": i, "matched": matched}})
             limit_hit = limit and matched >= limit
         elif i % CHECKPOINT_EVERY == 0:
             out.append({"type": "checkpoint", "cursor": {"offset": i, "matched": matched}})

@@ -425,6 +425,7 @@ static void flow_free(rd_flow_config *f)
     for (int i = 0; i < RD_MAX_ENV + 1; i++)
         free(f->env[i]);
     free(f->description);
+    json_decref(f->input_schema);
 }
 
 void rd_config_free(rd_config *cfg)

@@ -6,6 +6,7 @@
 #ifndef RUNSD_CONFIG_H
 #define RUNSD_CONFIG_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -52,6 +53,9 @@ typedef struct rd_flow_config {
     int max_processes;           /* processes and threads a worker and its descendants may have at
                                     once (cgroup pids.max); default 512; 0 = no limit */
     char *description;           /* optional, shown in GET /v1/flows */
+    json_t *input_schema; /* key: input_schema (@FILE or inline JSON): the accepted run input, a
+                             subset of JSON Schema checked by rd_input_schema_check; NULL =
+                             any input. Owned by the config */
     char version[17];            /* first 16 hex chars of SHA-256 over the flow's keys and values */
 } rd_flow_config;
 

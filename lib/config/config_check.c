@@ -37,8 +37,22 @@ static bool flow_version(rd_flow_config *f)
     qsort(env, (size_t)f->n_env, sizeof env[0], cmp_str);
     for (int i = 0; i < f->n_env; i++)
         fprintf(m, "env=%s\n", env[i]);
-    fprintf(m, "executor=%s\nlimit=%lld\nmax_limit=%lld\n", f->external ? "external" : "process",
-            (long long)f->default_limit, (long long)f->max_limit);
+    fprintf(m, "executor=%s\n", f->external ? "external" : "process");
+    /* The schema's content, not where it was read from, and only when set (as max_processes
+     * below), so flows without one keep the versions they had. */
+    if (f->input_schema != NULL) {
+        char *schema = json_dumps(f->input_schema, JSON_COMPACT | JSON_SORT_KEYS);
+
+        if (schema == NULL) {
+            fclose(m);
+            free(text);
+            return false;
+        }
+        fprintf(m, "input_schema=%s\n", schema);
+        free(schema);
+    }
+    fprintf(m, "limit=%lld\nmax_limit=%lld\n", (long long)f->default_limit,
+            (long long)f->max_limit);
     /* Only when not the default, so the versions of flows written before the key existed do
      * not change with the upgrade; a changed value still changes the version. */
     if (f->max_processes != 512)

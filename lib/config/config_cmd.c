@@ -43,19 +43,28 @@ static char *config_dir(const char *name)
     return abs;
 }
 
-bool config_resolve_command(parse_ctx *ctx, rd_flow_config *f)
+char *config_path(parse_ctx *ctx, const char *rel)
 {
     char *dir, *path;
 
+    if (rel[0] == '/')
+        return strdup(rel);
+    dir = config_dir(ctx->name);
+    if (dir == NULL || asprintf(&path, "%s%s%s", dir, strcmp(dir, "/") ? "/" : "", rel) < 0)
+        path = NULL;
+    free(dir);
+    return path;
+}
+
+bool config_resolve_command(parse_ctx *ctx, rd_flow_config *f)
+{
+    char *path;
+
     if (f->argc == 0 || f->argv[0][0] == '/' || strchr(f->argv[0], '/') == NULL)
         return true;
-    dir = config_dir(ctx->name);
-    if (dir == NULL ||
-        asprintf(&path, "%s%s%s", dir, strcmp(dir, "/") ? "/" : "", f->argv[0]) < 0) {
-        free(dir);
+    path = config_path(ctx, f->argv[0]);
+    if (path == NULL)
         return false;
-    }
-    free(dir);
     free(f->argv[0]);
     f->argv[0] = path;
     return true;

@@ -15,7 +15,7 @@
 
 #include "config/config.h"
 
-#define MAX_SECTION_KEYS 16
+#define MAX_SECTION_KEYS 24
 #define KIB ((int64_t)1024)
 #define MIB (KIB * 1024)
 #define GIB (MIB * 1024)
@@ -96,9 +96,17 @@ bool config_defaults(parse_ctx *ctx, const char *name);
 bool config_flow_name_ok(const char *s);
 
 /* config_cmd.c */
+/** A path as written in the config, made absolute against the config file's directory when
+ * it is relative. Malloc'd (the caller frees); NULL when memory runs out. */
+char *config_path(parse_ctx *ctx, const char *path);
 /** Makes a relative program path (argv[0] with a '/', not absolute) absolute against the
  * config file's directory. false only when memory runs out. */
 bool config_resolve_command(parse_ctx *ctx, rd_flow_config *f);
+
+/* config_schema.c */
+/** The input_schema key: "@FILE" (a JSON file, relative to the config's directory) or an
+ * inline JSON object, checked with rd_input_schema_check. An apply_fn. */
+bool config_apply_input_schema(parse_ctx *ctx, void *base, const char *value);
 
 /* config_check.c */
 /** The checks that need the whole file, run once every key is parsed; errors go to ctx. */

@@ -552,6 +552,7 @@ static const key_spec flow_keys[] = {
     /* 4194304 is the kernel's PID_MAX_LIMIT: a larger pids.max could never be reached. */
     KEY("max_processes", "512", K_INT, FLW(max_processes), 0, 4194304),
     KEY("description", NULL, K_STR, FLW(description), 0, 0),
+    FN("input_schema", NULL, config_apply_input_schema, false), /* absent: any input */
 };
 
 const section_spec config_sections[SEC_COUNT] = {

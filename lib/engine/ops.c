@@ -5,6 +5,7 @@
  * acknowledges what the store could lose.
  */
 #include "engine/engine_int.h"
+#include "model/input_schema.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,12 +38,26 @@ static int create_replay(rd_engine *eng, const rd_create_req *req, const char *k
     return rd_engine_get(eng, run_id, RD_AUD_FULL, out, e);
 }
 
+/* A run's input must fit its flow's input schema (config key input_schema), checked before
+ * anything is stored: a misspelt key is refused with its name, not ignored by the worker. */
+static int input_check(const rd_flow_config *flow, const json_t *input, rd_apierr *e)
+{
+    char why[sizeof e->message];
+
+    if (flow->input_schema != NULL &&
+        rd_input_schema_validate(flow->input_schema, input, why, sizeof why) != 0)
+        return rd_fail(e, 422, "invalid_input", "%s", why);
+    return 0;
+}
+
 static int create_check(rd_engine *eng, const rd_create_req *req, const rd_flow_config **flow,
                         int64_t *limit, rd_apierr *e)
 {
     *flow = rd_config_flow(eng->cfg, req->flow);
     if (!*flow)
         return rd_fail(e, 422, "unknown_flow", "no flow named '%.64s' is configured", req->flow);
+    if (input_check(*flow, req->input, e) != 0)
+        return -1;
     *limit = req->limit > 0 ? req->limit : (*flow)->default_limit;
     if ((*flow)->max_limit > 0 && *limit > (*flow)->max_limit)
         return rd_fail(e, 422, "limit_too_large", "limit must be at most %lld for this flow",
@@ -208,6 +223,8 @@ int rd_engine_enrich(rd_engine *eng, const char *id, const char *flow_name, json
     if (flow->external)
         return rd_fail(e, 422, "invalid_enrichment_flow",
                        "an enrichment flow must run a local worker (not executor = external)");
+    if (input_check(flow, input, e) != 0)
+        return -1;
     if (eng->shutting_down)
         return rd_fail(e, 503, "shutting_down", "the daemon is shutting down");
     if (rd_exec_enrich(eng->exec, act, flow, input, e) != 0)

@@ -261,6 +261,9 @@ json_t *rd_engine_flows(rd_engine *eng)
         json_object_set_new(o, "default_limit",
                             f->default_limit ? json_integer(f->default_limit) : json_null());
         json_object_set_new(o, "max_limit", json_integer(f->max_limit));
+        /* The accepted input (docs/config.md, input schemas); null: any input. */
+        json_object_set_new(o, "input_schema",
+                            f->input_schema ? json_deep_copy(f->input_schema) : json_null());
         json_array_append_new(arr, o);
     }
     return json_pack("{s:o}", "items", arr);

@@ -527,6 +527,84 @@ static void test_commands(void **state)
     rmdir(dir);
 }
 
+/* input_schema: inline JSON or @FILE next to the config; the schema is checked when the config
+ * is loaded and its errors name the config's file, line and key, then the schema file (with
+ * the JSON error's line and column) or the keyword. */
+static void test_input_schema(void **state)
+{
+    char dir[] = "/tmp/test_config_schema_XXXXXX", path[64], sch[96], bad[96], err[1024];
+    char want[1024];
+    rd_config *cfg;
+    FILE *f;
+
+    cfg = parse_ok("[flow.a]\ncommand = /bin/a\n"
+                   "input_schema = {\"type\": \"object\", \"additionalProperties\": false}\n"
+                   "[flow.b]\ncommand = /bin/b\n");
+    assert_non_null(cfg->flows[0].input_schema);
+    assert_true(json_is_false(json_object_get(cfg->flows[0].input_schema, "additionalProperties")));
+    assert_null(cfg->flows[1].input_schema);
+    rd_config_free(cfg);
+    expect_err("[flow.a]\ncommand = /bin/a\ninput_schema = object\n",
+               "t.ini:3: key 'input_schema': expected @FILE (a JSON file, relative to this "
+               "config's directory) or an inline JSON object");
+    expect_err("[flow.a]\ncommand = /bin/a\ninput_schema = {\"type\": \"object\",}\n",
+               "t.ini:3: key 'input_schema': inline JSON: line 1, column");
+    expect_err("[flow.a]\ncommand = /bin/a\ninput_schema = {\"type\": \"array\"}\n",
+               "t.ini:3: key 'input_schema': inline JSON: type: the root must say");
+    expect_err("[flow.a]\ncommand = /bin/a\ninput_schema = @\n",
+               "t.ini:3: key 'input_schema': expected @FILE");
+
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/r.ini", dir);
+    snprintf(sch, sizeof sch, "%s/s.json", dir);
+    snprintf(bad, sizeof bad, "%s/bad.json", dir);
+    f = fopen(sch, "w");
+    assert_non_null(f);
+    fputs("{\"type\": \"object\",\n \"properties\": {\"n\": {\"type\": \"integer\"}}}\n", f);
+    fclose(f);
+    f = fopen(bad, "w");
+    assert_non_null(f);
+    fputs("{\"type\": \"object\",\n \"properties\": {\"n\": {\"type\": \"int\"}}}\n", f);
+    fclose(f);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("[flow.a]\ncommand = /bin/a\ninput_schema = @s.json\n", f);
+    fclose(f);
+    assert_int_equal(rd_config_load(path, &cfg, err, sizeof err), RD_OK);
+    assert_true(json_is_object(json_object_get(cfg->flows[0].input_schema, "properties")));
+    rd_config_free(cfg);
+
+    f = fopen(path, "w");
+    fputs("[flow.a]\ncommand = /bin/a\n\ninput_schema = @bad.json\n", f);
+    fclose(f);
+    assert_int_equal(rd_config_load(path, &cfg, err, sizeof err), RD_EINVAL);
+    snprintf(want, sizeof want,
+             "%s:4: key 'input_schema': bad.json: properties.n.type: unknown type \"int\"", path);
+    if (strncmp(err, want, strlen(want)) != 0)
+        fail_msg("got\n%s\nexpected\n%s", err, want);
+
+    f = fopen(bad, "w");
+    fputs("{\"type\": \"object\",\n \"properties\": {\n}}}\n", f);
+    fclose(f);
+    assert_int_equal(rd_config_load(path, &cfg, err, sizeof err), RD_EINVAL);
+    snprintf(want, sizeof want, "%s:4: key 'input_schema': bad.json: line 3, column", path);
+    if (strncmp(err, want, strlen(want)) != 0)
+        fail_msg("got\n%s\nexpected\n%s", err, want);
+
+    f = fopen(path, "w");
+    fputs("[flow.a]\ncommand = /bin/a\ninput_schema = @none.json\n", f);
+    fclose(f);
+    assert_int_equal(rd_config_load(path, &cfg, err, sizeof err), RD_EINVAL);
+    snprintf(want, sizeof want, "%s:3: key 'input_schema': unable to open %s/none.json: ", path,
+             dir);
+    if (strncmp(err, want, strlen(want)) != 0)
+        fail_msg("got\n%s\nexpected\n%s", err, want);
+    unlink(sch);
+    unlink(bad);
+    unlink(path);
+    rmdir(dir);
+}
+
 static void test_memory_store(void **state)
 {
     rd_config *cfg;
@@ -700,6 +778,7 @@ static void test_flow_version(void **state)
         "[flow.a]\ncommand = /bin/w x\nenv = A=1\nenv = B=2\ncwd = /\n",
         "[flow.a]\ncommand = /bin/w x\nenv = A=1\nenv = B=2\ndescription = d\n",
         "[flow.a]\nexecutor = external\nenv = A=1\nenv = B=2\n",
+        "[flow.a]\ncommand = /bin/w x\nenv = A=1\nenv = B=2\ninput_schema = {\"type\":\"object\"}\n",
     };
     char v0[17], v1[17];
 
@@ -783,6 +862,7 @@ static void test_example_config(void **state)
     assert_int_equal(f->max_limit, d->max_limit);
     assert_int_equal(f->max_processes, d->max_processes);
     assert_null(f->description);
+    assert_null(f->input_schema);
     rd_config_free(ex);
     rd_config_free(def);
 }
@@ -802,6 +882,7 @@ int main(void)
         cmocka_unit_test(test_errors_syntax),
         cmocka_unit_test(test_long_lines),
         cmocka_unit_test(test_commands),
+        cmocka_unit_test(test_input_schema),
         cmocka_unit_test(test_memory_store),
         cmocka_unit_test(test_load_file),
         cmocka_unit_test(test_split_command),
