@@ -4,13 +4,19 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config libevent-dev libevhtp-dev libjansson-dev libsqlite3-dev
       libcurl4-openssl-dev libssl-dev libsystemd-dev libinih-dev libcmocka-dev python3 curl
       sqlite3 clang libclang-rt-14-dev valgrind util-linux mount
-      dpkg-dev file systemd)
+      dpkg-dev file systemd jq golang-go)
 # dpkg-dev and file: cpack's dependency list (dpkg-shlibdeps); systemd: systemd-analyze and
 # systemd-socket-activate for the package and activation tests (nothing is started).
+# jq, golang-go, node and npm: the examples test/e2e/test_examples.py runs (the shell worker,
+# the Go worker and receiver, the Node worker and receiver). Node is taken from wherever it
+# is installed (NodeSource's nodejs ships npm and conflicts with Debian's npm), so Debian's
+# nodejs and npm are added only when the commands are missing.
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="sudo"
