@@ -5,7 +5,8 @@
 #   etc/runsd/runsd.ini                 the config: the demo flows, by absolute paths into
 #                                       share/runsd/flows (/etc for the prefix /usr)
 #   share/runsd/flows, demo-data        the demo workers, their input schemas and their data
-#   share/doc/runsd                     README, docs/, runsd.example.ini (every key)
+#   share/doc/runsd                     README, docs/, runsd.example.ini (every key), examples/
+#                                       (the sources docs/workers.md links to)
 #   share/man/man5, man8                runsd.conf(5), runsd(8)
 #   lib/systemd/system                  runsd.service, runsd.socket
 #   lib/sysusers.d, lib/tmpfiles.d      the runsd user, /var/lib/runsd
@@ -29,8 +30,12 @@ install(FILES conf/flows/runsd_worker.py conf/flows/pkgsearch.schema.json
 install(FILES conf/demo-data/customers.csv DESTINATION ${CMAKE_INSTALL_DATADIR}/runsd/demo-data)
 install(FILES README.md conf/runsd.example.ini DESTINATION ${CMAKE_INSTALL_DOCDIR})
 install(FILES docs/api.md docs/architecture.md docs/config.md docs/contract.md docs/status.md
-              docs/webhooks.md
+              docs/webhooks.md docs/workers.md
         DESTINATION ${CMAKE_INSTALL_DOCDIR}/docs)
+# The examples as sources, never what was built or installed next to them by hand.
+install(DIRECTORY examples/ DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples USE_SOURCE_PERMISSIONS
+        PATTERN node_modules EXCLUDE PATTERN __pycache__ EXCLUDE
+        REGEX "/go/(primes|receiver)$" EXCLUDE)
 install(FILES man/runsd.8 DESTINATION ${CMAKE_INSTALL_MANDIR}/man8)
 install(FILES man/runsd.conf.5 DESTINATION ${CMAKE_INSTALL_MANDIR}/man5)
 install(FILES systemd/runsd.socket DESTINATION ${RUNSD_SYSTEMD_UNITDIR})

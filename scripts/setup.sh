@@ -4,10 +4,14 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config libevent-dev libevhtp-dev libjansson-dev libsqlite3-dev
       libcurl4-openssl-dev libssl-dev libsystemd-dev libinih-dev libcmocka-dev python3 curl
       sqlite3 clang libclang-rt-14-dev valgrind util-linux mount
-      dpkg-dev file systemd prometheus jq)
+      dpkg-dev file systemd prometheus jq golang-go)
 # dpkg-dev and file: cpack's dependency list (dpkg-shlibdeps); systemd: systemd-analyze and
-# systemd-socket-activate for the package and activation tests (nothing is started); jq: the
-# README quick start (scripts/quickstart.sh, test/e2e/test_quickstart.py).
+# systemd-socket-activate for the package and activation tests (nothing is started).
+# jq: the README quick start (scripts/quickstart.sh, test/e2e/test_quickstart.py) and the
+# shell worker example. golang-go, node and npm: the examples test/e2e/test_examples.py runs
+# (the Go worker and receiver, the Node worker and receiver). Node is taken from wherever it
+# is installed (NodeSource's nodejs ships npm and conflicts with Debian's npm), so Debian's
+# nodejs and npm are added only when the commands are missing.
 # prometheus: only for its promtool, which test/e2e/test_metrics.py runs on a scrape
 # (`promtool check metrics`). Debian ships promtool in no smaller package; this one is a
 # 19 MB download, 96 MB installed, about 35 s. Its own server is not wanted: see below.
@@ -15,6 +19,8 @@ missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="sudo"

@@ -96,6 +96,7 @@ class TestInstall(unittest.TestCase):
         for rel in ["sbin/runsd", "etc/runsd/runsd.ini", "share/runsd/flows/pkgsearch.py",
                     "share/runsd/flows/runsd_worker.py", "share/runsd/demo-data/customers.csv",
                     "share/doc/runsd/README.md", "share/doc/runsd/runsd.example.ini",
+                    "share/doc/runsd/docs/workers.md", "share/doc/runsd/examples/workers.ini",
                     "share/man/man8/runsd.8", "share/man/man5/runsd.conf.5",
                     "lib/systemd/system/runsd.service", "lib/systemd/system/runsd.socket",
                     "lib/sysusers.d/runsd.conf", "lib/tmpfiles.d/runsd.conf"]:

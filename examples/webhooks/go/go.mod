@@ -1,0 +1,3 @@
+module runsd.example/receiver
+
+go 1.19

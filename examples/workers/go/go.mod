@@ -1,0 +1,3 @@
+module runsd.example/primes
+
+go 1.19
