@@ -330,6 +330,25 @@ static bool hears_live(const rd_hub_sub *sub)
            (sub->state == SUB_REPLAY && sub->lagging);
 }
 
+/* Whether a live reader that is to get len more bytes has fallen behind: its socket is full
+ * and LAG_AT is gathered already. A burst within one iteration (a worker's batch of lines) is
+ * gathered up to CATCHUP_HIGH and then handed to the transport at once, which writes what the
+ * socket takes: 2,000 readers times a 512-line batch would otherwise be held all together until
+ * the flush. */
+static bool falls_behind(rd_hub_sub *sub, size_t len)
+{
+    size_t gathered = evbuffer_get_length(sub->pending);
+    if (gathered + len <= LAG_AT)
+        return false;
+    if (sub->ops->unsent(sub->arg) == 0) {
+        if (gathered + len <= CATCHUP_HIGH)
+            return false;
+        sub->ops->send(sub->arg, sub->pending);
+        return sub->ops->unsent(sub->arg) > 0;
+    }
+    return true;
+}
+
 static void deliver(rd_hub *hub, rd_hub_sub *sub, const rd_hub_event *ev, pub_frames *p)
 {
     if (!hears_live(sub) || ev->id <= sub->cursor || !wants(sub, ev))
@@ -337,8 +356,7 @@ static void deliver(rd_hub *hub, rd_hub_sub *sub, const rd_hub_event *ev, pub_fr
     const frame_out *f = pub_frame(p, sub->audience);
     if (!f)
         return; /* out of memory: as before, the event is not offered */
-    if (sub->state == SUB_LIVE && sub->ops->unsent(sub->arg) > 0 &&
-        evbuffer_get_length(sub->pending) + f->len > LAG_AT) {
+    if (sub->state == SUB_LIVE && falls_behind(sub, f->len)) {
         sub->state = SUB_LAG; /* its socket is full: it catches up from the store */
         sub->lagging = true;
         sub->held = false;
@@ -481,9 +499,25 @@ static const char *scan_run(const rd_hub_sub *sub)
     return sub->filter && sub->filter->n_runs == 1 ? sub->filter->runs[0] : NULL;
 }
 
+/* A resume fills the transport to half the bound a page at a time, the next page once below a
+ * quarter. A lagging reader catching up is one that fell behind live, thousands of them at
+ * once maybe: it gets small pages (CATCHUP_HIGH), the next once below LAG_AT, so it holds no
+ * more than when it lagged; its socket's own buffer keeps the reader busy between pages. */
+static size_t page_high(const rd_hub_sub *sub)
+{
+    return sub->lagging ? CATCHUP_HIGH : sub->hub->max_buffer / 2;
+}
+
+static bool page_due(const rd_hub_sub *sub)
+{
+    return rd_hub_unsent(sub) < (sub->lagging ? LAG_AT : rd_hub_low_watermark(sub->hub));
+}
+
 static void replay_page(rd_hub *hub, rd_hub_sub *sub)
 {
-    page_ctx c = {.sub = sub, .upper = hub->last_id, .high = hub->max_buffer / 2};
+    if (!page_due(sub))
+        return; /* a drain of its transport queues it again */
+    page_ctx c = {.sub = sub, .upper = hub->last_id, .high = page_high(sub)};
     size_t before = evbuffer_get_length(sub->pending);
     bool lagging = sub->lagging;
     int rc = sub->cursor >= c.upper ? 0
@@ -507,7 +541,7 @@ static void replay_page(rd_hub *hub, rd_hub_sub *sub)
     if (c.rows == hub->page && !c.at_upper) {
         /* More to read. A page that queued nothing (filtered out) is not dirty, so it is
          * queued here rather than after a send. */
-        if (!sub->dirty && rd_hub_unsent(sub) < rd_hub_low_watermark(hub))
+        if (!sub->dirty && page_due(sub))
             queue_replay(sub);
         return;
     }
@@ -565,7 +599,7 @@ static void hub_flush(rd_hub *hub)
         sub->held = false;
         sub->ops->send(sub->arg, sub->pending);
         rd_hub_note_load(sub, rd_hub_behind(sub));
-        if (sub->state == SUB_REPLAY && rd_hub_unsent(sub) < rd_hub_low_watermark(hub))
+        if (sub->state == SUB_REPLAY && page_due(sub))
             queue_replay(sub);
     }
     while ((sub = TAILQ_FIRST(&hub->doomed))) {

@@ -23,6 +23,9 @@
  * its socket drains. One evbuffer chain's worth: a reader that keeps up has a full socket
  * (64 KiB asked, 128 KiB or more in the kernel) only for moments, never this much more. */
 #define LAG_AT 4096
+/* A lagging reader catching up gets replay pages of about this much (hub.c page_high); a live
+ * reader's burst within one iteration is handed to its transport early past it. */
+#define CATCHUP_HIGH (4 * LAG_AT)
 
 /* LIVE takes published frames; LAG (a live reader that fell behind) only counts them; REPLAY
  * pages from the store: a resume from Last-Event-ID, or a lagging reader catching up. */
