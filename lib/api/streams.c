@@ -485,6 +485,8 @@ char *rd_streams_metrics(rd_streams *st)
     LINE("replay_frames_total", "counter", s.replay_frames);
     LINE("resets_total", "counter", s.resets);
     LINE("budget_cuts_total", "counter", s.budget_cuts);
+    LINE("lagged_total", "counter", s.lags);
+    LINE("held_bytes", "gauge", s.held_bytes);
     LINE("backpressure_total", "counter", s.pressure_events);
     LINE("backpressure_on", "gauge", rd_hub_pressure(st->hub) ? 1 : 0);
     LINE("refused_total", "counter", st->refused);
