@@ -23,6 +23,10 @@
  * bounds judge unsent plus lag (rd_hub_behind), so it is cut when it would have been had it
  * been given every frame. While it catches up, replayed frames move bytes from lag to
  * unsent and new events add to lag: a reader slower than the producers is still cut.
+ * Catch-up pages are small (CATCHUP_HIGH), and a live reader's burst within one iteration is
+ * handed to its transport past the same size, so neither path gathers more per reader. The
+ * store is the replay source: N readers catching up over the same range render each event N
+ * times (measure before adding a shared ring of recent frames in front of it).
  *
  * Replay. A resuming subscriber starts in REPLAY: pages of events with id > cursor are read
  * from the store, bounded above by the last published id (everything up to it is
