@@ -33,7 +33,7 @@ struct rd_streams {
     int close_calls;               /* rd_streams_close_all: first graceful, then forced */
     uint64_t refused;              /* 503 too_many_streams */
     rd_metric *m_disconnects;      /* by cause; NULL without a registry */
-    rd_metric *m_stats[12];        /* the hub's counts (stream_fams), copied at scrape time */
+    rd_metric *m_stats[14];        /* the hub's counts (stream_fams), copied at scrape time */
     uint64_t transport_slow;       /* cut by the transport's own bound (a heartbeat that did
                                       not fit) rather than by the hub */
     void (*on_release)(void *arg); /* backpressure lifted (runs.c's held posts) */
@@ -511,6 +511,12 @@ static const struct {
     {"runsd_sse_resets_total", "stream.reset sent: the resume id predated retained history.", true},
     {"runsd_sse_budget_cuts_total",
      "Subscribers cut to keep all subscribers' unsent bytes within sse_max_total.", true},
+    {"runsd_sse_lagged_total",
+     "Times a subscriber whose socket was full stopped receiving frames and caught up from the "
+     "store instead.",
+     true},
+    {"runsd_sse_held_bytes", "Bytes of frames held in the hub for subscribers whose socket is full.",
+     false},
     {"runsd_sse_backpressure_total", "Times producers were asked to slow down.", true},
     {"runsd_sse_backpressure_on", "1 while producers are asked to slow down.", false},
     {"runsd_sse_refused_total", "Streams refused with 503 at max_sse_clients.", true},
@@ -534,6 +540,8 @@ static void streams_on_collect(void *arg)
                           s.replay_frames,
                           s.resets,
                           s.budget_cuts,
+                          s.lags,
+                          s.held_bytes,
                           s.pressure_events,
                           rd_hub_pressure(st->hub) ? 1 : 0,
                           st->refused};

@@ -11,6 +11,23 @@
  * per-subscriber pending buffer and handed to the transport once per loop iteration (an
  * event made active at the first publish), so a burst of events becomes one write.
  *
+ * Lag. A reader whose socket is full (its transport still holds bytes) keeps its next frames
+ * here, packed, until the transport drains: handing each iteration's few small frames over
+ * would leave a mostly empty chain per frame behind. Past LAG_AT gathered bytes it lags: it
+ * gets no more copies, only a count of the bytes of the events it wants and was not given
+ * (lag), and its cursor stays at the last event it was given. Every published event is
+ * committed, so when its socket drains it catches up through replay, from its cursor, and
+ * rejoins live there. So a reader that is behind costs the hub at most LAG_AT, whatever the
+ * event rate, and the bytes it has not taken live once, in the store, for everybody; 2,000
+ * readers that stop reading cost 2,000 x LAG_AT, not 2,000 copies of every small frame. Its
+ * bounds judge unsent plus lag (rd_hub_behind), so it is cut when it would have been had it
+ * been given every frame. While it catches up, replayed frames move bytes from lag to
+ * unsent and new events add to lag: a reader slower than the producers is still cut.
+ * Catch-up pages are small (CATCHUP_HIGH), and a live reader's burst within one iteration is
+ * handed to its transport past the same size, so neither path gathers more per reader. The
+ * store is the replay source: N readers catching up over the same range render each event N
+ * times (measure before adding a shared ring of recent frames in front of it).
+ *
  * Replay. A resuming subscriber starts in REPLAY: pages of events with id > cursor are read
  * from the store, bounded above by the last published id (everything up to it is
  * committed; rows of the engine's open transaction lie above it). A page stops early when
@@ -205,6 +222,8 @@ void rd_hub_doom(rd_hub_sub *sub, rd_hub_why why)
         return;
     sub->state = SUB_CLOSING;
     sub->why = (uint8_t)why;
+    sub->lagging = false;
+    sub->lag = 0;
     sub->hub->backlog -= sub->load; /* a subscriber let go no longer holds producers back */
     sub->load = 0;
     unqueue(sub);
@@ -222,6 +241,11 @@ void rd_hub_doom(rd_hub_sub *sub, rd_hub_why why)
 size_t rd_hub_unsent(const rd_hub_sub *sub)
 {
     return sub->ops->unsent(sub->arg) + evbuffer_get_length(sub->pending);
+}
+
+size_t rd_hub_behind(const rd_hub_sub *sub)
+{
+    return rd_hub_unsent(sub) + sub->lag;
 }
 
 /* --- live ------------------------------------------------------------------------------- */
@@ -289,13 +313,63 @@ static const frame_out *pub_frame(pub_frames *p, rd_audience aud)
     return p->built[aud] ? &p->f[aud] : NULL;
 }
 
+/* A lagging reader is not given the frame, only told how far behind it is now, and cut once
+ * that passes its bound (unless the frame alone does: an idle reader gets any frame). */
+static void lag_count(rd_hub *hub, rd_hub_sub *sub, size_t len)
+{
+    size_t b = rd_hub_behind(sub);
+    if (b > 0 && b + len > hub->max_buffer) {
+        rd_hub_doom(sub, RD_HUB_SLOW);
+        return;
+    }
+    sub->lag += len;
+    rd_hub_account(hub, len);
+    rd_hub_note_load(sub, b + len);
+}
+
+/* Live events a subscriber hears of: given (LIVE) or counted (lagging). */
+static bool hears_live(const rd_hub_sub *sub)
+{
+    return sub->state == SUB_LIVE || sub->state == SUB_LAG ||
+           (sub->state == SUB_REPLAY && sub->lagging);
+}
+
+/* Whether a live reader that is to get len more bytes has fallen behind: its socket is full
+ * and LAG_AT is gathered already. A burst within one iteration (a worker's batch of lines) is
+ * gathered up to CATCHUP_HIGH and then handed to the transport at once, which writes what the
+ * socket takes: 2,000 readers times a 512-line batch would otherwise be held all together until
+ * the flush. */
+static bool falls_behind(rd_hub_sub *sub, size_t len)
+{
+    size_t gathered = evbuffer_get_length(sub->pending);
+    if (gathered + len <= LAG_AT)
+        return false;
+    if (sub->ops->unsent(sub->arg) == 0) {
+        if (gathered + len <= CATCHUP_HIGH)
+            return false;
+        sub->ops->send(sub->arg, sub->pending);
+        return sub->ops->unsent(sub->arg) > 0;
+    }
+    return true;
+}
+
 static void deliver(rd_hub *hub, rd_hub_sub *sub, const rd_hub_event *ev, pub_frames *p)
 {
-    if (sub->state != SUB_LIVE || ev->id <= sub->cursor || !wants(sub, ev))
+    if (!hears_live(sub) || ev->id <= sub->cursor || !wants(sub, ev))
         return;
     const frame_out *f = pub_frame(p, sub->audience);
     if (!f)
         return; /* out of memory: as before, the event is not offered */
+    if (sub->state == SUB_LIVE && falls_behind(sub, f->len)) {
+        sub->state = SUB_LAG; /* its socket is full: it catches up from the store */
+        sub->lagging = true;
+        sub->held = false;
+        hub->st.lags++;
+    }
+    if (sub->lagging) {
+        lag_count(hub, sub, f->len);
+        return;
+    }
     /* The bound is on backlog: a frame larger than the bound still goes to an idle
      * subscriber, or it could never receive that event. Before judging, a big burst is
      * handed to the transport early, which writes what the socket takes: only bytes the
@@ -399,10 +473,14 @@ static int hub_on_page_row(const rd_hub_event *ev, void *arg)
     c->rows++;
     sub->cursor = ev->id;
     if (wants(sub, ev)) {
+        size_t before = evbuffer_get_length(sub->pending);
         if (rd_hub_format(sub->pending, ev, sub->audience) != 0) {
             c->failed = true;
             return 1;
         }
+        /* Catching up: the same bytes it was counted for live, now queued. */
+        size_t n = evbuffer_get_length(sub->pending) - before;
+        sub->lag -= n < sub->lag ? n : sub->lag;
         sub->hub->st.frames++;
         sub->hub->st.replay_frames++;
         if (ev->terminal && sub->run_id) {
@@ -425,15 +503,33 @@ static const char *scan_run(const rd_hub_sub *sub)
     return sub->filter && sub->filter->n_runs == 1 ? sub->filter->runs[0] : NULL;
 }
 
+/* A resume fills the transport to half the bound a page at a time, the next page once below a
+ * quarter. A lagging reader catching up is one that fell behind live, thousands of them at
+ * once maybe: it gets small pages (CATCHUP_HIGH), the next once below LAG_AT, so it holds no
+ * more than when it lagged; its socket's own buffer keeps the reader busy between pages. */
+static size_t page_high(const rd_hub_sub *sub)
+{
+    return sub->lagging ? CATCHUP_HIGH : sub->hub->max_buffer / 2;
+}
+
+static bool page_due(const rd_hub_sub *sub)
+{
+    return rd_hub_unsent(sub) < (sub->lagging ? LAG_AT : rd_hub_low_watermark(sub->hub));
+}
+
 static void replay_page(rd_hub *hub, rd_hub_sub *sub)
 {
-    page_ctx c = {.sub = sub, .upper = hub->last_id, .high = hub->max_buffer / 2};
+    if (!page_due(sub))
+        return; /* a drain of its transport queues it again */
+    page_ctx c = {.sub = sub, .upper = hub->last_id, .high = page_high(sub)};
     size_t before = evbuffer_get_length(sub->pending);
+    bool lagging = sub->lagging;
     int rc = sub->cursor >= c.upper ? 0
                                     : hub->scan(hub->scan_arg, scan_run(sub), sub->cursor,
                                                 hub->page, hub_on_page_row, &c);
     hub->st.bytes += evbuffer_get_length(sub->pending) - before;
-    rd_hub_account(hub, evbuffer_get_length(sub->pending) - before);
+    if (!lagging) /* a lagging reader's bytes were accounted when it was counted */
+        rd_hub_account(hub, evbuffer_get_length(sub->pending) - before);
     if (rc != 0 || c.failed) {
         rd_log_warn("hub: replay after %" PRId64 " failed; closing the stream", sub->cursor);
         rd_hub_doom(sub, RD_HUB_ERROR);
@@ -449,13 +545,15 @@ static void replay_page(rd_hub *hub, rd_hub_sub *sub)
     if (c.rows == hub->page && !c.at_upper) {
         /* More to read. A page that queued nothing (filtered out) is not dirty, so it is
          * queued here rather than after a send. */
-        if (!sub->dirty && rd_hub_unsent(sub) < rd_hub_low_watermark(hub))
+        if (!sub->dirty && page_due(sub))
             queue_replay(sub);
         return;
     }
     /* Nothing more up to the last published id: from here on, live events continue it. */
     if (sub->cursor < c.upper)
         sub->cursor = c.upper;
+    sub->lagging = false;
+    sub->lag = 0;
     if (sub->run_id && sub->run_finished)
         rd_hub_doom(sub, RD_HUB_END); /* its run.end was pruned: nothing will ever follow */
     else
@@ -491,15 +589,21 @@ static void hub_flush(rd_hub *hub)
          * keeps its frames here, packed into full chains, until the transport drains:
          * moving each iteration's few small frames would leave a mostly empty chain per
          * frame behind, several times the frames' own size. */
-        if (sub->state == SUB_LIVE && sub->ops->unsent(sub->arg) > 0) {
+        bool full = sub->ops->unsent(sub->arg) > 0;
+        if (sub->state == SUB_LIVE && full) {
             sub->held = true;
-            rd_hub_note_load(sub, rd_hub_unsent(sub));
+            rd_hub_note_load(sub, rd_hub_behind(sub));
             continue;
+        }
+        if (sub->state == SUB_LAG) {
+            if (full)
+                continue; /* its drain starts the catch-up */
+            sub->state = SUB_REPLAY; /* drained before we heard: catch up now */
         }
         sub->held = false;
         sub->ops->send(sub->arg, sub->pending);
-        rd_hub_note_load(sub, rd_hub_unsent(sub));
-        if (sub->state == SUB_REPLAY && rd_hub_unsent(sub) < rd_hub_low_watermark(hub))
+        rd_hub_note_load(sub, rd_hub_behind(sub));
+        if (sub->state == SUB_REPLAY && page_due(sub))
             queue_replay(sub);
     }
     while ((sub = TAILQ_FIRST(&hub->doomed))) {
@@ -591,7 +695,13 @@ void rd_hub_sub_write(rd_hub_sub *sub, const char *data, size_t len)
 
 void rd_hub_sub_drained(rd_hub_sub *sub)
 {
-    rd_hub_note_load(sub, rd_hub_unsent(sub));
+    rd_hub_note_load(sub, rd_hub_behind(sub));
+    if (sub->state == SUB_LAG) {
+        /* Its socket takes bytes again: what it missed comes from the store, after the frames
+         * it still has here (hub_flush sends those, then queues the first page). */
+        sub->state = SUB_REPLAY;
+        mark_dirty(sub);
+    }
     if (sub->state == SUB_REPLAY && !sub->dirty)
         queue_replay(sub);
     else if (sub->held)
@@ -739,8 +849,25 @@ void rd_hub_note_reset(rd_hub *hub)
     hub->st.resets++;
 }
 
+static void hub_on_held(const char *key, void *value, void *arg)
+{
+    uint64_t *held = arg;
+    rd_hub_sub *sub;
+    TAILQ_FOREACH(sub, &((run_subs *)value)->subs, link)
+    {
+        *held += evbuffer_get_length(sub->pending);
+    }
+}
+
 void rd_hub_get_stats(const rd_hub *hub, rd_hub_stats *out)
 {
     *out = hub->st;
     out->subscribers = hub->n_subs;
+    out->held_bytes = 0;
+    rd_map_each(hub->by_run, hub_on_held, &out->held_bytes);
+    const rd_hub_sub *sub;
+    TAILQ_FOREACH(sub, &hub->global, link)
+    {
+        out->held_bytes += evbuffer_get_length(sub->pending);
+    }
 }

@@ -4,9 +4,11 @@
  * id) and the global ones whose filters match. A subscriber that resumes from an older id is
  * first replayed from the store, a page at a time as its socket drains, and switches to live
  * delivery only once it has caught up with the last published id, so nothing is missed or
- * sent twice. Each subscriber's unsent bytes are bounded; one over the bound is cut off. All
- * subscribers' unsent bytes together are bounded too; past that bound the ones furthest
- * behind are cut first. A cut subscriber resumes from the store with Last-Event-ID.
+ * sent twice. A live subscriber that falls behind (its socket full) is not buffered for: it
+ * lags, counting the bytes it was not given, and catches up from the store the same way once
+ * its socket drains. What each subscriber is behind by is bounded; one over the bound is cut
+ * off. All subscribers together are bounded too; past that bound the ones furthest behind are
+ * cut first. A cut subscriber resumes from the store with Last-Event-ID.
  *
  * An event that carries capability links comes with a frame per audience (full, read key,
  * stream token); each subscriber gets its audience's, and every other event one frame for all.
@@ -115,6 +117,8 @@ typedef struct rd_hub_stats {
     uint64_t shared_frames;   /* live frames handed out by reference instead of copied */
     uint64_t budget_cuts;     /* subscribers cut to keep all of them within max_total */
     uint64_t pressure_events; /* times producers were asked to slow down */
+    uint64_t lags;            /* live subscribers that fell behind and caught up from the store */
+    uint64_t held_bytes;      /* gauge: bytes gathered in the hub, not yet handed to transports */
 } rd_hub_stats;
 
 /** A hub on base whose last published id is last_id (the store's newest committed event).

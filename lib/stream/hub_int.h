@@ -17,8 +17,19 @@
 #define SHARE_MIN 512
 /* Replay pages handled per callback before the loop gets to poll sockets again. */
 #define REPLAY_BUDGET 32
+/* A live reader whose socket is full (its transport holds bytes) may have this much more
+ * gathered in the hub; the frame that would pass it makes the reader lag: from then on it gets
+ * no copies, only a count of the bytes it is behind by, and it catches up from the store once
+ * its socket drains. One evbuffer chain's worth: a reader that keeps up has a full socket
+ * (64 KiB asked, 128 KiB or more in the kernel) only for moments, never this much more. */
+#define LAG_AT 4096
+/* A lagging reader catching up gets replay pages of about this much (hub.c page_high); a live
+ * reader's burst within one iteration is handed to its transport early past it. */
+#define CATCHUP_HIGH (4 * LAG_AT)
 
-enum { SUB_REPLAY, SUB_LIVE, SUB_CLOSING };
+/* LIVE takes published frames; LAG (a live reader that fell behind) only counts them; REPLAY
+ * pages from the store: a resume from Last-Event-ID, or a lagging reader catching up. */
+enum { SUB_REPLAY, SUB_LIVE, SUB_LAG, SUB_CLOSING };
 
 typedef struct hub_filter {
     char **runs, **flows, **types;
@@ -37,8 +48,10 @@ struct rd_hub_sub {
     uint8_t state;
     uint8_t why;
     bool dirty, queued, dooming, run_finished;
-    bool held;                     /* live frames kept in pending while the transport is behind */
-    size_t load;                   /* its part of hub->backlog (hub_load.c) */
+    bool held;    /* live frames kept in pending while the transport is behind */
+    bool lagging; /* LAG, or the REPLAY that catches it up: lag counts */
+    size_t lag;   /* bytes of wanted events after cursor it was not given (lagging) */
+    size_t load;  /* its part of hub->backlog (hub_load.c) */
     TAILQ_ENTRY(rd_hub_sub) link;  /* its run's list, or the global list */
     TAILQ_ENTRY(rd_hub_sub) dlink; /* hub->dirty */
     TAILQ_ENTRY(rd_hub_sub) rlink; /* hub->replay */
@@ -92,6 +105,9 @@ struct rd_hub {
 void rd_hub_doom(rd_hub_sub *sub, rd_hub_why why);
 /** Bytes sub's transport holds plus those gathered in the hub. */
 size_t rd_hub_unsent(const rd_hub_sub *sub);
+/** What sub is behind by: its unsent bytes plus, while it lags, those it was not given. The
+ * bounds (its own, the total, backpressure) judge this, wherever the bytes are. */
+size_t rd_hub_behind(const rd_hub_sub *sub);
 /** Every subscriber into all (room for n_subs); returns how many. */
 size_t rd_hub_collect(rd_hub *hub, rd_hub_sub **all);
 
@@ -100,8 +116,8 @@ size_t rd_hub_collect(rd_hub *hub, rd_hub_sub **all);
 void rd_hub_account(rd_hub *hub, size_t bytes);
 /** The budget check (an event callback). */
 void rd_hub_on_budget(evutil_socket_t fd, short what, void *arg);
-/** sub holds unsent bytes now (after a send or a drain): updates the backlog. */
-void rd_hub_note_load(rd_hub_sub *sub, size_t unsent);
+/** sub is behind by this many bytes now (after a send or a drain): updates the backlog. */
+void rd_hub_note_load(rd_hub_sub *sub, size_t behind);
 /** The backpressure recheck while under pressure (an event callback). */
 void rd_hub_on_pressure(evutil_socket_t fd, short what, void *arg);
 

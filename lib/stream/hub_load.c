@@ -1,9 +1,16 @@
 /*
  * hub_load.c: what all subscribers hold together.
  *
- * The budget: the unsent bytes of every subscriber together are bounded (max_total); past it
+ * Both judge what a subscriber is behind by (rd_hub_behind): its unsent bytes plus, while it
+ * lags, the bytes it was not given (hub.c). So they act as if every reader were given every
+ * frame, while a lagging reader holds at most LAG_AT in memory: the budget bounds memory more
+ * tightly than it must, and a reader that keeps up but does not read holds producers back
+ * however its bytes are kept.
+ *
+ * The budget: what every subscriber is behind by, together, is bounded (max_total); past it
  * the subscribers furthest behind are cut first. It is checked when an upper bound of the
- * total (the exact total at the last check plus everything queued since) passes max_total.
+ * total (the exact total at the last check plus everything queued or counted since) passes
+ * max_total.
  *
  * Backpressure: the backlog is the unsent bytes of the subscribers that keep up (those under
  * half their own bound; a slower one is on its way to being cut and never slows a run). Past
@@ -55,7 +62,7 @@ void rd_hub_on_budget(evutil_socket_t fd, short what, void *arg)
     n = rd_hub_collect(hub, all);
     for (size_t i = 0; i < n; i++) {
         load[i].sub = all[i];
-        load[i].unsent = all[i]->state == SUB_CLOSING ? 0 : rd_hub_unsent(all[i]);
+        load[i].unsent = all[i]->state == SUB_CLOSING ? 0 : rd_hub_behind(all[i]);
         total += load[i].unsent;
     }
     if (total > hub->max_total) {
@@ -97,10 +104,10 @@ static size_t bound(const rd_hub *hub)
     return hub->backpressure > hub->max_buffer / 2 ? hub->backpressure : hub->max_buffer / 2 + 1;
 }
 
-void rd_hub_note_load(rd_hub_sub *sub, size_t unsent)
+void rd_hub_note_load(rd_hub_sub *sub, size_t behind)
 {
     rd_hub *hub = sub->hub;
-    size_t load = sub->state == SUB_CLOSING ? 0 : keeping_up(hub, unsent);
+    size_t load = sub->state == SUB_CLOSING ? 0 : keeping_up(hub, behind);
     hub->backlog = hub->backlog - sub->load + load;
     sub->load = load;
     if (hub->backpressure && !hub->pressure && hub->backlog > bound(hub))
@@ -116,7 +123,7 @@ void rd_hub_on_pressure(evutil_socket_t fd, short what, void *arg)
         return;
     n = rd_hub_collect(hub, all);
     for (size_t i = 0; i < n; i++) {
-        all[i]->load = all[i]->state == SUB_CLOSING ? 0 : keeping_up(hub, rd_hub_unsent(all[i]));
+        all[i]->load = all[i]->state == SUB_CLOSING ? 0 : keeping_up(hub, rd_hub_behind(all[i]));
         total += all[i]->load;
     }
     free(all);
