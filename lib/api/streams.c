@@ -33,7 +33,7 @@ struct rd_streams {
     int close_calls;               /* rd_streams_close_all: first graceful, then forced */
     uint64_t refused;              /* 503 too_many_streams */
     rd_metric *m_disconnects;      /* by cause; NULL without a registry */
-    rd_metric *m_stats[14];        /* the hub's counts (stream_fams), copied at scrape time */
+    rd_metric *m_stats[15];        /* the hub's counts (stream_fams), copied at scrape time */
     uint64_t transport_slow;       /* cut by the transport's own bound (a heartbeat that did
                                       not fit) rather than by the hub */
     void (*on_release)(void *arg); /* backpressure lifted (runs.c's held posts) */
@@ -518,6 +518,10 @@ static const struct {
     {"runsd_sse_held_bytes", "Bytes of frames held in the hub for subscribers whose socket is full.",
      false},
     {"runsd_sse_backpressure_total", "Times producers were asked to slow down.", true},
+    {"runsd_sse_stalls_total",
+     "Subscribers that took nothing for a second while producers were paused, and so stopped "
+     "holding them.",
+     true},
     {"runsd_sse_backpressure_on", "1 while producers are asked to slow down.", false},
     {"runsd_sse_refused_total", "Streams refused with 503 at max_sse_clients.", true},
 };
@@ -543,6 +547,7 @@ static void streams_on_collect(void *arg)
                           s.lags,
                           s.held_bytes,
                           s.pressure_events,
+                          s.stalls,
                           rd_hub_pressure(st->hub) ? 1 : 0,
                           st->refused};
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)

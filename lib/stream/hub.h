@@ -117,6 +117,8 @@ typedef struct rd_hub_stats {
     uint64_t shared_frames;   /* live frames handed out by reference instead of copied */
     uint64_t budget_cuts;     /* subscribers cut to keep all of them within max_total */
     uint64_t pressure_events; /* times producers were asked to slow down */
+    uint64_t stalls;          /* readers that took nothing for a while under pressure: no longer
+                               * counted as keeping up, so they cannot hold producers */
     uint64_t lags;            /* live subscribers that fell behind and caught up from the store */
     uint64_t held_bytes;      /* gauge: bytes gathered in the hub, not yet handed to transports */
 } rd_hub_stats;

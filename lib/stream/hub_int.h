@@ -52,6 +52,11 @@ struct rd_hub_sub {
     bool lagging; /* LAG, or the REPLAY that catches it up: lag counts */
     size_t lag;   /* bytes of wanted events after cursor it was not given (lagging) */
     size_t load;  /* its part of hub->backlog (hub_load.c) */
+    /* Progress while producers are paused (hub_load.c): a reader that takes no bytes for
+     * PRESSURE_STALL_MS is "stalled" and stops counting as keeping up, until it takes some. */
+    size_t last_behind;
+    int64_t stuck_since_ms;
+    bool stalled;
     TAILQ_ENTRY(rd_hub_sub) link;  /* its run's list, or the global list */
     TAILQ_ENTRY(rd_hub_sub) dlink; /* hub->dirty */
     TAILQ_ENTRY(rd_hub_sub) rlink; /* hub->replay */

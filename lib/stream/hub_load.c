@@ -18,12 +18,20 @@
  * it) the owner is told to slow its producers (it stops reading workers'
  * output and holds external workers' posts); the backlog is then recomputed exactly every
  * 20 ms, and the owner is released once it falls to half the bound.
+ *
+ * Readers that stop reading must not hold producers forever: two thousand stalled streams
+ * each under half its bound would otherwise pause every run for good, and nothing would ever
+ * cut them (they grow only while producers run). So while producers are paused, a reader whose
+ * unsent bytes have not gone down for PRESSURE_STALL_MS is stalled: it no longer counts as
+ * keeping up. Producers then go on, and it falls behind to its own bound (or the budget) and
+ * is cut like any slow reader; taking bytes again makes it count again.
  */
 #include "stream/hub_int.h"
 
 #include <stdlib.h>
 
 #define PRESSURE_RECHECK_MS 20
+#define PRESSURE_STALL_MS 1000
 
 void rd_hub_account(rd_hub *hub, size_t bytes)
 {
@@ -79,9 +87,36 @@ void rd_hub_on_budget(evutil_socket_t fd, short what, void *arg)
     free(load);
 }
 
-static size_t keeping_up(const rd_hub *hub, size_t unsent)
+static size_t keeping_up(const rd_hub_sub *sub, size_t unsent)
 {
-    return unsent <= hub->max_buffer / 2 ? unsent : 0;
+    if (sub->state == SUB_CLOSING || sub->stalled)
+        return 0;
+    return unsent <= sub->hub->max_buffer / 2 ? unsent : 0;
+}
+
+/* Taking bytes (fewer unsent than last seen) is progress and undoes a stall. */
+static void note_progress(rd_hub_sub *sub, size_t behind)
+{
+    if (behind < sub->last_behind || behind == 0) {
+        sub->stalled = false;
+        sub->stuck_since_ms = 0;
+    }
+    sub->last_behind = behind;
+}
+
+/* Under pressure: a reader that took nothing for PRESSURE_STALL_MS is stalled. */
+static void judge_stall(rd_hub_sub *sub, size_t behind, int64_t now)
+{
+    bool progress = behind == 0 || behind < sub->last_behind;
+    note_progress(sub, behind);
+    if (progress || sub->stalled)
+        return;
+    if (!sub->stuck_since_ms) {
+        sub->stuck_since_ms = now;
+    } else if (now - sub->stuck_since_ms >= PRESSURE_STALL_MS) {
+        sub->stalled = true;
+        sub->hub->st.stalls++;
+    }
 }
 
 static void pressure_set(rd_hub *hub, bool on)
@@ -107,7 +142,8 @@ static size_t bound(const rd_hub *hub)
 void rd_hub_note_load(rd_hub_sub *sub, size_t behind)
 {
     rd_hub *hub = sub->hub;
-    size_t load = sub->state == SUB_CLOSING ? 0 : keeping_up(hub, behind);
+    note_progress(sub, behind);
+    size_t load = keeping_up(sub, behind);
     hub->backlog = hub->backlog - sub->load + load;
     sub->load = load;
     if (hub->backpressure && !hub->pressure && hub->backlog > bound(hub))
@@ -122,8 +158,12 @@ void rd_hub_on_pressure(evutil_socket_t fd, short what, void *arg)
     if (n && !all)
         return;
     n = rd_hub_collect(hub, all);
+    int64_t now = rd_mono_ms();
     for (size_t i = 0; i < n; i++) {
-        all[i]->load = all[i]->state == SUB_CLOSING ? 0 : keeping_up(hub, rd_hub_behind(all[i]));
+        size_t behind = rd_hub_behind(all[i]);
+        if (hub->pressure)
+            judge_stall(all[i], behind, now);
+        all[i]->load = keeping_up(all[i], behind);
         total += all[i]->load;
     }
     free(all);

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/util.h"
 #include "stream/hub.h"
 
 /* --- fake store ------------------------------------------------------------------------- */
@@ -712,6 +713,53 @@ static void test_backpressure_on_and_off(void **state)
     assert_int_equal(pressure_changes, 2);
 }
 
+/* Readers that never read cannot pause producers for good: under pressure, one that takes
+ * nothing for a second stops counting as keeping up, the producers are released, and it is
+ * then cut at its own bound like any slow reader. Before, three such readers held the
+ * pressure on forever (the soak's 2,000 idle streams paused every run). */
+static void test_stalled_readers_release_pressure(void **state)
+{
+    fx *f = *state;
+    rd_hub_free(f->hub);
+    rd_hub_opts o = {.max_buffer = 64 * 1024,
+                     .backpressure = 40 * 1024,
+                     .on_pressure = on_pressure,
+                     .page = 50,
+                     .scan = fake_scan,
+                     .scan_arg = &f->store};
+    f->hub = rd_hub_new(f->base, &o, 0);
+    pressure_on = pressure_changes = 0;
+    for (int i = 0; i < 3; i++) {
+        sub(f, i, &(rd_hub_filter){0}, -1, false);
+        f->sinks[i].stalled = true;
+    }
+    for (int i = 0; i < 21 && !pressure_on; i++) {
+        publish(f->hub, store_add(&f->store, "r1", "alpha", "run.item", 900));
+        settle(f);
+    }
+    assert_int_equal(pressure_on, 1);
+    int64_t t0 = rd_mono_ms();
+    while (pressure_on && rd_mono_ms() - t0 < 3000) {
+        struct timeval tv = {0, 30000};
+        event_base_loopexit(f->base, &tv);
+        event_base_dispatch(f->base);
+    }
+    int64_t held = rd_mono_ms() - t0;
+    assert_int_equal(pressure_on, 0);
+    assert_true(held >= 900 && held < 2500);
+    rd_hub_stats st;
+    rd_hub_get_stats(f->hub, &st);
+    assert_int_equal(st.stalls, 3);
+    /* Producers go on: the stalled readers reach their own bound and are cut. */
+    for (int i = 0; i < 200 && f->sinks[0].closed == 0; i++) {
+        publish(f->hub, store_add(&f->store, "r1", "alpha", "run.item", 900));
+        settle(f);
+    }
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(f->sinks[i].closed, RD_HUB_SLOW + 1);
+    assert_int_equal(pressure_on, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -723,6 +771,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_behind_reader_frames_are_held_until_drained, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_backpressure_on_and_off, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stalled_readers_release_pressure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_behind_readers_hold_a_bound_and_catch_up, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_big_frame_reaches_idle_subscriber, setup, teardown),
