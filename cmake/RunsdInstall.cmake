@@ -2,11 +2,12 @@
 # package `cpack -G DEB` builds from it (scripts/test-package.sh builds, installs and starts
 # it in CI). Layout, relative to the prefix (GNUInstallDirs):
 #   sbin/runsd                          the daemon
+#   bin/runsctl                         the command-line client
 #   etc/runsd/runsd.ini                 the config: the demo flows, by absolute paths into
 #                                       share/runsd/flows (/etc for the prefix /usr)
 #   share/runsd/flows, demo-data        the demo workers and their data
 #   share/doc/runsd                     README, docs/, runsd.example.ini (every key)
-#   share/man/man5, man8                runsd.conf(5), runsd(8)
+#   share/man/man1, man5, man8          runsctl(1), runsd.conf(5), runsd(8)
 #   lib/systemd/system                  runsd.service, runsd.socket
 #   lib/sysusers.d, lib/tmpfiles.d      the runsd user, /var/lib/runsd
 #   var/lib/runsd                       the store's directory (not for the prefix /usr, where
@@ -18,6 +19,7 @@ set(RUNSD_SYSTEMD_LIBDIR "lib" CACHE STRING
     "parent of sysusers.d and tmpfiles.d, relative to the prefix or absolute")
 
 install(TARGETS runsd RUNTIME DESTINATION ${CMAKE_INSTALL_SBINDIR})
+install(TARGETS runsctl RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 install(PROGRAMS conf/flows/pkgsearch.py conf/flows/mapper.py conf/flows/enrich_size.py
                  conf/flows/approve_then_fetch.py
         DESTINATION ${CMAKE_INSTALL_DATADIR}/runsd/flows)
@@ -27,6 +29,7 @@ install(FILES README.md conf/runsd.example.ini DESTINATION ${CMAKE_INSTALL_DOCDI
 install(FILES docs/api.md docs/architecture.md docs/config.md docs/contract.md docs/status.md
               docs/webhooks.md
         DESTINATION ${CMAKE_INSTALL_DOCDIR}/docs)
+install(FILES man/runsctl.1 DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
 install(FILES man/runsd.8 DESTINATION ${CMAKE_INSTALL_MANDIR}/man8)
 install(FILES man/runsd.conf.5 DESTINATION ${CMAKE_INSTALL_MANDIR}/man5)
 install(FILES systemd/runsd.socket DESTINATION ${RUNSD_SYSTEMD_UNITDIR})
