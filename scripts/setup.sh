@@ -4,9 +4,10 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config libevent-dev libevhtp-dev libjansson-dev libsqlite3-dev
       libcurl4-openssl-dev libssl-dev libsystemd-dev libinih-dev libcmocka-dev python3 curl
       sqlite3 clang libclang-rt-14-dev valgrind util-linux mount
-      dpkg-dev file systemd)
+      dpkg-dev file systemd tmux)
 # dpkg-dev and file: cpack's dependency list (dpkg-shlibdeps); systemd: systemd-analyze and
-# systemd-socket-activate for the package and activation tests (nothing is started).
+# systemd-socket-activate for the package and activation tests (nothing is started); tmux: the
+# real terminal test/e2e/test_runsctl.py drives `runsctl watch` in.
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
