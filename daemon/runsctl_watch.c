@@ -179,9 +179,11 @@ static int watch_on_event(void *arg, const char *id, const char *type, const cha
     snprintf(w->last_id, sizeof w->last_id, "%s", id);
     w->events++;
     if (strcmp(type, "stream.reset") == 0) {
-        /* Events were pruned past our resume point: what we kept may be stale. */
+        /* Events were pruned past our resume point: what we kept may be stale, so the run is
+         * read again at the next tick (not here, inside libcurl's write callback). */
         if (!w->ui)
             fprintf(stdout, "%s - %s stream.reset %s\n", id, w->run_id ? w->run_id : "-", data);
+        w->refresh = w->run_id != NULL;
         w->dirty = true;
         json_decref(ev);
         return 0;
@@ -201,9 +203,26 @@ static int watch_on_event(void *arg, const char *id, const char *type, const cha
     return rc >= 0 ? RC_STOP(rc) : 0;
 }
 
+/* The run as stored now (after a stream.reset). */
+static void watch_refresh(rc_watch *w)
+{
+    char *eid = rc_esc(w->run_id), path[256];
+    snprintf(path, sizeof path, "/v1/runs/%s", eid);
+    free(eid);
+    json_t *run = NULL;
+    if (w->ui)
+        rc_tty_clear(&w->tty);
+    if (rc_call(w->h, "GET", path, NULL, NULL, 0, &run) == 0)
+        apply_run(w, run);
+    json_decref(run);
+    w->refresh = false;
+}
+
 static int watch_on_tick(void *arg)
 {
     rc_watch *w = arg;
+    if (w->refresh)
+        watch_refresh(w);
     if (w->ui && (w->dirty || now_ms() - w->last_draw_ms >= 1000))
         watch_draw(w);
     return 0;

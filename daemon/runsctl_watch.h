@@ -28,7 +28,7 @@ typedef struct rc_watch {
     long long events;
     /* the connection and messages */
     char conn[160], note[200];
-    bool lost, dirty;
+    bool lost, dirty, refresh;
     long last_draw_ms;
     char last_id[32];
 } rc_watch;
