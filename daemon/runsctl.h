@@ -120,8 +120,8 @@ int rc_follow(rc_http *h, const char *path, const char *last_id, const int *fds,
 typedef struct rc_sse_parser {
     char *line, *data;
     size_t len, cap, dlen, dcap;
-    char event[64], last_id[64];
-    long retry_ms; /* the last retry: value, 0 before one */
+    char event[64], id_buf[64], last_id[64]; /* id_buf: the id field; last_id: as dispatched */
+    long retry_ms;                           /* the last retry: value, 0 before one */
     bool seen_cr, started;
     int stopped; /* the first non-zero return of on_event */
     int (*on_event)(void *arg, const char *id, const char *type, const char *data);

@@ -35,6 +35,9 @@ static bool grow(char **p, size_t *cap, size_t need)
 
 static void sse_dispatch(rc_sse_parser *p)
 {
+    /* The id becomes the resume point only now, with its event whole (a connection cut in
+     * the middle of an event resumes before it). */
+    memcpy(p->last_id, p->id_buf, sizeof p->last_id);
     if (p->dlen == 0) { /* no data: nothing is dispatched, the type is forgotten */
         p->event[0] = 0;
         return;
@@ -68,8 +71,8 @@ static void sse_field(rc_sse_parser *p, const char *line, size_t n)
     } else if (fn == 5 && memcmp(line, "event", 5) == 0) {
         snprintf(p->event, sizeof p->event, "%.*s", (int)vn, v);
     } else if (fn == 2 && memcmp(line, "id", 2) == 0) {
-        if (!memchr(v, 0, vn) && vn < sizeof p->last_id)
-            snprintf(p->last_id, sizeof p->last_id, "%.*s", (int)vn, v);
+        if (!memchr(v, 0, vn) && vn < sizeof p->id_buf)
+            snprintf(p->id_buf, sizeof p->id_buf, "%.*s", (int)vn, v);
     } else if (fn == 5 && memcmp(line, "retry", 5) == 0) {
         long ms = 0;
         size_t i;
@@ -124,6 +127,7 @@ void rc_sse_feed(rc_sse_parser *p, const char *buf, size_t n)
 
 void rc_sse_reset(rc_sse_parser *p)
 {
+    memcpy(p->id_buf, p->last_id, sizeof p->id_buf);
     p->len = p->dlen = 0;
     p->event[0] = 0;
     p->seen_cr = p->started = false;
@@ -319,6 +323,7 @@ int rc_follow(rc_http *h, const char *path, const char *last_id, const int *fds,
     f.p.arg = cb->arg;
     if (last_id)
         snprintf(f.p.last_id, sizeof f.p.last_id, "%s", last_id);
+    memcpy(f.p.id_buf, f.p.last_id, sizeof f.p.id_buf);
     for (int i = 0; i < f.nfds; i++)
         f.wfd[i] = (struct curl_waitfd){.fd = fds[i], .events = CURL_WAIT_POLLIN};
     char *url = NULL;

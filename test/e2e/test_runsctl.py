@@ -10,6 +10,7 @@ status, the cursor shown again, the approval prompt answered with the `a` key).
 The runs are driven by test/workers/testworker.py (its README lists the input keys). Nothing
 sleeps for a fixed time: the tests poll the daemon, the client's output or the tmux pane.
 """
+import http.server
 import json
 import os
 import re
@@ -400,6 +401,62 @@ class WatchPipedTest(DaemonTest):
         code, lines, err = w.finish(timeout=10)
         self.assertEqual(code, 130, err)
         self.assertNotIn(other, "".join(lines))
+
+
+class FakeSSE(http.server.BaseHTTPRequestHandler):
+    """A stream that uses every line ending, a comment, a multi-line data field and retry:,
+    and drops the connection in the middle of an event (a forced disconnect)."""
+
+    seen = []  # the Last-Event-ID of each request
+
+    def log_message(self, *a):
+        pass
+
+    def do_GET(self):
+        FakeSSE.seen.append(self.headers.get("Last-Event-ID"))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        run = "run_" + "f" * 22
+
+        def ev(i, t, data):
+            return json.dumps({"id": i, "type": t, "run_id": run, "timestamp": "T",
+                               "data": data})
+        if len(FakeSSE.seen) == 1:
+            body = ("\ufeffretry: 100\r\n: a comment\r\n\r\nid: 1\revent: run.status\rdata: "
+                    + ev(1, "run.status", {"status": "running"}) + "\r\r"
+                    + "id: 2\nevent: run.step\ndata: " + ev(2, "run.step",
+                                                             {"name": "a", "state": "started"})
+                    + "\n\nid: 3\nevent: run.status\ndata: {\"cut")
+        else:
+            data = ev(3, "run.end", {"run": {"status": "failed", "flow": "f",
+                                             "termination_reason": "timeout"}})
+            half = len(data) // 2
+            body = ("id: 3\r\nevent: run.end\r\ndata: " + data[:half] + "\r\ndata:"
+                    + data[half:] + "\r\n\r\n")
+        self.wfile.write(body.encode())
+        self.wfile.flush()
+        self.close_connection = True
+
+
+class SSEParserTest(unittest.TestCase):
+    def test_line_endings_and_forced_disconnect(self):
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeSSE)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        try:
+            env = dict(os.environ, RUNSD_URL="http://127.0.0.1:%d" % srv.server_address[1])
+            p = subprocess.run([RUNSCTL, "watch", "run_" + "f" * 22], env=env,
+                               capture_output=True, text=True, timeout=30)
+        finally:
+            srv.shutdown()
+        # data: lines join with a newline, which JSON takes as blank space
+        self.assertEqual(p.returncode, TIMEOUT, p.stderr)
+        lines = p.stdout.splitlines()
+        self.assertEqual([l.split()[0] for l in lines], ["1", "2", "3"], p.stdout)
+        self.assertIn("run.step a started", lines[1])
+        self.assertIn("run.end failed (timeout)", lines[2])
+        self.assertEqual(FakeSSE.seen, [None, "2"])  # resumed after the last whole event
+        self.assertIn("reconnecting in 0.1s", p.stderr)  # the server's retry:
 
 
 def tmux_available():
