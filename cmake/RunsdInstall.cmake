@@ -2,12 +2,13 @@
 # package `cpack -G DEB` builds from it (scripts/test-package.sh builds, installs and starts
 # it in CI). Layout, relative to the prefix (GNUInstallDirs):
 #   sbin/runsd                          the daemon
+#   bin/runsctl                         the command-line client
 #   etc/runsd/runsd.ini                 the config: the demo flows, by absolute paths into
 #                                       share/runsd/flows (/etc for the prefix /usr)
 #   share/runsd/flows, demo-data        the demo workers, their input schemas and their data
 #   share/doc/runsd                     README, docs/, runsd.example.ini (every key), examples/
 #                                       (the sources docs/workers.md links to)
-#   share/man/man5, man8                runsd.conf(5), runsd(8)
+#   share/man/man1, man5, man8          runsctl(1), runsd.conf(5), runsd(8)
 #   lib/systemd/system                  runsd.service, runsd.socket
 #   lib/sysusers.d, lib/tmpfiles.d      the runsd user, /var/lib/runsd
 #   var/lib/runsd                       the store's directory (not for the prefix /usr, where
@@ -19,6 +20,7 @@ set(RUNSD_SYSTEMD_LIBDIR "lib" CACHE STRING
     "parent of sysusers.d and tmpfiles.d, relative to the prefix or absolute")
 
 install(TARGETS runsd RUNTIME DESTINATION ${CMAKE_INSTALL_SBINDIR})
+install(TARGETS runsctl RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 install(PROGRAMS conf/flows/pkgsearch.py conf/flows/mapper.py conf/flows/enrich_size.py
                  conf/flows/approve_then_fetch.py conf/flows/sleeper.py
         DESTINATION ${CMAKE_INSTALL_DATADIR}/runsd/flows)
@@ -36,6 +38,7 @@ install(FILES docs/api.md docs/architecture.md docs/config.md docs/contract.md d
 install(DIRECTORY examples/ DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples USE_SOURCE_PERMISSIONS
         PATTERN node_modules EXCLUDE PATTERN __pycache__ EXCLUDE
         REGEX "/go/(primes|receiver)$" EXCLUDE)
+install(FILES man/runsctl.1 DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
 install(FILES man/runsd.8 DESTINATION ${CMAKE_INSTALL_MANDIR}/man8)
 install(FILES man/runsd.conf.5 DESTINATION ${CMAKE_INSTALL_MANDIR}/man5)
 install(FILES systemd/runsd.socket DESTINATION ${RUNSD_SYSTEMD_UNITDIR})

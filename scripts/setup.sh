@@ -4,7 +4,7 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config libevent-dev libevhtp-dev libjansson-dev libsqlite3-dev
       libcurl4-openssl-dev libssl-dev libsystemd-dev libinih-dev libcmocka-dev python3 curl
       sqlite3 clang libclang-rt-14-dev valgrind util-linux mount
-      dpkg-dev file systemd prometheus jq golang-go)
+      dpkg-dev file systemd prometheus jq golang-go tmux)
 # dpkg-dev and file: cpack's dependency list (dpkg-shlibdeps); systemd: systemd-analyze and
 # systemd-socket-activate for the package and activation tests (nothing is started).
 # jq: the README quick start (scripts/quickstart.sh, test/e2e/test_quickstart.py) and the
@@ -15,6 +15,7 @@ pkgs=(build-essential cmake pkg-config libevent-dev libevhtp-dev libjansson-dev 
 # prometheus: only for its promtool, which test/e2e/test_metrics.py runs on a scrape
 # (`promtool check metrics`). Debian ships promtool in no smaller package; this one is a
 # 19 MB download, 96 MB installed, about 35 s. Its own server is not wanted: see below.
+# tmux: the real terminal test/e2e/test_runsctl.py drives `runsctl watch` in.
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -98,6 +98,7 @@ class TestInstall(unittest.TestCase):
                     "share/doc/runsd/README.md", "share/doc/runsd/runsd.example.ini",
                     "share/doc/runsd/docs/workers.md", "share/doc/runsd/examples/workers.ini",
                     "share/man/man8/runsd.8", "share/man/man5/runsd.conf.5",
+                    "bin/runsctl", "share/man/man1/runsctl.1",
                     "lib/systemd/system/runsd.service", "lib/systemd/system/runsd.socket",
                     "lib/sysusers.d/runsd.conf", "lib/tmpfiles.d/runsd.conf"]:
             self.assertTrue(os.path.exists(os.path.join(self.prefix, rel)), rel)
@@ -130,6 +131,13 @@ class TestInstall(unittest.TestCase):
             self.assertEqual(run["counts"]["items"], 3, run)
             run = d.run_to_end({"flow": "mapper"}, ("incomplete",))
             self.assertGreater(run["counts"]["items"], 0, run)
+            # The installed client against the installed daemon: the outcome is its exit code.
+            p = subprocess.run([os.path.join(self.prefix, "bin", "runsctl"), "-u",
+                                "http://127.0.0.1:%d" % port, "create", "pkgsearch", "--input",
+                                '{"name_contains":"lib"}', "--limit", "2", "--wait"],
+                               cwd=self.cwd, capture_output=True, text=True, timeout=120)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertIn("succeeded (match_limit_met)", p.stderr)
         finally:
             d.stop()
         # The store is the installed state directory's, not the working directory's.
