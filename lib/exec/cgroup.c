@@ -284,7 +284,11 @@ static int write_text(const char *dir, const char *name, const char *text)
     int fd, saved;
     ssize_t w;
 
-    snprintf(path, sizeof path, "%s/%s", dir, name);
+    int pl = snprintf(path, sizeof path, "%s/%s", dir, name);
+    if (pl < 0 || (size_t)pl >= sizeof path) {
+        errno = ENAMETOOLONG; /* never open a cut path */
+        return -1;
+    }
     fd = open(path, O_WRONLY | O_CLOEXEC); /* no O_CREAT: only the kernel's files */
     if (fd < 0)
         return -1;
