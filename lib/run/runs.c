@@ -208,8 +208,8 @@ int rd_runs_load(rd_runs *rs, const char *id, rd_active **out, rd_apierr *e)
 
 int rd_runs_lookup(rd_runs *rs, const char *id, rd_status *status, rd_reason *reason, rd_apierr *e)
 {
-    const rd_run *r;
-    rd_run *stored;
+    const rd_run *r = NULL;
+    rd_run *stored = NULL;
     if (rd_runs_find(rs, id, &r, &stored, e) != 0)
         return -1;
     *status = r->status;
