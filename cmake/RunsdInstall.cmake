@@ -25,7 +25,7 @@ install(FILES conf/flows/runsd_worker.py DESTINATION ${CMAKE_INSTALL_DATADIR}/ru
 install(FILES conf/demo-data/customers.csv DESTINATION ${CMAKE_INSTALL_DATADIR}/runsd/demo-data)
 install(FILES README.md conf/runsd.example.ini DESTINATION ${CMAKE_INSTALL_DOCDIR})
 install(FILES docs/api.md docs/architecture.md docs/config.md docs/contract.md docs/status.md
-              docs/webhooks.md
+              docs/webhooks.md docs/clients.md docs/openapi.yaml
         DESTINATION ${CMAKE_INSTALL_DOCDIR}/docs)
 install(FILES man/runsd.8 DESTINATION ${CMAKE_INSTALL_MANDIR}/man8)
 install(FILES man/runsd.conf.5 DESTINATION ${CMAKE_INSTALL_MANDIR}/man5)
