@@ -382,7 +382,10 @@ static bool is_tab(const rd_req *req)
 static void refusal_page(rd_streams *st, rd_req *req, const char *id)
 {
     const char *token = rd_req_query(req, "token");
-    char *rid = id ? rd_html_escape(id) : NULL;
+    /* A run id is 26 characters: a longer segment is quoted as what it is, so the page
+     * stays whole in its buffer. */
+    char *rid = id && strlen(id) <= 64 ? rd_html_escape(id) : NULL;
+    const char *shown = rid ? rid : "(not a run id)";
     char body[1600];
     const char *how =
         "<p>An event stream is read by a program, not shown in a tab: in a web page with "
@@ -400,20 +403,20 @@ static void refusal_page(rd_streams *st, rd_req *req, const char *id)
                  "<p>This link is the live event stream of run <code>%s</code>. Its token is "
                  "valid, but it opens the stream only for a client that asks for "
                  "<code>text/event-stream</code>.</p>%s",
-                 rid ? rid : "", how);
+                 shown, how);
     else if (token && *token)
         snprintf(body, sizeof body,
                  "<p>This link was the event stream of run <code>%s</code>, but its token is "
                  "not valid for that run or has expired (stream links last a day unless the "
                  "server says otherwise). Ask the application that gave you the link for a "
                  "fresh one: it is the run's <code>stream_url</code>.</p>",
-                 rid ? rid : "");
+                 shown);
     else
         snprintf(body, sizeof body,
                  "<p>This address is the event stream of run <code>%s</code>. It needs an "
                  "API key (<code>Authorization: Bearer</code> or <code>x-api-key</code>) or "
                  "the run's <code>stream_url</code>, which carries a token.</p>%s",
-                 rid ? rid : "", how);
+                 shown, how);
     free(rid);
     evhtp_headers_add_header(req->r->headers_out,
                              evhtp_header_new("WWW-Authenticate", "Bearer", 0, 0));

@@ -64,6 +64,10 @@ class StreamPage(DaemonTest):
         body = self.assert_page(r)
         self.assertIn("run_&lt;b&gt;&quot;x&#39;", body)
         self.assertNotIn("<b>", body)
+        long_id = "run_" + "x" * 300
+        body = self.assert_page(self.d.get("/v1/runs/%s/events" % long_id, headers=TAB))
+        self.assertIn("(not a run id)", body)
+        self.assertTrue(body.rstrip().endswith("</html>"), body[-80:])
 
     def test_other_clients_unchanged(self):
         for hdrs in ({}, {"Accept": "application/json"}):
