@@ -32,7 +32,7 @@ install(FILES conf/flows/runsd_worker.py conf/flows/pkgsearch.schema.json
 install(FILES conf/demo-data/customers.csv DESTINATION ${CMAKE_INSTALL_DATADIR}/runsd/demo-data)
 install(FILES README.md conf/runsd.example.ini DESTINATION ${CMAKE_INSTALL_DOCDIR})
 install(FILES docs/api.md docs/architecture.md docs/config.md docs/contract.md docs/status.md
-              docs/webhooks.md docs/workers.md
+              docs/webhooks.md docs/workers.md docs/clients.md docs/openapi.yaml
         DESTINATION ${CMAKE_INSTALL_DOCDIR}/docs)
 # The examples as sources, never what was built or installed next to them by hand.
 install(DIRECTORY examples/ DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples USE_SOURCE_PERMISSIONS

@@ -298,3 +298,29 @@ int runsd_bound_port(const runsd *d)
 {
     return d->http ? rd_http_port(d->http) : 0;
 }
+
+typedef struct route_walk {
+    void (*fn)(void *arg, const char *method, const char *pattern);
+    void *arg;
+} route_walk;
+
+static void server_on_route(void *arg, unsigned methods, const char *pattern, int scope)
+{
+    static const struct {
+        unsigned bit;
+        const char *name;
+    } names[] = {{RD_METHOD_GET, "GET"}, {RD_METHOD_HEAD, "HEAD"},   {RD_METHOD_POST, "POST"},
+                 {RD_METHOD_PUT, "PUT"}, {RD_METHOD_PATCH, "PATCH"}, {RD_METHOD_DELETE, "DELETE"}};
+    route_walk *w = arg;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (methods & names[i].bit)
+            w->fn(w->arg, names[i].name, pattern);
+}
+
+void runsd_routes(const runsd *d, void (*fn)(void *arg, const char *method, const char *pattern),
+                  void *arg)
+{
+    route_walk w = {fn, arg};
+    if (d->http)
+        rd_http_each_route(d->http, server_on_route, &w);
+}

@@ -4,7 +4,7 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config libevent-dev libevhtp-dev libjansson-dev libsqlite3-dev
       libcurl4-openssl-dev libssl-dev libsystemd-dev libinih-dev libcmocka-dev python3 curl
       sqlite3 clang libclang-rt-14-dev valgrind util-linux mount
-      dpkg-dev file systemd prometheus jq golang-go tmux)
+      dpkg-dev file systemd prometheus jq golang-go tmux python3-yaml)
 # dpkg-dev and file: cpack's dependency list (dpkg-shlibdeps); systemd: systemd-analyze and
 # systemd-socket-activate for the package and activation tests (nothing is started).
 # jq: the README quick start (scripts/quickstart.sh, test/e2e/test_quickstart.py) and the
@@ -16,12 +16,17 @@ pkgs=(build-essential cmake pkg-config libevent-dev libevhtp-dev libjansson-dev 
 # (`promtool check metrics`). Debian ships promtool in no smaller package; this one is a
 # 19 MB download, 96 MB installed, about 35 s. Its own server is not wanted: see below.
 # tmux: the real terminal test/e2e/test_runsctl.py drives `runsctl watch` in.
+# python3-yaml: the build converts docs/openapi.yaml to the JSON the daemon serves.
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-command -v node >/dev/null || missing+=(nodejs)
-command -v npm >/dev/null || missing+=(npm)
+# Node.js and npm: the OpenAPI lint (scripts/lint-openapi.sh) and the JavaScript client's
+# test. A Node.js already installed (from another source, with its own npm) is kept: Debian's
+# npm package would conflict with it.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  missing+=(nodejs npm)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="sudo"
@@ -34,3 +39,6 @@ fi
 if [[ " ${missing[*]:-} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
   ${sudo:-} systemctl disable --now prometheus.service >/dev/null 2>&1 || true
 fi
+# The pinned OpenAPI linter, into tools/openapi/node_modules (npm ci; skipped when present).
+# Exit 77 is "no npm": the lint test then says it is skipped.
+"$(dirname "$0")/lint-openapi.sh" --install || [ $? -eq 77 ]

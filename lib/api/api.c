@@ -2,7 +2,8 @@
  * api.c: the API as a whole: its per-server state, the registration of every endpoint into
  * the HTTP layer's route table, the shutdown and free hooks, and the operational endpoints
  * (health, readiness, metrics, the flow list). The endpoints themselves live by concern in
- * runs.c, control.c, streams.c, approvals.c and deliveries.c.
+ * runs.c, control.c, streams.c, approvals.c and deliveries.c; the documents served about the
+ * API in docs.c, and the HTML pages' helpers in pages.c.
  */
 #include "api/api.h"
 
@@ -104,7 +105,7 @@ int rd_api_register(rd_http *h, const rd_api_opts *o, rd_api **out, char *err, s
     if (rd_http_route_all(h, ops_routes, sizeof ops_routes / sizeof ops_routes[0], a) != 0 ||
         rd_runs_register(h, a) != 0 || rd_control_register(h, a) != 0 ||
         rd_streams_register(a->streams, h) != 0 || rd_approvals_register(h, a) != 0 ||
-        rd_deliveries_register(h, a) != 0)
+        rd_deliveries_register(h, a) != 0 || rd_docs_register(h) != 0)
         return snprintf(err, errlen, "cannot build the route table"), RD_ERR;
     return 0;
 }

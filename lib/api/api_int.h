@@ -45,5 +45,18 @@ void rd_control_close_all(rd_api *a);
 int rd_approvals_register(rd_http *h, rd_api *a);
 /** The webhook deliveries endpoints (deliveries.c). */
 int rd_deliveries_register(rd_http *h, rd_api *a);
+/** GET /v1/openapi.yaml, /v1/openapi.json and /v1/client.js: the compiled-in documents
+ * (docs.c). */
+int rd_docs_register(rd_http *h);
+
+/** True when the client asked for HTML (a browser tab or a form): Accept names text/html
+ * (pages.c). */
+bool rd_api_wants_html(const rd_req *req);
+/** s HTML-escaped (& < > " '), malloc'd (the caller frees), or NULL when out of memory. */
+char *rd_html_escape(const char *s);
+/** Replies with a small HTML page: title (escaped here) and body_html (already HTML, its
+ * text escaped by the caller), no script (a Content-Security-Policy forbids it), not to be
+ * framed. */
+void rd_api_page(rd_req *req, int status, const char *title, const char *body_html);
 
 #endif

@@ -12,77 +12,6 @@
 #include "api/api_int.h"
 #include "base/util.h"
 
-static bool wants_html(rd_req *req)
-{
-    const char *acc = rd_req_header(req, "Accept");
-    return acc && strstr(acc, "text/html") != NULL;
-}
-
-/* HTML-escapes s into a malloc'd string. */
-static char *html_escape(const char *s)
-{
-    size_t n = 0;
-    for (const char *p = s; *p; p++)
-        n += (*p == '<' || *p == '>') ? 4 : *p == '&' ? 5 : (*p == '"' || *p == '\'') ? 6 : 1;
-    char *o = malloc(n + 1), *q = o;
-    if (!o)
-        return NULL;
-    for (const char *p = s; *p; p++) {
-        switch (*p) {
-        case '<':
-            q = stpcpy(q, "&lt;");
-            break;
-        case '>':
-            q = stpcpy(q, "&gt;");
-            break;
-        case '&':
-            q = stpcpy(q, "&amp;");
-            break;
-        case '"':
-            q = stpcpy(q, "&quot;");
-            break;
-        case '\'':
-            q = stpcpy(q, "&#39;");
-            break;
-        default:
-            *q++ = *p;
-        }
-    }
-    *q = 0;
-    return o;
-}
-
-static void page(rd_req *req, int status, const char *title, const char *body_html)
-{
-    char *t = html_escape(title);
-    size_t cap = strlen(body_html) + (t ? strlen(t) : 0) * 2 + 1024;
-    char *html = malloc(cap);
-    if (!html || !t) {
-        free(html);
-        free(t);
-        rd_reply_error(req, 500, "internal", "out of memory");
-        return;
-    }
-    int n = snprintf(html, cap,
-                     "<!doctype html><html><head><meta charset=\"utf-8\">"
-                     "<meta name=\"viewport\" content=\"width=device-width\">"
-                     "<meta name=\"robots\" content=\"noindex\"><title>%s</title>"
-                     "<style>body{font:16px system-ui,sans-serif;max-width:40em;margin:3em auto;"
-                     "padding:0 1em}button{font-size:1em;padding:.5em 1.5em}pre{background:#f4f4f4;"
-                     "padding:1em;overflow:auto}</style></head><body><h1>%s</h1>%s</body></html>",
-                     t, t, body_html);
-    evhtp_headers_add_header(req->r->headers_out,
-                             evhtp_header_new("Content-Security-Policy",
-                                              "default-src 'none'; style-src 'unsafe-inline'; "
-                                              "form-action 'self'",
-                                              0, 0));
-    evhtp_headers_add_header(req->r->headers_out,
-                             evhtp_header_new("X-Frame-Options", "DENY", 0, 0));
-    rd_reply_raw(req, status, "text/html; charset=utf-8", html, (size_t)n);
-    free(html);
-    free(t);
-}
-
 static void reply_result(rd_req *req, int rc, json_t *out, const rd_apierr *e, bool html,
                          const char *done_msg)
 {
@@ -94,19 +23,19 @@ static void reply_result(rd_req *req, int rc, json_t *out, const rd_apierr *e, b
         return;
     }
     if (rc == 0) {
-        char *m = html_escape(done_msg);
+        char *m = rd_html_escape(done_msg);
         char body[600];
         snprintf(body, sizeof body, "<p>%s</p><p>You can close this window.</p>", m ? m : "");
         free(m);
-        page(req, 200, "Done", body);
+        rd_api_page(req, 200, "Done", body);
         json_decref(out);
     } else {
-        char *m = html_escape(e->message);
+        char *m = rd_html_escape(e->message);
         char body[800];
         snprintf(body, sizeof body, "<p>%s</p><p><small>%s</small></p>", m ? m : "", e->code);
         free(m);
-        page(req, e->http, e->http == 410 ? "Link already used or expired" : "Link not valid",
-             body);
+        rd_api_page(req, e->http,
+                    e->http == 410 ? "Link already used or expired" : "Link not valid", body);
     }
 }
 
@@ -127,7 +56,7 @@ static void approval_get(rd_req *req, rd_engine *eng)
         rd_reply_raw(req, rc == 0 ? 200 : e.http, "text/html; charset=utf-8", NULL, 0);
         return;
     }
-    if (!wants_html(req)) {
+    if (!rd_api_wants_html(req)) {
         json_decref(info);
         json_t *out = NULL;
         rc = rc == 0 ? rd_engine_approval_by_token(eng, token, NULL, &out, &e) : rc;
@@ -139,12 +68,12 @@ static void approval_get(rd_req *req, rd_engine *eng)
         return;
     }
     bool approve = strcmp(json_string_value(json_object_get(info, "decision")), "approve") == 0;
-    char *prompt = html_escape(json_string_value(json_object_get(info, "prompt")));
+    char *prompt = rd_html_escape(json_string_value(json_object_get(info, "prompt")));
     char *details_txt =
         json_dumps(json_object_get(info, "details"), JSON_INDENT(2) | JSON_ENCODE_ANY);
-    char *details = html_escape(details_txt ? details_txt : "null");
-    char *tok = html_escape(token);
-    char *flow = html_escape(json_string_value(json_object_get(info, "flow")));
+    char *details = rd_html_escape(details_txt ? details_txt : "null");
+    char *tok = rd_html_escape(token);
+    char *flow = rd_html_escape(json_string_value(json_object_get(info, "flow")));
     size_t cap = 2048 + (prompt ? strlen(prompt) : 0) + (details ? strlen(details) : 0);
     char *body = malloc(cap);
     if (body && prompt && details && tok && flow)
@@ -156,7 +85,8 @@ static void approval_get(rd_req *req, rd_engine *eng)
                  "maxlength=\"500\"></label></p>"
                  "<button type=\"submit\">%s</button></form>",
                  flow, prompt, details, tok, approve ? "Approve" : "Deny");
-    page(req, 200, approve ? "Approve this request?" : "Deny this request?", body ? body : "");
+    rd_api_page(req, 200, approve ? "Approve this request?" : "Deny this request?",
+                body ? body : "");
     free(body);
     free(prompt);
     free(details_txt);
@@ -203,7 +133,7 @@ static void approval_post(rd_req *req, rd_engine *eng)
         int rc =
             rd_engine_approval_by_token(eng, token, comment && *comment ? comment : NULL, &out, &e);
         const char *d = rc == 0 ? json_string_value(json_object_get(out, "decision")) : "";
-        reply_result(req, rc, out, &e, form || wants_html(req),
+        reply_result(req, rc, out, &e, form || rd_api_wants_html(req),
                      d && strcmp(d, "approved") == 0 ? "The request was approved."
                                                      : "The request was denied.");
     }
@@ -236,7 +166,7 @@ static void auth_callback(rd_req *req, rd_engine *eng)
 {
     const char *state = rd_req_query(req, "state"), *code = rd_req_query(req, "code"),
                *error = rd_req_query(req, "error");
-    bool html = wants_html(req);
+    bool html = rd_api_wants_html(req);
     rd_apierr e = {0};
     int rc = -1;
     json_t *out = NULL;
@@ -286,7 +216,7 @@ static void demo_provider(rd_req *req)
     char code[20];
     rd_random_bytes(raw, sizeof raw);
     rd_b64url_encode(raw, sizeof raw, code);
-    char *st = html_escape(state);
+    char *st = rd_html_escape(state);
     char body[1500];
     snprintf(body, sizeof body,
              "<p><b>DEMO ONLY.</b> This page stands in for an OAuth provider's consent screen so "
@@ -296,7 +226,7 @@ static void demo_provider(rd_req *req)
              "<a href=\"/v1/auth/callback?state=%s&amp;error=access_denied\">Deny</a></p>",
              st ? st : "", code, st ? st : "");
     free(st);
-    page(req, 200, "Demo provider: authorize?", body);
+    rd_api_page(req, 200, "Demo provider: authorize?", body);
 }
 
 /* The route table answers other methods 405 with Allow, before any scope check. */

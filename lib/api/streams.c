@@ -394,6 +394,71 @@ void rd_streams_run(rd_streams *st, rd_req *req, const char *id, rd_audience aud
     open_stream(req, st, &a);
 }
 
+/* A browser tab: it asks for HTML and is no EventSource (which asks for text/event-stream). */
+static bool is_tab(const rd_req *req)
+{
+    const char *acc = rd_req_header(req, "Accept");
+    return rd_api_wants_html(req) && !strstr(acc, "text/event-stream");
+}
+
+/* The page a browser tab gets instead of a bare 401 body when it opens a stream address
+ * without a key: what the address is and how it is meant to be opened. Same status and
+ * WWW-Authenticate as the JSON answer; the token is never echoed. id is NULL for the
+ * global stream. */
+static void refusal_page(rd_streams *st, rd_req *req, const char *id)
+{
+    const char *token = rd_req_query(req, "token");
+    /* A run id is 26 characters: a longer segment is quoted as what it is, so the page
+     * stays whole in its buffer. */
+    char *rid = id && strlen(id) <= 64 ? rd_html_escape(id) : NULL;
+    const char *shown = rid ? rid : "(not a run id)";
+    char body[1600];
+    const char *how =
+        "<p>An event stream is read by a program, not shown in a tab: in a web page with "
+        "<code>new EventSource(url)</code> and one <code>addEventListener</code> per event "
+        "type, or from a terminal with <code>curl -N -H 'Accept: text/event-stream' "
+        "'LINK'</code>.</p>";
+    if (!id)
+        snprintf(body, sizeof body,
+                 "<p>This address is the live event stream of every run on this server. It "
+                 "needs an API key (<code>Authorization: Bearer</code> or "
+                 "<code>x-api-key</code>), which a browser tab cannot send.</p>%s",
+                 how);
+    else if (token && *token && rd_engine_stream_token_ok(st->eng, id, token))
+        snprintf(body, sizeof body,
+                 "<p>This link is the live event stream of run <code>%s</code>. Its token is "
+                 "valid, but it opens the stream only for a client that asks for "
+                 "<code>text/event-stream</code>.</p>%s",
+                 shown, how);
+    else if (token && *token)
+        snprintf(body, sizeof body,
+                 "<p>This link was the event stream of run <code>%s</code>, but its token is "
+                 "not valid for that run or has expired (stream links last a day unless the "
+                 "server says otherwise). Ask the application that gave you the link for a "
+                 "fresh one: it is the run's <code>stream_url</code>.</p>",
+                 shown);
+    else
+        snprintf(body, sizeof body,
+                 "<p>This address is the event stream of run <code>%s</code>. It needs an "
+                 "API key (<code>Authorization: Bearer</code> or <code>x-api-key</code>) or "
+                 "the run's <code>stream_url</code>, which carries a token.</p>%s",
+                 shown, how);
+    free(rid);
+    evhtp_headers_add_header(req->r->headers_out,
+                             evhtp_header_new("WWW-Authenticate", "Bearer", 0, 0));
+    rd_api_page(req, 401, "Event stream: not allowed here", body);
+}
+
+/* Whether req may read streams with its key (the read scope); else refused: 401/403 in
+ * JSON, or the page above for a browser tab without a key. */
+static bool stream_allowed(rd_streams *st, rd_req *req, const char *id)
+{
+    if (req->scope != 0 || !is_tab(req))
+        return rd_req_allowed(req, RD_SCOPE_READ); /* a key of any scope may read */
+    refusal_page(st, req, id);
+    return false;
+}
+
 /* GET /v1/events */
 static void streams_on_all(rd_req *req, void *arg)
 {
@@ -402,6 +467,8 @@ static void streams_on_all(rd_req *req, void *arg)
     int have = 0;
     char rbuf[2048], fbuf[2048], tbuf[2048];
     const char *runs[STREAM_MAX_FILTER], *flows[STREAM_MAX_FILTER], *types[STREAM_MAX_FILTER];
+    if (!stream_allowed(st, req, NULL))
+        return;
     open_args a = {.resume = -1, .f.audience = rd_api_audience(req)};
     if ((a.f.n_runs = split_list(req, "run", rbuf, sizeof rbuf, runs)) < 0 ||
         (a.f.n_flows = split_list(req, "flow", fbuf, sizeof fbuf, flows)) < 0 ||
@@ -441,7 +508,7 @@ bool rd_streams_access(rd_streams *st, rd_req *req, const char *id, rd_audience 
         *aud = RD_AUD_STREAM;
         return true;
     }
-    if (!rd_req_allowed(req, RD_SCOPE_READ))
+    if (!stream_allowed(st, req, id))
         return false;
     *aud = RD_AUD_READ;
     return true;
@@ -485,7 +552,9 @@ rd_streams *rd_streams_new(struct event_base *base, rd_engine *eng, const rd_con
 
 int rd_streams_register(rd_streams *st, rd_http *h)
 {
-    return rd_http_route(h, RD_METHOD_GET | RD_METHOD_HEAD, "/v1/events", RD_SCOPE_READ,
+    /* Public to the route table: streams_on_all checks the key, so that a browser tab
+     * without one gets a page rather than a bare 401 body. */
+    return rd_http_route(h, RD_METHOD_GET | RD_METHOD_HEAD, "/v1/events", RD_HTTP_PUBLIC,
                          streams_on_all, st);
 }
 

@@ -156,6 +156,7 @@ int rd_http_route(rd_http *h, unsigned methods, const char *pattern, int scope,
     rr->fn = fn;
     rr->arg = arg;
     rr->scope = scope;
+    rr->methods = methods & RD_METHOD_ANY;
     rr->pattern = strdup(pattern);
     if (!rr->pattern || rd_router_add(h->router, methods, pattern, rr) != 0) {
         rd_log_err("http: cannot route '%s' (malformed, taken or out of memory)", pattern);
@@ -173,6 +174,13 @@ int rd_http_route_all(rd_http *h, const rd_http_route_def *defs, size_t n, void 
         if (rd_http_route(h, defs[i].methods, defs[i].pattern, defs[i].scope, defs[i].fn, arg) != 0)
             return RD_ERR;
     return 0;
+}
+
+void rd_http_each_route(const rd_http *h, rd_http_route_fn fn, void *arg)
+{
+    const route_rec *rr;
+    SLIST_FOREACH(rr, &h->routes, link)
+    fn(arg, rr->methods, rr->pattern, rr->scope);
 }
 
 static int add_hook(rd_http *h, rd_http_hook_fn fn, void *arg, bool on_free)

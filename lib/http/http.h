@@ -80,6 +80,13 @@ typedef struct rd_http_route_def {
  * first that fails (the entries before it stay routed). */
 int rd_http_route_all(rd_http *h, const rd_http_route_def *defs, size_t n, void *arg);
 
+/** Called for each route of the table (rd_http_each_route): its RD_METHOD_* bits, pattern
+ * (borrowed from h) and scope. */
+typedef void (*rd_http_route_fn)(void *arg, unsigned methods, const char *pattern, int scope);
+/** Walks every route registered on h, newest first: what the table answers, for a test that
+ * compares it with the API's description (docs/openapi.yaml). */
+void rd_http_each_route(const rd_http *h, rd_http_route_fn fn, void *arg);
+
 /** Adds a hook run by rd_http_close and again at the start of rd_http_free (to close
  * streams the handlers took over), in registration order. arg is borrowed. 0 or RD_ERR. */
 int rd_http_on_close(rd_http *h, rd_http_hook_fn fn, void *arg);
@@ -135,7 +142,8 @@ void rd_reply_json(rd_req *req, int status, json_t *body);
 int rd_reply_error(rd_req *req, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 void rd_reply_apierr(rd_req *req, const rd_apierr *e);
-/** Replies with a raw body and content type. */
+/** Replies with a raw body and content type; Cache-Control: no-store unless the handler
+ * added a Cache-Control header before. */
 void rd_reply_raw(rd_req *req, int status, const char *ctype, const char *body, size_t len);
 /** Writes the request's log line (method, route pattern, status, body bytes, duration,
  * request id; never the path or the query, which may hold tokens). Every reply of this

@@ -15,6 +15,7 @@
 /* A registered handler: the router's entries point at these. */
 typedef struct route_rec {
     char *pattern; /* owned copy: the route of its requests in the log and in /metrics */
+    unsigned methods;
     rd_http_handler_fn fn;
     void *arg;
     int scope;

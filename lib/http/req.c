@@ -276,7 +276,10 @@ void rd_reply_raw(rd_req *req, int status, const char *ctype, const char *body, 
     evhtp_headers_add_header(r->headers_out, evhtp_header_new("Content-Type", ctype, 0, 0));
     evhtp_headers_add_header(r->headers_out,
                              evhtp_header_new("X-Request-Id", req->request_id, 0, 1));
-    evhtp_headers_add_header(r->headers_out, evhtp_header_new("Cache-Control", "no-store", 0, 0));
+    /* Replies are not cached unless their handler said otherwise (the served documents). */
+    if (!evhtp_header_find(r->headers_out, "Cache-Control"))
+        evhtp_headers_add_header(r->headers_out,
+                                 evhtp_header_new("Cache-Control", "no-store", 0, 0));
     rd_req_cors(req, r->headers_out);
     if (req->body_too_big)
         evhtp_headers_add_header(r->headers_out, evhtp_header_new("Connection", "close", 0, 0));

@@ -55,6 +55,12 @@ typedef struct runsd_status {
 void runsd_get_status(const runsd *d, runsd_status *out);
 /** The port the first TCP listener is bound to (useful with port 0), or 0. */
 int runsd_bound_port(const runsd *d);
+/** Calls fn once for each method of each route the server answers ("GET", "HEAD", "POST",
+ * "PUT", "PATCH", "DELETE"; OPTIONS, the CORS preflight on every path, is not listed) with
+ * the route's pattern, such as "/v1/runs/{id}/cancel". Both strings are borrowed for the
+ * call. For tests that compare the route table with docs/openapi.yaml. */
+void runsd_routes(const runsd *d, void (*fn)(void *arg, const char *method, const char *pattern),
+                  void *arg);
 /** Writes one line in the daemon's log format: syslog priority (3 error .. 7 debug), a fixed
  * message, and a reason field when reason is not NULL. For the program's own events
  * (signals, reload refusals) so that every line of stderr parses alike. */

@@ -1,0 +1,24 @@
+/*
+ * assets.h: the files compiled into the daemon at build time (CMake writes their bytes into
+ * a generated assets.c from cmake/Embed.cmake): the OpenAPI document as written
+ * (docs/openapi.yaml) and converted to JSON, and the JavaScript client
+ * (clients/js/runsd.mjs). Static storage, never freed; each array has one NUL after its
+ * _len bytes, and each _etag is a strong ETag ("..." with the quotes: the first 16 hex
+ * digits of the file's SHA-256), taken at build time.
+ */
+#ifndef RUNSD_ASSETS_H
+#define RUNSD_ASSETS_H
+
+#include <stddef.h>
+
+extern const unsigned char rd_asset_openapi_yaml[];
+extern const size_t rd_asset_openapi_yaml_len;
+extern const char rd_asset_openapi_yaml_etag[];
+extern const unsigned char rd_asset_openapi_json[];
+extern const size_t rd_asset_openapi_json_len;
+extern const char rd_asset_openapi_json_etag[];
+extern const unsigned char rd_asset_client_js[];
+extern const size_t rd_asset_client_js_len;
+extern const char rd_asset_client_js_etag[];
+
+#endif
