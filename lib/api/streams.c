@@ -317,6 +317,7 @@ static void open_stream(rd_req *req, rd_streams *st, open_args *a)
     rd_hub_set_max_buffer(st->hub, (size_t)cfg->sse_max_buffer);
     rd_hub_set_max_total(st->hub, (size_t)cfg->sse_max_total);
     rd_hub_set_backpressure(st->hub, (size_t)cfg->sse_backpressure);
+    rd_hub_set_stall(st->hub, cfg->sse_stall_ms);
     char head[800];
     head_lines(req, head, sizeof head);
     rd_sse_opts o = {.max_buffer = (size_t)cfg->sse_max_buffer,
@@ -535,6 +536,7 @@ rd_streams *rd_streams_new(struct event_base *base, rd_engine *eng, const rd_con
     rd_hub_opts o = {.max_buffer = (size_t)cfg->sse_max_buffer,
                      .max_total = (size_t)cfg->sse_max_total,
                      .backpressure = (size_t)cfg->sse_backpressure,
+                     .stall_ms = cfg->sse_stall_ms,
                      .on_pressure = streams_on_pressure,
                      .page = 500,
                      .scan = stream_scan,

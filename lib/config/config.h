@@ -79,6 +79,7 @@ typedef struct rd_config {
     int64_t sse_max_buffer;      /* per-subscriber unsent bytes bound, default 256 KiB */
     int64_t sse_max_total;       /* unsent bytes bound over all subscribers, default 64 MiB */
     int64_t sse_backpressure;    /* backlog of keeping-up subscribers that slows producers */
+    int64_t sse_stall_ms;        /* a subscriber taking nothing this long stops slowing them */
     int64_t stream_token_ttl_ms; /* lifetime of stream_url tokens, default 24h */
     char *log_level;             /* "debug" | "info" | "warn" | "error"; default info */
     /* [log] (level: the same log_level) */

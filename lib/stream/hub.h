@@ -99,6 +99,9 @@ typedef struct rd_hub_opts {
      * under half its own bound), on_pressure(arg, true) asks the owner to slow its producers;
      * on_pressure(arg, false) once the backlog is down to half. 0 = never. */
     size_t backpressure;
+    /* While producers are slowed, a subscriber whose unsent bytes do not go down for stall_ms
+     * stops counting as keeping up (0: 1000). */
+    int64_t stall_ms;
     void (*on_pressure)(void *arg, bool on);
     void *pressure_arg;
     int page; /* events per replay page */
@@ -134,6 +137,8 @@ void rd_hub_set_max_buffer(rd_hub *hub, size_t max_buffer);
 void rd_hub_set_max_total(rd_hub *hub, size_t max_total);
 /** Changes the backpressure bound (config reload; 0 = never). */
 void rd_hub_set_backpressure(rd_hub *hub, size_t bytes);
+/** Changes the stall time of backpressure (config reload; ms > 0). */
+void rd_hub_set_stall(rd_hub *hub, int64_t ms);
 /** True while producers are asked to slow down. */
 bool rd_hub_pressure(const rd_hub *hub);
 

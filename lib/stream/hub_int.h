@@ -53,7 +53,7 @@ struct rd_hub_sub {
     size_t lag;   /* bytes of wanted events after cursor it was not given (lagging) */
     size_t load;  /* its part of hub->backlog (hub_load.c) */
     /* Progress while producers are paused (hub_load.c): a reader that takes no bytes for
-     * PRESSURE_STALL_MS is "stalled" and stops counting as keeping up, until it takes some. */
+     * hub->stall_ms is "stalled" and stops counting as keeping up, until it takes some. */
     size_t last_behind;
     int64_t stuck_since_ms;
     bool stalled;
@@ -99,6 +99,7 @@ struct rd_hub {
     struct event *budget_ev;
     /* Backpressure (hub_load.c): the unsent bytes of the subscribers that keep up. */
     size_t backpressure, backlog;
+    int64_t stall_ms;
     bool pressure;
     void (*on_pressure)(void *arg, bool on);
     void *pressure_arg;

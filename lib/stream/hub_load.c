@@ -22,16 +22,15 @@
  * Readers that stop reading must not hold producers forever: two thousand stalled streams
  * each under half its bound would otherwise pause every run for good, and nothing would ever
  * cut them (they grow only while producers run). So while producers are paused, a reader whose
- * unsent bytes have not gone down for PRESSURE_STALL_MS is stalled: it no longer counts as
- * keeping up. Producers then go on, and it falls behind to its own bound (or the budget) and
- * is cut like any slow reader; taking bytes again makes it count again.
+ * unsent bytes have not gone down for `stall_ms` ([server] sse_stall, 1 s) is stalled: it no
+ * longer counts as keeping up. Producers then go on, and it falls behind to its own bound (or
+ * the budget) and is cut like any slow reader; taking bytes again makes it count again.
  */
 #include "stream/hub_int.h"
 
 #include <stdlib.h>
 
 #define PRESSURE_RECHECK_MS 20
-#define PRESSURE_STALL_MS 1000
 
 void rd_hub_account(rd_hub *hub, size_t bytes)
 {
@@ -104,7 +103,7 @@ static void note_progress(rd_hub_sub *sub, size_t behind)
     sub->last_behind = behind;
 }
 
-/* Under pressure: a reader that took nothing for PRESSURE_STALL_MS is stalled. */
+/* Under pressure: a reader that took nothing for stall_ms is stalled. */
 static void judge_stall(rd_hub_sub *sub, size_t behind, int64_t now)
 {
     bool progress = behind == 0 || behind < sub->last_behind;
@@ -113,7 +112,7 @@ static void judge_stall(rd_hub_sub *sub, size_t behind, int64_t now)
         return;
     if (!sub->stuck_since_ms) {
         sub->stuck_since_ms = now;
-    } else if (now - sub->stuck_since_ms >= PRESSURE_STALL_MS) {
+    } else if (now - sub->stuck_since_ms >= sub->hub->stall_ms) {
         sub->stalled = true;
         sub->hub->st.stalls++;
     }
@@ -186,4 +185,9 @@ bool rd_hub_pressure(const rd_hub *hub)
 void rd_hub_set_backpressure(rd_hub *hub, size_t bytes)
 {
     hub->backpressure = bytes;
+}
+
+void rd_hub_set_stall(rd_hub *hub, int64_t ms)
+{
+    hub->stall_ms = ms > 0 ? ms : 1000;
 }

@@ -15,7 +15,8 @@ from harness import SOURCE, Daemon, testworker_flow, wait_for
 
 # RFC 9110 section 15.
 REASONS = {
-    200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 400: "Bad Request",
+    200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 304: "Not Modified",
+    400: "Bad Request",
     401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
     408: "Request Timeout", 409: "Conflict", 410: "Gone", 413: "Content Too Large",
     414: "URI Too Long", 415: "Unsupported Media Type", 422: "Unprocessable Content",
@@ -95,6 +96,8 @@ class StatusLineTest(unittest.TestCase):
         self.check(200, get("/healthz"))
         self.check(201, post("/v1/runs", '{"flow":"a","input":{"sleep":30}}'))
         self.check(204, b"OPTIONS /v1/runs HTTP/1.1\r\nHost: x\r\n\r\n")
+        etag = d.get("/v1/openapi.yaml").headers["etag"]
+        self.check(304, get("/v1/openapi.yaml", b"If-None-Match: " + etag.encode() + b"\r\n"))
         self.check(400, post("/v1/runs", "{not json"))
         self.check(404, get("/nope"))
         self.check(405, b"PUT /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")

@@ -568,15 +568,13 @@ class TestFdExhaustion(SSETest):
         s.close()
 
 
-if __name__ == "__main__":
-    unittest.main()
-
-
 class TestBackpressure(SSETest):
     # Half a subscriber's bound is 512 KB: readers a little behind each count, together past
     # 200 KB they hold the producer back. (The bound leaves room for the batch of frames that
     # is already committed when the pressure starts: up to 512 worker lines.)
-    server = "sse_max_buffer = 1M\nsse_backpressure = 200K\n"
+    # Readers here stop reading while the test looks at the held post: sse_stall keeps them
+    # counting (TestStalledReaders checks the default).
+    server = "sse_max_buffer = 1M\nsse_backpressure = 200K\nsse_stall = 1h\n"
 
     def post_items(self, run_id, k, pad, timeout=30):
         body = ndjson({"type": "item", "data": {"k": k, "pad": pad}})
@@ -682,3 +680,40 @@ class TestBackpressure(SSETest):
         self.assertEqual(len(items), n)
         for ids in got:
             self.assertEqual(ids, items)  # every reader got every item once, in order
+
+
+class TestStalledReaders(SSETest):
+    """Readers that stop reading cannot hold a run: with the default sse_stall (1 s) a post
+    held by them is let go, and the readers are then cut at their own bound. (An outside
+    probe's 2,000 idle streams paused a run for good before.)"""
+    server = "sse_max_buffer = 1M\nsse_backpressure = 200K\n"
+
+    post_items = TestBackpressure.post_items
+
+    def test_stalled_readers_do_not_hold_a_run(self):
+        run = self.d.create("ext")
+        readers = [self.stream(run["id"], rcvbuf=4096) for _ in range(4)]
+        pad = "x" * 8000
+        t_held = None
+        for k in range(400):
+            conn = self.post_items(run["id"], k, pad)
+            t0 = time.monotonic()
+            r = conn.getresponse()
+            self.assertEqual(r.status, 200)
+            r.read()
+            conn.close()
+            if time.monotonic() - t0 > 0.5 and t_held is None:
+                t_held = time.monotonic() - t0
+            if metric(self.d, "runsd_sse_slow_disconnects_total") >= 4:
+                break
+        self.assertIsNotNone(t_held, "no post was ever held (the backpressure never began)")
+        self.assertLess(t_held, 10, "a post was held %.1f s by readers that do not read" % t_held)
+        self.assertGreaterEqual(metric(self.d, "runsd_sse_stalls_total"), 4)
+        self.assertEqual(metric(self.d, "runsd_sse_slow_disconnects_total"), 4)
+        self.assertEqual(metric(self.d, "runsd_sse_backpressure_on"), 0)
+        for r in readers:
+            r.close()
+
+
+if __name__ == "__main__":
+    unittest.main()
