@@ -149,6 +149,22 @@ static bool activated_links(runsd *d, rd_config *cfg, char *err, size_t errlen)
     return true;
 }
 
+static bool is_pg(const rd_config *cfg)
+{
+    return cfg->store_backend && strcmp(cfg->store_backend, "postgresql") == 0;
+}
+
+/* The backend [store] backend names; the journal is wrapped around it by the caller. */
+static int open_store(const rd_config *cfg, rd_store **out, char *err, size_t errlen)
+{
+    if (is_pg(cfg))
+        return rd_store_open_pg(cfg->store_dsn, cfg->store_password_file, out, err, errlen);
+    rd_store_opts so = {.allow_memory = cfg->store_allow_memory,
+                        .synchronous_full =
+                            cfg->store_synchronous && strcmp(cfg->store_synchronous, "full") == 0};
+    return rd_store_open_sqlite(cfg->store_path, &so, out, err, errlen);
+}
+
 int runsd_new(struct event_base *base, rd_config *cfg, runsd **out, char *err, size_t errlen)
 {
     runsd *d = calloc(1, sizeof *d);
@@ -160,10 +176,7 @@ int runsd_new(struct event_base *base, rd_config *cfg, runsd **out, char *err, s
     d->cfg = cfg;
     rd_log_set_level(log_level(cfg->log_level));
     rd_log_set_format(log_format(cfg->log_format));
-    rd_store_opts so = {.allow_memory = cfg->store_allow_memory,
-                        .synchronous_full =
-                            cfg->store_synchronous && strcmp(cfg->store_synchronous, "full") == 0};
-    if (rd_store_open_sqlite(cfg->store_path, &so, &d->store, err, errlen) != 0)
+    if (open_store(cfg, &d->store, err, errlen) != 0)
         goto fail;
     /* A failed commit (disk full, I/O error) keeps its writes for the next one. */
     d->store = rd_store_journal_wrap(d->store);
@@ -212,8 +225,9 @@ fail:
 
 int runsd_start(runsd *d)
 {
+    /* Never the dsn: it is the operator's, and the log is not the place for it. */
     rd_log_info("runsd listening on port %d with %d flow(s), store %s", rd_http_port(d->http),
-                d->cfg->n_flows, d->cfg->store_path);
+                d->cfg->n_flows, is_pg(d->cfg) ? "postgresql" : d->cfg->store_path);
     return 0;
 }
 
@@ -224,8 +238,12 @@ int runsd_reload(runsd *d, rd_config *cfg, char *err, size_t errlen)
     bool same_listen = cfg->n_listen == d->cfg->n_listen;
     for (int i = 0; same_listen && i < cfg->n_listen; i++)
         same_listen = strcmp(cfg->listen[i], d->cfg->listen[i]) == 0;
-    if (!same_listen || strcmp(cfg->store_path, d->cfg->store_path) != 0) {
-        snprintf(err, errlen, "listen and store.path need a restart; nothing was changed");
+    bool same_store = strcmp(cfg->store_path, d->cfg->store_path) == 0 &&
+                      is_pg(cfg) == is_pg(d->cfg) &&
+                      strcmp(cfg->store_dsn ? cfg->store_dsn : "",
+                             d->cfg->store_dsn ? d->cfg->store_dsn : "") == 0;
+    if (!same_listen || !same_store) {
+        snprintf(err, errlen, "listen and the [store] need a restart; nothing was changed");
         rd_config_free(cfg);
         return RD_EINVAL;
     }
