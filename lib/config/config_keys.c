@@ -534,7 +534,7 @@ static const key_spec store_keys[] = {
     KEY("allow_memory", "no", K_BOOL, CFG(store_allow_memory), 0, 0),
     FN("synchronous", "normal", apply_synchronous, false),
     FN("backend", "sqlite", apply_backend, false),
-    FN("dsn", "", apply_dsn, false),
+    FN("dsn", NULL, apply_dsn, false), /* none: libpq's defaults and PG* variables */
     KEY("password_file", NULL, K_STR, CFG(store_password_file), 0, 0),
     KEY("retention", "0", K_DUR, CFG(event_retention_ms), 0, 3650 * DAY),
     KEY("max_journal", "64M", K_SIZE, CFG(store_max_journal), 0, 64 * GIB),
