@@ -4,7 +4,7 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config libevent-dev libevhtp-dev libjansson-dev libsqlite3-dev
       libcurl4-openssl-dev libssl-dev libsystemd-dev libinih-dev libcmocka-dev python3 curl
       sqlite3 clang libclang-rt-14-dev valgrind util-linux mount
-      dpkg-dev file systemd prometheus jq golang-go tmux python3-yaml)
+      dpkg-dev file systemd prometheus jq golang-go tmux python3-yaml libpq-dev postgresql)
 # dpkg-dev and file: cpack's dependency list (dpkg-shlibdeps); systemd: systemd-analyze and
 # systemd-socket-activate for the package and activation tests (nothing is started).
 # jq: the README quick start (scripts/quickstart.sh, test/e2e/test_quickstart.py) and the
@@ -12,6 +12,8 @@ pkgs=(build-essential cmake pkg-config libevent-dev libevhtp-dev libjansson-dev 
 # (the Go worker and receiver, the Node worker and receiver). Node is taken from wherever it
 # is installed (NodeSource's nodejs ships npm and conflicts with Debian's npm), so Debian's
 # nodejs and npm are added only when the commands are missing.
+# libpq-dev: the PostgreSQL store backend; postgresql: the server the tests start themselves in
+# a temporary directory (test/e2e/pg.py, bench/), never the package's own cluster.
 # prometheus: only for its promtool, which test/e2e/test_metrics.py runs on a scrape
 # (`promtool check metrics`). Debian ships promtool in no smaller package; this one is a
 # 19 MB download, 96 MB installed, about 35 s. Its own server is not wanted: see below.
@@ -38,6 +40,15 @@ fi
 # only promtool.
 if [[ " ${missing[*]:-} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
   ${sudo:-} systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+fi
+# Likewise the postgresql package creates and starts a "main" cluster (on port 5432) where
+# systemd runs; the tests and benchmarks start throwaway servers of their own.
+if [[ " ${missing[*]:-} " == *" postgresql "* ]]; then
+  if [ -d /run/systemd/system ]; then
+    ${sudo:-} systemctl disable --now postgresql.service >/dev/null 2>&1 || true
+  fi
+  command -v pg_ctlcluster >/dev/null 2>&1 &&
+    ${sudo:-} pg_ctlcluster --skip-systemctl-redirect 15 main stop >/dev/null 2>&1 || true
 fi
 # The pinned OpenAPI linter, into tools/openapi/node_modules (npm ci; skipped when present).
 # Exit 77 is "no npm": the lint test then says it is skipped.

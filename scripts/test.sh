@@ -19,7 +19,9 @@ fi
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DRUNSD_SANITIZE=ON >/dev/null
 cmake --build build-asan -j"$jobs"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j"$jobs")
+   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j"$jobs" -LE pg)
+# (-LE pg: the e2e-pg.* repeats of the suites run on the normal build only, for CI time; the
+# ASan build still runs e2e.test_pg, which drives the PostgreSQL backend.)
 # The end-to-end suites that cover the most daemon code per minute, once more with every daemon
 # under valgrind memcheck (any error or definite leak fails the test: test/e2e/harness.py).
 (cd build && RUNSD_VALGRIND=1 ctest --output-on-failure -j"$jobs" \

@@ -443,6 +443,9 @@ void rd_config_free(rd_config *cfg)
     free(cfg->log_format);
     free(cfg->store_path);
     free(cfg->store_synchronous);
+    free(cfg->store_backend);
+    free(cfg->store_dsn);
+    free(cfg->store_password_file);
     for (int i = 0; i < RD_MAX_KEYS; i++)
         free_secret(cfg->keys[i].key);
     for (int i = 0; i < RD_MAX_HOOKS; i++)

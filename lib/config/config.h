@@ -88,6 +88,9 @@ typedef struct rd_config {
     char *store_path;           /* default ./runsd.db; ":memory:" only with allow_memory */
     bool store_allow_memory;    /* key: allow_memory (tests only) */
     char *store_synchronous;    /* "normal" (default) | "full" */
+    char *store_backend;        /* "sqlite" (default) | "postgresql" */
+    char *store_dsn;            /* postgresql: a libpq connection string without a password */
+    char *store_password_file;  /* postgresql: a libpq password file (else PGPASSFILE) */
     int64_t event_retention_ms; /* key: retention; 0 = keep forever (default) */
     int64_t store_max_journal;  /* bytes held while the store fails before producers are
                                    paused (store_journal.h); 0 = no bound; default 64M */

@@ -7,9 +7,11 @@
 #include "config/config_int.h"
 #include "base/util.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int cmp_str(const void *a, const void *b)
 {
@@ -147,6 +149,12 @@ void config_finish(parse_ctx *ctx)
     if (strcmp(cfg->store_path, ":memory:") == 0 && !cfg->store_allow_memory)
         config_error(ctx, ctx->key_line[SEC_STORE][config_key_index(SEC_STORE, "path")],
                      "key 'path': :memory: loses every run on exit; it needs allow_memory = yes");
+    if (cfg->store_password_file && *cfg->store_password_file &&
+        access(cfg->store_password_file, R_OK) != 0)
+        config_error(ctx,
+                     ctx->key_line[SEC_STORE][config_key_index(SEC_STORE, "password_file")],
+                     "key 'password_file': cannot read %s: %s", cfg->store_password_file,
+                     strerror(errno));
     for (int i = 0; i < cfg->n_flows && ctx->err_line == 0; i++)
         finish_flow(ctx, i);
 }

@@ -19,6 +19,8 @@
 #include <strings.h>
 #include <sys/un.h>
 
+#include <libpq-fe.h>
+
 static bool fail(parse_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static bool fail(parse_ctx *ctx, const char *fmt, ...)
 {
@@ -304,6 +306,37 @@ static bool apply_synchronous(parse_ctx *ctx, void *base, const char *value)
     return set_choice(ctx, &((rd_config *)base)->store_synchronous, value, modes);
 }
 
+static bool apply_backend(parse_ctx *ctx, void *base, const char *value)
+{
+    static const char *const backends[] = {"sqlite", "postgresql", NULL};
+
+    return set_choice(ctx, &((rd_config *)base)->store_backend, value, backends);
+}
+
+/* A libpq connection string. libpq parses it here so `runsd -t` finds a typo; a password in
+ * it is refused (it would sit in a file that is often world-readable, and in ps-like
+ * listings of the config): password_file or PGPASSFILE hold it. The value is never echoed. */
+static bool apply_dsn(parse_ctx *ctx, void *base, const char *value)
+{
+    char *perr = NULL;
+    PQconninfoOption *opts = PQconninfoParse(value, &perr);
+    bool has_password = false;
+
+    if (!opts) {
+        bool ok = fail(ctx, "not a libpq connection string (%s)",
+                       perr ? strtok(perr, "\n") : "out of memory");
+        PQfreemem(perr);
+        return ok;
+    }
+    for (PQconninfoOption *o = opts; o->keyword; o++)
+        if (strcmp(o->keyword, "password") == 0 && o->val && *o->val)
+            has_password = true;
+    PQconninfoFree(opts);
+    if (has_password)
+        return fail(ctx, "holds a password: put it in password_file (or PGPASSFILE) instead");
+    return set_str(ctx, &((rd_config *)base)->store_dsn, value);
+}
+
 /* ---- [auth] and [webhooks] ---- */
 
 static bool apply_auth_key(parse_ctx *ctx, void *base, const char *value)
@@ -501,6 +534,9 @@ static const key_spec store_keys[] = {
     KEY("path", "./runsd.db", K_STR, CFG(store_path), 0, 0),
     KEY("allow_memory", "no", K_BOOL, CFG(store_allow_memory), 0, 0),
     FN("synchronous", "normal", apply_synchronous, false),
+    FN("backend", "sqlite", apply_backend, false),
+    FN("dsn", NULL, apply_dsn, false), /* none: libpq's defaults and PG* variables */
+    KEY("password_file", NULL, K_STR, CFG(store_password_file), 0, 0),
     KEY("retention", "0", K_DUR, CFG(event_retention_ms), 0, 3650 * DAY),
     KEY("max_journal", "64M", K_SIZE, CFG(store_max_journal), 0, 64 * GIB),
 };

@@ -172,6 +172,14 @@ typedef struct rd_store_opts {
 int rd_store_open_sqlite(const char *path, const rd_store_opts *opts, rd_store **out, char *err,
                          size_t errlen);
 
+/** Connects to PostgreSQL with dsn (a libpq connection string; may be empty: libpq's
+ * defaults and PG* variables) and password_file (NULL or "": PGPASSFILE / ~/.pgpass), creates
+ * or migrates the schema (store_pg_schema.c), and prepares the statements. 0 and *out (the
+ * caller's), RD_EINVAL (the schema is newer than this binary) or RD_EIO, with a reason in err
+ * that never holds the password. */
+int rd_store_open_pg(const char *dsn, const char *password_file, rd_store **out, char *err,
+                     size_t errlen);
+
 /* Thin wrappers so callers read naturally. All return 0, RD_ENOTFOUND, RD_ECONFLICT
  * (duplicate key) or RD_EIO. Returned rd_run records are owned by the caller (rd_run_free);
  * arrays returned by run_list/runs_active are malloc'd arrays of owned records. */

@@ -1,7 +1,8 @@
 /*
  * store_sqlite_runs.c: the runs table of the SQLite store. The table is described once, by
- * run_cols[]: its CREATE TABLE, INSERT, UPDATE and SELECT statements and the code that binds
- * and reads a record are all generated from it, so adding a field to rd_run is one line here.
+ * rd_run_cols[] (store_cols.c, shared with the PostgreSQL backend): its CREATE TABLE, INSERT,
+ * UPDATE and SELECT statements and the code that binds and reads a record are all generated
+ * from it, so adding a field to rd_run is one line there.
  * store_sqlite.c prepares the generated statements with the others and runs the CREATE in
  * its migration.
  */
@@ -10,47 +11,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/store_cols.h"
 #include "store/store_sqlite_int.h"
 #include "base/util.h"
 
-typedef enum { COL_STR, COL_I64, COL_INT, COL_BOOL, COL_STATUS, COL_REASON, COL_JSON } col_kind;
-
-typedef struct run_col {
-    const char *name;
-    col_kind kind;
-    size_t off;
-    size_t size;
-} run_col;
-
-/* clang-format off */
-#define RCOL(name, kind, field) {name, kind, offsetof(rd_run, field), sizeof(((rd_run *)0)->field)}
-#define C_STR(f) RCOL(#f, COL_STR, f)
-#define C_I64(f) RCOL(#f, COL_I64, f)
-#define C_JSON(f) RCOL(#f, COL_JSON, f)
-
-/* Column i is bound as parameter ?(i+1) and read as result column i, in rd_run's order. id
- * must stay first: UPDATE binds it as ?1 in its WHERE clause. "limit" is an SQL keyword. */
-static const run_col run_cols[] = {
-    C_STR(id), C_STR(flow), C_STR(flow_version),
-    RCOL("status", COL_STATUS, status), RCOL("reason", COL_REASON, reason),
-    C_JSON(input), C_JSON(metadata), C_JSON(result), C_JSON(error), C_JSON(cursor),
-    C_JSON(steps), C_JSON(progress), C_JSON(pending_action), C_JSON(webhook), C_JSON(extra),
-    RCOL("run_limit", COL_I64, limit), RCOL("preview", COL_BOOL, preview),
-    RCOL("attempt", COL_INT, attempt),
-    C_I64(n_items), C_I64(n_item_errors), C_I64(n_evaluated), C_I64(n_matched),
-    C_I64(n_dropped), C_I64(n_proto_errors), C_I64(n_steps_finished),
-    C_I64(created_at), C_I64(started_at), C_I64(finished_at), C_I64(updated_at),
-    C_I64(cpu_user_ms), C_I64(cpu_sys_ms), C_I64(peak_rss_kb), C_I64(run_ms),
-    C_I64(last_event_id), C_I64(next_item_seq),
-    C_STR(stream_token_hash), C_I64(stream_token_exp), C_STR(idem_key_hash),
-};
-/* clang-format on */
-#define N_RUN_COLS (sizeof(run_cols) / sizeof(run_cols[0]))
-
-/* Bitmask of the active statuses, built from the status table so it cannot drift. */
-#define X_ACTIVE(e, n, t, a) | ((a) ? 1u << RD_ST_##e : 0u)
-static const unsigned active_mask = 0u RD_STATUS_LIST(X_ACTIVE);
-#undef X_ACTIVE
+#define run_cols rd_run_cols
+#define N_RUN_COLS rd_n_run_cols
+#define active_mask rd_run_active_mask
 
 /* ---- the generated SQL ------------------------------------------------------------------ */
 
@@ -73,19 +40,12 @@ static __attribute__((format(printf, 2, 3))) void sb_add(sqlbuf *b, const char *
     b->n = k < 0 ? b->cap : b->n + (size_t)k;
 }
 
-/* "id, flow, ..." or, with assign, "flow = ?2, ..." (id excluded: it is the key). */
-/* Columns an UPDATE leaves alone: they never change after insert, and assigning an indexed
- * column makes SQLite rewrite its index entries (a page written to the WAL per index). */
-static bool immutable_col(const char *name)
-{
-    return strcmp(name, "id") == 0 || strcmp(name, "flow") == 0 || strcmp(name, "created_at") == 0;
-}
-
+/* "id, flow, ..." or, with assign, "flow = ?2, ..." (the immutable columns excluded). */
 static void sb_cols(sqlbuf *b, bool assign)
 {
     bool first = true;
     for (size_t i = 0; i < N_RUN_COLS; i++) {
-        if (assign && immutable_col(run_cols[i].name))
+        if (assign && rd_run_col_immutable(run_cols[i].name))
             continue;
         const char *sep = first ? "" : ", ";
         first = false;

@@ -31,6 +31,19 @@ TESTWORKER = "%s %s" % (sys.executable, os.path.join(WORKERS, "testworker.py"))
 # it exit 99, which stop() reports with valgrind's log. Timeouts are stretched by SLOW.
 VALGRIND = os.environ.get("RUNSD_VALGRIND") == "1"
 SLOW = 10.0 if VALGRIND else 1.0
+# The store backend every Daemon uses unless told otherwise (test/e2e/pg.py starts the server).
+BACKEND = os.environ.get("RUNSD_TEST_BACKEND", "sqlite")
+_PG_DBS = {}
+
+
+def pg_dsn_for(store_path):
+    """The dsn of the PostgreSQL database that stands for store_path: a daemon restarted on
+    the same store path (as the recovery tests do) finds the same database."""
+    import pg
+    srv = pg.server()
+    if store_path not in _PG_DBS:
+        _PG_DBS[store_path] = srv.database()
+    return srv.dsn(_PG_DBS[store_path])
 
 
 SECRETS = set()
@@ -114,10 +127,13 @@ class Daemon:
     """One runsd process with its own temp dir, store and config."""
 
     def __init__(self, flows="", extra="", limits="", server="", store_path=None, tmp=None,
-                 env=None):
+                 env=None, backend=None):
         self.tmp = tmp or tempfile.mkdtemp(prefix="runsd-e2e-")
         self.port = free_port()
         self.store = store_path or os.path.join(self.tmp, "runsd.db")
+        # sqlite (the default) or postgresql: RUNSD_TEST_BACKEND switches every suite.
+        self.backend = backend or BACKEND
+        self.dsn = pg_dsn_for(self.store) if self.backend == "postgresql" else None
         self.flows = flows
         self.extra = extra
         self.limits = limits
@@ -129,9 +145,15 @@ class Daemon:
     def config_text(self):
         return (
             "[server]\nlisten = 127.0.0.1:%d\npublic_url = http://127.0.0.1:%d\n%s\n"
-            "[store]\npath = %s\n\n[limits]\n%s\n%s\n%s\n"
-            % (self.port, self.port, self.server, self.store, self.limits, self.extra, self.flows)
+            "[store]\npath = %s\n%s\n[limits]\n%s\n%s\n%s\n"
+            % (self.port, self.port, self.server, self.store, self.store_keys(), self.limits,
+               self.extra, self.flows)
         )
+
+    def store_keys(self):
+        if self.backend != "postgresql":
+            return ""
+        return "backend = postgresql\ndsn = %s\n" % self.dsn
 
     def start(self):
         # The port was free when chosen, but another process may take it before runsd binds

@@ -154,6 +154,11 @@ class WebhookTest(unittest.TestCase):
         also shows writes still inside the outbox's group-commit window; a separate
         read-only connection sees only what a kill -9 cannot take back."""
         def check():
+            if self.d.backend == "postgresql":  # another connection sees only what committed
+                import pg
+                return int(pg.server().psql(
+                    "SELECT COUNT(*) FROM delivery_attempts WHERE delivery_id = '%s'"
+                    % delivery_id, self.d.dsn.split("dbname=")[1])) >= n
             db = sqlite3.connect("file:%s?mode=ro" % self.d.store, uri=True)
             try:
                 return db.execute("SELECT COUNT(*) FROM delivery_attempts WHERE delivery_id = ?",

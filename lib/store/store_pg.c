@@ -1,0 +1,480 @@
+/*
+ * store_pg.c: the PostgreSQL backend of store.h, with libpq. This file owns the connection,
+ * the batch's transaction, the event id counter and reconnection; the operations live in
+ * store_pg_runs.c, _events.c and _outbox.c, the schema in store_pg_schema.c.
+ *
+ * The connection stays in libpq's pipeline mode. The first write of a batch sends BEGIN;
+ * writes whose result the caller does not need are queued without a round trip
+ * (rd_pg_send); a call that needs an answer (rd_pg_call) reads the results of everything
+ * queued before it, then its own. rd_store_commit() sends COMMIT and a Sync and reads the
+ * lot: one round trip per batch for the bulk of the writes (events, run rows), which is
+ * what group commit means here. A failed statement aborts the server's transaction, so the
+ * batch is marked failed: every later write and the commit report RD_EIO, the journal
+ * (store_journal.c) rolls back and writes the batch again.
+ *
+ * Event ids. The single row of runsd_event_seq holds the highest id ever committed. The first
+ * event of a transaction reads it with SELECT ... FOR UPDATE, which takes the row's lock until
+ * that transaction ends; ids are then handed out locally, and the commit writes the last one
+ * back in the same transaction. A second writer's first event waits on the lock until the
+ * first commits, so a transaction that holds ids never overlaps another that holds ids: every
+ * id a reader can see committed is below every id still in flight, and ids appear in commit
+ * order (docs/postgresql.md, "Event ids").
+ *
+ * Blocking: all calls are synchronous libpq on the loop's thread (a Unix socket keeps a round
+ * trip in the tens of microseconds). A lost connection is noticed by the call that fails; the
+ * next call after a pause of RECONNECT_MS tries PQreset(), so a dead server costs the loop
+ * one failed connect (immediate on a Unix socket, at most connect_timeout on TCP) per pause.
+ */
+#include "store/store_pg_int.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/util.h"
+
+#define RECONNECT_MS 250
+/* Results read after this many queued writes, so the server's answers never pile up. */
+#define MAX_PENDING 2000
+
+typedef struct rd_pg {
+    rd_store base; /* first: the ops recover the store from the rd_store pointer */
+    PGconn *conn;
+    bool up;       /* connected, statements prepared, in pipeline mode */
+    bool tx_open;  /* BEGIN was sent and the transaction has not ended */
+    bool failed;   /* a statement of the open transaction failed: its commit must fail */
+    int pending;   /* queued statements whose results are not read yet */
+    bool have_ids; /* this transaction holds the lock of the id counter */
+    int64_t next_id, top_id;
+    int64_t last_try; /* monotonic ms of the last connection attempt */
+} rd_pg;
+
+static rd_pg *P(rd_store *s)
+{
+    return (rd_pg *)s;
+}
+
+void pga_i64(pg_args *a, int64_t v)
+{
+    snprintf(a->buf[a->n], sizeof a->buf[a->n], "%" PRId64, v);
+    a->v[a->n] = a->buf[a->n];
+    a->n++;
+}
+
+int64_t rd_pg_i64(const PGresult *r, int row, int col)
+{
+    return PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+const char *rd_pg_str(const PGresult *r, int row, int col)
+{
+    return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
+}
+
+/* ---- the connection --------------------------------------------------------------------- */
+
+/* The connection is gone or unusable: forget the transaction (the server rolls it back) and
+ * let the next call reconnect. The open batch, if any, fails; the journal keeps it. */
+static void pg_down(rd_pg *s, const char *what)
+{
+    if (s->up)
+        rd_log_err("store: postgresql: %s: %s", what, PQerrorMessage(s->conn));
+    s->up = false;
+    s->failed = s->failed || s->tx_open;
+    s->pending = 0;
+    s->have_ids = false;
+}
+
+/* Prepares every statement, then enters pipeline mode. */
+static int pg_setup(PGconn *conn, char *err, size_t errlen)
+{
+    char sql[8192];
+
+    for (int i = 0; i < PS__COUNT; i++) {
+        if (!rd_pg_sql((pg_st)i, sql, sizeof sql)) {
+            snprintf(err, errlen, "statement %s is too long", rd_pg_st_name((pg_st)i));
+            return RD_EIO;
+        }
+        PGresult *r = PQprepare(conn, rd_pg_st_name((pg_st)i), sql, 0, NULL);
+        bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+        if (!ok)
+            snprintf(err, errlen, "prepare %s: %s", rd_pg_st_name((pg_st)i),
+                     PQresultErrorMessage(r));
+        PQclear(r);
+        if (!ok)
+            return RD_EIO;
+    }
+    if (PQenterPipelineMode(conn) != 1) {
+        snprintf(err, errlen, "cannot enter pipeline mode: %s", PQerrorMessage(conn));
+        return RD_EIO;
+    }
+    return 0;
+}
+
+/* Called by every operation: reconnects after a pause when the connection was lost. */
+static int pg_ready(rd_pg *s)
+{
+    char err[512];
+
+    if (s->up)
+        return 0;
+    if (s->tx_open) /* the batch that was open when the link broke must end first */
+        return RD_EIO;
+    int64_t now = rd_mono_ms();
+    if (s->last_try && now - s->last_try < RECONNECT_MS)
+        return RD_EIO;
+    s->last_try = now;
+    if (PQpipelineStatus(s->conn) != PQ_PIPELINE_OFF)
+        PQexitPipelineMode(s->conn);
+    PQreset(s->conn);
+    if (PQstatus(s->conn) != CONNECTION_OK)
+        return RD_EIO;
+    if (pg_setup(s->conn, err, sizeof err) != 0) {
+        rd_log_err("store: postgresql: after reconnecting: %s", err);
+        return RD_EIO;
+    }
+    s->up = true;
+    s->failed = false;
+    rd_log_info("store: postgresql: connected again");
+    return 0;
+}
+
+/* ---- results ---------------------------------------------------------------------------- */
+
+/* Reads the results of one statement. The first good one goes to *keep (when wanted). */
+static int take(rd_pg *s, PGresult **keep, const char *what)
+{
+    PGresult *r;
+    int rc = 0;
+
+    while ((r = PQgetResult(s->conn))) {
+        ExecStatusType st = PQresultStatus(r);
+        if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+            if (keep && !*keep) {
+                *keep = r;
+                continue;
+            }
+        } else if (st == PGRES_PIPELINE_ABORTED) {
+            rc = RD_EIO;
+        } else {
+            if (!s->failed)
+                rd_log_err("store: postgresql: %s: %s", what, PQresultErrorMessage(r));
+            rc = RD_EIO;
+        }
+        PQclear(r);
+    }
+    if (PQstatus(s->conn) != CONNECTION_OK) {
+        pg_down(s, what);
+        rc = RD_EIO;
+    }
+    return rc;
+}
+
+/* Reads the results of the statements queued earlier. A failure fails the transaction. */
+static int drain(rd_pg *s)
+{
+    int rc = 0;
+    while (s->pending > 0 && s->up) {
+        s->pending--;
+        if (take(s, NULL, "queued write") != 0)
+            rc = RD_EIO;
+    }
+    if (rc != 0)
+        s->failed = true;
+    return s->up ? rc : RD_EIO;
+}
+
+/* Reads up to and including the pipeline's Sync. */
+static int take_sync(rd_pg *s)
+{
+    for (int nulls = 0; s->up && nulls < 4;) {
+        PGresult *r = PQgetResult(s->conn);
+        if (!r) {
+            if (PQstatus(s->conn) != CONNECTION_OK)
+                pg_down(s, "sync");
+            nulls++;
+            continue;
+        }
+        ExecStatusType st = PQresultStatus(r);
+        PQclear(r);
+        if (st == PGRES_PIPELINE_SYNC)
+            return 0;
+    }
+    if (s->up)
+        pg_down(s, "sync never came");
+    return RD_EIO;
+}
+
+static int flush(rd_pg *s, bool sync)
+{
+    if ((sync ? PQpipelineSync(s->conn) : PQsendFlushRequest(s->conn)) != 1 ||
+        PQflush(s->conn) != 0) {
+        pg_down(s, "send");
+        return RD_EIO;
+    }
+    return 0;
+}
+
+/* ---- sending ---------------------------------------------------------------------------- */
+
+static int send_st(rd_pg *s, pg_st st, const pg_args *a)
+{
+    static const pg_args none = {0};
+    a = a ? a : &none;
+    if (PQsendQueryPrepared(s->conn, rd_pg_st_name(st), a->n, a->v, NULL, NULL, 0) != 1) {
+        pg_down(s, rd_pg_st_name(st));
+        return RD_EIO;
+    }
+    return 0;
+}
+
+/* Opens the batch's transaction if none is open. */
+static int tx_begin(rd_pg *s)
+{
+    if (s->tx_open)
+        return s->failed || !s->up ? RD_EIO : 0;
+    if (pg_ready(s) != 0)
+        return RD_EIO;
+    if (PQsendQueryParams(s->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) != 1) {
+        pg_down(s, "begin");
+        return RD_EIO;
+    }
+    s->pending++;
+    s->tx_open = true;
+    s->failed = false;
+    return 0;
+}
+
+int rd_pg_send(rd_store *base, pg_st st, const pg_args *a)
+{
+    rd_pg *s = P(base);
+    if (tx_begin(s) != 0 || send_st(s, st, a) != 0)
+        return RD_EIO;
+    if (++s->pending >= MAX_PENDING && (flush(s, false) != 0 || drain(s) != 0))
+        return RD_EIO;
+    return 0;
+}
+
+int rd_pg_call(rd_store *base, pg_st st, const pg_args *a, bool write, PGresult **out)
+{
+    rd_pg *s = P(base);
+    int rc = write ? tx_begin(s) : s->tx_open ? (s->failed || !s->up ? RD_EIO : 0) : pg_ready(s);
+
+    *out = NULL;
+    if (rc != 0 || send_st(s, st, a) != 0 || flush(s, !s->tx_open) != 0 || drain(s) != 0)
+        return RD_EIO;
+    rc = take(s, out, rd_pg_st_name(st));
+    if (!s->tx_open && s->up && take_sync(s) != 0)
+        rc = RD_EIO;
+    if (rc != 0 && s->tx_open)
+        s->failed = true;
+    if (rc != 0 || !*out) {
+        PQclear(*out);
+        *out = NULL;
+        return RD_EIO;
+    }
+    return 0;
+}
+
+int rd_pg_call_i64(rd_store *s, pg_st st, const pg_args *a, int64_t *out)
+{
+    PGresult *r;
+    if (rd_pg_call(s, st, a, false, &r) != 0)
+        return RD_EIO;
+    *out = PQntuples(r) > 0 ? rd_pg_i64(r, 0, 0) : 0;
+    PQclear(r);
+    return 0;
+}
+
+int rd_pg_call_n(rd_store *s, pg_st st, const pg_args *a, int64_t *n)
+{
+    PGresult *r;
+    if (rd_pg_call(s, st, a, true, &r) != 0)
+        return RD_EIO;
+    *n = strtoll(PQcmdTuples(r), NULL, 10);
+    PQclear(r);
+    return 0;
+}
+
+/* ---- event ids -------------------------------------------------------------------------- */
+
+int rd_pg_event_id(rd_store *base, int64_t want, int64_t *out)
+{
+    rd_pg *s = P(base);
+    if (tx_begin(s) != 0)
+        return RD_EIO;
+    if (!s->have_ids) {
+        int64_t last;
+        PGresult *r;
+        if (rd_pg_call(base, PS_SEQ_LOCK, NULL, true, &r) != 0)
+            return RD_EIO;
+        last = PQntuples(r) == 1 ? rd_pg_i64(r, 0, 0) : -1;
+        PQclear(r);
+        if (last < 0) {
+            rd_log_err("store: postgresql: the event id counter row is missing");
+            s->failed = true;
+            return RD_EIO;
+        }
+        s->have_ids = true;
+        s->next_id = last + 1;
+        s->top_id = last;
+    }
+    /* A journal writing a lost batch again passes the ids that batch had. */
+    *out = want > 0 ? want : s->next_id;
+    if (*out >= s->next_id)
+        s->next_id = *out + 1;
+    if (*out > s->top_id)
+        s->top_id = *out;
+    return 0;
+}
+
+/* ---- transactions ----------------------------------------------------------------------- */
+
+/* Ends the transaction: COMMIT (commit) or ROLLBACK, a Sync, and every result read. */
+static int tx_end(rd_pg *s, bool commit)
+{
+    int rc = 0;
+    if (!s->tx_open)
+        return 0;
+    if (s->up && commit && s->have_ids) {
+        pg_args a = {0};
+        pga_i64(&a, s->top_id);
+        rc = send_st(s, PS_SEQ_SET, &a);
+        s->pending += rc == 0;
+    }
+    if (s->up && rc == 0 &&
+        PQsendQueryParams(s->conn, commit ? "COMMIT" : "ROLLBACK", 0, NULL, NULL, NULL, NULL, 0) ==
+            1) {
+        s->pending++;
+        if (flush(s, true) == 0 && drain(s) == 0)
+            rc = take_sync(s);
+        else
+            rc = RD_EIO;
+    } else {
+        rc = RD_EIO;
+    }
+    /* After an error the server still holds the aborted transaction: end it. */
+    if (s->up && PQtransactionStatus(s->conn) != PQTRANS_IDLE) {
+        PQsendQueryParams(s->conn, "ROLLBACK", 0, NULL, NULL, NULL, NULL, 0);
+        s->pending = 1;
+        if (flush(s, true) == 0) {
+            drain(s);
+            take_sync(s);
+        }
+    }
+    rc = rc == 0 && !s->failed ? 0 : RD_EIO;
+    s->tx_open = s->failed = s->have_ids = false;
+    s->pending = 0;
+    return rc;
+}
+
+static int pg_commit(rd_store *base)
+{
+    return tx_end(P(base), true);
+}
+
+static int pg_rollback(rd_store *base)
+{
+    tx_end(P(base), false);
+    return 0;
+}
+
+/* ---- open and close --------------------------------------------------------------------- */
+
+/* The one teardown, safe on a half-built store. */
+static void pg_close(rd_store *base)
+{
+    rd_pg *s = P(base);
+    if (!s)
+        return;
+    if (s->tx_open && tx_end(s, true) != 0)
+        rd_log_err("store: close: the last transaction was not committed");
+    PQfinish(s->conn); /* NULL is a no-op */
+    free(s);
+}
+
+static const rd_store_ops pg_ops = {
+    .close = pg_close,
+    .commit = pg_commit,
+    .rollback = pg_rollback,
+    .run_insert = rd_pg_run_insert,
+    .run_update = rd_pg_run_update,
+    .run_get = rd_pg_run_get,
+    .run_list = rd_pg_run_list,
+    .runs_active = rd_pg_runs_active,
+    .event_append = rd_pg_event_append,
+    .events_scan = rd_pg_events_scan,
+    .items_scan = rd_pg_items_scan,
+    .idem_get = rd_pg_idem_get,
+    .idem_put = rd_pg_idem_put,
+    .max_event_id = rd_pg_max_event_id,
+    .min_event_id = rd_pg_min_event_id,
+    .kv_get = rd_pg_kv_get,
+    .kv_put = rd_pg_kv_put,
+    .pgroup_put = rd_pg_pgroup_put,
+    .pgroup_del = rd_pg_pgroup_del,
+    .pgroups_scan = rd_pg_pgroups_scan,
+    .enrichment_put = rd_pg_enrichment_put,
+    .events_prune = rd_pg_events_prune,
+    .idem_prune = rd_pg_idem_prune,
+    .dlv_prune = rd_pg_dlv_prune,
+    .dlv_insert = rd_pg_dlv_insert,
+    .dlv_update = rd_pg_dlv_update,
+    .dlv_get = rd_pg_dlv_get,
+    .dlv_due = rd_pg_dlv_due,
+    .dlv_next_due = rd_pg_dlv_next_due,
+    .dlv_run_scan = rd_pg_dlv_run_scan,
+    .dlv_stop = rd_pg_dlv_stop,
+    .dlv_stopped = rd_pg_dlv_stopped,
+    .dlv_lease = rd_pg_dlv_lease,
+    .dlv_unlease = rd_pg_dlv_unlease,
+    .dlv_attempt_add = rd_pg_dlv_attempt_add,
+    .dlv_attempts_scan = rd_pg_dlv_attempts_scan,
+};
+
+/* Connects with the dsn, adding the password file and a connect timeout (either may already
+ * be in the dsn: a keyword given there wins, since expand_dbname applies it after ours). */
+static PGconn *pg_connect(const char *dsn, const char *password_file)
+{
+    const char *keys[] = {"connect_timeout", "application_name", "passfile", "dbname", NULL};
+    const char *vals[] = {"5", "runsd", password_file && *password_file ? password_file : NULL,
+                          dsn ? dsn : "", NULL};
+    if (!vals[2]) { /* no passfile: libpq's own default (PGPASSFILE, ~/.pgpass) */
+        keys[2] = "dbname";
+        vals[2] = vals[3];
+        keys[3] = vals[3] = NULL;
+    }
+    return PQconnectdbParams(keys, vals, 1);
+}
+
+int rd_store_open_pg(const char *dsn, const char *password_file, rd_store **out, char *err,
+                     size_t errlen)
+{
+    rd_pg *s = calloc(1, sizeof *s);
+    int rc;
+
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return RD_EIO;
+    }
+    s->base.ops = &pg_ops;
+    s->conn = pg_connect(dsn, password_file);
+    if (!s->conn || PQstatus(s->conn) != CONNECTION_OK) {
+        /* libpq's message names the host or socket and the reason, never the password. */
+        snprintf(err, errlen, "cannot connect to postgresql: %s",
+                 s->conn ? PQerrorMessage(s->conn) : "out of memory");
+        pg_close(&s->base);
+        return RD_EIO;
+    }
+    if ((rc = rd_pg_migrate(s->conn, err, errlen)) != 0 ||
+        (rc = pg_setup(s->conn, err, errlen)) != 0) {
+        pg_close(&s->base);
+        return rc;
+    }
+    s->up = true;
+    rd_log_info("store: postgresql database %s on %s, schema version %d", PQdb(s->conn),
+                PQhost(s->conn), rd_pg_schema_version());
+    *out = &s->base;
+    return 0;
+}

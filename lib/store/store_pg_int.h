@@ -1,0 +1,206 @@
+/*
+ * store_pg_int.h: private to the PostgreSQL backend's files. store_pg.c owns the connection
+ * (libpq, always in pipeline mode), the transaction, the event id counter, reconnection and
+ * the ops table; store_pg_schema.c the versioned migrations and the statement list;
+ * store_pg_runs.c, store_pg_events.c (events, items, enrichments, keys, kv, process groups)
+ * and store_pg_outbox.c the operations. Nothing outside lib/store/store_pg*.c includes it.
+ *
+ * Writes whose answer the caller does not need (an event, a run's row, a delivery update) are
+ * sent without waiting (rd_pg_send): the pipeline carries them to the server while the loop
+ * goes on, and their results are read at the next call that needs an answer or at commit.
+ * Operations that must answer (reads, conflicts, a lease) use rd_pg_call, one round trip
+ * after the writes queued before it.
+ */
+#ifndef RUNSD_STORE_PG_INT_H
+#define RUNSD_STORE_PG_INT_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "store/store.h"
+
+/* X(name, sql): every statement, prepared by name at each (re)connection. Runs statements
+ * are generated from store_cols.c (their sql is NULL here). */
+#define EVP_SELECT "SELECT id, run_id, flow, type, ts, data, item_seq FROM events"
+#define PGP_PRUNE_SELECT                                                                           \
+    "SELECT e.id FROM events e WHERE e.ts < $1 AND e.item_seq IS NULL AND EXISTS (SELECT 1"        \
+    " FROM runs r WHERE r.id = e.run_id AND r.finished_at > 0 AND r.finished_at < $1)"             \
+    " ORDER BY e.id LIMIT $2"
+#define PDLV_COLS                                                                                  \
+    "seq, id, run_id, type, url, source, secret, body, state, attempts, manual, created_at,"       \
+    " updated_at, next_at, last_code, last_error"
+#define PDLV_DONE_BEFORE                                                                           \
+    "SELECT id FROM deliveries WHERE state >= 2 AND updated_at < $1 ORDER BY seq LIMIT $2"
+
+#define PG_LIST(X)                                                                                 \
+    X(SEQ_LOCK, "SELECT last_id FROM runsd_event_seq FOR UPDATE")                                  \
+    X(SEQ_SET, "UPDATE runsd_event_seq SET last_id = $1 WHERE last_id < $1")                       \
+    X(EV_APPEND, "INSERT INTO events (id, run_id, flow, type, ts, data, item_seq)"                 \
+                 " VALUES ($1, $2, $3, $4, $5, $6, $7)")                                           \
+    X(EV_SCAN_RUN, EVP_SELECT " WHERE run_id = $1 AND id > $2 ORDER BY id LIMIT $3")               \
+    X(EV_SCAN_ALL, EVP_SELECT " WHERE id > $1 ORDER BY id LIMIT $2")                               \
+    X(ITEMS_SCAN, "SELECT id, run_id, flow, type, ts, data, item_seq, (SELECT"                     \
+                  " json_object_agg(e.flow, e.data::json) FROM enrichments e WHERE"                \
+                  " e.run_id = ev.run_id AND e.item_seq = ev.item_seq)::text FROM events ev"       \
+                  " WHERE run_id = $1 AND item_seq IS NOT NULL AND item_seq > $2"                  \
+                  " AND type IN ($3::text, $4::text) ORDER BY item_seq LIMIT $5 OFFSET $6")        \
+    X(ITEMS_COUNT, "SELECT COUNT(*) FROM events WHERE run_id = $1 AND item_seq IS NOT NULL")       \
+    X(ITEMS_COUNT_TYPE, "SELECT COUNT(*) FROM events"                                              \
+                        " WHERE run_id = $1 AND item_seq IS NOT NULL AND type = $2")               \
+    X(ENRICH_PUT, "INSERT INTO enrichments (run_id, item_seq, flow, data, ts)"                     \
+                  " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (run_id, item_seq, flow)"              \
+                  " DO UPDATE SET data = excluded.data, ts = excluded.ts")                         \
+    X(EV_MAX, "SELECT GREATEST((SELECT last_id FROM runsd_event_seq),"                             \
+              " (SELECT COALESCE(MAX(id), 0) FROM events))")                                       \
+    X(EV_MIN, "SELECT GREATEST(COALESCE((SELECT MIN(id) FROM events), 0),"                         \
+              " COALESCE((SELECT value::bigint + 1 FROM kv WHERE key = 'pruned_through'), 0))")    \
+    X(EV_PRUNE_MAX, "SELECT COALESCE(MAX(id), 0), COUNT(*) FROM (" PGP_PRUNE_SELECT ") v")         \
+    X(EV_PRUNE, "DELETE FROM events WHERE id IN (" PGP_PRUNE_SELECT ")")                           \
+    X(IDEM_GET, "SELECT run_id, body_hash FROM idempotency WHERE key_hash = $1")                   \
+    X(IDEM_PUT, "INSERT INTO idempotency (key_hash, run_id, body_hash, created_at)"                \
+                " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")                                 \
+    X(IDEM_PRUNE, "DELETE FROM idempotency WHERE created_at < $1")                                 \
+    X(KV_GET, "SELECT value FROM kv WHERE key = $1")                                               \
+    X(KV_PUT, "INSERT INTO kv (key, value) VALUES ($1, $2)"                                        \
+              " ON CONFLICT (key) DO UPDATE SET value = excluded.value")                           \
+    X(PG_PUT, "INSERT INTO pgroups (pgid, start_ticks, boot_id, run_id) VALUES ($1, $2, $3, $4)"   \
+              " ON CONFLICT (pgid) DO UPDATE SET start_ticks = excluded.start_ticks,"              \
+              " boot_id = excluded.boot_id, run_id = excluded.run_id")                             \
+    X(PG_DEL, "DELETE FROM pgroups WHERE pgid = $1")                                               \
+    X(PG_SCAN, "SELECT pgid, start_ticks, boot_id, run_id FROM pgroups ORDER BY pgid")             \
+    X(DLV_INSERT, "INSERT INTO deliveries (id, run_id, type, url, source, secret, body, state,"    \
+                  " attempts, manual, created_at, updated_at, next_at, last_code, last_error)"     \
+                  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"     \
+                  " ON CONFLICT DO NOTHING")                                                       \
+    X(DLV_UPDATE, "UPDATE deliveries SET state = $2, attempts = $3, manual = $4,"                  \
+                  " updated_at = $5, next_at = $6, last_code = $7, last_error = $8 WHERE id = $1") \
+    X(DLV_GET, "SELECT " PDLV_COLS " FROM deliveries WHERE id = $1")                               \
+    X(DLV_DUE, "SELECT " PDLV_COLS " FROM deliveries WHERE state = 0 AND next_at <= $1"            \
+               " ORDER BY next_at, seq LIMIT $2")                                                  \
+    X(DLV_NEXT_DUE, "SELECT COALESCE(MIN(next_at), 0) FROM deliveries WHERE state = 0")            \
+    X(DLV_RUN_SCAN, "SELECT " PDLV_COLS " FROM deliveries WHERE run_id = $1 ORDER BY seq"          \
+                    " LIMIT $2 OFFSET $3")                                                         \
+    X(DLV_RUN_COUNT, "SELECT COUNT(*) FROM deliveries WHERE run_id = $1")                          \
+    X(DLV_STOP, "UPDATE deliveries SET state = 4, next_at = 0, updated_at = $3, last_error = $4"   \
+                " WHERE run_id = $1 AND url = $2 AND state = 0")                                   \
+    X(DLV_STOPPED, "SELECT 1 FROM deliveries WHERE run_id = $1 AND url = $2 AND state = 4"         \
+                   " LIMIT 1")                                                                     \
+    X(DLV_LEASE, "UPDATE deliveries SET state = 1 WHERE id = $1 AND state = 0")                    \
+    X(DLV_UNLEASE, "UPDATE deliveries SET state = 0 WHERE state = 1")                              \
+    X(ATT_ADD, "INSERT INTO delivery_attempts (delivery_id, n, manual, at, duration_ms,"           \
+               " status_code, error, next_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"             \
+               " ON CONFLICT DO NOTHING")                                                          \
+    X(ATT_SCAN, "SELECT delivery_id, n, manual, at, duration_ms, status_code, error, next_at"      \
+                " FROM delivery_attempts WHERE delivery_id = $1 ORDER BY n")                       \
+    X(DLV_PRUNE_ATT, "DELETE FROM delivery_attempts WHERE delivery_id IN (" PDLV_DONE_BEFORE ")")  \
+    X(DLV_PRUNE, "DELETE FROM deliveries WHERE id IN (" PDLV_DONE_BEFORE ")")                      \
+    X(RUN_INSERT, NULL)                                                                            \
+    X(RUN_UPDATE, NULL)                                                                            \
+    X(RUN_GET, NULL)                                                                               \
+    X(RUNS_ACTIVE, NULL)                                                                           \
+    X(RUN_LIST, NULL)                                                                              \
+    X(RUN_COUNT, NULL)
+
+typedef enum {
+#define X_ENUM(name, sql) PS_##name,
+    PG_LIST(X_ENUM)
+#undef X_ENUM
+        PS__COUNT
+} pg_st;
+
+/* Up to 40 text parameters of one statement; integers are formatted into buf. */
+#define PG_MAX_ARGS 40
+typedef struct pg_args {
+    int n;
+    const char *v[PG_MAX_ARGS];
+    char buf[PG_MAX_ARGS][24];
+} pg_args;
+
+static inline void pga_str(pg_args *a, const char *s)
+{
+    a->v[a->n++] = s;
+}
+
+void pga_i64(pg_args *a, int64_t v);
+
+/* ---- store_pg.c ------------------------------------------------------------------------- */
+
+/** Queues a write in the batch's transaction (opened if needed) without waiting for its
+ * result. 0, or RD_EIO when the store is down or this transaction already failed. */
+int rd_pg_send(rd_store *s, pg_st st, const pg_args *a);
+/** Sends a statement and waits for its result (after those of the writes queued before it).
+ * write: it belongs to the batch's transaction (opened if needed). *out is the result (the
+ * caller PQclear()s it) on 0; RD_EIO otherwise (logged). */
+int rd_pg_call(rd_store *s, pg_st st, const pg_args *a, bool write, PGresult **out);
+/** rd_pg_call of a statement returning one integer. */
+int rd_pg_call_i64(rd_store *s, pg_st st, const pg_args *a, int64_t *out);
+/** rd_pg_call of a write; *n is its affected row count. */
+int rd_pg_call_n(rd_store *s, pg_st st, const pg_args *a, int64_t *n);
+/** Allocates the next event id under the transaction's lock of the id counter. */
+int rd_pg_event_id(rd_store *s, int64_t want, int64_t *out);
+/** The column as an integer (NULL reads as 0). */
+int64_t rd_pg_i64(const PGresult *r, int row, int col);
+/** The column as a string, NULL when it is NULL. */
+const char *rd_pg_str(const PGresult *r, int row, int col);
+
+/* ---- store_pg_schema.c ------------------------------------------------------------------ */
+
+/** Creates or migrates the schema on conn (not in pipeline mode), in one transaction under an
+ * advisory lock. 0, RD_EINVAL (the database is newer than this binary) or RD_EIO, with a
+ * reason in err. */
+int rd_pg_migrate(PGconn *conn, char *err, size_t errlen);
+/** The SQL of statement st into buf. false if it does not fit. */
+bool rd_pg_sql(pg_st st, char *buf, size_t len);
+/** The statement's name ("PS_x"). */
+const char *rd_pg_st_name(pg_st st);
+/** The schema version this binary writes. */
+int rd_pg_schema_version(void);
+
+/* ---- the operations (store_pg_runs.c, _events.c, _outbox.c) ----------------------------- */
+
+int rd_pg_run_insert(rd_store *s, const rd_run *r);
+int rd_pg_run_update(rd_store *s, const rd_run *r);
+int rd_pg_run_get(rd_store *s, const char *id, rd_run **out);
+int rd_pg_run_list(rd_store *s, const rd_run_filter *f, int64_t offset, int limit, rd_run ***out,
+                   size_t *n, int64_t *total);
+int rd_pg_runs_active(rd_store *s, rd_run ***out, size_t *n);
+
+int rd_pg_event_append(rd_store *s, const char *run_id, const char *flow, const char *type,
+                       int64_t ts, const char *data, int64_t item_seq, int64_t *out_id);
+int rd_pg_events_scan(rd_store *s, const char *run_id, int64_t after_id, int limit, rd_event_cb cb,
+                      void *arg);
+int rd_pg_items_scan(rd_store *s, const rd_item_query *q, rd_event_cb cb, void *arg,
+                     int64_t *total);
+int rd_pg_max_event_id(rd_store *s, int64_t *out);
+int rd_pg_min_event_id(rd_store *s, int64_t *out);
+int rd_pg_events_prune(rd_store *s, int64_t before_ms, int limit, int64_t *n_deleted);
+int rd_pg_enrichment_put(rd_store *s, const char *run_id, int64_t item_seq, const char *flow,
+                         const char *data, int64_t ts);
+int rd_pg_idem_get(rd_store *s, const char *key_hash, char *run_id, size_t run_id_len,
+                   char *body_hash, size_t body_hash_len);
+int rd_pg_idem_put(rd_store *s, const char *key_hash, const char *run_id, const char *body_hash,
+                   int64_t ts);
+int rd_pg_idem_prune(rd_store *s, int64_t before_ms, int64_t *n_deleted);
+int rd_pg_kv_get(rd_store *s, const char *key, char **out_value);
+int rd_pg_kv_put(rd_store *s, const char *key, const char *value);
+int rd_pg_pgroup_put(rd_store *s, const rd_pgroup *g);
+int rd_pg_pgroup_del(rd_store *s, int64_t pgid);
+int rd_pg_pgroups_scan(rd_store *s, rd_pgroup_cb cb, void *arg);
+
+int rd_pg_dlv_insert(rd_store *s, const rd_delivery *d);
+int rd_pg_dlv_update(rd_store *s, const rd_delivery *d);
+int rd_pg_dlv_get(rd_store *s, const char *id, rd_delivery_cb cb, void *arg);
+int rd_pg_dlv_due(rd_store *s, int64_t now, int limit, rd_delivery_cb cb, void *arg);
+int rd_pg_dlv_next_due(rd_store *s, int64_t *out);
+int rd_pg_dlv_run_scan(rd_store *s, const char *run_id, int64_t offset, int limit,
+                       rd_delivery_cb cb, void *arg, int64_t *total);
+int rd_pg_dlv_stop(rd_store *s, const char *run_id, const char *url, int64_t now, const char *why);
+int rd_pg_dlv_stopped(rd_store *s, const char *run_id, const char *url, bool *out);
+int rd_pg_dlv_lease(rd_store *s, const char *id);
+int rd_pg_dlv_unlease(rd_store *s);
+int rd_pg_dlv_attempt_add(rd_store *s, const rd_delivery_attempt *a);
+int rd_pg_dlv_prune(rd_store *s, int64_t before_ms, int limit, int64_t *n_deleted);
+int rd_pg_dlv_attempts_scan(rd_store *s, const char *delivery_id, rd_attempt_cb cb, void *arg);
+
+#endif

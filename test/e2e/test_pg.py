@@ -1,0 +1,165 @@
+"""test_pg.py: what only the PostgreSQL backend has (issue 13): the schema created on a fresh
+database and migrated from an older version, a newer schema and an unreachable server refused
+at start with a clear message, a password never accepted in the dsn nor logged, kill -9 of the
+daemon with nothing lost, and the database server stopped and started again under load.
+
+Every test uses the test process's throwaway server (pg.py), whatever RUNSD_TEST_BACKEND says.
+"""
+import os
+import subprocess
+import tempfile
+import unittest
+
+import pg
+from harness import BIN, Daemon, note_secret, testworker_flow, wait_for
+from helpers import all_results, finish
+
+FLOWS = testworker_flow("items") + "\nresumable = yes\n"
+ITEMS = 300
+
+
+class PgTest(unittest.TestCase):
+    def setUp(self):
+        self.srv = pg.server()
+        self.daemons = []
+
+    def tearDown(self):
+        if not self.srv.running():
+            self.srv.start()
+        for d in self.daemons:
+            if d.proc is not None and d.proc.poll() is None:
+                d.stop()
+
+    def daemon(self, old=None, start=True):
+        if old is None:
+            d = Daemon(flows=FLOWS, backend="postgresql")
+        else:
+            d = Daemon(flows=FLOWS, backend="postgresql", store_path=old.store, tmp=old.tmp)
+        self.daemons.append(d)
+        return d.start() if start else d
+
+    def db(self, d):
+        return d.dsn.split("dbname=")[1]
+
+    def run_t(self, d, extra=()):
+        """runsd with d's config, in the foreground until it exits: (code, stderr)."""
+        with open(os.path.join(d.tmp, "runsd.ini"), "w") as f:
+            f.write(d.config_text())
+        r = subprocess.run([BIN, "-c", os.path.join(d.tmp, "runsd.ini")] + list(extra),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60,
+                           cwd=d.tmp)
+        return r.returncode, r.stderr.decode()
+
+    def check_run(self, d, run_id, n):
+        results = all_results(d, run_id)
+        self.assertEqual([x["data"]["i"] for x in results], list(range(n)),
+                         "items lost or duplicated")
+        events = d.events(run_id)
+        ids = [e["id"] for e in events]
+        self.assertEqual(ids, sorted(set(ids)), "event ids not strictly increasing")
+        self.assertEqual(sum(1 for e in events if e["type"] == "run.item"), n)
+        self.assertEqual(events[-1]["type"], "run.end")
+
+
+class TestSchema(PgTest):
+    def test_fresh_database_gets_the_schema(self):
+        d = self.daemon()
+        self.assertEqual(self.srv.psql("SELECT version FROM runsd_schema", self.db(d)), "2")
+        tables = self.srv.psql("SELECT string_agg(tablename, ',' ORDER BY tablename) FROM"
+                               " pg_tables WHERE schemaname = 'public'", self.db(d)).split(",")
+        for t in ("runs", "events", "idempotency", "kv", "pgroups", "enrichments",
+                  "deliveries", "delivery_attempts", "runsd_event_seq", "runsd_schema"):
+            self.assertIn(t, tables)
+        self.assertIn("schema version 0 -> 2", d.read_log())
+
+    def test_version_1_is_migrated(self):
+        d = self.daemon()
+        run = d.create("items", {"items": 3})
+        finish(d, run["id"])
+        d.stop()
+        # Back to version 1: the outbox tables (version 2) did not exist then.
+        self.srv.psql("DROP TABLE deliveries, delivery_attempts;"
+                      " UPDATE runsd_schema SET version = 1", self.db(d))
+        d2 = self.daemon(old=d)
+        self.assertIn("schema version 1 -> 2", d2.read_log())
+        self.assertEqual(self.srv.psql("SELECT version FROM runsd_schema", self.db(d)), "2")
+        self.assertEqual(d2.run(run["id"])["status"], "succeeded")
+        self.check_run(d2, run["id"], 3)
+        self.assertEqual(d2.get("/v1/runs/%s/deliveries" % run["id"]).status, 200)
+
+    def test_newer_schema_is_refused(self):
+        d = self.daemon()
+        d.stop()
+        self.srv.psql("UPDATE runsd_schema SET version = 99", self.db(d))
+        code, err = self.run_t(d)
+        self.assertNotEqual(code, 0)
+        self.assertIn("schema is version 99, newer than this runsd's", err)
+
+    def test_unreachable_server_is_refused(self):
+        d = self.daemon(start=False)
+        d.dsn = "host=%s user=runsd dbname=x" % tempfile.mkdtemp(prefix="runsd-nopg-")
+        code, err = self.run_t(d)
+        self.assertNotEqual(code, 0)
+        self.assertIn("cannot connect to postgresql", err)
+
+    def test_password_in_dsn_refused_and_never_echoed(self):
+        d = self.daemon(start=False)
+        secret = "s3cr3t-pg-password"
+        note_secret(secret)
+        d.dsn = "host=/tmp user=runsd password=%s dbname=x" % secret
+        code, err = self.run_t(d, ["-t"])
+        self.assertNotEqual(code, 0)
+        self.assertIn("password_file", err)
+        self.assertNotIn(secret, err)
+
+    def test_password_file_is_checked(self):
+        d = self.daemon(start=False)
+        d.dsn = self.srv.dsn("x") + " passfile=/nonexistent"  # libpq's keyword works too
+        d.extra = ""
+        d.store_keys = lambda: ("backend = postgresql\ndsn = %s\npassword_file = /nonexistent\n"
+                                % self.srv.dsn("x"))
+        code, err = self.run_t(d, ["-t"])
+        self.assertNotEqual(code, 0)
+        self.assertIn("password_file", err)
+
+
+class TestFailures(PgTest):
+    def test_kill9_loses_nothing(self):
+        d = self.daemon()
+        run = d.create("items", {"items": ITEMS, "checkpoint": True, "item_delay": 0.002})
+        wait_for(lambda: d.run(run["id"])["counts"]["items"] >= 50, what="items")
+        done_before = [d.create("items", {"items": 5})["id"] for _ in range(3)]
+        d.kill9()
+        d2 = self.daemon(old=d)
+        done = finish(d2, run["id"], timeout=60)
+        self.assertEqual(done["status"], "succeeded", done)
+        self.assertEqual(done["counts"]["items"], ITEMS)
+        self.check_run(d2, run["id"], ITEMS)
+        for rid in done_before:
+            self.assertEqual(finish(d2, rid)["status"], "succeeded")
+
+    def test_server_stopped_and_started_under_load(self):
+        d = self.daemon()
+        run = d.create("items", {"items": ITEMS, "checkpoint": True, "item_delay": 0.002})
+        wait_for(lambda: d.run(run["id"])["counts"]["items"] >= 30, what="items")
+        self.srv.stop()
+        wait_for(lambda: d.get("/readyz").status == 503, timeout=30, what="readyz 503")
+        r = d.post("/v1/runs", {"flow": "items", "input": {"items": 1}})
+        self.assertEqual(r.status, 503, r)
+        self.assertEqual(r.json()["error"]["code"], "store_unavailable")
+        self.assertIn("retry-after", r.headers)
+        self.srv.start()
+        wait_for(lambda: d.get("/readyz").status == 200, timeout=30, what="readyz 200")
+        self.assertIn("connected again", d.read_log(whole=True))
+        done = d.wait_status(run["id"], "succeeded", timeout=60)
+        self.assertEqual(done["counts"]["items"], ITEMS)
+        self.check_run(d, run["id"], ITEMS)
+        # A new run is taken again, and ids keep growing past the held ones.
+        later = d.create("items", {"items": 2})
+        finish(d, later["id"])
+        last = max(e["id"] for e in d.events(run["id"]))
+        self.assertGreater(min(e["id"] for e in d.events(later["id"])), last)
+
+
+if __name__ == "__main__":
+    unittest.main()
