@@ -18,7 +18,9 @@
 # Usage: bench/sse_compare.sh [BUILD_DIR]
 #   Without BUILD_DIR a Release tree is configured and built in build-bench.
 # Env: NS="1000 5000", K_1000=2000 and K_5000=400 (events per throughput run), K_LAT=200,
-#      RATE=10, INFLIGHT="1 4 16". Needs nginx-light + libnginx-mod-nchan (apt-get install).
+#      RATE=10, INFLIGHT="1 4 16", N_PACED=1000 K_PACED=600 PACE=20000, PARTS="fanout stalled
+#      paced" (which measurements to run), RUNSD_SERVER_LINES (added to runsd's [server]).
+#      Needs nginx-light + libnginx-mod-nchan (apt-get).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -34,6 +36,8 @@ INFLIGHT=${INFLIGHT:-"1 4 16"}
 N_PACED=${N_PACED:-1000}
 K_PACED=${K_PACED:-600}
 PACE=${PACE:-20000}
+PARTS=${PARTS:-"fanout stalled paced"}
+part() { [[ " $PARTS " == *" $1 "* ]]; }
 ulimit -n 20000 # the client and each server hold one descriptor per subscriber
 load=$build/bench/sse_load
 tmp=$(mktemp -d)
@@ -70,6 +74,7 @@ start_runsd() {
 [server]
 listen = 127.0.0.1:$port
 max_sse_clients = 20000
+${RUNSD_SERVER_LINES:-}
 [store]
 path = $d/runsd.db
 [limits]
@@ -113,6 +118,7 @@ field() {
 }
 
 declare -A R
+part fanout || NS=""
 for n in $NS; do
     kvar=K_$n
     k=${!kvar:-$((2000000 / n))}
@@ -140,7 +146,8 @@ for n in $NS; do
         done
     done
 done
-for t in runsd nchan; do
+part stalled || STALL_TARGETS=""
+for t in ${STALL_TARGETS-runsd nchan}; do
     echo "== $t stalled reader" >&2
     out=$(run "$t" -n 1 -k 2000 --size 8192 --inflight 1 --stall)
     echo "$out" >&2
@@ -152,7 +159,8 @@ for t in runsd nchan; do
     R[$t,ctl_growth]=$(field "$out" subscribers server_growth_kb)
 done
 
-for t in runsd nchan; do
+part paced || PACED_TARGETS=""
+for t in ${PACED_TARGETS-runsd nchan}; do
     echo "== $t paced readers N=$N_PACED K=$K_PACED pace=$PACE B/s" >&2
     out=$(run "$t" -n "$N_PACED" -k "$K_PACED" --inflight 1 --size 256 --pace "$PACE")
     echo "$out" >&2
@@ -182,16 +190,16 @@ row "time to last subscriber p50 ms" l_last_p50_ms
 row "time to last subscriber p99 ms" l_last_p99_ms
 row "server bytes per idle subscriber" mem
 echo
-echo "stalled reader (2,000 events of 8 KiB; growth = peak server memory minus before; the"
-echo "control is the same run without the stalled subscriber, so the difference is its cost):"
-for t in runsd nchan; do
+part stalled && echo "stalled reader (2,000 events of 8 KiB; growth = peak server memory minus before; the"
+part stalled && echo "control is the same run without the stalled subscriber, so the difference is its cost):"
+for t in ${STALL_TARGETS-runsd nchan}; do
     printf '  %-6s growth %6s kB, control %6s kB, due to it %6s kB; disconnected: %s; it received %s bytes\n' \
         "$t" "${R[$t,stall_growth]}" "${R[$t,ctl_growth]}" \
         "$((R[$t,stall_growth] - R[$t,ctl_growth]))" "${R[$t,stall_cut]}" "${R[$t,stall_bytes]}"
 done
 echo
-echo "paced readers ($N_PACED subscribers reading at most $PACE B/s each, one POST in flight):"
-for t in runsd nchan; do
+part paced && echo "paced readers ($N_PACED subscribers reading at most $PACE B/s each, one POST in flight):"
+for t in ${PACED_TARGETS-runsd nchan}; do
     printf '  %-6s time to last subscriber p50 %s ms, p99 %s ms; %s deliveries/s; lost %s\n' \
         "$t" "${R[$t,p_last_p50_ms]:-?}" "${R[$t,p_last_p99_ms]:-?}" \
         "${R[$t,p_deliveries_per_s]:-?}" "${R[$t,p_lost]:-?}"

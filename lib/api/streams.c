@@ -164,8 +164,14 @@ static void stream_sink_close(void *arg, rd_hub_why why)
         rd_sse_abort(c->sse); /* c is gone after this */
 }
 
+static uint64_t stream_sink_taken(void *arg)
+{
+    stream_conn *c = arg;
+    return rd_sse_taken(c->sse);
+}
+
 static const rd_hub_sink_ops stream_sink_ops = {stream_sink_unsent, stream_sink_send,
-                                                stream_sink_close};
+                                                stream_sink_close, stream_sink_taken};
 
 /* The cause of a disconnect, from a fixed set: the transport's reason first, then the hub's. */
 static const char *disconnect_cause(const stream_conn *c, rd_sse_why why)

@@ -75,6 +75,9 @@ typedef struct rd_hub_sink_ops {
     /** The hub is done with the subscriber; the sink closes and, once closed, calls
      * rd_hub_unsubscribe (it may do so from inside this call). */
     void (*close)(void *arg, rd_hub_why why);
+    /** Optional: a count that grows while the reader takes bytes (also from the kernel's
+     * buffers, where unsent() sees no change), to tell a slow reader from one that stopped. */
+    uint64_t (*taken)(void *arg);
 } rd_hub_sink_ops;
 
 /** What a subscriber wants. A run stream names run_id; a global stream may filter by lists

@@ -55,6 +55,7 @@ struct rd_hub_sub {
     /* Progress while producers are paused (hub_load.c): a reader that takes no bytes for
      * hub->stall_ms is "stalled" and stops counting as keeping up, until it takes some. */
     size_t last_behind;
+    uint64_t last_taken;
     int64_t stuck_since_ms;
     bool stalled;
     TAILQ_ENTRY(rd_hub_sub) link;  /* its run's list, or the global list */

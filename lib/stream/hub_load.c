@@ -107,6 +107,12 @@ static void note_progress(rd_hub_sub *sub, size_t behind)
 static void judge_stall(rd_hub_sub *sub, size_t behind, int64_t now)
 {
     bool progress = behind == 0 || behind < sub->last_behind;
+    if (!progress && sub->ops->taken) {
+        /* The socket's buffers can hold seconds of a paced reader's bytes: ask the kernel. */
+        uint64_t t = sub->ops->taken(sub->arg);
+        progress = t > sub->last_taken;
+        sub->last_taken = t;
+    }
     note_progress(sub, behind);
     if (progress || sub->stalled)
         return;

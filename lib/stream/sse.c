@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #define SSE_SNDBUF (64 * 1024)
@@ -25,8 +27,16 @@ struct rd_sse {
     rd_sse_drain_fn on_drain;
     void *arg;
     size_t max_buffer;
+    uint64_t written; /* bytes libevent has handed to the socket */
     bool closing;
 };
+
+/* Everything that leaves the output buffer went to the socket. */
+static void sse_on_out_changed(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    rd_sse *s = arg;
+    s->written += info->n_deleted;
+}
 
 static void sse_free(rd_sse *s, rd_sse_why why)
 {
@@ -102,6 +112,7 @@ rd_sse *rd_sse_open(evhtp_request_t *r, const rd_sse_opts *o, rd_sse_close_fn on
     bufferevent_setcb(s->bev, sse_on_read, sse_on_write, sse_on_event, s);
     bufferevent_enable(s->bev, EV_READ | EV_WRITE);
     struct evbuffer *out = bufferevent_get_output(s->bev);
+    evbuffer_add_cb(out, sse_on_out_changed, s);
     evbuffer_add_printf(out,
                         "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
                         "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n"
@@ -152,6 +163,17 @@ int rd_sse_frame(rd_sse *s, int64_t id, const char *event, const char *data, siz
     evbuffer_add(out, data, len);
     evbuffer_add(out, "\n\n", 2);
     return 0;
+}
+
+uint64_t rd_sse_taken(const rd_sse *s)
+{
+    /* SIOCOUTQ: what the kernel still holds for the peer (not yet acknowledged; on loopback
+     * that is what does not fit in the reader's receive buffer). */
+    int outq = 0;
+    int fd = bufferevent_getfd(s->bev);
+    if (fd < 0 || ioctl(fd, SIOCOUTQ, &outq) != 0 || outq < 0)
+        outq = 0;
+    return s->written > (uint64_t)outq ? s->written - (uint64_t)outq : 0;
 }
 
 size_t rd_sse_pending(const rd_sse *s)
@@ -206,7 +228,9 @@ void rd_sse_send_buffer(rd_sse *s, struct evbuffer *buf)
      * one more attempt lets a reader that caught up since take the bytes now. Errors are
      * left for the bufferevent to see on its own next write or read. */
     if (evbuffer_get_length(out) == 0) {
-        evbuffer_write(buf, fd);
+        int n = evbuffer_write(buf, fd);
+        if (n > 0)
+            s->written += (uint64_t)n; /* not through out: its callback does not see it */
         if (evbuffer_get_length(buf) > 0)
             evbuffer_add_buffer(out, buf);
     } else {

@@ -41,6 +41,9 @@ int rd_sse_write(rd_sse *s, const char *data, size_t len);
 int rd_sse_frame(rd_sse *s, int64_t id, const char *event, const char *data, size_t len);
 /** Bytes waiting in user space. */
 size_t rd_sse_pending(const rd_sse *s);
+/** Bytes the peer has taken so far (written to the socket and no longer in the kernel's send
+ * queue): grows while the reader reads, even when nothing moves in user space. */
+uint64_t rd_sse_taken(const rd_sse *s);
 /** Flushes what is queued, then closes; on_close is called with RD_SSE_CLOSED_BY_US. A reader
  * that takes nothing for 30 s is dropped instead of holding the stream open. */
 void rd_sse_close(rd_sse *s);

@@ -157,7 +157,7 @@ static void sink_close(void *arg, rd_hub_why why)
     k->sub = NULL;
 }
 
-static const rd_hub_sink_ops fake_ops = {sink_unsent, sink_send, sink_close};
+static const rd_hub_sink_ops fake_ops = {sink_unsent, sink_send, sink_close, NULL};
 
 typedef struct fx {
     struct event_base *base;
