@@ -33,8 +33,8 @@ static const asset assets[] = {
 };
 
 /* True when If-None-Match names etag (a list, or "*"); weak validators compare too, as
- * RFC 9110 13.1.2 asks for GET. */
-static bool etag_matches(const char *inm, const char *etag)
+ * RFC 9110 13.1.2 asks for GET. Also the dashboard's files (web.c). */
+bool rd_etag_matches(const char *inm, const char *etag)
 {
     if (!inm)
         return false;
@@ -57,7 +57,7 @@ static void h_asset(rd_req *req, void *arg)
     evhtp_headers_add_header(out, evhtp_header_new("ETag", as->etag, 0, 0));
     evhtp_headers_add_header(out, evhtp_header_new("Cache-Control", "no-cache", 0, 0));
     evhtp_headers_add_header(out, evhtp_header_new("X-Content-Type-Options", "nosniff", 0, 0));
-    if (etag_matches(rd_req_header(req, "If-None-Match"), as->etag)) {
+    if (rd_etag_matches(rd_req_header(req, "If-None-Match"), as->etag)) {
         rd_reply_raw(req, 304, as->ctype, NULL, 0);
         return;
     }
