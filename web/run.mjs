@@ -3,7 +3,7 @@
 // own event stream (GET /v1/runs/{id}/events, from its first event, resumed with
 // Last-Event-ID after a drop) fills the timeline and triggers fresh reads of what changed.
 // The timeline is keyed by event id: an event already shown is never shown twice.
-import { RunsdError } from '/v1/client.js';
+import { RunsdError, TERMINAL } from '/v1/client.js';
 import { h, fill, badge, waitingMarker, timeEl, throttle, part } from './dom.mjs';
 import { pendingPart, actionsPart, progressPart, summaryPart, outcomePart, itemsSection,
   deliveriesSection, eventText } from './run_parts.mjs';
@@ -44,7 +44,9 @@ export function runView(app, main, id) {
     parts.progress(JSON.stringify([run.progress, run.steps]), () => progressPart(run));
     parts.summary(JSON.stringify([run.counts, run.metrics, run.attempt]), () => summaryPart(run));
     parts.outcome(JSON.stringify([run.result, run.error]), () => outcomePart(run));
-    items.total(run.counts);
+    // A run's stream ends after run.end; an extend or an enrichment makes the run active
+    // again, and its new events are read from where the ended stream stopped.
+    if (watch && watch.closed && !v.disposed && (run.is_active || !TERMINAL.includes(run.status))) startWatch();
   }
 
   v.refresh = throttle(async () => {
@@ -84,6 +86,7 @@ export function runView(app, main, id) {
   function onEvent(ev) {
     if (shown.has(ev.id)) return; // never twice, whatever the stream does
     shown.add(ev.id);
+    lastId = Math.max(lastId, ev.id);
     total++;
     queue.push(ev);
     if (!drawing) { drawing = true; requestAnimationFrame(draw); }
@@ -93,9 +96,9 @@ export function runView(app, main, id) {
     if (ev.type === 'run.status') deliveries.refreshSoon();
   }
 
-  let watch = null;
+  let watch = null, lastId = 0;
   function startWatch() {
-    watch = app.rd.watch(id);
+    watch = app.rd.watch(id, lastId ? { lastEventId: lastId } : {});
     watch.on('*', onEvent);
     watch.on('open', () => { fill(live, '(live)'); v.refresh(); });
     watch.on('retry', () => fill(live, '(reconnecting…)'));

@@ -165,7 +165,7 @@ export function itemsSection(v) {
   }
   // New items matter to this page only while it is the last one, or its numbers change.
   const reload = throttle(load, 700);
-  return { el, load, changed: () => reload(), total: () => {}, dispose: () => reload.cancel() };
+  return { el, load, changed: () => reload(), dispose: () => reload.cancel() };
 }
 
 /** Webhook deliveries of the run, each with its attempts and a redeliver button. */
