@@ -24,6 +24,9 @@ extern const char rd_asset_openapi_json_etag[];
 extern const unsigned char rd_asset_client_js[];
 extern const size_t rd_asset_client_js_len;
 extern const char rd_asset_client_js_etag[];
+extern const unsigned char rd_asset_client_js_gz[]; /* the client gzipped (gzip -9n) */
+extern const size_t rd_asset_client_js_gz_len;
+extern const char rd_asset_client_js_gz_etag[];
 
 /** One compiled-in file of a table: its base name ("app.mjs", "app.mjs.gz"), bytes, length
  * and strong ETag. Static storage. */

@@ -14,7 +14,6 @@
  */
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 
 #include "api/api_int.h"
 #include "api/assets.h"
@@ -44,26 +43,6 @@ static const char *web_ctype(const char *name)
     return "text/javascript; charset=utf-8"; /* .mjs: the only other kind in web/ */
 }
 
-/* Whether Accept-Encoding accepts gzip (RFC 9110 12.5.3): named, or "*", with a q-value
- * other than 0. Coarse but safe: a malformed q reads as acceptance, as browsers send none. */
-static bool accepts_gzip(const char *ae)
-{
-    for (const char *p = ae; p && *p;) {
-        while (*p == ' ' || *p == ',')
-            p++;
-        size_t n = strcspn(p, ",;");
-        bool named = (n == 4 && strncasecmp(p, "gzip", 4) == 0) || (n == 1 && *p == '*');
-        const char *end = p + strcspn(p, ",");
-        if (named) {
-            const char *q = strstr(p, "q=");
-            bool zero = q && q < end && q[2] == '0' && strspn(q + 3, ".0") == (size_t)(end - q - 3);
-            return !zero;
-        }
-        p = end;
-    }
-    return false;
-}
-
 static void web_send(rd_req *req, const char *name)
 {
     const rd_embedded *f = web_find(name);
@@ -74,7 +53,7 @@ static void web_send(rd_req *req, const char *name)
     char gzname[64];
     snprintf(gzname, sizeof gzname, "%s.gz", name);
     const rd_embedded *gz = web_find(gzname);
-    bool zipped = gz && gz->len < f->len && accepts_gzip(rd_req_header(req, "Accept-Encoding"));
+    bool zipped = gz && gz->len < f->len && rd_accepts_gzip(rd_req_header(req, "Accept-Encoding"));
     const rd_embedded *sent = zipped ? gz : f;
     evhtp_headers_t *out = req->r->headers_out;
     evhtp_headers_add_header(out, evhtp_header_new("ETag", sent->etag, 0, 0));
