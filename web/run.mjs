@@ -42,7 +42,7 @@ export function runView(app, main, id) {
     parts.pending(JSON.stringify([run.status, run.pending_action]), () => pendingPart(v, run));
     parts.actions(JSON.stringify([run.status, run.termination_reason, run.preview, app.flows.length]), () => actionsPart(v, run));
     parts.progress(JSON.stringify([run.progress, run.steps]), () => progressPart(run));
-    parts.summary(JSON.stringify([run.counts, run.metrics, run.attempt]), () => summaryPart(run));
+    parts.summary(JSON.stringify([run.counts, run.metrics, run.attempt, run.enrichments]), () => summaryPart(run));
     parts.outcome(JSON.stringify([run.result, run.error]), () => outcomePart(run));
     // A run's stream ends after run.end; an extend or an enrichment makes the run active
     // again, and its new events are read from where the ended stream stopped.
@@ -108,6 +108,8 @@ export function runView(app, main, id) {
       else fill(live, '(stream stopped: ' + err.code + ')');
     });
   }
+
+  v.changed = () => { items.changed(); deliveries.refreshSoon(); };
 
   v.dispose = () => {
     v.disposed = true;

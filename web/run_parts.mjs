@@ -17,6 +17,7 @@ async function act(v, btn, msg, fn) {
   try {
     await fn();
     v.refresh.now();
+    v.changed(); // an enrichment may be over before the run's stream opens again
   } catch (err) {
     msg.className = 'msg err';
     fill(msg, err.message || String(err));
@@ -120,11 +121,14 @@ export function progressPart(run) {
 export function summaryPart(run) {
   const c = run.counts || {}, m = run.metrics || {};
   const dl = (pairs) => h('dl', { class: 'figures' }, pairs.map(([k, val]) => h('div', {}, h('dt', {}, k), h('dd', {}, String(val)))));
+  const en = run.enrichments || [];
   return [h('h2', { id: 'h-summary' }, 'Figures'), dl([
     ['Items', c.items ?? 0], ['Item errors', c.item_errors ?? 0], ['Evaluated', c.evaluated ?? 0],
     ['Matched', c.matched ?? 0], ['Attempt', run.attempt ?? 0], ['Limit', run.limit ?? 'none'],
     ['Duration', ms(m.duration_ms)], ['Worker CPU', ms((m.cpu_user_ms || 0) + (m.cpu_sys_ms || 0))],
-    ['Peak memory', kib(m.peak_rss_kb)]])];
+    ['Peak memory', kib(m.peak_rss_kb)]]),
+  en.length ? h('ul', { class: 'enrichments', 'aria-label': 'Enrichments' }, en.map((e) =>
+    h('li', {}, `Enriched by ${e.flow}: ${e.status}, ${e.enriched ?? 0} items`))) : null];
 }
 
 export function outcomePart(run) {
@@ -158,14 +162,19 @@ export function itemsSection(v) {
       h('td', {}, h('span', { class: 'badge ' + (it.status === 'error' ? 's-failed' : 's-succeeded') }, it.status)),
       h('td', {}, it.error ? h('p', { class: 'err' }, typeof it.error === 'string' ? it.error : JSON.stringify(it.error)) : null,
         h('code', { class: 'data' }, JSON.stringify(it.data))),
-      h('td', {}, it.enrichments && it.enrichments.length
-        ? it.enrichments.map((e) => h('code', { class: 'data' }, `${e.flow}: ${JSON.stringify(e.data)}`))
-        : h('span', { class: 'muted' }, '–'))))
+      h('td', {}, enrichCell(it.enrichments))))
       : h('tr', {}, h('td', { colspan: 4, class: 'muted' }, 'No items yet.')));
   }
   // New items matter to this page only while it is the last one, or its numbers change.
   const reload = throttle(load, 700);
   return { el, load, changed: () => reload(), dispose: () => reload.cancel() };
+}
+
+/** An item's enrichments: {flow: data} (docs/api.md), one line each. */
+function enrichCell(en) {
+  const entries = en && typeof en === 'object' ? Object.entries(en) : [];
+  if (!entries.length) return h('span', { class: 'muted' }, '–');
+  return entries.map(([flow, data]) => h('code', { class: 'data' }, `${flow}: ${JSON.stringify(data)}`));
 }
 
 /** Webhook deliveries of the run, each with its attempts and a redeliver button. */
