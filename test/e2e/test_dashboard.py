@@ -14,7 +14,8 @@ Skipped, saying so, only where node, chromium or test/browser/node_modules is mi
   the overview at desktop and phone widths (and dark) into test/artifacts/; approve one
   paused run and deny another from their pages (prompt and details shown as text); approve
   with the keyboard only; the auth link followed through the demo provider, the run resumes;
-  cancel a running run; extend a match_limit_met run; markup in an item's data, a prompt, a
+  cancel a running run; extend a match_limit_met run; enrich a run (its items table shows
+  the enrichments); a webhook delivery shown and redelivered from the page; markup in an item's data, a prompt, a
   log line and a result shown as text, no element or script made from it; the daemon
   killed (-9) and restarted while a run's page is open: the banner shows, the page
   reconnects, and its timeline rows are exactly the run's event log (no duplicate, no gap);
@@ -113,7 +114,9 @@ class Headers(unittest.TestCase):
 @unittest.skipIf(missing(), "SKIPPED: %s" % missing())
 class Browser(unittest.TestCase):
     def setUp(self):
-        self.d = Daemon(flows=flows(), extra="[auth]\nkey = write:%s\n" % KEY).start()
+        # Webhooks may reach the driver's receiver on loopback.
+        self.d = Daemon(flows=flows(), extra="[auth]\nkey = write:%s\n[webhooks]\n"
+                        "allow_private = yes\n" % KEY).start()
         os.makedirs(ARTIFACTS, exist_ok=True)
         stale = os.path.join(ARTIFACTS, "failure.png")  # the driver's picture of a failure
         if os.path.exists(stale):
