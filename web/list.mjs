@@ -78,13 +78,13 @@ export function listView(app, main, q) {
 function row(r) {
   return h('tr', { dataset: { runId: r.id, status: r.status } },
     h('th', { scope: 'row' }, h('a', { href: '#/runs/' + r.id, class: 'mono' }, r.id)),
-    h('td', {}, r.flow),
-    h('td', {}, badge(r.status), ' ', waitingMarker(r.status),
+    h('td', { 'data-label': 'Flow' }, r.flow),
+    h('td', { 'data-label': 'Status' }, badge(r.status), ' ', waitingMarker(r.status),
       r.termination_reason && TERMINAL.includes(r.status) ? h('span', { class: 'muted small' }, ' ' + r.termination_reason) : null),
-    h('td', {}, progressCell(r)),
-    h('td', { class: 'num' }, String(r.counts ? r.counts.items : 0),
+    h('td', { 'data-label': 'Progress' }, progressCell(r)),
+    h('td', { class: 'num', 'data-label': 'Items' }, String(r.counts ? r.counts.items : 0),
       r.counts && r.counts.item_errors ? h('span', { class: 'err small' }, ` (${r.counts.item_errors} failed)`) : null),
-    h('td', {}, timeEl(r.created_at)));
+    h('td', { 'data-label': 'Age' }, timeEl(r.created_at)));
 }
 
 export function progressCell(r) {
