@@ -5,7 +5,7 @@
 // create form, #/overview the daemon's figures. Views subscribe to the stream; after a
 // reconnect they fetch again what they show, so nothing missed while away stays missing.
 import { Runsd, RunsdError } from '/v1/client.js';
-import { h, fill } from './dom.mjs';
+import { fill } from './dom.mjs';
 import { listView } from './list.mjs';
 import { runView } from './run.mjs';
 import { loginView, newRunView } from './forms.mjs';
@@ -38,7 +38,6 @@ export const app = {
   },
   /** Called by a view when an answer says the key is no longer good. */
   unauthorized() { logout('The API key was not accepted. Enter a key to continue.'); },
-  showBanner,
 };
 
 let down = false;
@@ -135,7 +134,7 @@ function route() {
   fill(main);
   let m, name;
   if ((m = /^\/runs\/([A-Za-z0-9_-]+)$/.exec(path))) {
-    name = 'list';
+    name = 'run';
     app.view = runView(app, main, m[1]);
   } else if (path === '/new') {
     name = 'new';
@@ -148,7 +147,7 @@ function route() {
     app.view = listView(app, main, q);
   }
   for (const a of header.querySelectorAll('[data-nav]')) {
-    if (a.dataset.nav === name && !(m && name === 'list')) a.setAttribute('aria-current', 'page');
+    if (a.dataset.nav === name) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
   }
   // Focus the new page's heading, as a screen reader user expects after a navigation.

@@ -1,7 +1,6 @@
 // run_parts.mjs: the sections of a run's page (run.mjs): what a person is asked, the
 // buttons, progress and steps, figures, the result, the items, webhook deliveries, and one
 // line of text per event for the timeline. Everything from the run is written as text.
-import { TERMINAL } from '/v1/client.js';
 import { h, fill, pre, ms, kib, throttle } from './dom.mjs';
 import { jsonField, flowSelect } from './forms.mjs';
 
@@ -229,4 +228,3 @@ export function eventText(ev) {
     default: return clip(JSON.stringify(d));
   }
 }
-export { TERMINAL };
