@@ -74,6 +74,13 @@ async function newPage(opts = {}) {
   return page;
 }
 
+/** At phone width the page itself never scrolls sideways (wide tables scroll in their box). */
+async function narrow(p, name) {
+  if (name !== 'phone') return;
+  const wide = await p.evaluate(() => document.documentElement.scrollWidth);
+  assert(wide <= 390, `no sideways scrolling at phone width (${p.url()}): ${wide}`);
+}
+
 async function login(page, hash = '') {
   await page.goto(BASE + '/' + hash);
   await page.getByLabel('API key').fill(KEY);
@@ -183,6 +190,21 @@ try {
   await page.getByRole('button', { name: 'Cancel run' }).click();
   await waitBadge(page, 'cancelled');
 
+  // --- the list: a new run appears live, without a reload; the status filter keeps only
+  // its status (and says so in the address, so a reload keeps it).
+  step('list');
+  await page.goto(BASE + '/#/');
+  await page.locator('table.runs tbody tr[data-run-id]').first().waitFor();
+  const newer = await create('test', { items: 1 });
+  await page.locator(`tr[data-run-id="${newer.id}"]`).waitFor();
+  await page.getByLabel('Status').selectOption('cancelled');
+  await page.waitForFunction(() => {
+    const rows = [...document.querySelectorAll('table.runs tbody tr[data-run-id]')];
+    return rows.length >= 2 && rows.every((r) => r.dataset.status === 'cancelled');
+  });
+  assert(page.url().includes('status=cancelled'), 'the filter in the address');
+  await page.getByLabel('Status').selectOption('');
+
   // --- extend a match_limit_met run.
   step('extend');
   const e = await create('test', { items: 20, checkpoint: true }, { limit: 5 });
@@ -285,21 +307,21 @@ try {
     const p = await newPage({ viewport: vp, colorScheme: scheme, isMobile: name === 'phone', hasTouch: name === 'phone' });
     await login(p);
     await p.locator('table.runs tbody tr[data-run-id]').first().waitFor();
+    await narrow(p, name);
     await p.screenshot({ path: path.join(ART, `list-${name}.png`), fullPage: true });
     await p.goto(BASE + '/#/runs/' + created);
     await p.locator('#items tbody tr[data-seq]').first().waitFor();
     await p.locator('#timeline li[data-type="run.end"]').waitFor();
+    await narrow(p, name);
     await p.screenshot({ path: path.join(ART, `run-${name}.png`), fullPage: true });
     await p.goto(BASE + '/#/runs/' + waiting.id);
     await p.locator('#approval-prompt').waitFor();
+    await narrow(p, name);
     await p.screenshot({ path: path.join(ART, `run-paused-${name}.png`), fullPage: true });
     await p.goto(BASE + '/#/overview');
     await p.locator('#per-flow tbody tr').first().waitFor();
+    await narrow(p, name);
     await p.screenshot({ path: path.join(ART, `overview-${name}.png`), fullPage: true });
-    if (name === 'phone') {
-      const wide = await p.evaluate(() => document.documentElement.scrollWidth);
-      assert(wide <= 390, 'no sideways scrolling of the page at phone width: ' + wide);
-    }
     shots.push(name);
     await p.context().close();
   }
