@@ -102,7 +102,10 @@ export function runView(app, main, id) {
     watch.on('*', onEvent);
     watch.on('open', () => { fill(live, '(live)'); v.refresh(); });
     watch.on('retry', () => fill(live, '(reconnecting…)'));
-    watch.on('end', () => fill(live, '(ended)'));
+    // The stream ends at run.end, also a replayed one while the run is active again (an
+    // extend or an enrichment started while the page was catching up): read the run, and
+    // render() opens the stream again after the last event if so.
+    watch.on('end', () => { fill(live, '(ended)'); v.refresh(); });
     watch.on('error', (err) => {
       if (err.status === 401) app.unauthorized();
       else fill(live, '(stream stopped: ' + err.code + ')');
