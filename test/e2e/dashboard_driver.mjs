@@ -1,6 +1,6 @@
 // dashboard_driver.mjs: drives the dashboard (web/) in Debian's Chromium with playwright-core,
 // against a daemon test_dashboard.py started. Usage:
-//   node dashboard_driver.mjs BASE KEY ARTIFACTS_DIR
+//   node dashboard_driver.mjs BASE WRITE_KEY ARTIFACTS_DIR READ_KEY
 // It writes one JSON line per step on stdout ({"kind":"step","name"}), asks the test to kill
 // and restart the daemon with {"kind":"kill"} (and waits for a line on stdin), and ends with
 // {"kind":"ok", ...figures}. Any failed expectation throws: exit 1 with the reason.
@@ -12,7 +12,7 @@ import http from 'node:http';
 const require = createRequire(new URL('../browser/', import.meta.url));
 const { chromium } = require('playwright-core');
 
-const [BASE, KEY, ART] = process.argv.slice(2);
+const [BASE, KEY, ART, READ_KEY] = process.argv.slice(2);
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
 const step = (name) => out({ kind: 'step', name });
@@ -65,8 +65,8 @@ async function newPage(opts = {}) {
   page.on('console', (m) => {
     const t = m.text();
     // A daemon that is down refuses connections: expected while it restarts.
-    // Refused keys (401) and refused input (422) are answers the page shows; Chromium logs them.
-    if (m.type() === 'error' && !/net::ERR_|status of (401|422) /.test(t)) {
+    // Refused keys (401, 403) and input (422) are answers the page shows; Chromium logs them.
+    if (m.type() === 'error' && !/net::ERR_|status of (401|403|422) /.test(t)) {
       problems.push('console: ' + t);
     }
   });
@@ -325,6 +325,19 @@ try {
     shots.push(name);
     await p.context().close();
   }
+
+  // --- a read key: the run is shown, but acting is refused and said so next to the button.
+  step('read-key');
+  const reader = await newPage();
+  await reader.goto(BASE + '/');
+  await reader.getByLabel('API key').fill(READ_KEY);
+  await reader.getByRole('button', { name: 'Sign in' }).click();
+  await reader.goto(BASE + '/#/runs/' + waiting.id);
+  await reader.locator('#approval-prompt', { hasText: 'Publish the 5 matches' }).waitFor();
+  await reader.getByRole('button', { name: 'Approve' }).click();
+  await reader.locator('.ask .msg.err', { hasText: '403 forbidden' }).waitFor();
+  assert((await api('GET', '/v1/runs/' + waiting.id)).status === 'paused', 'a read key approved nothing');
+  await reader.context().close();
 
   // --- page weight of a first load (bytes on the wire, CDP) and first render of a big run.
   step('figures');

@@ -11,7 +11,8 @@ Skipped, saying so, only where node, chromium or test/browser/node_modules is mi
   wrong key refused, the key kept in sessionStorage only; a run created from the form (a
   JSON syntax error and the daemon's 422 shown next to the field) watched live to succeeded
   with its items, result and timeline, and in the list; screenshots of the list, a run and
-  the overview at desktop and phone widths (and dark) into test/artifacts/; approve one
+  the overview at desktop and phone widths (and dark) into test/artifacts/; a read key sees
+  a paused run but its Approve is refused (403 shown next to the button); approve one
   paused run and deny another from their pages (prompt and details shown as text); approve
   with the keyboard only; the auth link followed through the demo provider, the run resumes;
   cancel a running run; extend a match_limit_met run; enrich a run (its items table shows
@@ -38,6 +39,7 @@ BROWSER_DIR = os.path.join(SOURCE, "test/browser")
 DRIVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dashboard_driver.mjs")
 ARTIFACTS = os.path.join(SOURCE, "test/artifacts")
 KEY = "dashboard-write-key-0123456789"
+READ_KEY = "dashboard-read-key-0123456789"
 SCHEMA = json.dumps({"type": "object", "additionalProperties": False, "properties": {
     "items": {"type": "integer", "minimum": 0}, "item_delay": {"type": "number"},
     "steps": {"type": "array", "items": {"type": "string"}}, "progress": {"type": "boolean"},
@@ -115,8 +117,8 @@ class Headers(unittest.TestCase):
 class Browser(unittest.TestCase):
     def setUp(self):
         # Webhooks may reach the driver's receiver on loopback.
-        self.d = Daemon(flows=flows(), extra="[auth]\nkey = write:%s\n[webhooks]\n"
-                        "allow_private = yes\n" % KEY).start()
+        self.d = Daemon(flows=flows(), extra="[auth]\nkey = write:%s\nkey = read:%s\n"
+                        "[webhooks]\nallow_private = yes\n" % (KEY, READ_KEY)).start()
         os.makedirs(ARTIFACTS, exist_ok=True)
         stale = os.path.join(ARTIFACTS, "failure.png")  # the driver's picture of a failure
         if os.path.exists(stale):
@@ -127,7 +129,7 @@ class Browser(unittest.TestCase):
 
     def test_dashboard_in_chromium(self):
         base = "http://127.0.0.1:%d" % self.d.port
-        p = subprocess.Popen([NODE, DRIVER, base, KEY, ARTIFACTS], stdin=subprocess.PIPE,
+        p = subprocess.Popen([NODE, DRIVER, base, KEY, ARTIFACTS, READ_KEY], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              env=dict(os.environ, CHROMIUM=CHROMIUM))
         self.addCleanup(self.reap, p)
