@@ -4,7 +4,8 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config libevent-dev libevhtp-dev libjansson-dev libsqlite3-dev
       libcurl4-openssl-dev libssl-dev libsystemd-dev libinih-dev libcmocka-dev python3 curl
       sqlite3 clang libclang-rt-14-dev valgrind util-linux mount
-      dpkg-dev file systemd prometheus jq golang-go tmux python3-yaml libpq-dev postgresql)
+      dpkg-dev file systemd prometheus jq golang-go tmux python3-yaml libpq-dev postgresql
+      chromium)
 # dpkg-dev and file: cpack's dependency list (dpkg-shlibdeps); systemd: systemd-analyze and
 # systemd-socket-activate for the package and activation tests (nothing is started).
 # jq: the README quick start (scripts/quickstart.sh, test/e2e/test_quickstart.py) and the
@@ -19,6 +20,9 @@ pkgs=(build-essential cmake pkg-config libevent-dev libevhtp-dev libjansson-dev 
 # 19 MB download, 96 MB installed, about 35 s. Its own server is not wanted: see below.
 # tmux: the real terminal test/e2e/test_runsctl.py drives `runsctl watch` in.
 # python3-yaml: the build converts docs/openapi.yaml to the JSON the daemon serves.
+# chromium: the browser test/e2e/test_dashboard.py drives (headless) with playwright-core,
+# which npm installs below into test/browser/ (never globally; Playwright's own browser
+# downloads are not used).
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -49,6 +53,10 @@ if [[ " ${missing[*]:-} " == *" postgresql "* ]]; then
   fi
   command -v pg_ctlcluster >/dev/null 2>&1 &&
     ${sudo:-} pg_ctlcluster --skip-systemctl-redirect 15 main stop >/dev/null 2>&1 || true
+fi
+# playwright-core for the dashboard's browser test, pinned by test/browser/package-lock.json.
+if command -v npm >/dev/null 2>&1 && [ ! -d "$(dirname "$0")/../test/browser/node_modules/playwright-core" ]; then
+  (cd "$(dirname "$0")/../test/browser" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 # The pinned OpenAPI linter, into tools/openapi/node_modules (npm ci; skipped when present).
 # Exit 77 is "no npm": the lint test then says it is skipped.

@@ -48,6 +48,12 @@ int rd_deliveries_register(rd_http *h, rd_api *a);
 /** GET /v1/openapi.yaml, /v1/openapi.json and /v1/client.js: the compiled-in documents
  * (docs.c). */
 int rd_docs_register(rd_http *h);
+/** Whether an If-None-Match value names etag (or is "*"). */
+bool rd_etag_matches(const char *inm, const char *etag);
+/** Whether an Accept-Encoding value accepts gzip (docs.c). */
+bool rd_accepts_gzip(const char *ae);
+/** Routes the dashboard: GET / and GET /ui/{file} (web.c). 0 or RD_ERR. */
+int rd_web_register(rd_http *h);
 
 /** True when the client asked for HTML (a browser tab or a form): Accept names text/html
  * (pages.c). */

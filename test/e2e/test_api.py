@@ -202,9 +202,13 @@ class TestBadInput(DaemonTest):
             self.assertTrue(r.status in (404,), (path, r))
             assert_error(self, r, 404)
 
-    def test_root_path_404(self):
-        # "/" is a well-formed path that names no endpoint: 404 like any other
-        assert_error(self, self.d.get("/"), 404, "not_found")
+    def test_root_path_is_the_dashboard(self):
+        # "/" serves the dashboard (issue 14, docs/dashboard.md); paths beside it still 404
+        r = self.d.get("/")
+        self.assertEqual(r.status, 200, r)
+        self.assertTrue(r.headers["content-type"].startswith("text/html"), r.headers)
+        for path in ("/index.html", "/ui", "/ui/a/b", "/dashboard"):
+            assert_error(self, self.d.get(path), 404, "not_found")
 
     def test_wrong_method_405(self):
         cases = [("PUT", "/v1/runs"), ("DELETE", "/v1/runs"), ("PATCH", "/v1/runs/run_abc"),

@@ -1,0 +1,177 @@
+"""test_dashboard.py: the dashboard (web/, docs/dashboard.md) in a real browser: Debian's
+Chromium, headless, driven by playwright-core (test/browser/, installed by scripts/setup.sh
+with npm ci) from dashboard_driver.mjs, against a daemon with an API key configured.
+
+Skipped, saying so, only where node, chromium or test/browser/node_modules is missing.
+
+- headers: / and /ui/* gzipped only when accepted, Vary, a strong ETag per representation
+  (304 on If-None-Match), Cache-Control: no-cache, the strict Content-Security-Policy; the
+  compressed twins are not addressable; files need no key.
+- in the browser (the driver, one step at a time): only the login form without a key, a
+  wrong key refused, the key kept in sessionStorage only; a run created from the form (a
+  JSON syntax error and the daemon's 422 shown next to the field) watched live to succeeded
+  with its items, result and timeline, and in the list; screenshots of the list, a run and
+  the overview at desktop and phone widths (and dark) into test/artifacts/; a read key sees
+  a paused run but its Approve is refused (403 shown next to the button); approve one
+  paused run and deny another from their pages (prompt and details shown as text); approve
+  with the keyboard only; the auth link followed through the demo provider, the run resumes;
+  cancel a running run; extend a match_limit_met run; enrich a run (its items table shows
+  the enrichments); a webhook delivery shown and redelivered from the page; markup in an item's data, a prompt, a
+  log line and a result shown as text, no element or script made from it; the daemon
+  killed (-9) and restarted while a run's page is open: the banner shows, the page
+  reconnects, and its timeline rows are exactly the run's event log (no duplicate, no gap);
+  no page error or console error throughout. The figures (page weight of a first load,
+  first render of a run with 10,000 items) are printed and kept in test/artifacts/.
+"""
+import gzip
+import json
+import os
+import select
+import shutil
+import subprocess
+import unittest
+
+from harness import BUILD, SOURCE, Daemon, testworker_flow
+
+NODE = shutil.which("node")
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+BROWSER_DIR = os.path.join(SOURCE, "test/browser")
+DRIVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dashboard_driver.mjs")
+ARTIFACTS = os.path.join(SOURCE, "test/artifacts")
+KEY = "dashboard-write-key-0123456789"
+READ_KEY = "dashboard-read-key-0123456789"
+SCHEMA = json.dumps({"type": "object", "additionalProperties": False, "properties": {
+    "items": {"type": "integer", "minimum": 0}, "item_delay": {"type": "number"},
+    "steps": {"type": "array", "items": {"type": "string"}}, "progress": {"type": "boolean"},
+    "result": {"type": "object"}}})
+
+
+def missing():
+    if not NODE:
+        return "node not found (scripts/setup.sh installs nodejs)"
+    if not os.access(CHROMIUM, os.X_OK):
+        return "%s not found (scripts/setup.sh installs Debian's chromium)" % CHROMIUM
+    if not os.path.isdir(os.path.join(BROWSER_DIR, "node_modules/playwright-core")):
+        return "playwright-core not installed (scripts/setup.sh runs npm ci in test/browser)"
+    return None
+
+
+def flows():
+    return (testworker_flow(resumable="yes") + testworker_flow("typed", input_schema=SCHEMA)
+            + "[flow.bulk]\ncommand = %s\n" % os.path.join(BUILD, "test/emit_items")
+            + "[flow.ext]\nexecutor = external\n")
+
+
+class Headers(unittest.TestCase):
+    """The files as HTTP serves them (no browser needed)."""
+
+    def setUp(self):
+        self.d = Daemon(flows=testworker_flow(), extra="[auth]\nkey = read:%s\n" % KEY).start()
+
+    def tearDown(self):
+        self.d.stop()
+
+    def test_gzip_etag_cache_csp(self):
+        plain = self.d.get("/")
+        self.assertEqual(plain.status, 200, plain)  # no key needed: the page holds no data
+        self.assertTrue(plain.headers["content-type"].startswith("text/html"))
+        self.assertNotIn("content-encoding", plain.headers)
+        self.assertIn(b'<script type="module" src="/ui/app.mjs">', plain.body)
+        self.assertNotIn(b"<script>", plain.body, "no inline script")
+        zipped = self.d.get("/", headers={"Accept-Encoding": "gzip, deflate, br"})
+        self.assertEqual(zipped.headers.get("content-encoding"), "gzip")
+        self.assertLess(len(zipped.body), len(plain.body))
+        self.assertEqual(gzip.decompress(zipped.body), plain.body)
+        for r in (plain, zipped):
+            self.assertEqual(r.headers["vary"], "Accept-Encoding")
+            self.assertEqual(r.headers["cache-control"], "no-cache")
+            csp = r.headers["content-security-policy"]
+            for part in ("default-src 'none'", "script-src 'self'", "style-src 'self'",
+                         "connect-src 'self'", "frame-ancestors 'none'", "base-uri 'none'",
+                         "require-trusted-types-for 'script'"):
+                self.assertIn(part, csp)
+            self.assertNotIn("unsafe", csp)
+        self.assertNotEqual(plain.headers["etag"], zipped.headers["etag"])
+        again = self.d.get("/", headers={"Accept-Encoding": "gzip",
+                                         "If-None-Match": zipped.headers["etag"]})
+        self.assertEqual(again.status, 304)
+        refused = self.d.get("/", headers={"Accept-Encoding": "gzip;q=0"})
+        self.assertNotIn("content-encoding", refused.headers)
+        for name, ctype in (("app.mjs", "text/javascript"), ("app.css", "text/css")):
+            r = self.d.get("/ui/" + name)
+            self.assertEqual(r.status, 200, r)
+            self.assertTrue(r.headers["content-type"].startswith(ctype))
+        for bad in ("/ui/app.mjs.gz", "/ui/index.html", "/ui/nothing.mjs"):
+            self.assertEqual(self.d.get(bad).status, 404, bad)
+        self.assertEqual(self.d.request("POST", "/", body=b"").status, 405)
+        # The client the page imports comes gzipped too, with its own ETag.
+        cj = self.d.get("/v1/client.js")
+        cz = self.d.get("/v1/client.js", headers={"Accept-Encoding": "gzip"})
+        self.assertEqual(cz.headers.get("content-encoding"), "gzip")
+        self.assertEqual(gzip.decompress(cz.body), cj.body)
+        self.assertNotEqual(cj.headers["etag"], cz.headers["etag"])
+        self.assertEqual(cz.headers["vary"], "Accept-Encoding")
+
+
+@unittest.skipIf(missing(), "SKIPPED: %s" % missing())
+class Browser(unittest.TestCase):
+    def setUp(self):
+        # Webhooks may reach the driver's receiver on loopback.
+        self.d = Daemon(flows=flows(), extra="[auth]\nkey = write:%s\nkey = read:%s\n"
+                        "[webhooks]\nallow_private = yes\n" % (KEY, READ_KEY)).start()
+        os.makedirs(ARTIFACTS, exist_ok=True)
+        stale = os.path.join(ARTIFACTS, "failure.png")  # the driver's picture of a failure
+        if os.path.exists(stale):
+            os.remove(stale)
+
+    def tearDown(self):
+        self.d.stop()
+
+    def test_dashboard_in_chromium(self):
+        base = "http://127.0.0.1:%d" % self.d.port
+        p = subprocess.Popen([NODE, DRIVER, base, KEY, ARTIFACTS, READ_KEY], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=dict(os.environ, CHROMIUM=CHROMIUM))
+        self.addCleanup(self.reap, p)
+        seen = []
+        while True:
+            ready, _, _ = select.select([p.stdout], [], [], 150)
+            self.assertTrue(ready, "the driver said nothing for 150 s after %r" % seen[-1:])
+            line = p.stdout.readline()
+            if not line:
+                break
+            msg = json.loads(line)
+            seen.append(msg)
+            if msg["kind"] == "kill":
+                self.d.kill9()
+            elif msg["kind"] == "banner":
+                self.d.start()  # same port and store: the page must find it again
+                p.stdin.write("restarted\n")
+                p.stdin.flush()
+            elif msg["kind"] in ("ok", "fail"):
+                break
+        p.wait(timeout=30)
+        last = seen[-1] if seen else {}
+        self.assertEqual(last.get("kind"), "ok", "driver: %s\nstderr: %s" % (
+            json.dumps(last, indent=1), p.stderr.read()[-4000:]))
+        self.assertEqual(p.returncode, 0)
+        for page in ("list", "run", "overview"):
+            for width in ("desktop", "phone"):
+                self.assertTrue(os.path.getsize(os.path.join(
+                    ARTIFACTS, "%s-%s.png" % (page, width))) > 5000)
+        with open(os.path.join(ARTIFACTS, "figures.json"), "w") as f:
+            json.dump({"weight": last["weight"], "big_run": last["bigRun"],
+                       "restart_rows": last["restartRows"]}, f, indent=1)
+        print("dashboard figures: %s" % json.dumps(last))
+
+    @staticmethod
+    def reap(p):
+        if p.poll() is None:
+            p.kill()
+        p.wait(timeout=10)
+        for f in (p.stdin, p.stdout, p.stderr):
+            f.close()
+
+
+if __name__ == "__main__":
+    unittest.main()
