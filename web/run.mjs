@@ -47,7 +47,15 @@ export function runView(app, main, id) {
     // A run's stream ends after run.end; an extend or an enrichment makes the run active
     // again, and its new events are read from where the ended stream stopped.
     if (watch && watch.closed && !v.disposed && (run.is_active || !TERMINAL.includes(run.status))) startWatch();
+    // An enrichment attaches data to items already shown: reload the table when one's state
+    // moves, and while one runs with no stream open (it can start and finish between two
+    // reads of the run), read the run again until it is done.
+    const ek = JSON.stringify(run.enrichments || []);
+    if (ek !== enrichKey) { enrichKey = ek; items.changed(); }
+    if ((!watch || watch.closed) && !v.disposed &&
+        (run.enrichments || []).some((e) => e.status === 'running')) setTimeout(() => v.refresh(), 1000);
   }
+  let enrichKey = null;
 
   v.refresh = throttle(async () => {
     if (v.disposed) return;
