@@ -48,6 +48,7 @@ typedef struct rd_pg {
     bool have_ids; /* this transaction holds the lock of the id counter */
     int64_t next_id, top_id;
     int64_t last_try; /* monotonic ms of the last connection attempt */
+    pg_batch events;  /* the transaction's events not sent yet (store_pg_batch.c) */
 } rd_pg;
 
 static rd_pg *P(rd_store *s)
@@ -84,6 +85,7 @@ static void pg_down(rd_pg *s, const char *what)
     s->failed = s->failed || s->tx_open;
     s->pending = 0;
     s->have_ids = false;
+    rd_pg_batch_reset(&s->events);
 }
 
 /* Prepares every statement, then enters pipeline mode. */
@@ -218,7 +220,7 @@ static int flush(rd_pg *s, bool sync)
 
 /* ---- sending ---------------------------------------------------------------------------- */
 
-static int send_st(rd_pg *s, pg_st st, const pg_args *a)
+static int send_one(rd_pg *s, pg_st st, const pg_args *a)
 {
     static const pg_args none = {0};
     a = a ? a : &none;
@@ -227,6 +229,30 @@ static int send_st(rd_pg *s, pg_st st, const pg_args *a)
         return RD_EIO;
     }
     return 0;
+}
+
+/* Sends the transaction's gathered events as one statement, queued like any write. */
+static int send_events(rd_pg *s)
+{
+    pg_args a;
+    int rc;
+
+    if (s->events.rows == 0)
+        return 0;
+    rd_pg_batch_args(&s->events, &a);
+    rc = send_one(s, PS_EV_APPEND_MANY, &a);
+    rd_pg_batch_reset(&s->events);
+    s->pending += rc == 0;
+    if (rc != 0)
+        s->failed = true;
+    return rc;
+}
+
+/* Every statement goes out after the events gathered before it, so the server sees them in
+ * the order they were made (a read in the transaction sees the events written before it). */
+static int send_st(rd_pg *s, pg_st st, const pg_args *a)
+{
+    return send_events(s) != 0 ? RD_EIO : send_one(s, st, a);
 }
 
 /* Opens the batch's transaction if none is open. */
@@ -329,6 +355,30 @@ int rd_pg_event_id(rd_store *base, int64_t want, int64_t *out)
     return 0;
 }
 
+int rd_pg_event_queue(rd_store *base, int64_t id, const char *run_id, const char *flow,
+                      const char *type, int64_t ts, const char *data, int64_t item_seq)
+{
+    rd_pg *s = P(base);
+    if (tx_begin(s) != 0)
+        return RD_EIO;
+    if (rd_pg_batch_add(&s->events, id, run_id, flow, type, ts, data, item_seq) != 0) {
+        rd_log_err("store: postgresql: out of memory gathering events");
+        rd_pg_batch_reset(&s->events);
+        s->failed = true;
+        return RD_EIO;
+    }
+    if (!rd_pg_batch_full(&s->events))
+        return 0;
+    /* Out now, so the server inserts these rows while the loop reads the next ones. */
+    if (send_events(s) != 0 || PQflush(s->conn) != 0) {
+        pg_down(s, "send");
+        return RD_EIO;
+    }
+    if (s->pending >= MAX_PENDING && (flush(s, false) != 0 || drain(s) != 0))
+        return RD_EIO;
+    return 0;
+}
+
 /* ---- transactions ----------------------------------------------------------------------- */
 
 /* Ends the transaction: COMMIT (commit) or ROLLBACK, a Sync, and every result read. */
@@ -337,6 +387,8 @@ static int tx_end(rd_pg *s, bool commit)
     int rc = 0;
     if (!s->tx_open)
         return 0;
+    if (!commit)
+        rd_pg_batch_reset(&s->events); /* never sent: nothing to undo */
     if (s->up && commit && s->have_ids) {
         pg_args a = {0};
         pga_i64(&a, s->top_id);
@@ -364,6 +416,7 @@ static int tx_end(rd_pg *s, bool commit)
         }
     }
     rc = rc == 0 && !s->failed ? 0 : RD_EIO;
+    rd_pg_batch_reset(&s->events);
     s->tx_open = s->failed = s->have_ids = false;
     s->pending = 0;
     return rc;
@@ -391,6 +444,7 @@ static void pg_close(rd_store *base)
     if (s->tx_open && tx_end(s, true) != 0)
         rd_log_err("store: close: the last transaction was not committed");
     PQfinish(s->conn); /* NULL is a no-op */
+    rd_pg_batch_dispose(&s->events);
     free(s);
 }
 

@@ -124,6 +124,22 @@ class TestSchema(PgTest):
 
 
 class TestFailures(PgTest):
+    def test_event_text_round_trips_through_the_batch(self):
+        # Events reach the server as array literals (store_pg_batch.c): quotes, backslashes,
+        # braces, commas, the word NULL, control characters and non-ASCII text must come back
+        # exactly, read from the database by a second daemon.
+        odd = ['say "hi"', "back\\slash\\", "{a,b}", "NULL", "null", "", " pad ", "tab\tnl\n",
+               "\u00e9\u2603\U0001F600", ",", '\\"', "}{"]
+        d = self.daemon()
+        run = d.create("items", {"items": 3, "result": {"odd": odd}})
+        self.assertEqual(finish(d, run["id"])["status"], "succeeded")
+        d.stop()
+        d2 = self.daemon(old=d)
+        results = [e for e in d2.events(run["id"]) if e["type"] == "run.result"]
+        self.assertEqual(len(results), 1, d2.events(run["id"]))
+        self.assertEqual(results[0]["data"]["data"]["odd"], odd)
+        self.check_run(d2, run["id"], 3)
+
     def test_kill9_loses_nothing(self):
         d = self.daemon()
         run = d.create("items", {"items": ITEMS, "checkpoint": True, "item_delay": 0.002})
