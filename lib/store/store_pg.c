@@ -49,6 +49,7 @@ typedef struct rd_pg {
     int64_t next_id, top_id;
     int64_t last_try; /* monotonic ms of the last connection attempt */
     pg_batch events;  /* the transaction's events not sent yet (store_pg_batch.c) */
+    bool probing;     /* a probe's SELECT 1 and Sync are out, their results not read */
 } rd_pg;
 
 static rd_pg *P(rd_store *s)
@@ -85,6 +86,7 @@ static void pg_down(rd_pg *s, const char *what)
     s->failed = s->failed || s->tx_open;
     s->pending = 0;
     s->have_ids = false;
+    s->probing = false;
     rd_pg_batch_reset(&s->events);
 }
 
@@ -114,11 +116,45 @@ static int pg_setup(PGconn *conn, char *err, size_t errlen)
     return 0;
 }
 
+/* Reads the results of a probe (store_pg.c's pg_probe_send): its SELECT, then the Sync.
+ * wait: blocks until they are in (a store call needs the connection); else returns 1 as soon
+ * as reading would block. 0 when the server answered, RD_EIO when the connection is gone. */
+static int probe_take(rd_pg *s, bool wait)
+{
+    bool bad = false;
+    int nulls = 0;
+
+    while (s->probing) {
+        if (!wait && PQconsumeInput(s->conn) != 1)
+            break;
+        if (!wait && PQisBusy(s->conn))
+            return 1;
+        PGresult *r = PQgetResult(s->conn);
+        if (!r) {
+            /* One NULL ends the SELECT's results; more mean the Sync is not coming. */
+            if (PQstatus(s->conn) != CONNECTION_OK || ++nulls > 2)
+                break;
+            continue;
+        }
+        ExecStatusType st = PQresultStatus(r);
+        PQclear(r);
+        if (st == PGRES_PIPELINE_SYNC) {
+            s->probing = false;
+            return bad ? RD_EIO : 0;
+        }
+        bad = bad || st != PGRES_TUPLES_OK;
+    }
+    pg_down(s, "probe");
+    return RD_EIO;
+}
+
 /* Called by every operation: reconnects after a pause when the connection was lost. */
 static int pg_ready(rd_pg *s)
 {
     char err[512];
 
+    if (s->probing) /* a store call needs the connection: the probe's answer first */
+        probe_take(s, true);
     if (s->up)
         return 0;
     if (s->tx_open) /* the batch that was open when the link broke must end first */
@@ -433,6 +469,36 @@ static int pg_rollback(rd_store *base)
     return 0;
 }
 
+/* ---- the health probe ------------------------------------------------------------------ */
+
+/* A probe is sent only between transactions: its Sync must not end one. */
+static int pg_probe_send(rd_store *base, int *fd)
+{
+    rd_pg *s = P(base);
+
+    if (!fd)
+        return 0;
+    *fd = -1;
+    if (s->tx_open || s->probing)
+        return 0;
+    if (pg_ready(s) != 0)
+        return RD_EIO;
+    if (PQsendQueryParams(s->conn, "SELECT 1", 0, NULL, NULL, NULL, NULL, 0) != 1 ||
+        PQpipelineSync(s->conn) != 1 || PQflush(s->conn) != 0) {
+        pg_down(s, "probe");
+        return RD_EIO;
+    }
+    s->probing = true;
+    *fd = PQsocket(s->conn);
+    return 0;
+}
+
+static int pg_probe_read(rd_store *base)
+{
+    rd_pg *s = P(base);
+    return s->probing ? probe_take(s, false) : s->up ? 0 : RD_EIO;
+}
+
 /* ---- open and close --------------------------------------------------------------------- */
 
 /* The one teardown, safe on a half-built store. */
@@ -485,6 +551,8 @@ static const rd_store_ops pg_ops = {
     .dlv_unlease = rd_pg_dlv_unlease,
     .dlv_attempt_add = rd_pg_dlv_attempt_add,
     .dlv_attempts_scan = rd_pg_dlv_attempts_scan,
+    .probe_send = pg_probe_send,
+    .probe_read = pg_probe_read,
 };
 
 /* Connects with the dsn, adding the password file and a connect timeout (either may already

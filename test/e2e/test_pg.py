@@ -8,6 +8,7 @@ Every test uses the test process's throwaway server (pg.py), whatever RUNSD_TEST
 import os
 import subprocess
 import tempfile
+import time
 import unittest
 
 import pg
@@ -153,6 +154,23 @@ class TestFailures(PgTest):
         self.check_run(d2, run["id"], ITEMS)
         for rid in done_before:
             self.assertEqual(finish(d2, rid)["status"], "succeeded")
+
+    def test_idle_daemon_notices_the_server_gone(self):
+        # No run is active, so no commit fails: only the health probe (runs_probe.c) can see it.
+        d = self.daemon()
+        self.assertEqual(d.get("/readyz").status, 200)
+        self.srv.stop()
+        t0 = time.monotonic()
+        wait_for(lambda: d.get("/readyz").status == 503, timeout=10, what="readyz 503")
+        self.assertLess(time.monotonic() - t0, 5)
+        self.assertIn("does not answer", d.read_log(whole=True))
+        self.srv.start()
+        t0 = time.monotonic()
+        wait_for(lambda: d.get("/readyz").status == 200, timeout=15, what="readyz 200")
+        self.assertLess(time.monotonic() - t0, 8)
+        self.assertIn("answers again", d.read_log(whole=True))
+        run = d.create("items", {"items": 2})
+        self.assertEqual(finish(d, run["id"])["status"], "succeeded")
 
     def test_server_stopped_and_started_under_load(self):
         d = self.daemon()
