@@ -56,8 +56,8 @@ static int col_i64(pg_batch *b, int c, int64_t v, bool null)
 static int col_str(pg_batch *b, int c, const char *s)
 {
     size_t n = s ? strlen(s) : 0;
-    /* At worst every byte is escaped; plus the separator and two quotes. */
-    if (col_reserve(b, c, 2 * n + 4) != 0)
+    /* At worst every byte is escaped; plus the separator and two quotes (or NULL). */
+    if (col_reserve(b, c, 2 * n + 5) != 0)
         return RD_EIO;
     col_sep(b, c);
     char *o = b->col[c] + b->len[c];
