@@ -21,9 +21,14 @@
  * order (docs/postgresql.md, "Event ids").
  *
  * Blocking: all calls are synchronous libpq on the loop's thread (a Unix socket keeps a round
- * trip in the tens of microseconds). A lost connection is noticed by the call that fails; the
- * next call after a pause of RECONNECT_MS tries PQreset(), so a dead server costs the loop
- * one failed connect (immediate on a Unix socket, at most connect_timeout on TCP) per pause.
+ * trip in the tens of microseconds). A lost connection is noticed by the call that fails, or
+ * by the health probe an idle daemon sends between transactions (pg_probe_send, whose answer
+ * the loop reads when the socket is readable: run/runs_probe.c); the next call after a pause
+ * of RECONNECT_MS tries PQreset(), so a dead server costs the loop one failed connect
+ * (immediate on a Unix socket, at most connect_timeout on TCP) per pause.
+ *
+ * A transaction's events are gathered (store_pg_batch.c) and sent as one multi-row INSERT
+ * before the next other statement, before COMMIT, or when the batch is full.
  */
 #include "store/store_pg_int.h"
 
