@@ -121,7 +121,7 @@ static int pg_setup(PGconn *conn, char *err, size_t errlen)
     return 0;
 }
 
-/* Reads the results of a probe (store_pg.c's pg_probe_send): its SELECT, then the Sync.
+/* Reads the results of a probe (pg_probe_send, below): its SELECT, then the Sync.
  * wait: blocks until they are in (a store call needs the connection); else returns 1 as soon
  * as reading would block. 0 when the server answered, RD_EIO when the connection is gone. */
 static int probe_take(rd_pg *s, bool wait)
