@@ -72,6 +72,10 @@ struct rd_runs {
     int n_watches;
     int n_queued;
     bool store_ok;
+    bool probe_down;            /* the last health probe found no database (runs_probe.c) */
+    struct event *probe_timer;  /* the next probe */
+    struct event *probe_answer; /* waits on the store's socket for a probe's answer */
+    int probe_ms;               /* the wait before the next probe: grows while down */
     unsigned char stream_key[32]; /* HMAC key of stream tokens, kept in the store's kv */
     unsigned char link_key[32];   /* HMAC key of approval/auth links, kept outside the store */
     uint64_t m_runs_created, m_events, m_items, m_proto_errors, m_commits, m_commit_failures;
@@ -93,6 +97,11 @@ void rd_active_wake_watches(rd_active *act);
 /* runs_metrics.c */
 /** Counts a transition just made (rd_run_transition): finished runs, queue wait, duration. */
 void rd_runs_count_transition(rd_active *act, rd_status from, rd_status to);
+/* runs_probe.c */
+/** Starts the periodic health probe when the store has one (PostgreSQL). 0 or RD_ERR. */
+int rd_runs_probe_start(rd_runs *rs);
+/** Stops it and frees its events. */
+void rd_runs_probe_stop(rd_runs *rs);
 /* runs_links.c */
 int rd_runs_load_keys(rd_runs *rs);
 /** Records a webhook delivery of type in the open transaction (run_wire may be NULL). */

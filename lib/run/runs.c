@@ -32,7 +32,8 @@ rd_runs *rd_runs_new(struct event_base *base, rd_store *store, const rd_config *
     LIST_INIT(&rs->observers);
     rs->active = rd_map_new();
     rs->commit_ev = event_new(base, -1, 0, runs_on_commit, rs);
-    if (!rs->active || !rs->commit_ev || rd_runs_load_keys(rs) != 0) {
+    if (!rs->active || !rs->commit_ev || rd_runs_load_keys(rs) != 0 ||
+        rd_runs_probe_start(rs) != 0) {
         rd_runs_free(rs);
         return NULL;
     }
@@ -93,6 +94,7 @@ void rd_runs_free(rd_runs *rs)
         LIST_REMOVE(o, link);
         free(o);
     }
+    rd_runs_probe_stop(rs);
     if (rs->commit_ev)
         event_free(rs->commit_ev);
     if (rs->retry_ev)
@@ -123,7 +125,7 @@ rd_store *rd_runs_store(const rd_runs *rs)
 
 bool rd_runs_store_ok(const rd_runs *rs)
 {
-    return rs->store_ok;
+    return rs->store_ok && !rs->probe_down;
 }
 
 int rd_runs_n_queued(const rd_runs *rs)

@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/util.h"
 #include "model/run.h"
 
 typedef struct rd_store rd_store;
@@ -155,6 +156,10 @@ typedef struct rd_store_ops {
     int (*dlv_unlease)(rd_store *s);
     int (*dlv_attempt_add)(rd_store *s, const rd_delivery_attempt *a);
     int (*dlv_attempts_scan)(rd_store *s, const char *delivery_id, rd_attempt_cb cb, void *arg);
+    /* The health probe of a backend whose database can go away while the daemon is idle
+     * (PostgreSQL); NULL in one that needs none (SQLite). See rd_store_probe_send. */
+    int (*probe_send)(rd_store *s, int *fd);
+    int (*probe_read)(rd_store *s);
 } rd_store_ops;
 
 struct rd_store {
@@ -188,6 +193,29 @@ static inline void rd_store_close(rd_store *s)
 {
     if (s)
         s->ops->close(s);
+}
+/** Starts a health probe: a trivial query whose answer arrives on *fd, without waiting for it
+ * (read it with rd_store_probe_read when fd is readable). 0 with *fd >= 0: sent; 0 with
+ * *fd < 0: nothing to ask now (a transaction is open, or a probe is already out); RD_EIO: the
+ * database is unreachable (a reconnection was tried, at most every 250 ms); RD_ENOTFOUND:
+ * this store needs no probe (SQLite: its file does not go away while the daemon is idle).
+ * fd NULL only asks whether the store has a probe (0 or RD_ENOTFOUND). */
+static inline int rd_store_probe_send(rd_store *s, int *fd)
+{
+    if (fd)
+        *fd = -1;
+    return s->ops->probe_send ? s->ops->probe_send(s, fd) : RD_ENOTFOUND;
+}
+/** Whether the store has a health probe (nothing is sent). */
+static inline bool rd_store_probes(rd_store *s)
+{
+    return rd_store_probe_send(s, NULL) != RD_ENOTFOUND;
+}
+/** Reads what arrived of the probe's answer without blocking: 0 answered (the database is
+ * there), 1 not complete yet (wait on the fd again), RD_EIO the connection is gone. */
+static inline int rd_store_probe_read(rd_store *s)
+{
+    return s->ops->probe_read ? s->ops->probe_read(s) : 0;
 }
 /** Commits the open transaction, if any. */
 static inline int rd_store_commit(rd_store *s)

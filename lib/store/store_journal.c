@@ -513,6 +513,17 @@ READ(pgroups_scan, (rd_store * s, rd_pgroup_cb cb, void *arg), (J(s)->inner, cb,
 READ(dlv_attempts_scan, (rd_store * s, const char *delivery_id, rd_attempt_cb cb, void *arg),
      (J(s)->inner, delivery_id, cb, arg))
 
+/* The probe passes through: it writes nothing, and says whether the store is there. */
+static int j_probe_send(rd_store *s, int *fd)
+{
+    return rd_store_probe_send(J(s)->inner, fd);
+}
+
+static int j_probe_read(rd_store *s)
+{
+    return rd_store_probe_read(J(s)->inner);
+}
+
 static const rd_store_ops journal_ops = {
     .close = j_close,
     .commit = j_commit_timed,
@@ -550,6 +561,8 @@ static const rd_store_ops journal_ops = {
     .pgroup_put = j_pgroup_put,
     .pgroup_del = j_pgroup_del,
     .pgroups_scan = j_pgroups_scan,
+    .probe_send = j_probe_send,
+    .probe_read = j_probe_read,
 };
 
 /* s as a journal, or NULL when it is another store (a test's plain backend). */

@@ -21,9 +21,14 @@
  * order (docs/postgresql.md, "Event ids").
  *
  * Blocking: all calls are synchronous libpq on the loop's thread (a Unix socket keeps a round
- * trip in the tens of microseconds). A lost connection is noticed by the call that fails; the
- * next call after a pause of RECONNECT_MS tries PQreset(), so a dead server costs the loop
- * one failed connect (immediate on a Unix socket, at most connect_timeout on TCP) per pause.
+ * trip in the tens of microseconds). A lost connection is noticed by the call that fails, or
+ * by the health probe an idle daemon sends between transactions (pg_probe_send, whose answer
+ * the loop reads when the socket is readable: run/runs_probe.c); the next call after a pause
+ * of RECONNECT_MS tries PQreset(), so a dead server costs the loop one failed connect
+ * (immediate on a Unix socket, at most connect_timeout on TCP) per pause.
+ *
+ * A transaction's events are gathered (store_pg_batch.c) and sent as one multi-row INSERT
+ * before the next other statement, before COMMIT, or when the batch is full.
  */
 #include "store/store_pg_int.h"
 
@@ -48,6 +53,8 @@ typedef struct rd_pg {
     bool have_ids; /* this transaction holds the lock of the id counter */
     int64_t next_id, top_id;
     int64_t last_try; /* monotonic ms of the last connection attempt */
+    pg_batch events;  /* the transaction's events not sent yet (store_pg_batch.c) */
+    bool probing;     /* a probe's SELECT 1 and Sync are out, their results not read */
 } rd_pg;
 
 static rd_pg *P(rd_store *s)
@@ -84,6 +91,8 @@ static void pg_down(rd_pg *s, const char *what)
     s->failed = s->failed || s->tx_open;
     s->pending = 0;
     s->have_ids = false;
+    s->probing = false;
+    rd_pg_batch_reset(&s->events);
 }
 
 /* Prepares every statement, then enters pipeline mode. */
@@ -112,11 +121,45 @@ static int pg_setup(PGconn *conn, char *err, size_t errlen)
     return 0;
 }
 
+/* Reads the results of a probe (pg_probe_send, below): its SELECT, then the Sync.
+ * wait: blocks until they are in (a store call needs the connection); else returns 1 as soon
+ * as reading would block. 0 when the server answered, RD_EIO when the connection is gone. */
+static int probe_take(rd_pg *s, bool wait)
+{
+    bool bad = false;
+    int nulls = 0;
+
+    while (s->probing) {
+        if (!wait && PQconsumeInput(s->conn) != 1)
+            break;
+        if (!wait && PQisBusy(s->conn))
+            return 1;
+        PGresult *r = PQgetResult(s->conn);
+        if (!r) {
+            /* One NULL ends the SELECT's results; more mean the Sync is not coming. */
+            if (PQstatus(s->conn) != CONNECTION_OK || ++nulls > 2)
+                break;
+            continue;
+        }
+        ExecStatusType st = PQresultStatus(r);
+        PQclear(r);
+        if (st == PGRES_PIPELINE_SYNC) {
+            s->probing = false;
+            return bad ? RD_EIO : 0;
+        }
+        bad = bad || st != PGRES_TUPLES_OK;
+    }
+    pg_down(s, "probe");
+    return RD_EIO;
+}
+
 /* Called by every operation: reconnects after a pause when the connection was lost. */
 static int pg_ready(rd_pg *s)
 {
     char err[512];
 
+    if (s->probing) /* a store call needs the connection: the probe's answer first */
+        probe_take(s, true);
     if (s->up)
         return 0;
     if (s->tx_open) /* the batch that was open when the link broke must end first */
@@ -218,7 +261,7 @@ static int flush(rd_pg *s, bool sync)
 
 /* ---- sending ---------------------------------------------------------------------------- */
 
-static int send_st(rd_pg *s, pg_st st, const pg_args *a)
+static int send_one(rd_pg *s, pg_st st, const pg_args *a)
 {
     static const pg_args none = {0};
     a = a ? a : &none;
@@ -227,6 +270,30 @@ static int send_st(rd_pg *s, pg_st st, const pg_args *a)
         return RD_EIO;
     }
     return 0;
+}
+
+/* Sends the transaction's gathered events as one statement, queued like any write. */
+static int send_events(rd_pg *s)
+{
+    pg_args a;
+    int rc;
+
+    if (s->events.rows == 0)
+        return 0;
+    rd_pg_batch_args(&s->events, &a);
+    rc = send_one(s, PS_EV_APPEND_MANY, &a);
+    rd_pg_batch_reset(&s->events);
+    s->pending += rc == 0;
+    if (rc != 0)
+        s->failed = true;
+    return rc;
+}
+
+/* Every statement goes out after the events gathered before it, so the server sees them in
+ * the order they were made (a read in the transaction sees the events written before it). */
+static int send_st(rd_pg *s, pg_st st, const pg_args *a)
+{
+    return send_events(s) != 0 ? RD_EIO : send_one(s, st, a);
 }
 
 /* Opens the batch's transaction if none is open. */
@@ -329,6 +396,30 @@ int rd_pg_event_id(rd_store *base, int64_t want, int64_t *out)
     return 0;
 }
 
+int rd_pg_event_queue(rd_store *base, int64_t id, const char *run_id, const char *flow,
+                      const char *type, int64_t ts, const char *data, int64_t item_seq)
+{
+    rd_pg *s = P(base);
+    if (tx_begin(s) != 0)
+        return RD_EIO;
+    if (rd_pg_batch_add(&s->events, id, run_id, flow, type, ts, data, item_seq) != 0) {
+        rd_log_err("store: postgresql: out of memory gathering events");
+        rd_pg_batch_reset(&s->events);
+        s->failed = true;
+        return RD_EIO;
+    }
+    if (!rd_pg_batch_full(&s->events))
+        return 0;
+    /* Out now, so the server inserts these rows while the loop reads the next ones. */
+    if (send_events(s) != 0 || PQflush(s->conn) != 0) {
+        pg_down(s, "send");
+        return RD_EIO;
+    }
+    if (s->pending >= MAX_PENDING && (flush(s, false) != 0 || drain(s) != 0))
+        return RD_EIO;
+    return 0;
+}
+
 /* ---- transactions ----------------------------------------------------------------------- */
 
 /* Ends the transaction: COMMIT (commit) or ROLLBACK, a Sync, and every result read. */
@@ -337,6 +428,8 @@ static int tx_end(rd_pg *s, bool commit)
     int rc = 0;
     if (!s->tx_open)
         return 0;
+    if (!commit)
+        rd_pg_batch_reset(&s->events); /* never sent: nothing to undo */
     if (s->up && commit && s->have_ids) {
         pg_args a = {0};
         pga_i64(&a, s->top_id);
@@ -364,6 +457,7 @@ static int tx_end(rd_pg *s, bool commit)
         }
     }
     rc = rc == 0 && !s->failed ? 0 : RD_EIO;
+    rd_pg_batch_reset(&s->events);
     s->tx_open = s->failed = s->have_ids = false;
     s->pending = 0;
     return rc;
@@ -380,6 +474,36 @@ static int pg_rollback(rd_store *base)
     return 0;
 }
 
+/* ---- the health probe ------------------------------------------------------------------ */
+
+/* A probe is sent only between transactions: its Sync must not end one. */
+static int pg_probe_send(rd_store *base, int *fd)
+{
+    rd_pg *s = P(base);
+
+    if (!fd)
+        return 0;
+    *fd = -1;
+    if (s->tx_open || s->probing)
+        return 0;
+    if (pg_ready(s) != 0)
+        return RD_EIO;
+    if (PQsendQueryParams(s->conn, "SELECT 1", 0, NULL, NULL, NULL, NULL, 0) != 1 ||
+        PQpipelineSync(s->conn) != 1 || PQflush(s->conn) != 0) {
+        pg_down(s, "probe");
+        return RD_EIO;
+    }
+    s->probing = true;
+    *fd = PQsocket(s->conn);
+    return 0;
+}
+
+static int pg_probe_read(rd_store *base)
+{
+    rd_pg *s = P(base);
+    return s->probing ? probe_take(s, false) : s->up ? 0 : RD_EIO;
+}
+
 /* ---- open and close --------------------------------------------------------------------- */
 
 /* The one teardown, safe on a half-built store. */
@@ -391,6 +515,7 @@ static void pg_close(rd_store *base)
     if (s->tx_open && tx_end(s, true) != 0)
         rd_log_err("store: close: the last transaction was not committed");
     PQfinish(s->conn); /* NULL is a no-op */
+    rd_pg_batch_dispose(&s->events);
     free(s);
 }
 
@@ -431,6 +556,8 @@ static const rd_store_ops pg_ops = {
     .dlv_unlease = rd_pg_dlv_unlease,
     .dlv_attempt_add = rd_pg_dlv_attempt_add,
     .dlv_attempts_scan = rd_pg_dlv_attempts_scan,
+    .probe_send = pg_probe_send,
+    .probe_read = pg_probe_read,
 };
 
 /* Connects with the dsn, adding the password file and a connect timeout (either may already

@@ -1,9 +1,10 @@
 /*
  * store_pg_events.c: events, items, enrichments, idempotency keys, kv and process groups in
- * the PostgreSQL store. Appends are queued in the batch's pipeline (their ids come from the
- * transaction's counter, store_pg.c), so a burst of a thousand items costs no round trip
- * until the commit. Scans read a whole result (limit bounds it) and hand each row to the
- * callback; the strings live until the callback returns.
+ * the PostgreSQL store. Appends are gathered into one multi-row INSERT per transaction
+ * (store_pg_batch.c; their ids come from the transaction's counter, store_pg.c), so a burst
+ * of a thousand items costs one statement and no round trip until the commit. Scans read a
+ * whole result (limit bounds it) and hand each row to the callback; the strings live until
+ * the callback returns.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,22 +16,10 @@
 int rd_pg_event_append(rd_store *s, const char *run_id, const char *flow, const char *type,
                        int64_t ts, const char *data, int64_t item_seq, int64_t *out_id)
 {
-    pg_args a = {0};
     int64_t id;
 
-    if (rd_pg_event_id(s, out_id ? *out_id : 0, &id) != 0)
-        return RD_EIO;
-    pga_i64(&a, id);
-    pga_str(&a, run_id);
-    pga_str(&a, flow);
-    pga_str(&a, type);
-    pga_i64(&a, ts);
-    pga_str(&a, data);
-    if (item_seq > 0)
-        pga_i64(&a, item_seq);
-    else
-        pga_str(&a, NULL);
-    if (rd_pg_send(s, PS_EV_APPEND, &a) != 0)
+    if (rd_pg_event_id(s, out_id ? *out_id : 0, &id) != 0 ||
+        rd_pg_event_queue(s, id, run_id, flow, type, ts, data, item_seq) != 0)
         return RD_EIO;
     if (out_id)
         *out_id = id;

@@ -36,8 +36,9 @@
 #define PG_LIST(X)                                                                                 \
     X(SEQ_LOCK, "SELECT last_id FROM runsd_event_seq FOR UPDATE")                                  \
     X(SEQ_SET, "UPDATE runsd_event_seq SET last_id = $1 WHERE last_id < $1")                       \
-    X(EV_APPEND, "INSERT INTO events (id, run_id, flow, type, ts, data, item_seq)"                 \
-                 " VALUES ($1, $2, $3, $4, $5, $6, $7)")                                           \
+    X(EV_APPEND_MANY, "INSERT INTO events (id, run_id, flow, type, ts, data, item_seq)"            \
+                      " SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[],"   \
+                      " $5::bigint[], $6::text[], $7::bigint[])")                                 \
     X(EV_SCAN_RUN, EVP_SELECT " WHERE run_id = $1 AND id > $2 ORDER BY id LIMIT $3")               \
     X(EV_SCAN_ALL, EVP_SELECT " WHERE id > $1 ORDER BY id LIMIT $2")                               \
     X(ITEMS_SCAN, "SELECT id, run_id, flow, type, ts, data, item_seq, (SELECT"                     \
@@ -124,6 +125,32 @@ static inline void pga_str(pg_args *a, const char *s)
 
 void pga_i64(pg_args *a, int64_t v);
 
+/* A transaction's events, gathered into one multi-row INSERT (store_pg_batch.c): each
+ * column the text of an array literal. Sent when full, before any other statement of the
+ * transaction, and before COMMIT. */
+#define PG_BATCH_COLS 7
+#define PG_BATCH_ROWS 2000
+#define PG_BATCH_BYTES (1 << 20)
+typedef struct pg_batch {
+    char *col[PG_BATCH_COLS];
+    size_t len[PG_BATCH_COLS], cap[PG_BATCH_COLS];
+    int rows;
+} pg_batch;
+
+/** Adds an event (item_seq <= 0: NULL). RD_EIO when out of memory (the batch is then
+ * unusable until reset: the caller fails the transaction). */
+int rd_pg_batch_add(pg_batch *b, int64_t id, const char *run_id, const char *flow,
+                    const char *type, int64_t ts, const char *data, int64_t item_seq);
+/** Whether the batch should be sent now. */
+bool rd_pg_batch_full(const pg_batch *b);
+/** Closes the array literals and points a's 7 parameters at them (valid until the next
+ * reset). */
+void rd_pg_batch_args(pg_batch *b, pg_args *a);
+/** Empties the batch, keeping its memory. */
+void rd_pg_batch_reset(pg_batch *b);
+/** Frees the batch's memory. */
+void rd_pg_batch_dispose(pg_batch *b);
+
 /* ---- store_pg.c ------------------------------------------------------------------------- */
 
 /** Queues a write in the batch's transaction (opened if needed) without waiting for its
@@ -139,6 +166,10 @@ int rd_pg_call_i64(rd_store *s, pg_st st, const pg_args *a, int64_t *out);
 int rd_pg_call_n(rd_store *s, pg_st st, const pg_args *a, int64_t *n);
 /** Allocates the next event id under the transaction's lock of the id counter. */
 int rd_pg_event_id(rd_store *s, int64_t want, int64_t *out);
+/** Adds an event to the transaction's batch (its id from rd_pg_event_id); sends the batch
+ * when full. */
+int rd_pg_event_queue(rd_store *s, int64_t id, const char *run_id, const char *flow,
+                      const char *type, int64_t ts, const char *data, int64_t item_seq);
 /** The column as an integer (NULL reads as 0). */
 int64_t rd_pg_i64(const PGresult *r, int row, int col);
 /** The column as a string, NULL when it is NULL. */

@@ -15,6 +15,7 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -201,6 +202,23 @@ class Daemon:
         if "cannot bind" in self.read_log() or "Address already in use" in self.read_log():
             return False
         raise AssertionError("runsd exited during start: %s" % self.read_log())
+
+    def store_sql(self, sql):
+        """Runs one SQL statement on the daemon's store with its backend's own client (Python's
+        sqlite3, or psql on the test server) and returns the rows as tuples of text (NULL as
+        ""). For a stopped daemon, or to read what is committed: tests that edit or inspect the
+        store this way run on both backends."""
+        if self.backend == "postgresql":
+            import pg
+            out = pg.server().psql(sql, self.dsn.split("dbname=")[1])
+            return [tuple(line.split("|")) for line in out.splitlines()] if out else []
+        db = sqlite3.connect(self.store)
+        try:
+            rows = [tuple("" if v is None else str(v) for v in r) for r in db.execute(sql)]
+            db.commit()
+            return rows
+        finally:
+            db.close()
 
     def read_log(self, whole=False):
         """The daemon's stderr (its last 4000 characters unless whole)."""

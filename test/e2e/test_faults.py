@@ -24,8 +24,12 @@ import tempfile
 import time
 import unittest
 
-from harness import VALGRIND, Daemon, testworker_flow, wait_for
+from harness import BACKEND, VALGRIND, Daemon, testworker_flow, wait_for
 from helpers import all_results
+
+# These faults are of the SQLite file (its disk fills, its directory turns read-only); the
+# PostgreSQL equivalent, the database server stopped under load and while idle, is test_pg's.
+SQLITE_ONLY = "faults of the SQLite store file; PostgreSQL's are in test_pg"
 
 ITEMS = 3000
 
@@ -90,6 +94,7 @@ def shim_env(tc, tmp, store_dir):
     return env, flag
 
 
+@unittest.skipIf(BACKEND == "postgresql", SQLITE_ONLY)
 class StoreFaults(unittest.TestCase):
     def setUp(self):
         if os.geteuid() != 0:
@@ -148,6 +153,7 @@ class StoreFaults(unittest.TestCase):
                             lambda: os.unlink(filler[0]))
 
 
+@unittest.skipIf(BACKEND == "postgresql", SQLITE_ONLY)
 class ReadOnlyStore(unittest.TestCase):
     """The store's directory turns read-only under the running daemon, then writable again."""
 
@@ -230,6 +236,7 @@ class ReadOnlyStore(unittest.TestCase):
         db.close()
 
 
+@unittest.skipIf(BACKEND == "postgresql", SQLITE_ONLY)
 class JournalBound(unittest.TestCase):
     """[store] max_journal: a worker that keeps writing while the store fails is paused."""
 

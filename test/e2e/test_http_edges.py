@@ -14,7 +14,7 @@ import tempfile
 import time
 import unittest
 
-from harness import Daemon, DaemonTest, testworker_flow, wait_for
+from harness import BACKEND, Daemon, DaemonTest, testworker_flow, wait_for
 from helpers import assert_error, raw_http
 
 
@@ -270,9 +270,16 @@ class TestMaxConnections(DaemonTest):
 
 
 class TestStoreDown(unittest.TestCase):
-    """503 store_unavailable replies carry Retry-After (needs root to fill a tmpfs)."""
+    """503 store_unavailable replies carry Retry-After. SQLite: the store's tmpfs fills up
+    (needs root); PostgreSQL: the test server is stopped."""
 
     def setUp(self):
+        if BACKEND == "postgresql":
+            import pg
+            self.srv = pg.server()
+            self.addCleanup(lambda: self.srv.running() or self.srv.start())
+            self.d = Daemon(flows=testworker_flow()).start()
+            return
         if os.geteuid() != 0:
             self.skipTest("needs root to mount a tmpfs for the store")
         self.tmp = tempfile.mkdtemp(prefix="runsd-edges-")
@@ -290,9 +297,13 @@ class TestStoreDown(unittest.TestCase):
     def tearDown(self):
         self.d.stop()
 
-    def test_every_503_has_retry_after(self):
-        run = self.d.create("test", start=False)
+    def fail_store(self):
+        """Makes the store fail: the database server stops, or the store's disk fills."""
+        if BACKEND == "postgresql":
+            self.srv.stop()
+            return
         name = os.path.join(self.mnt, "filler")
+        self.addCleanup(os.unlink, name)
         with open(name, "wb") as f:
             try:
                 while True:
@@ -300,6 +311,10 @@ class TestStoreDown(unittest.TestCase):
                     f.flush()
             except OSError:
                 pass
+
+    def test_every_503_has_retry_after(self):
+        run = self.d.create("test", start=False)
+        self.fail_store()
         # a write fails, and the store is refused from then on
         self.d.post("/v1/runs", {"flow": "test", "start": False, "input": {"pad": "x" * 200000}})
         wait_for(lambda: self.d.get("/readyz").status == 503, timeout=30, what="readyz 503")
@@ -316,7 +331,6 @@ class TestStoreDown(unittest.TestCase):
                 seen += 1
                 self.assertIn("retry-after", r.headers, (path, r))
         self.assertGreater(seen, 1)
-        os.unlink(name)
 
 
 if __name__ == "__main__":

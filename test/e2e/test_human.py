@@ -1259,24 +1259,24 @@ class TestEdges(HumanCase):
     def test_store_copy_holds_no_live_link(self):
         # run/runs_links.c keeps the link key beside the store "so a copy of the database cannot mint
         # or recover a link": no table may hold a live token's MAC
-        import sqlite3
         run = self.create_waiting("h", {"approval": "Go?"})
         macs = [token_of(run["pending_action"][k]).rsplit(".", 1)[1]
                 for k in ("approve_url", "deny_url")]
         self.d.stop()
-        db = sqlite3.connect(self.d.store)
-        try:
-            found = []
-            for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'"):
-                cols = [c[1] for c in db.execute("PRAGMA table_info(%s)" % table)]
-                for col in cols:
-                    for mac in macs:
-                        n = db.execute("SELECT count(*) FROM %s WHERE CAST(%s AS TEXT) LIKE ?"
-                                       % (table, col), ("%" + mac + "%",)).fetchone()[0]
-                        if n:
-                            found.append("%s.%s (%d rows)" % (table, col, n))
-        finally:
-            db.close()
+        if self.d.backend == "postgresql":
+            columns = self.d.store_sql("SELECT table_name, column_name FROM"
+                                       " information_schema.columns WHERE table_schema = 'public'")
+        else:
+            columns = [(t, c[1]) for (t,) in self.d.store_sql(
+                "SELECT name FROM sqlite_master WHERE type='table'")
+                for c in self.d.store_sql("PRAGMA table_info(%s)" % t)]
+        found = []
+        for table, col in columns:
+            for mac in macs:
+                (n,), = self.d.store_sql("SELECT count(*) FROM %s WHERE CAST(%s AS TEXT) LIKE '%%%s%%'"
+                                         % (table, col, mac))
+                if int(n):
+                    found.append("%s.%s (%s rows)" % (table, col, n))
         self.d = self.start(self.d)
         self.assertEqual(found, [], "live approval links stored in the database")
 

@@ -8,10 +8,11 @@ Every test uses the test process's throwaway server (pg.py), whatever RUNSD_TEST
 import os
 import subprocess
 import tempfile
+import time
 import unittest
 
 import pg
-from harness import BIN, Daemon, note_secret, testworker_flow, wait_for
+from harness import BIN, SLOW, Daemon, note_secret, testworker_flow, wait_for
 from helpers import all_results, finish
 
 FLOWS = testworker_flow("items") + "\nresumable = yes\n"
@@ -124,6 +125,22 @@ class TestSchema(PgTest):
 
 
 class TestFailures(PgTest):
+    def test_event_text_round_trips_through_the_batch(self):
+        # Events reach the server as array literals (store_pg_batch.c): quotes, backslashes,
+        # braces, commas, the word NULL, control characters and non-ASCII text must come back
+        # exactly, read from the database by a second daemon.
+        odd = ['say "hi"', "back\\slash\\", "{a,b}", "NULL", "null", "", " pad ", "tab\tnl\n",
+               "\u00e9\u2603\U0001F600", ",", '\\"', "}{"]
+        d = self.daemon()
+        run = d.create("items", {"items": 3, "result": {"odd": odd}})
+        self.assertEqual(finish(d, run["id"])["status"], "succeeded")
+        d.stop()
+        d2 = self.daemon(old=d)
+        results = [e for e in d2.events(run["id"]) if e["type"] == "run.result"]
+        self.assertEqual(len(results), 1, d2.events(run["id"]))
+        self.assertEqual(results[0]["data"]["data"]["odd"], odd)
+        self.check_run(d2, run["id"], 3)
+
     def test_kill9_loses_nothing(self):
         d = self.daemon()
         run = d.create("items", {"items": ITEMS, "checkpoint": True, "item_delay": 0.002})
@@ -137,6 +154,25 @@ class TestFailures(PgTest):
         self.check_run(d2, run["id"], ITEMS)
         for rid in done_before:
             self.assertEqual(finish(d2, rid)["status"], "succeeded")
+
+    def test_idle_daemon_notices_the_server_gone(self):
+        # No run is active, so no commit fails: only the health probe (runs_probe.c) can see it.
+        d = self.daemon()
+        self.assertEqual(d.get("/readyz").status, 200)
+        self.srv.stop()
+        t0 = time.monotonic()
+        wait_for(lambda: d.get("/readyz").status == 503, timeout=15, what="readyz 503")
+        # A probe a second, answered at once by a closed socket (slack for a loaded machine).
+        self.assertLess(time.monotonic() - t0, 6 * SLOW, "503 too late")
+        self.assertIn("does not answer", d.read_log(whole=True))
+        self.srv.start()
+        t0 = time.monotonic()
+        wait_for(lambda: d.get("/readyz").status == 200, timeout=20, what="readyz 200")
+        # Probes back off to every 4 s while the server is away.
+        self.assertLess(time.monotonic() - t0, 10 * SLOW, "200 too late")
+        self.assertIn("answers again", d.read_log(whole=True))
+        run = d.create("items", {"items": 2})
+        self.assertEqual(finish(d, run["id"])["status"], "succeeded")
 
     def test_server_stopped_and_started_under_load(self):
         d = self.daemon()

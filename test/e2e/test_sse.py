@@ -10,7 +10,6 @@ import json
 import os
 import resource
 import socket
-import sqlite3
 import threading
 import time
 import unittest
@@ -374,10 +373,7 @@ class TestRestart(unittest.TestCase):
         d.stop()
         # Retention pruned everything before b's third event.
         cut = blog[2]["id"]
-        db = sqlite3.connect(d.store)
-        db.execute("DELETE FROM events WHERE id < ?", (cut,))
-        db.commit()
-        db.close()
+        d.store_sql("DELETE FROM events WHERE id < %d" % cut)
         d = self.restart()
         s = SSE(d.port, "/v1/runs/%s/events" % b["id"], headers={"Last-Event-ID": "1"})
         frames = s.until_close()
