@@ -3,6 +3,8 @@
  */
 #include "store/store_cols.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "model/run.h"
@@ -39,4 +41,41 @@ const unsigned rd_run_active_mask = 0u RD_STATUS_LIST(X_ACTIVE);
 bool rd_run_col_immutable(const char *name)
 {
     return strcmp(name, "id") == 0 || strcmp(name, "flow") == 0 || strcmp(name, "created_at") == 0;
+}
+
+void rd_sqlbuf_add(rd_sqlbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    int k;
+
+    if (b->n >= b->cap)
+        return;
+    va_start(ap, fmt);
+    k = vsnprintf(b->s + b->n, b->cap - b->n, fmt, ap);
+    va_end(ap);
+    b->n = k < 0 ? b->cap : b->n + (size_t)k;
+}
+
+int rd_run_col_set_int(const run_col *c, rd_run *r, int64_t v)
+{
+    char *p = (char *)r + c->off;
+    switch (c->kind) {
+    case COL_I64:
+        *(int64_t *)p = v;
+        return 0;
+    case COL_INT:
+        *(int *)p = (int)v;
+        return 0;
+    case COL_BOOL:
+        *(bool *)p = v != 0;
+        return 0;
+    case COL_STATUS:
+        *(rd_status *)p = (rd_status)v;
+        return v >= 0 && v < RD_ST__COUNT ? 0 : -1;
+    case COL_REASON:
+        *(rd_reason *)p = (rd_reason)v;
+        return v >= 0 && v < RD_RS__COUNT ? 0 : -1;
+    default:
+        return -1;
+    }
 }

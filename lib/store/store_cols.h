@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef enum { COL_STR, COL_I64, COL_INT, COL_BOOL, COL_STATUS, COL_REASON, COL_JSON } col_kind;
 
@@ -25,6 +26,18 @@ extern const run_col rd_run_cols[];
 extern const size_t rd_n_run_cols;
 /** Bitmask (1u << status) of the active statuses. */
 extern const unsigned rd_run_active_mask;
+
+/** A bounded string builder for the generated SQL; overflow shows as n >= cap at the end. */
+typedef struct rd_sqlbuf {
+    char *s;
+    size_t cap, n;
+} rd_sqlbuf;
+void rd_sqlbuf_add(rd_sqlbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+struct rd_run;
+/** Sets c's field of r from the integer v as stored (COL_I64, COL_INT, COL_BOOL, COL_STATUS,
+ * COL_REASON). -1 when v is not a valid value of the field, or c is not an integer column. */
+int rd_run_col_set_int(const run_col *c, struct rd_run *r, int64_t v);
 
 /** Columns an UPDATE leaves alone: they never change after insert, and assigning an indexed
  * column makes a database rewrite its index entries. */

@@ -60,7 +60,6 @@ static int read_col(const PGresult *res, int row, int i, const run_col *c, rd_ru
 {
     char *p = (char *)r + c->off;
     const char *txt = rd_pg_str(res, row, i);
-    int64_t v = rd_pg_i64(res, row, i);
     json_error_t jerr;
 
     switch (c->kind) {
@@ -71,23 +70,9 @@ static int read_col(const PGresult *res, int row, int i, const run_col *c, rd_ru
             return 0;
         *(json_t **)p = json_loads(txt, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
         return *(json_t **)p ? 0 : -1;
-    case COL_I64:
-        *(int64_t *)p = v;
-        return 0;
-    case COL_INT:
-        *(int *)p = (int)v;
-        return 0;
-    case COL_BOOL:
-        *(bool *)p = v != 0;
-        return 0;
-    case COL_STATUS:
-        *(rd_status *)p = (rd_status)v;
-        return v >= 0 && v < RD_ST__COUNT ? 0 : -1;
-    case COL_REASON:
-        *(rd_reason *)p = (rd_reason)v;
-        return v >= 0 && v < RD_RS__COUNT ? 0 : -1;
+    default:
+        return rd_run_col_set_int(c, r, rd_pg_i64(res, row, i));
     }
-    return -1;
 }
 
 static int row_to_run(const PGresult *res, int row, rd_run **out)

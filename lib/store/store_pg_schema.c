@@ -12,7 +12,6 @@
  */
 #include "store/store_pg_int.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,86 +70,68 @@ int rd_pg_schema_version(void)
 
 /* ---- generated SQL ---------------------------------------------------------------------- */
 
-typedef struct sqlbuf {
-    char *s;
-    size_t cap, n;
-} sqlbuf;
-
-static __attribute__((format(printf, 2, 3))) void sb_add(sqlbuf *b, const char *fmt, ...)
-{
-    va_list ap;
-    int k;
-
-    if (b->n >= b->cap)
-        return;
-    va_start(ap, fmt);
-    k = vsnprintf(b->s + b->n, b->cap - b->n, fmt, ap);
-    va_end(ap);
-    b->n = k < 0 ? b->cap : b->n + (size_t)k;
-}
-
-static void sb_cols(sqlbuf *b)
+static void sb_cols(rd_sqlbuf *b)
 {
     for (size_t i = 0; i < rd_n_run_cols; i++)
-        sb_add(b, "%s%s", i ? ", " : "", rd_run_cols[i].name);
+        rd_sqlbuf_add(b, "%s%s", i ? ", " : "", rd_run_cols[i].name);
 }
 
-static void sb_create_runs(sqlbuf *b)
+static void sb_create_runs(rd_sqlbuf *b)
 {
-    sb_add(b, "CREATE TABLE runs (");
+    rd_sqlbuf_add(b, "CREATE TABLE runs (");
     for (size_t i = 0; i < rd_n_run_cols; i++) {
         col_kind k = rd_run_cols[i].kind;
-        sb_add(b, "%s%s %s%s", i ? ", " : "", rd_run_cols[i].name,
-               k == COL_STR || k == COL_JSON ? "TEXT" : "BIGINT",
-               i == 0         ? " PRIMARY KEY"
-               : k == COL_STR ? " NOT NULL DEFAULT ''"
-                              : "");
+        rd_sqlbuf_add(b, "%s%s %s%s", i ? ", " : "", rd_run_cols[i].name,
+                      k == COL_STR || k == COL_JSON ? "TEXT" : "BIGINT",
+                      i == 0         ? " PRIMARY KEY"
+                      : k == COL_STR ? " NOT NULL DEFAULT ''"
+                                     : "");
     }
     /* The insertion order, which breaks ties on created_at (SQLite's rowid). */
-    sb_add(b, ", seq BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE);");
+    rd_sqlbuf_add(b, ", seq BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE);");
 }
 
 /* The runs statements: $1..$n are the columns in rd_run_cols order; the list and count take
  * $1 statuses (int[] or NULL), $2 flow (or NULL), and the list $3 limit, $4 offset. */
-static void run_sql(pg_st st, sqlbuf *b)
+static void run_sql(pg_st st, rd_sqlbuf *b)
 {
     const char *filter = " WHERE ($1::int[] IS NULL OR status = ANY($1::int[]))"
                          " AND ($2::text IS NULL OR flow = $2::text)";
     if (st == PS_RUN_INSERT) {
-        sb_add(b, "INSERT INTO runs (");
+        rd_sqlbuf_add(b, "INSERT INTO runs (");
         sb_cols(b);
-        sb_add(b, ") VALUES (");
+        rd_sqlbuf_add(b, ") VALUES (");
         for (size_t i = 0; i < rd_n_run_cols; i++)
-            sb_add(b, "%s$%zu", i ? ", " : "", i + 1);
-        sb_add(b, ") ON CONFLICT DO NOTHING");
+            rd_sqlbuf_add(b, "%s$%zu", i ? ", " : "", i + 1);
+        rd_sqlbuf_add(b, ") ON CONFLICT DO NOTHING");
     } else if (st == PS_RUN_UPDATE) {
         bool first = true;
-        sb_add(b, "UPDATE runs SET ");
+        rd_sqlbuf_add(b, "UPDATE runs SET ");
         for (size_t i = 0; i < rd_n_run_cols; i++) {
             if (rd_run_col_immutable(rd_run_cols[i].name))
                 continue;
-            sb_add(b, "%s%s = $%zu", first ? "" : ", ", rd_run_cols[i].name, i + 1);
+            rd_sqlbuf_add(b, "%s%s = $%zu", first ? "" : ", ", rd_run_cols[i].name, i + 1);
             first = false;
         }
         /* Every parameter must appear for its type to be known: the immutable columns (never
          * assigned, as in the SQLite backend) are named in always-true terms. */
-        sb_add(b, " WHERE id = $1");
+        rd_sqlbuf_add(b, " WHERE id = $1");
         for (size_t i = 1; i < rd_n_run_cols; i++)
             if (rd_run_col_immutable(rd_run_cols[i].name))
-                sb_add(b, " AND $%zu::%s IS NOT NULL", i + 1,
-                       rd_run_cols[i].kind == COL_STR ? "text" : "bigint");
+                rd_sqlbuf_add(b, " AND $%zu::%s IS NOT NULL", i + 1,
+                              rd_run_cols[i].kind == COL_STR ? "text" : "bigint");
     } else if (st == PS_RUN_COUNT) {
-        sb_add(b, "SELECT COUNT(*) FROM runs%s", filter);
+        rd_sqlbuf_add(b, "SELECT COUNT(*) FROM runs%s", filter);
     } else {
-        sb_add(b, "SELECT ");
+        rd_sqlbuf_add(b, "SELECT ");
         sb_cols(b);
-        sb_add(b, " FROM runs");
+        rd_sqlbuf_add(b, " FROM runs");
         if (st == PS_RUN_GET)
-            sb_add(b, " WHERE id = $1");
+            rd_sqlbuf_add(b, " WHERE id = $1");
         else if (st == PS_RUNS_ACTIVE)
-            sb_add(b, " WHERE status = ANY($1::int[]) ORDER BY created_at, seq");
+            rd_sqlbuf_add(b, " WHERE status = ANY($1::int[]) ORDER BY created_at, seq");
         else
-            sb_add(b, "%s ORDER BY created_at DESC, seq DESC LIMIT $3 OFFSET $4", filter);
+            rd_sqlbuf_add(b, "%s ORDER BY created_at DESC, seq DESC LIMIT $3 OFFSET $4", filter);
     }
 }
 
@@ -173,10 +154,10 @@ const char *rd_pg_st_name(pg_st st)
 
 bool rd_pg_sql(pg_st st, char *buf, size_t len)
 {
-    sqlbuf b = {.s = buf, .cap = len, .n = 0};
+    rd_sqlbuf b = {.s = buf, .cap = len, .n = 0};
 
     if (st_sql[st])
-        sb_add(&b, "%s", st_sql[st]);
+        rd_sqlbuf_add(&b, "%s", st_sql[st]);
     else
         run_sql(st, &b);
     return b.n < b.cap;
@@ -217,7 +198,7 @@ static int apply_steps(PGconn *conn, int version, char *err, size_t errlen)
     int rc = 0;
 
     if (version < 1) {
-        sqlbuf b = {.s = runs, .cap = sizeof runs, .n = 0};
+        rd_sqlbuf b = {.s = runs, .cap = sizeof runs, .n = 0};
         sb_create_runs(&b);
         if (b.n >= b.cap)
             return snprintf(err, errlen, "schema SQL is too long"), RD_EIO;

@@ -6,7 +6,6 @@
  * store_sqlite.c prepares the generated statements with the others and runs the CREATE in
  * its migration.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,27 +20,8 @@
 
 /* ---- the generated SQL ------------------------------------------------------------------ */
 
-/* A bounded string builder for the generated SQL; overflow is reported once at the end. */
-typedef struct sqlbuf {
-    char *s;
-    size_t cap, n;
-} sqlbuf;
-
-static __attribute__((format(printf, 2, 3))) void sb_add(sqlbuf *b, const char *fmt, ...)
-{
-    va_list ap;
-    int k;
-
-    if (b->n >= b->cap)
-        return;
-    va_start(ap, fmt);
-    k = vsnprintf(b->s + b->n, b->cap - b->n, fmt, ap);
-    va_end(ap);
-    b->n = k < 0 ? b->cap : b->n + (size_t)k;
-}
-
 /* "id, flow, ..." or, with assign, "flow = ?2, ..." (the immutable columns excluded). */
-static void sb_cols(sqlbuf *b, bool assign)
+static void sb_cols(rd_sqlbuf *b, bool assign)
 {
     bool first = true;
     for (size_t i = 0; i < N_RUN_COLS; i++) {
@@ -50,70 +30,70 @@ static void sb_cols(sqlbuf *b, bool assign)
         const char *sep = first ? "" : ", ";
         first = false;
         if (assign)
-            sb_add(b, "%s%s = ?%zu", sep, run_cols[i].name, i + 1);
+            rd_sqlbuf_add(b, "%s%s = ?%zu", sep, run_cols[i].name, i + 1);
         else
-            sb_add(b, "%s%s", sep, run_cols[i].name);
+            rd_sqlbuf_add(b, "%s%s", sep, run_cols[i].name);
     }
 }
 
-static void sb_create_runs(sqlbuf *b)
+static void sb_create_runs(rd_sqlbuf *b)
 {
-    sb_add(b, "CREATE TABLE IF NOT EXISTS runs (");
+    rd_sqlbuf_add(b, "CREATE TABLE IF NOT EXISTS runs (");
     for (size_t i = 0; i < N_RUN_COLS; i++) {
         col_kind k = run_cols[i].kind;
         const char *type = k == COL_STR || k == COL_JSON ? "TEXT" : "INTEGER";
-        sb_add(b, "%s%s %s%s", i ? ", " : "", run_cols[i].name, type,
-               i == 0         ? " PRIMARY KEY"
-               : k == COL_STR ? " NOT NULL DEFAULT ''"
-                              : "");
+        rd_sqlbuf_add(b, "%s%s %s%s", i ? ", " : "", run_cols[i].name, type,
+                      i == 0         ? " PRIMARY KEY"
+                      : k == COL_STR ? " NOT NULL DEFAULT ''"
+                                     : "");
     }
-    sb_add(b, ")");
+    rd_sqlbuf_add(b, ")");
 }
 
 /* The WHERE clause of a RUN_LIST / RUN_COUNT variant: + 1 status filter, + 2 flow filter. */
-static void sb_run_filter(sqlbuf *b, int v)
+static void sb_run_filter(rd_sqlbuf *b, int v)
 {
     if (v & 1)
-        sb_add(b, " WHERE " STATUS_IN);
+        rd_sqlbuf_add(b, " WHERE " STATUS_IN);
     if (v & 2)
-        sb_add(b, "%s flow = :flow", v & 1 ? " AND" : " WHERE");
+        rd_sqlbuf_add(b, "%s flow = :flow", v & 1 ? " AND" : " WHERE");
 }
 
 /* Generates the SQL of the runs statements (those with a NULL entry in ST_LIST). */
-static void run_sql(st_id id, sqlbuf *b)
+static void run_sql(st_id id, rd_sqlbuf *b)
 {
     if (id == ST_RUN_INSERT) {
-        sb_add(b, "INSERT INTO runs (");
+        rd_sqlbuf_add(b, "INSERT INTO runs (");
         sb_cols(b, false);
-        sb_add(b, ") VALUES (");
+        rd_sqlbuf_add(b, ") VALUES (");
         for (size_t i = 0; i < N_RUN_COLS; i++)
-            sb_add(b, "%s?%zu", i ? ", " : "", i + 1);
-        sb_add(b, ")");
+            rd_sqlbuf_add(b, "%s?%zu", i ? ", " : "", i + 1);
+        rd_sqlbuf_add(b, ")");
     } else if (id == ST_RUN_UPDATE) {
-        sb_add(b, "UPDATE runs SET ");
+        rd_sqlbuf_add(b, "UPDATE runs SET ");
         sb_cols(b, true);
-        sb_add(b, " WHERE id = ?1");
+        rd_sqlbuf_add(b, " WHERE id = ?1");
     } else if (id >= ST_RUN_COUNT) {
-        sb_add(b, "SELECT COUNT(*) FROM runs");
+        rd_sqlbuf_add(b, "SELECT COUNT(*) FROM runs");
         sb_run_filter(b, (int)id - ST_RUN_COUNT);
     } else {
-        sb_add(b, "SELECT ");
+        rd_sqlbuf_add(b, "SELECT ");
         sb_cols(b, false);
-        sb_add(b, " FROM runs");
+        rd_sqlbuf_add(b, " FROM runs");
         if (id == ST_RUN_GET) {
-            sb_add(b, " WHERE id = ?1");
+            rd_sqlbuf_add(b, " WHERE id = ?1");
         } else if (id == ST_RUNS_ACTIVE) {
-            sb_add(b, " WHERE " STATUS_IN " ORDER BY created_at, rowid");
+            rd_sqlbuf_add(b, " WHERE " STATUS_IN " ORDER BY created_at, rowid");
         } else {
             sb_run_filter(b, (int)id - ST_RUN_LIST);
-            sb_add(b, " ORDER BY created_at DESC, rowid DESC LIMIT :limit OFFSET :offset");
+            rd_sqlbuf_add(b, " ORDER BY created_at DESC, rowid DESC LIMIT :limit OFFSET :offset");
         }
     }
 }
 
 bool rd_sqlite_runs_schema(char *buf, size_t len)
 {
-    sqlbuf b = {.s = buf, .cap = len, .n = 0};
+    rd_sqlbuf b = {.s = buf, .cap = len, .n = 0};
 
     sb_create_runs(&b);
     return b.n < b.cap;
@@ -121,7 +101,7 @@ bool rd_sqlite_runs_schema(char *buf, size_t len)
 
 bool rd_sqlite_runs_sql(st_id id, char *buf, size_t len)
 {
-    sqlbuf b = {.s = buf, .cap = len, .n = 0};
+    rd_sqlbuf b = {.s = buf, .cap = len, .n = 0};
 
     run_sql(id, &b);
     return b.n < b.cap;
@@ -194,32 +174,12 @@ static int read_json(sqlite3_stmt *st, int i, json_t **out)
 static int read_col(sqlite3_stmt *st, int i, const run_col *c, rd_run *r)
 {
     char *p = (char *)r + c->off;
-    int64_t v;
 
     if (c->kind == COL_STR)
         return rd_sqlite_copy_out(st, i, p, c->size);
     if (c->kind == COL_JSON)
         return read_json(st, i, (json_t **)p);
-    v = sqlite3_column_int64(st, i);
-    switch (c->kind) {
-    case COL_I64:
-        *(int64_t *)p = v;
-        return 0;
-    case COL_INT:
-        *(int *)p = (int)v;
-        return 0;
-    case COL_BOOL:
-        *(bool *)p = v != 0;
-        return 0;
-    case COL_STATUS:
-        *(rd_status *)p = (rd_status)v;
-        return v >= 0 && v < RD_ST__COUNT ? 0 : -1;
-    case COL_REASON:
-        *(rd_reason *)p = (rd_reason)v;
-        return v >= 0 && v < RD_RS__COUNT ? 0 : -1;
-    default:
-        return -1;
-    }
+    return rd_run_col_set_int(c, r, sqlite3_column_int64(st, i));
 }
 
 static int row_to_run(sqlite3_stmt *st, rd_run **out)
