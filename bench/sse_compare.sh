@@ -38,57 +38,13 @@ K_PACED=${K_PACED:-600}
 PACE=${PACE:-20000}
 PARTS=${PARTS:-"fanout stalled paced"}
 part() { [[ " $PARTS " == *" $1 "* ]]; }
-ulimit -n 20000 # the client and each server hold one descriptor per subscriber
 load=$build/bench/sse_load
-tmp=$(mktemp -d)
-server_pid=""
-
-stop_server() {
-    if [ -n "$server_pid" ]; then
-        kill "$server_pid" 2>/dev/null || true
-        wait "$server_pid" 2>/dev/null || true
-        server_pid=""
-    fi
-}
-trap 'stop_server; rm -rf "$tmp"' EXIT
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_http() {
-    for _ in $(seq 200); do
-        curl -s -o /dev/null "http://127.0.0.1:$1$2" && return 0
-        sleep 0.05
-    done
-    echo "sse_compare: the server on port $1 did not start" >&2
-    exit 1
-}
+. "$here/sse_common.sh"
 
 # Each start_* sets port, server_pid, sub, pub and fmt.
 start_runsd() {
-    port=$(free_port)
-    local d=$tmp/runsd.$port
-    mkdir -p "$d"
-    cat > "$d/runsd.ini" <<INI
-[server]
-listen = 127.0.0.1:$port
-max_sse_clients = 20000
-${RUNSD_SERVER_LINES:-}
-[store]
-path = $d/runsd.db
-[limits]
-[flow.bench]
-executor = external
-timeout = 1h
-INI
-    "$build/runsd" -c "$d/runsd.ini" > "$d/log" 2>&1 &
-    server_pid=$!
-    wait_http "$port" /readyz
-    local id
-    id=$(curl -sf -X POST "http://127.0.0.1:$port/v1/runs" -d '{"flow":"bench"}' |
-        python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-    sub=/v1/runs/$id/events pub=/v1/runs/$id/events fmt=item
+    runsd_with_run "$build"
+    sub=$path pub=$path fmt=item
 }
 
 start_nchan() {

@@ -16,46 +16,13 @@ ROUNDS=${ROUNDS:-2}
 N_PACED=${N_PACED:-1000}
 K_PACED=${K_PACED:-600}
 PACE=${PACE:-20000}
-ulimit -n 20000
-tmp=$(mktemp -d)
-server_pid=""
-stop_server() {
-    if [ -n "$server_pid" ]; then
-        kill "$server_pid" 2>/dev/null || true
-        wait "$server_pid" 2>/dev/null || true
-        server_pid=""
-    fi
-}
-trap 'stop_server; rm -rf "$tmp"' EXIT
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-# start BUILD: a fresh runsd with one external run; sets port, server_pid, path.
-start() {
-    port=$(free_port)
-    local d=$tmp/runsd.$port
-    mkdir -p "$d"
-    printf '[server]\nlisten = 127.0.0.1:%s\nmax_sse_clients = 20000\n[store]\npath = %s\n[limits]\n[flow.bench]\nexecutor = external\ntimeout = 1h\n' \
-        "$port" "$d/runsd.db" > "$d/runsd.ini"
-    "$1/runsd" -c "$d/runsd.ini" > "$d/log" 2>&1 &
-    server_pid=$!
-    for _ in $(seq 200); do
-        curl -s -o /dev/null "http://127.0.0.1:$port/readyz" && break
-        sleep 0.05
-    done
-    local id
-    id=$(curl -sf -X POST "http://127.0.0.1:$port/v1/runs" -d '{"flow":"bench"}' |
-        python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-    path=/v1/runs/$id/events
-}
+. "$(dirname "$0")/sse_common.sh"
 
 # one LABEL BUILD ARGS...: one measurement; prints the RESULT line and the lag counter.
 one() {
     local label=$1 build=$2
     shift 2
-    start "$build"
+    runsd_with_run "$build"
     local out
     out=$("$build/bench/sse_load" --port "$port" --sub "$path" --pub "$path" --format item \
         --pid "$server_pid" "$@" 2> "$tmp/err" | grep '^RESULT' || cat "$tmp/err" >&2)
