@@ -35,7 +35,7 @@ struct runsd {
     rd_outbox *outbox;
     rd_engine *eng;
     rd_http *http;
-    rd_api *api; /* owned by http */
+    rd_api *api;         /* owned by http */
     rd_metrics *metrics; /* every layer counts into it; freed last */
     struct event *probe; /* the loop stall probe (probe_on_tick) */
     double probe_due, stall_max;
@@ -276,10 +276,10 @@ int runsd_reload(runsd *d, rd_config *cfg, char *err, size_t errlen)
     bool same_listen = cfg->n_listen == d->cfg->n_listen;
     for (int i = 0; same_listen && i < cfg->n_listen; i++)
         same_listen = strcmp(cfg->listen[i], d->cfg->listen[i]) == 0;
-    bool same_store = strcmp(cfg->store_path, d->cfg->store_path) == 0 &&
-                      is_pg(cfg) == is_pg(d->cfg) &&
-                      strcmp(cfg->store_dsn ? cfg->store_dsn : "",
-                             d->cfg->store_dsn ? d->cfg->store_dsn : "") == 0;
+    bool same_store =
+        strcmp(cfg->store_path, d->cfg->store_path) == 0 && is_pg(cfg) == is_pg(d->cfg) &&
+        strcmp(cfg->store_dsn ? cfg->store_dsn : "", d->cfg->store_dsn ? d->cfg->store_dsn : "") ==
+            0;
     if (!same_listen || !same_store) {
         snprintf(err, errlen, "listen and the [store] need a restart; nothing was changed");
         rd_config_free(cfg);

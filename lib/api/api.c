@@ -105,8 +105,7 @@ int rd_api_register(rd_http *h, const rd_api_opts *o, rd_api **out, char *err, s
     if (rd_http_route_all(h, ops_routes, sizeof ops_routes / sizeof ops_routes[0], a) != 0 ||
         rd_runs_register(h, a) != 0 || rd_control_register(h, a) != 0 ||
         rd_streams_register(a->streams, h) != 0 || rd_approvals_register(h, a) != 0 ||
-        rd_deliveries_register(h, a) != 0 || rd_docs_register(h) != 0 ||
-        rd_web_register(h) != 0)
+        rd_deliveries_register(h, a) != 0 || rd_docs_register(h) != 0 || rd_web_register(h) != 0)
         return snprintf(err, errlen, "cannot build the route table"), RD_ERR;
     return 0;
 }

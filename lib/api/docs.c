@@ -57,7 +57,8 @@ bool rd_etag_matches(const char *inm, const char *etag)
 }
 
 /* Whether Accept-Encoding accepts gzip (RFC 9110 12.5.3): named, or "*", with a q-value
- * other than 0 (also for web.c). Coarse but safe: a malformed q reads as acceptance, as browsers send none. */
+ * other than 0 (also for web.c). Coarse but safe: a malformed q reads as acceptance, as browsers
+ * send none. */
 bool rd_accepts_gzip(const char *ae)
 {
     for (const char *p = ae; p && *p;) {

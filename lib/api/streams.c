@@ -592,8 +592,8 @@ static const struct {
      "Times a subscriber whose socket was full stopped receiving frames and caught up from the "
      "store instead.",
      true},
-    {"runsd_sse_held_bytes", "Bytes of frames held in the hub for subscribers whose socket is full.",
-     false},
+    {"runsd_sse_held_bytes",
+     "Bytes of frames held in the hub for subscribers whose socket is full.", false},
     {"runsd_sse_backpressure_total", "Times producers were asked to slow down.", true},
     {"runsd_sse_stalls_total",
      "Subscribers that took nothing for a second while producers were paused, and so stopped "

@@ -19,9 +19,9 @@
 #include "api/assets.h"
 #include "base/util.h"
 
-#define WEB_CSP                                                                              \
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "        \
-    "connect-src 'self'; manifest-src 'self'; frame-ancestors 'none'; base-uri 'none'; "     \
+#define WEB_CSP                                                                                    \
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "              \
+    "connect-src 'self'; manifest-src 'self'; frame-ancestors 'none'; base-uri 'none'; "           \
     "form-action 'self'; require-trusted-types-for 'script'; trusted-types 'none'"
 
 /* The compiled-in file called name, or NULL. */
@@ -95,10 +95,10 @@ static void web_on_file(rd_req *req, void *arg)
 
 int rd_web_register(rd_http *h)
 {
-    if (rd_http_route(h, RD_METHOD_GET | RD_METHOD_HEAD, "/", RD_HTTP_PUBLIC, web_on_index,
-                      NULL) != 0 ||
-        rd_http_route(h, RD_METHOD_GET | RD_METHOD_HEAD, "/ui/{file}", RD_HTTP_PUBLIC,
-                      web_on_file, NULL) != 0)
+    if (rd_http_route(h, RD_METHOD_GET | RD_METHOD_HEAD, "/", RD_HTTP_PUBLIC, web_on_index, NULL) !=
+            0 ||
+        rd_http_route(h, RD_METHOD_GET | RD_METHOD_HEAD, "/ui/{file}", RD_HTTP_PUBLIC, web_on_file,
+                      NULL) != 0)
         return RD_ERR;
     return 0;
 }

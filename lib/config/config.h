@@ -56,7 +56,7 @@ typedef struct rd_flow_config {
     json_t *input_schema; /* key: input_schema (@FILE or inline JSON): the accepted run input, a
                              subset of JSON Schema checked by rd_input_schema_check; NULL =
                              any input. Owned by the config */
-    char version[17];            /* first 16 hex chars of SHA-256 over the flow's keys and values */
+    char version[17];     /* first 16 hex chars of SHA-256 over the flow's keys and values */
 } rd_flow_config;
 
 typedef struct rd_config {

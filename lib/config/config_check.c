@@ -151,8 +151,7 @@ void config_finish(parse_ctx *ctx)
                      "key 'path': :memory: loses every run on exit; it needs allow_memory = yes");
     if (cfg->store_password_file && *cfg->store_password_file &&
         access(cfg->store_password_file, R_OK) != 0)
-        config_error(ctx,
-                     ctx->key_line[SEC_STORE][config_key_index(SEC_STORE, "password_file")],
+        config_error(ctx, ctx->key_line[SEC_STORE][config_key_index(SEC_STORE, "password_file")],
                      "key 'password_file': cannot read %s: %s", cfg->store_password_file,
                      strerror(errno));
     for (int i = 0; i < cfg->n_flows && ctx->err_line == 0; i++)

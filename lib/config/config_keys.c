@@ -572,10 +572,8 @@ static const key_spec log_keys[] = {
 };
 
 static const key_spec flow_keys[] = {
-    FN("command", NULL, apply_command, false),
-    FN("executor", "process", apply_executor, false),
-    KEY("cwd", NULL, K_STR, FLW(cwd), 0, 0),
-    FN("env", NULL, apply_env, true),
+    FN("command", NULL, apply_command, false), FN("executor", "process", apply_executor, false),
+    KEY("cwd", NULL, K_STR, FLW(cwd), 0, 0), FN("env", NULL, apply_env, true),
     KEY("concurrency", "4", K_INT, FLW(concurrency), 1, 10000),
     KEY("timeout", "10m", K_DUR, FLW(timeout_ms), 0, 365 * DAY),
     KEY("resumable", "yes", K_BOOL, FLW(resumable), 0, 0),

@@ -72,10 +72,10 @@ struct rd_runs {
     int n_watches;
     int n_queued;
     bool store_ok;
-    bool probe_down;            /* the last health probe found no database (runs_probe.c) */
-    struct event *probe_timer;  /* the next probe */
-    struct event *probe_answer; /* waits on the store's socket for a probe's answer */
-    int probe_ms;               /* the wait before the next probe: grows while down */
+    bool probe_down;              /* the last health probe found no database (runs_probe.c) */
+    struct event *probe_timer;    /* the next probe */
+    struct event *probe_answer;   /* waits on the store's socket for a probe's answer */
+    int probe_ms;                 /* the wait before the next probe: grows while down */
     unsigned char stream_key[32]; /* HMAC key of stream tokens, kept in the store's kv */
     unsigned char link_key[32];   /* HMAC key of approval/auth links, kept outside the store */
     uint64_t m_runs_created, m_events, m_items, m_proto_errors, m_commits, m_commit_failures;

@@ -35,7 +35,9 @@ static void probe_done(rd_runs *rs, bool ok)
         rd_log_err("store: the database does not answer; not ready until it does");
         rs->probe_down = true;
     }
-    rs->probe_ms = ok ? PROBE_MS : rs->probe_ms * 2 > PROBE_MAX_MS ? PROBE_MAX_MS : rs->probe_ms * 2;
+    rs->probe_ms = ok                                ? PROBE_MS
+                   : rs->probe_ms * 2 > PROBE_MAX_MS ? PROBE_MAX_MS
+                                                     : rs->probe_ms * 2;
     probe_arm(rs);
 }
 

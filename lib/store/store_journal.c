@@ -646,9 +646,9 @@ int rd_store_journal_set_metrics(rd_store *s, rd_metrics *reg)
                                    "Writes held in memory until a commit succeeds.", NULL);
     j->m_max = rd_metrics_gauge(reg, "runsd_store_journal_max_bytes",
                                 "The bound ([store] max_journal; 0: none).", NULL);
-    j->m_over_now = rd_metrics_gauge(
-        reg, "runsd_store_journal_over", "1 while the journal is past its bound and runs are paused.",
-        NULL);
+    j->m_over_now =
+        rd_metrics_gauge(reg, "runsd_store_journal_over",
+                         "1 while the journal is past its bound and runs are paused.", NULL);
     j->m_over_total = rd_metrics_counter(reg, "runsd_store_journal_over_total",
                                          "Times the journal went past its bound.", NULL);
     return rd_metrics_collector(reg, journal_on_collect, j, NULL) == 0 ? 0 : RD_ERR;

@@ -77,8 +77,8 @@ static int col_str(pg_batch *b, int c, const char *s)
     return 0;
 }
 
-int rd_pg_batch_add(pg_batch *b, int64_t id, const char *run_id, const char *flow,
-                    const char *type, int64_t ts, const char *data, int64_t item_seq)
+int rd_pg_batch_add(pg_batch *b, int64_t id, const char *run_id, const char *flow, const char *type,
+                    int64_t ts, const char *data, int64_t item_seq)
 {
     /* A failed append leaves the batch inconsistent; the caller fails the transaction. */
     if (col_i64(b, 0, id, false) != 0 || col_str(b, 1, run_id) != 0 || col_str(b, 2, flow) != 0 ||

@@ -58,8 +58,8 @@ static void arg_limit(pg_args *a, int limit)
         pga_str(a, NULL); /* LIMIT NULL: no limit */
 }
 
-int rd_pg_events_scan(rd_store *s, const char *run_id, int64_t after_id, int limit,
-                      rd_event_cb cb, void *arg)
+int rd_pg_events_scan(rd_store *s, const char *run_id, int64_t after_id, int limit, rd_event_cb cb,
+                      void *arg)
 {
     pg_args a = {0};
     PGresult *r;
@@ -73,8 +73,7 @@ int rd_pg_events_scan(rd_store *s, const char *run_id, int64_t after_id, int lim
     return scan_events(r, cb, arg);
 }
 
-int rd_pg_items_scan(rd_store *s, const rd_item_query *q, rd_event_cb cb, void *arg,
-                     int64_t *total)
+int rd_pg_items_scan(rd_store *s, const rd_item_query *q, rd_event_cb cb, void *arg, int64_t *total)
 {
     /* status 1 keeps run.item rows, 2 run.item_error rows; anything else keeps both. */
     const char *ok = q->status == 2 ? NULL : "run.item";

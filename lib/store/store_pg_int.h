@@ -37,8 +37,8 @@
     X(SEQ_LOCK, "SELECT last_id FROM runsd_event_seq FOR UPDATE")                                  \
     X(SEQ_SET, "UPDATE runsd_event_seq SET last_id = $1 WHERE last_id < $1")                       \
     X(EV_APPEND_MANY, "INSERT INTO events (id, run_id, flow, type, ts, data, item_seq)"            \
-                      " SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[],"   \
-                      " $5::bigint[], $6::text[], $7::bigint[])")                                 \
+                      " SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[],"    \
+                      " $5::bigint[], $6::text[], $7::bigint[])")                                  \
     X(EV_SCAN_RUN, EVP_SELECT " WHERE run_id = $1 AND id > $2 ORDER BY id LIMIT $3")               \
     X(EV_SCAN_ALL, EVP_SELECT " WHERE id > $1 ORDER BY id LIMIT $2")                               \
     X(ITEMS_SCAN, "SELECT id, run_id, flow, type, ts, data, item_seq, (SELECT"                     \
@@ -139,8 +139,8 @@ typedef struct pg_batch {
 
 /** Adds an event (item_seq <= 0: NULL). RD_EIO when out of memory (the batch is then
  * unusable until reset: the caller fails the transaction). */
-int rd_pg_batch_add(pg_batch *b, int64_t id, const char *run_id, const char *flow,
-                    const char *type, int64_t ts, const char *data, int64_t item_seq);
+int rd_pg_batch_add(pg_batch *b, int64_t id, const char *run_id, const char *flow, const char *type,
+                    int64_t ts, const char *data, int64_t item_seq);
 /** Whether the batch should be sent now. */
 bool rd_pg_batch_full(const pg_batch *b);
 /** Closes the array literals and points a's 7 parameters at them (valid until the next

@@ -597,7 +597,7 @@ static void hub_flush(rd_hub *hub)
         }
         if (sub->state == SUB_LAG) {
             if (full)
-                continue; /* its drain starts the catch-up */
+                continue;            /* its drain starts the catch-up */
             sub->state = SUB_REPLAY; /* drained before we heard: catch up now */
         }
         sub->held = false;

@@ -778,7 +778,8 @@ static void test_flow_version(void **state)
         "[flow.a]\ncommand = /bin/w x\nenv = A=1\nenv = B=2\ncwd = /\n",
         "[flow.a]\ncommand = /bin/w x\nenv = A=1\nenv = B=2\ndescription = d\n",
         "[flow.a]\nexecutor = external\nenv = A=1\nenv = B=2\n",
-        "[flow.a]\ncommand = /bin/w x\nenv = A=1\nenv = B=2\ninput_schema = {\"type\":\"object\"}\n",
+        "[flow.a]\ncommand = /bin/w x\nenv = A=1\nenv = B=2\ninput_schema = "
+        "{\"type\":\"object\"}\n",
     };
     char v0[17], v1[17];
 
