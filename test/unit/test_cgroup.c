@@ -211,8 +211,9 @@ static void parent_dir(const rd_cgroups *cs, char *dir, size_t len)
 
 static int count_children(const char *dir, const char *prefix)
 {
-    char cmd[700], buf[32];
-    snprintf(cmd, sizeof cmd, "ls '%s' | grep -c '^%s' || true", dir, prefix);
+    char cmd[1200], buf[32];
+    int n = snprintf(cmd, sizeof cmd, "ls '%s' | grep -c '^%s' || true", dir, prefix);
+    assert_true(n > 0 && (size_t)n < sizeof cmd);
     FILE *f = popen(cmd, "r");
     assert_non_null(f);
     assert_non_null(fgets(buf, sizeof buf, f));
