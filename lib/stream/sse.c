@@ -18,6 +18,11 @@
 #include <sys/socket.h>
 
 #define SSE_SNDBUF (64 * 1024)
+#define SSE_NOTSENT_LOWAT (4 * 1024)
+/* The kernel checks SSE_NOTSENT_LOWAT only when a write needs a new segment buffer, and on
+ * loopback or with TSO one holds 64 KiB: so writes are cut to this size, which bounds what a
+ * write can add past the low-water mark. */
+#define SSE_MAX_WRITE (16 * 1024)
 #define SSE_CLOSE_TIMEOUT_S 30
 
 struct rd_sse {
@@ -108,7 +113,15 @@ rd_sse *rd_sse_open(evhtp_request_t *r, const rd_sse_opts *o, rd_sse_close_fn on
      * the next one back until the reader's delayed ACK (up to 40 ms on Linux). On a unix
      * socket this fails harmlessly. */
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    /* The kernel keeps at most SSE_NOTSENT_LOWAT of bytes it has not sent yet; the rest waits
+     * in our output buffer, where the hub sees it (lag, bounds, backpressure). Without it a
+     * reader slower than the run hides up to the whole send buffer in the kernel: seconds at a
+     * slow reader's pace, invisible to backpressure. Bytes in flight are not limited by it, so
+     * a fast reader (or a long, fat link) is not slowed. */
+    int lowat = SSE_NOTSENT_LOWAT;
+    setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof lowat);
     bufferevent_set_timeouts(s->bev, NULL, NULL);
+    bufferevent_set_max_single_write(s->bev, SSE_MAX_WRITE);
     bufferevent_setcb(s->bev, sse_on_read, sse_on_write, sse_on_event, s);
     bufferevent_enable(s->bev, EV_READ | EV_WRITE);
     struct evbuffer *out = bufferevent_get_output(s->bev);
@@ -228,13 +241,14 @@ void rd_sse_send_buffer(rd_sse *s, struct evbuffer *buf)
      * one more attempt lets a reader that caught up since take the bytes now. Errors are
      * left for the bufferevent to see on its own next write or read. */
     if (evbuffer_get_length(out) == 0) {
-        int n = evbuffer_write(buf, fd);
+        int n = evbuffer_write_atmost(buf, fd, SSE_MAX_WRITE);
         if (n > 0)
             s->written += (uint64_t)n; /* not through out: its callback does not see it */
         if (evbuffer_get_length(buf) > 0)
             evbuffer_add_buffer(out, buf);
     } else {
         evbuffer_add_buffer(out, buf);
-        evbuffer_write(out, fd);
+        int n = evbuffer_write_atmost(out, fd, SSE_MAX_WRITE);
+        (void)n; /* counted by out's callback */
     }
 }

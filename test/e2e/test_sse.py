@@ -678,11 +678,55 @@ class TestBackpressure(SSETest):
             self.assertEqual(ids, items)  # every reader got every item once, in order
 
 
+class TestKernelHidesLittle(SSETest):
+    """What a reader has not taken waits where the hub sees it, not in the kernel: a reader
+    slower than the run once hid the whole send buffer (128 KiB and more) in the kernel,
+    seconds of a slow reader's bytes that no bound and no backpressure counted, so runs
+    outpaced their readers by that much. Now the kernel keeps at most a few KiB unsent
+    (TCP_NOTSENT_LOWAT), and the producer is held back after about the backpressure bound
+    plus the readers' own receive buffers."""
+    # 200 KB over 4 readers: 50 KB each, under half their bound (128 KB), so they keep up.
+    server = "sse_max_buffer = 256K\nsse_backpressure = 200K\nsse_stall = 1h\n"
+
+    post_items = TestBackpressure.post_items
+
+    def test_backpressure_sees_what_readers_have_not_taken(self):
+        run = self.d.create("ext")
+        n = 4
+        readers = [self.stream(run["id"], rcvbuf=4096) for _ in range(n)]
+        wait_for(lambda: metric(self.d, "runsd_sse_subscribers") == n, what="subscribers")
+        pad = "x" * 1000
+        held = None
+        for k in range(2000):
+            conn = self.post_items(run["id"], k, pad)
+            conn.sock.settimeout(2.0)
+            try:
+                r = conn.getresponse()
+                self.assertEqual(r.status, 200)
+                r.read()
+                conn.close()
+            except socket.timeout:
+                held = (k, conn)
+                break
+        self.assertIsNotNone(held, "no post was ever held back")
+        k, conn = held
+        frame = len(readers[0].next()["data"]) + 40  # one frame's bytes, about
+        per_reader = (k + 1) * frame
+        # 200 KB over 4 readers is 50 KB each; what the kernel may add (4 KiB unsent, the
+        # reader's receive buffer, segments in flight) is a few tens of KiB, not the send
+        # buffer: the limit fails when the kernel hides 128 KiB per reader.
+        self.assertLess(per_reader, 50 * 1024 + 48 * 1024,
+                        "a reader was %d bytes behind before the producer was held" % per_reader)
+        conn.close()
+        for r in readers:
+            r.close()
+
+
 class TestStalledReaders(SSETest):
-    """Readers that stop reading cannot hold a run: with the default sse_stall (1 s) a post
-    held by them is let go, and the readers are then cut at their own bound. (An outside
-    probe's 2,000 idle streams paused a run for good before.)"""
-    server = "sse_max_buffer = 1M\nsse_backpressure = 200K\n"
+    """Readers that stop reading cannot hold a run: after sse_stall (2 s here) a post held by
+    them is let go, and the readers are then cut at their own bound. (An outside probe's 2,000
+    idle streams paused a run for good before.)"""
+    server = "sse_max_buffer = 1M\nsse_backpressure = 200K\nsse_stall = 2s\n"
 
     post_items = TestBackpressure.post_items
 
