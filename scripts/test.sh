@@ -23,8 +23,8 @@ cmake --build build-asan -j"$jobs"
 # (-LE pg: the e2e-pg.* repeats of the suites run on the normal build only, for CI time; the
 # ASan build still runs e2e.test_pg, which drives the PostgreSQL backend.)
 # The end-to-end suites that cover the most daemon code per minute, once more with every daemon
-# (test_workers, 200 s under valgrind on a loaded machine, runs under ASan only, for CI time)
 # under valgrind memcheck (any error or definite leak fails the test: test/e2e/harness.py).
+# (test_workers took 200 s under valgrind on a loaded machine: it runs under ASan only.)
 (cd build && RUNSD_VALGRIND=1 ctest --output-on-failure -j"$jobs" \
    -R 'e2e\.test_(api|external|caplinks|processes|faults)$')
 if [ "${FUZZ_SECONDS:-20}" != 0 ]; then
