@@ -33,7 +33,7 @@ struct rd_streams {
     int close_calls;               /* rd_streams_close_all: first graceful, then forced */
     uint64_t refused;              /* 503 too_many_streams */
     rd_metric *m_disconnects;      /* by cause; NULL without a registry */
-    rd_metric *m_stats[15];        /* the hub's counts (stream_fams), copied at scrape time */
+    rd_metric *m_stats[17];        /* the hub's counts (stream_fams), copied at scrape time */
     uint64_t transport_slow;       /* cut by the transport's own bound (a heartbeat that did
                                       not fit) rather than by the hub */
     void (*on_release)(void *arg); /* backpressure lifted (runs.c's held posts) */
@@ -589,8 +589,8 @@ static const struct {
     {"runsd_sse_budget_cuts_total",
      "Subscribers cut to keep all subscribers' unsent bytes within sse_max_total.", true},
     {"runsd_sse_lagged_total",
-     "Times a subscriber whose socket was full stopped receiving frames and caught up from the "
-     "store instead.",
+     "Times a subscriber whose socket was full stopped receiving frames and caught up later, "
+     "from the ring of recent frames or the store.",
      true},
     {"runsd_sse_held_bytes",
      "Bytes of frames held in the hub for subscribers whose socket is full.", false},
@@ -601,6 +601,11 @@ static const struct {
      true},
     {"runsd_sse_backpressure_on", "1 while producers are asked to slow down.", false},
     {"runsd_sse_refused_total", "Streams refused with 503 at max_sse_clients.", true},
+    {"runsd_sse_ring_frames_total",
+     "Frames subscribers that lagged caught up on from the ring of recent frames, not the store.",
+     true},
+    {"runsd_sse_ring_bytes", "Bytes of frames kept in the ring of recent frames (at most 4 MiB).",
+     false},
 };
 
 _Static_assert(sizeof stream_fams / sizeof stream_fams[0] ==
@@ -626,7 +631,9 @@ static void streams_on_collect(void *arg)
                           s.pressure_events,
                           s.stalls,
                           rd_hub_pressure(st->hub) ? 1 : 0,
-                          st->refused};
+                          st->refused,
+                          s.ring_frames,
+                          s.ring_bytes};
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
         rd_metric_set(st->m_stats[i], NULL, (double)v[i]);
 }

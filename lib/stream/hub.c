@@ -2,11 +2,11 @@
  * hub.c: SSE fan-out. See hub.h for the contract; here is how it holds.
  *
  * Live path. rd_hub_publish formats the frame once (once per audience for an event that
- * carries links, and only for audiences that have a subscriber). Subscribers of the event's run are
- * found through a map keyed by run id, global ones by walking their (usually short) list with their
- * filters. A frame of SHARE_MIN bytes or more goes into one refcounted block that every
- * subscriber's buffer references (evbuffer_add_reference), so 5,000 subscribers cost 5,000
- * small chain headers, not 5,000 copies; a smaller frame is cheaper to copy into the
+ * carries links) into one refcounted block, which the ring of recent frames keeps too.
+ * Subscribers of the event's run are found through a map keyed by run id, global ones by walking
+ * their (usually short) list with their filters. A frame of SHARE_MIN bytes or more is
+ * referenced by every subscriber's buffer (evbuffer_add_reference), so 5,000 subscribers cost
+ * 5,000 small chain headers, not 5,000 copies; a smaller frame is cheaper to copy into the
  * buffer's current chain than to reference with a new one. Frames are gathered in a
  * per-subscriber pending buffer and handed to the transport once per loop iteration (an
  * event made active at the first publish), so a burst of events becomes one write.
@@ -24,9 +24,11 @@
  * been given every frame. While it catches up, replayed frames move bytes from lag to
  * unsent and new events add to lag: a reader slower than the producers is still cut.
  * Catch-up pages are small (CATCHUP_HIGH), and a live reader's burst within one iteration is
- * handed to its transport past the same size, so neither path gathers more per reader. The
- * store is the replay source: N readers catching up over the same range render each event N
- * times (measure before adding a shared ring of recent frames in front of it).
+ * handed to its transport past the same size, so neither path gathers more per reader. A
+ * lagging reader catches up from the ring of recent frames (hub_ring.c) when it reaches back
+ * far enough: the frames live readers were given, by reference, so N readers catching up over
+ * the same range cost N chain entries per event, not N renderings from N store reads; from the
+ * store when it lagged further back.
  *
  * Replay. A resuming subscriber starts in REPLAY: pages of events with id > cursor are read
  * from the store, bounded above by the last published id (everything up to it is
@@ -93,9 +95,21 @@ int rd_hub_format(struct evbuffer *buf, const rd_hub_event *ev, rd_audience aud)
 
 static void hub_on_frame_unref(const void *data, size_t len, void *arg)
 {
-    shared_frame *f = arg;
-    if (--f->refs == 0)
-        free(f);
+    rd_frame_unref(arg);
+}
+
+/* Queues a built frame: by reference from SHARE_MIN bytes on, else copied. 0 or -1. */
+static int queue_frame(rd_hub_sub *sub, shared_frame *f)
+{
+    if (f->len < SHARE_MIN)
+        return evbuffer_add(sub->pending, f->data, f->len);
+    f->refs++;
+    if (evbuffer_add_reference(sub->pending, f->data, f->len, hub_on_frame_unref, f) != 0) {
+        f->refs--;
+        return -1;
+    }
+    sub->hub->st.shared_frames++;
+    return 0;
 }
 
 /* --- filters ---------------------------------------------------------------------------- */
@@ -250,67 +264,49 @@ size_t rd_hub_behind(const rd_hub_sub *sub)
 
 /* --- live ------------------------------------------------------------------------------- */
 
-typedef struct frame_out {
-    const char *bytes;
-    size_t len;
-    shared_frame *shared; /* or NULL: copy bytes */
-} frame_out;
-
-/* Builds the frame once: on the stack when small (copied per subscriber), else in a shared
- * block. Returns the block (one reference held by the caller) or NULL. */
-static int frame_build(const rd_hub_event *ev, const char *frame, size_t frame_len, char *small,
-                       size_t small_cap, frame_out *f)
+/* Builds the frame once, in a block shared by reference (the ring keeps it too). Returns the
+ * block, one reference held by the caller, or NULL. */
+static shared_frame *frame_build(const rd_hub_event *ev, const char *frame, size_t frame_len)
 {
     char head[160];
     int hl =
         snprintf(head, sizeof head, "id: %" PRId64 "\nevent: %.100s\ndata: ", ev->id, ev->type);
     if (hl < 0 || (size_t)hl >= sizeof head)
-        return -1;
+        return NULL;
     size_t len = (size_t)hl + frame_len + 2;
-    char *dst = small;
-    f->shared = NULL;
-    if (len > small_cap) {
-        f->shared = malloc(sizeof *f->shared + len);
-        if (!f->shared)
-            return -1;
-        f->shared->refs = 1;
-        f->shared->len = len;
-        dst = f->shared->data;
-    }
-    memcpy(dst, head, (size_t)hl);
-    memcpy(dst + hl, frame, frame_len);
-    memcpy(dst + hl + frame_len, "\n\n", 2);
-    f->bytes = dst;
+    shared_frame *f = malloc(sizeof *f + len);
+    if (!f)
+        return NULL;
+    f->refs = 1;
     f->len = len;
-    return 0;
+    memcpy(f->data, head, (size_t)hl);
+    memcpy(f->data + hl, frame, frame_len);
+    memcpy(f->data + hl + frame_len, "\n\n", 2);
+    return f;
 }
 
 /* One published event's frames, built on first use: one per audience that has a variant,
- * and the shared one for everybody else. Small frames live on the stack (copied per
- * subscriber), larger ones in a shared block. */
+ * and the shared one for everybody else. */
 typedef struct pub_frames {
     const rd_hub_event *ev;
-    frame_out f[RD_AUD__COUNT];
-    bool built[RD_AUD__COUNT], failed[RD_AUD__COUNT];
-    char small[RD_AUD__COUNT][SHARE_MIN];
+    shared_frame *f[RD_AUD__COUNT];
+    bool failed[RD_AUD__COUNT];
 } pub_frames;
 
-static const frame_out *pub_frame(pub_frames *p, rd_audience aud)
+static shared_frame *pub_frame(pub_frames *p, rd_audience aud)
 {
     const rd_hub_event *ev = p->ev;
     if (aud >= RD_AUD__COUNT || !ev->variant[aud])
         aud = RD_AUD_FULL;
-    if (!p->built[aud] && !p->failed[aud]) {
+    if (!p->f[aud] && !p->failed[aud]) {
         size_t len;
         const char *frame = frame_of(ev, aud, &len);
-        if (frame_build(ev, frame, len, p->small[aud], SHARE_MIN - 1, &p->f[aud]) != 0) {
+        if (!(p->f[aud] = frame_build(ev, frame, len))) {
             rd_log_err("hub: out of memory formatting event %" PRId64, ev->id);
             p->failed[aud] = true;
-        } else {
-            p->built[aud] = true;
         }
     }
-    return p->built[aud] ? &p->f[aud] : NULL;
+    return p->f[aud];
 }
 
 /* A lagging reader is not given the frame, only told how far behind it is now, and cut once
@@ -357,7 +353,7 @@ static void deliver(rd_hub *hub, rd_hub_sub *sub, const rd_hub_event *ev, pub_fr
 {
     if (!hears_live(sub) || ev->id <= sub->cursor || !wants(sub, ev))
         return;
-    const frame_out *f = pub_frame(p, sub->audience);
+    shared_frame *f = pub_frame(p, sub->audience);
     if (!f)
         return; /* out of memory: as before, the event is not offered */
     if (sub->state == SUB_LIVE && falls_behind(sub, f->len)) {
@@ -383,18 +379,7 @@ static void deliver(rd_hub *hub, rd_hub_sub *sub, const rd_hub_event *ev, pub_fr
         rd_hub_doom(sub, RD_HUB_SLOW);
         return;
     }
-    int rc;
-    if (f->shared) {
-        f->shared->refs++;
-        rc = evbuffer_add_reference(sub->pending, f->bytes, f->len, hub_on_frame_unref, f->shared);
-        if (rc != 0)
-            f->shared->refs--;
-        else
-            hub->st.shared_frames++;
-    } else {
-        rc = evbuffer_add(sub->pending, f->bytes, f->len);
-    }
-    if (rc != 0) {
+    if (queue_frame(sub, f) != 0) {
         rd_hub_doom(sub, RD_HUB_ERROR);
         return;
     }
@@ -418,12 +403,11 @@ void rd_hub_publish(rd_hub *hub, const rd_hub_event *ev)
     run_subs *rs = rd_map_get(hub->by_run, ev->run_id);
     if (!rs && TAILQ_EMPTY(&hub->global))
         return;
-    if (!ev->frame)
-        return;   /* live events always carry the engine's frame */
-    pub_frames p; /* its stack buffers are written only when used */
-    p.ev = ev;
-    memset(p.built, 0, sizeof p.built);
-    memset(p.failed, 0, sizeof p.failed);
+    if (!ev->frame) {
+        rd_hub_ring_reset(hub, ev->id); /* live events always carry the engine's frame */
+        return;
+    }
+    pub_frames p = {.ev = ev};
     rd_hub_sub *sub;
     if (rs) {
         TAILQ_FOREACH(sub, &rs->subs, link)
@@ -435,11 +419,14 @@ void rd_hub_publish(rd_hub *hub, const rd_hub_event *ev)
     {
         deliver(hub, sub, ev, &p);
     }
-    for (int a = 0; a < RD_AUD__COUNT; a++) {
-        shared_frame *sf = p.built[a] ? p.f[a].shared : NULL;
-        if (sf && --sf->refs == 0)
-            free(sf);
-    }
+    /* The ring keeps every audience's frame, for readers that lag behind this event. */
+    pub_frame(&p, RD_AUD_FULL);
+    for (int a = 0; a < RD_AUD__COUNT; a++)
+        if (ev->variant[a])
+            pub_frame(&p, (rd_audience)a);
+    rd_hub_ring_add(hub, ev, p.f);
+    for (int a = 0; a < RD_AUD__COUNT; a++)
+        rd_frame_unref(p.f[a]);
 }
 
 bool rd_hub_wants(const rd_hub *hub, const char *run_id)
@@ -456,10 +443,11 @@ int64_t rd_hub_last_id(const rd_hub *hub)
 
 typedef struct page_ctx {
     rd_hub_sub *sub;
-    int64_t upper; /* the last published id when the page began */
-    size_t high;   /* stop the page when unsent bytes reach this */
+    int64_t upper;         /* the last published id when the page began */
+    size_t high;           /* stop the page when unsent bytes reach this */
+    shared_frame *ring_fr; /* the row's frame, when it comes from the ring */
     int rows;
-    bool at_upper, full, ended, failed;
+    bool at_upper, full, ended, failed, more;
 } page_ctx;
 
 static int hub_on_page_row(const rd_hub_event *ev, void *arg)
@@ -474,7 +462,9 @@ static int hub_on_page_row(const rd_hub_event *ev, void *arg)
     sub->cursor = ev->id;
     if (wants(sub, ev)) {
         size_t before = evbuffer_get_length(sub->pending);
-        if (rd_hub_format(sub->pending, ev, sub->audience) != 0) {
+        int rc = c->ring_fr ? queue_frame(sub, c->ring_fr)
+                            : rd_hub_format(sub->pending, ev, sub->audience);
+        if (rc != 0) {
             c->failed = true;
             return 1;
         }
@@ -482,7 +472,10 @@ static int hub_on_page_row(const rd_hub_event *ev, void *arg)
         size_t n = evbuffer_get_length(sub->pending) - before;
         sub->lag -= n < sub->lag ? n : sub->lag;
         sub->hub->st.frames++;
-        sub->hub->st.replay_frames++;
+        if (c->ring_fr)
+            sub->hub->st.ring_frames++;
+        else
+            sub->hub->st.replay_frames++;
         if (ev->terminal && sub->run_id) {
             c->ended = true;
             return 1;
@@ -493,6 +486,13 @@ static int hub_on_page_row(const rd_hub_event *ev, void *arg)
         return 1;
     }
     return 0;
+}
+
+static int hub_on_ring_row(const rd_hub_event *ev, shared_frame *f, void *arg)
+{
+    page_ctx *c = arg;
+    c->ring_fr = f;
+    return hub_on_page_row(ev, c);
 }
 
 static const char *scan_run(const rd_hub_sub *sub)
@@ -524,9 +524,19 @@ static void replay_page(rd_hub *hub, rd_hub_sub *sub)
     page_ctx c = {.sub = sub, .upper = hub->last_id, .high = page_high(sub)};
     size_t before = evbuffer_get_length(sub->pending);
     bool lagging = sub->lagging;
-    int rc = sub->cursor >= c.upper ? 0
-                                    : hub->scan(hub->scan_arg, scan_run(sub), sub->cursor,
-                                                hub->page, hub_on_page_row, &c);
+    int rc = 0;
+    if (sub->cursor >= c.upper) {
+        /* nothing published after it */
+    } else if (lagging && rd_hub_ring_covers(hub, sub->cursor)) {
+        /* It was live until it lagged: every event it wants since is in the ring. */
+        int end =
+            rd_hub_ring_scan(hub, sub->cursor, sub->audience, RING_PAGE_ROWS, hub_on_ring_row, &c);
+        c.more = end == 2;
+        c.at_upper = end == 0;
+    } else {
+        rc = hub->scan(hub->scan_arg, scan_run(sub), sub->cursor, hub->page, hub_on_page_row, &c);
+        c.more = c.rows == hub->page;
+    }
     hub->st.bytes += evbuffer_get_length(sub->pending) - before;
     if (!lagging) /* a lagging reader's bytes were accounted when it was counted */
         rd_hub_account(hub, evbuffer_get_length(sub->pending) - before);
@@ -542,7 +552,7 @@ static void replay_page(rd_hub *hub, rd_hub_sub *sub)
     }
     if (c.full)
         return; /* hub_flush or the sink's drain queues the next page below the low mark */
-    if (c.rows == hub->page && !c.at_upper) {
+    if (c.more && !c.at_upper) {
         /* More to read. A page that queued nothing (filtered out) is not dirty, so it is
          * queued here rather than after a send. */
         if (!sub->dirty && page_due(sub))
@@ -791,6 +801,8 @@ rd_hub *rd_hub_new(struct event_base *base, const rd_hub_opts *o, int64_t last_i
     hub->pressure_arg = o->pressure_arg;
     hub->page = o->page > 0 ? o->page : 500;
     hub->last_id = last_id;
+    if (rd_hub_ring_new(hub, last_id) != 0)
+        rd_hub_ring_free(hub); /* no ring: lagging readers catch up from the store */
     TAILQ_INIT(&hub->global);
     TAILQ_INIT(&hub->dirty);
     TAILQ_INIT(&hub->replay);
@@ -822,6 +834,7 @@ void rd_hub_free(rd_hub *hub)
     if (hub->pressure_ev)
         event_free(hub->pressure_ev);
     rd_map_free(hub->by_run);
+    rd_hub_ring_free(hub);
     free(hub);
 }
 
@@ -864,6 +877,7 @@ void rd_hub_get_stats(const rd_hub *hub, rd_hub_stats *out)
 {
     *out = hub->st;
     out->subscribers = hub->n_subs;
+    out->ring_bytes = rd_hub_ring_bytes(hub);
     out->held_bytes = 0;
     rd_map_each(hub->by_run, hub_on_held, &out->held_bytes);
     const rd_hub_sub *sub;

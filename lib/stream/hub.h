@@ -127,6 +127,9 @@ typedef struct rd_hub_stats {
                                * counted as keeping up, so they cannot hold producers */
     uint64_t lags;            /* live subscribers that fell behind and caught up from the store */
     uint64_t held_bytes;      /* gauge: bytes gathered in the hub, not yet handed to transports */
+    uint64_t ring_frames;     /* frames lagging subscribers caught up on from the ring of recent
+                               * frames instead of the store */
+    uint64_t ring_bytes;      /* gauge: bytes of frames kept in that ring */
 } rd_hub_stats;
 
 /** A hub on base whose last published id is last_id (the store's newest committed event).

@@ -27,6 +27,12 @@
  * reader's burst within one iteration is handed to its transport early past it. */
 #define CATCHUP_HIGH (4 * LAG_AT)
 
+/* The ring of recent frames (hub_ring.c): at most this many bytes of frames and events. */
+#define RING_BYTES (4 * 1024 * 1024)
+#define RING_EVENTS 16384
+/* Ring entries looked at per catch-up page: a run's reader skips other runs' events. */
+#define RING_PAGE_ROWS 4096
+
 /* LIVE takes published frames; LAG (a live reader that fell behind) only counts them; REPLAY
  * pages from the store: a resume from Last-Event-ID, or a lagging reader catching up. */
 enum { SUB_REPLAY, SUB_LIVE, SUB_LAG, SUB_CLOSING };
@@ -77,8 +83,11 @@ typedef struct shared_frame {
     char data[];
 } shared_frame;
 
+typedef struct hub_ring hub_ring;
+
 struct rd_hub {
     struct event_base *base;
+    hub_ring *ring; /* recent frames for catching up (hub_ring.c) */
     rd_hub_scan_fn scan;
     void *scan_arg;
     size_t max_buffer;
@@ -117,6 +126,26 @@ size_t rd_hub_unsent(const rd_hub_sub *sub);
 size_t rd_hub_behind(const rd_hub_sub *sub);
 /** Every subscriber into all (room for n_subs); returns how many. */
 size_t rd_hub_collect(rd_hub *hub, rd_hub_sub **all);
+
+/* hub_ring.c */
+/** Drops one reference to f; frees it with the last. */
+void rd_frame_unref(shared_frame *f);
+/** An empty ring whose floor is floor (the last id before the hub's first event). 0 or -1. */
+int rd_hub_ring_new(rd_hub *hub, int64_t floor);
+void rd_hub_ring_free(rd_hub *hub);
+/** Keeps ev's frames (frames[RD_AUD_FULL], and frames[a] for an audience with its own), each
+ * by one more reference. Without a full frame it drops everything: a hole at ev->id. */
+void rd_hub_ring_add(rd_hub *hub, const rd_hub_event *ev, shared_frame *const frames[]);
+/** Drops everything kept; nobody catches up from the ring across id. */
+void rd_hub_ring_reset(rd_hub *hub, int64_t id);
+/** True when the ring holds every event a live subscriber wants after cursor. */
+bool rd_hub_ring_covers(const rd_hub *hub, int64_t cursor);
+size_t rd_hub_ring_bytes(const rd_hub *hub);
+typedef int (*rd_ring_row_fn)(const rd_hub_event *ev, shared_frame *f, void *arg);
+/** Calls fn for each kept event with id > after, in order, with aud's frame, at most max_rows:
+ * 0 at the end of the ring, 1 when fn returned non-zero, 2 at max_rows with more left. */
+int rd_hub_ring_scan(const rd_hub *hub, int64_t after, rd_audience aud, size_t max_rows,
+                     rd_ring_row_fn fn, void *arg);
 
 /* hub_load.c */
 /** Bytes were queued to subscribers: the budget check runs once past max_total. */

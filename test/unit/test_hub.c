@@ -24,6 +24,7 @@
 
 #include "base/util.h"
 #include "stream/hub.h"
+#include "stream/hub_int.h" /* RING_EVENTS */
 
 /* --- fake store ------------------------------------------------------------------------- */
 
@@ -581,8 +582,8 @@ static size_t held_bytes(rd_hub *hub)
 
 static void lag_check(fake_sink *k, const fake_store *st, const rd_hub_filter *flt)
 {
-    static int64_t ids[LAG_N + 8];
-    size_t n = wire_ids(k, ids, LAG_N + 8), expect = 0;
+    static int64_t ids[RING_EVENTS + 2048];
+    size_t n = wire_ids(k, ids, RING_EVENTS + 2048), expect = 0;
     for (size_t i = 0; i < st->n; i++) {
         const fake_ev *e = &st->ev[i];
         if (flt->run_id ? strcmp(e->run_id, flt->run_id) != 0
@@ -654,6 +655,100 @@ static void test_behind_readers_hold_a_bound_and_catch_up(void **state)
     }
     rd_hub_get_stats(f->hub, &s);
     assert_int_equal(s.slow_disconnects, 0);
+}
+
+/* Readers that lag catch up from the ring of recent frames: no store read at all, and the bytes
+ * each gets are exactly those of a reader with the same filter that never lagged. Past the
+ * ring's reach (more events than it keeps) they catch up from the store, with the same bytes. */
+static void ring_case(fx *f, int n_events, bool expect_store)
+{
+    rd_hub_set_max_buffer(f->hub, 64 * 1024 * 1024); /* nobody is cut */
+    const char *types[] = {"run.item"};
+    rd_hub_filter flt[4] = {{0},
+                            {.types = types, .n_types = 1},
+                            {.run_id = "r1", .audience = RD_AUD_READ},
+                            {.run_id = "r1"}};
+    /* sinks 0-3 never lag (they drain every iteration); 4-7 have full sockets until the end */
+    for (int i = 0; i < 8; i++) {
+        sub(f, i, &flt[i % 4], -1, false);
+        if (i >= 4) {
+            f->sinks[i].stalled = true;
+            evbuffer_add(f->sinks[i].unsent, ":\n\n", 3);
+        }
+    }
+    for (int i = 0; i < n_events; i++) {
+        if (i == n_events / 2)
+            add_linked(f, "FULL-URL", "null", 0);
+        else if (i == n_events - 1)
+            store_add(&f->store, "r1", "alpha", "run.end", 0);
+        else
+            store_add(&f->store, i % 5 ? "r1" : "r2", "alpha", i % 7 ? "run.item" : "run.log", 40);
+        publish(f->hub, &f->store.ev[f->store.n - 1]);
+        event_base_loop(f->base, EVLOOP_NONBLOCK);
+        drain(f);
+    }
+    int scans = f->store.scans;
+    for (int i = 4; i < 8; i++) {
+        f->sinks[i].stalled = false;
+        evbuffer_drain(f->sinks[i].unsent, 3);
+        if (f->sinks[i].sub)
+            rd_hub_sub_drained(f->sinks[i].sub);
+    }
+    settle(f);
+    rd_hub_stats s;
+    rd_hub_get_stats(f->hub, &s);
+    assert_int_equal(s.lags, 4);
+    if (expect_store) {
+        assert_true(f->store.scans > scans);
+    } else {
+        assert_int_equal(f->store.scans, scans); /* not one read of the store */
+        assert_true(s.ring_frames > 0);
+        assert_int_equal(s.replay_frames, 0);
+    }
+    for (int i = 4; i < 8; i++) {
+        lag_check(&f->sinks[i], &f->store, &flt[i % 4]);
+        size_t a = evbuffer_get_length(f->sinks[i].wire),
+               b = evbuffer_get_length(f->sinks[i - 4].wire);
+        assert_int_equal(a, b);
+        char *x = malloc(a + 1), *y = malloc(b + 1);
+        evbuffer_copyout(f->sinks[i].wire, x, a);
+        evbuffer_copyout(f->sinks[i - 4].wire, y, b);
+        assert_memory_equal(x, y, a); /* byte for byte what the reader that kept up got */
+        free(x);
+        free(y);
+    }
+}
+
+static void test_lagging_readers_catch_up_from_the_ring(void **state)
+{
+    ring_case(*state, 1500, false);
+}
+
+static void test_past_the_ring_readers_catch_up_from_the_store(void **state)
+{
+    ring_case(*state, RING_EVENTS + 1000, true);
+}
+
+/* An event published without its frame leaves a hole the ring cannot fill: it drops what it
+ * kept, and a reader that lagged before it catches up from the store. */
+static void test_a_hole_empties_the_ring(void **state)
+{
+    fx *f = *state;
+    rd_hub_filter all = {0};
+    sub(f, 0, &all, -1, false);
+    for (int i = 0; i < 10; i++) {
+        store_add(&f->store, "r1", "alpha", "run.item", 10);
+        publish(f->hub, &f->store.ev[f->store.n - 1]);
+    }
+    rd_hub_stats s;
+    rd_hub_get_stats(f->hub, &s);
+    assert_true(s.ring_bytes > 0);
+    fake_ev *e = store_add(&f->store, "r1", "alpha", "run.item", 10);
+    rd_hub_event h = to_hub(e);
+    h.frame = NULL;
+    rd_hub_publish(f->hub, &h);
+    rd_hub_get_stats(f->hub, &s);
+    assert_int_equal(s.ring_bytes, 0);
 }
 
 static int pressure_on, pressure_changes;
@@ -775,6 +870,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_behind_readers_hold_a_bound_and_catch_up, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_big_frame_reaches_idle_subscriber, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lagging_readers_catch_up_from_the_ring, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_past_the_ring_readers_catch_up_from_the_store, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_a_hole_empties_the_ring, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_then_live_no_gap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_paged_by_drain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_bounded_by_published, setup, teardown),
