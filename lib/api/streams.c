@@ -596,7 +596,7 @@ static const struct {
      "Bytes of frames held in the hub for subscribers whose socket is full.", false},
     {"runsd_sse_backpressure_total", "Times producers were asked to slow down.", true},
     {"runsd_sse_stalls_total",
-     "Subscribers that took nothing for a second while producers were paused, and so stopped "
+     "Subscribers that took nothing for sse_stall while producers were paused, and so stopped "
      "holding them.",
      true},
     {"runsd_sse_backpressure_on", "1 while producers are asked to slow down.", false},

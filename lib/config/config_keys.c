@@ -525,7 +525,7 @@ static const key_spec server_keys[] = {
     KEY("sse_max_buffer", "256K", K_SIZE, CFG(sse_max_buffer), KIB, GIB),
     KEY("sse_max_total", "64M", K_SIZE, CFG(sse_max_total), MIB, 64 * GIB),
     KEY("sse_backpressure", "4M", K_SIZE, CFG(sse_backpressure), 0, 64 * GIB),
-    KEY("sse_stall", "1s", K_DUR, CFG(sse_stall_ms), 100, HOUR),
+    KEY("sse_stall", "5s", K_DUR, CFG(sse_stall_ms), 100, HOUR),
     KEY("stream_token_ttl", "24h", K_DUR, CFG(stream_token_ttl_ms), SEC, 365 * DAY),
     FN("log_level", "info", apply_log_level, false),
 };

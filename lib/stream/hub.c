@@ -796,7 +796,7 @@ rd_hub *rd_hub_new(struct event_base *base, const rd_hub_opts *o, int64_t last_i
     hub->max_buffer = o->max_buffer;
     hub->max_total = o->max_total;
     hub->backpressure = o->backpressure;
-    hub->stall_ms = o->stall_ms > 0 ? o->stall_ms : 1000;
+    hub->stall_ms = o->stall_ms > 0 ? o->stall_ms : 5000;
     hub->on_pressure = o->on_pressure;
     hub->pressure_arg = o->pressure_arg;
     hub->page = o->page > 0 ? o->page : 500;

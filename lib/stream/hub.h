@@ -103,7 +103,7 @@ typedef struct rd_hub_opts {
      * on_pressure(arg, false) once the backlog is down to half. 0 = never. */
     size_t backpressure;
     /* While producers are slowed, a subscriber whose unsent bytes do not go down for stall_ms
-     * stops counting as keeping up (0: 1000). */
+     * stops counting as keeping up (0: 5000). */
     int64_t stall_ms;
     void (*on_pressure)(void *arg, bool on);
     void *pressure_arg;

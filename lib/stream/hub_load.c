@@ -22,7 +22,7 @@
  * Readers that stop reading must not hold producers forever: two thousand stalled streams
  * each under half its bound would otherwise pause every run for good, and nothing would ever
  * cut them (they grow only while producers run). So while producers are paused, a reader whose
- * unsent bytes have not gone down for `stall_ms` ([server] sse_stall, 1 s) is stalled: it no
+ * unsent bytes have not gone down for `stall_ms` ([server] sse_stall, 5 s) is stalled: it no
  * longer counts as keeping up. Producers then go on, and it falls behind to its own bound (or
  * the budget) and is cut like any slow reader; taking bytes again makes it count again.
  */
@@ -195,5 +195,5 @@ void rd_hub_set_backpressure(rd_hub *hub, size_t bytes)
 
 void rd_hub_set_stall(rd_hub *hub, int64_t ms)
 {
-    hub->stall_ms = ms > 0 ? ms : 1000;
+    hub->stall_ms = ms > 0 ? ms : 5000;
 }

@@ -818,6 +818,7 @@ static void test_stalled_readers_release_pressure(void **state)
     rd_hub_free(f->hub);
     rd_hub_opts o = {.max_buffer = 64 * 1024,
                      .backpressure = 40 * 1024,
+                     .stall_ms = 1000,
                      .on_pressure = on_pressure,
                      .page = 50,
                      .scan = fake_scan,
