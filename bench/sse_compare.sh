@@ -11,14 +11,15 @@
 #               server memory growth, and whether the stalled one was disconnected (the same
 #               run without the stalled subscriber is the control)
 #   paced       N_PACED subscribers that each read at most PACE bytes/s (a browser tab taking
-#               events at its own pace), one POST in flight as fast as the server answers:
+#               events at its own pace), one POST in flight as fast as the server answers
+#               (or at most PACED_RATE events/s: the same offered load for both servers):
 #               the time until the last subscriber had an event (p50 / p99), deliveries/s,
 #               and how many deliveries were lost (subscribers cut)
 #
 # Usage: bench/sse_compare.sh [BUILD_DIR]
 #   Without BUILD_DIR a Release tree is configured and built in build-bench.
 # Env: NS="1000 5000", K_1000=2000 and K_5000=400 (events per throughput run), K_LAT=200,
-#      RATE=10, INFLIGHT="1 4 16", N_PACED=1000 K_PACED=600 PACE=20000, PARTS="fanout stalled
+#      RATE=10, INFLIGHT="1 4 16", N_PACED=1000 K_PACED=600 PACE=20000 PACED_RATE=, PARTS="fanout stalled
 #      paced" (which measurements to run), RUNSD_SERVER_LINES (added to runsd's [server]).
 #      Needs nginx-light + libnginx-mod-nchan (apt-get).
 set -euo pipefail
@@ -36,6 +37,7 @@ INFLIGHT=${INFLIGHT:-"1 4 16"}
 N_PACED=${N_PACED:-1000}
 K_PACED=${K_PACED:-600}
 PACE=${PACE:-20000}
+PACED_RATE=${PACED_RATE:-} # events/s offered in the paced case (empty: as fast as answered)
 PARTS=${PARTS:-"fanout stalled paced"}
 part() { [[ " $PARTS " == *" $1 "* ]]; }
 load=$build/bench/sse_load
@@ -118,7 +120,8 @@ done
 part paced || PACED_TARGETS=""
 for t in ${PACED_TARGETS-runsd nchan}; do
     echo "== $t paced readers N=$N_PACED K=$K_PACED pace=$PACE B/s" >&2
-    out=$(run "$t" -n "$N_PACED" -k "$K_PACED" --inflight 1 --size 256 --pace "$PACE")
+    out=$(run "$t" -n "$N_PACED" -k "$K_PACED" --inflight 1 --size 256 --pace "$PACE" \
+        ${PACED_RATE:+--rate "$PACED_RATE"})
     echo "$out" >&2
     for f in last_p50_ms last_p99_ms deliveries_per_s lost; do
         R[$t,p_$f]=$(field "$out" subscribers "$f")
@@ -154,7 +157,7 @@ for t in ${STALL_TARGETS-runsd nchan}; do
         "$((R[$t,stall_growth] - R[$t,ctl_growth]))" "${R[$t,stall_cut]}" "${R[$t,stall_bytes]}"
 done
 echo
-part paced && echo "paced readers ($N_PACED subscribers reading at most $PACE B/s each, one POST in flight):"
+part paced && echo "paced readers ($N_PACED subscribers reading at most $PACE B/s each, one POST in flight${PACED_RATE:+, at most $PACED_RATE events/s}):"
 for t in ${PACED_TARGETS-runsd nchan}; do
     printf '  %-6s time to last subscriber p50 %s ms, p99 %s ms; %s deliveries/s; lost %s\n' \
         "$t" "${R[$t,p_last_p50_ms]:-?}" "${R[$t,p_last_p99_ms]:-?}" \
