@@ -10,6 +10,7 @@ import { createRequire } from 'node:module';
 import { createInterface } from 'node:readline';
 import path from 'node:path';
 import http from 'node:http';
+import net from 'node:net';
 
 const require = createRequire(new URL('../browser/', import.meta.url));
 const { chromium } = require('playwright-core');
@@ -422,6 +423,43 @@ try {
   assert(JSON.stringify(rows) === JSON.stringify(log), `rows are the event log: ${rows.length} rows, ${log.length} events`);
   await page.locator('#items tbody tr[data-seq]').nth(39).waitFor();
   const restartRows = rows.length;
+
+  // --- a network drop while the daemon keeps running: the page talks to it through a TCP
+  // proxy here, which cuts every connection and refuses new ones for a while. The banner
+  // shows, the run goes on meanwhile, and once the network is back the page catches up:
+  // its timeline rows are exactly the run's event log again.
+  step('network-drop');
+  const up = new URL(BASE);
+  const conns = new Set();
+  let cut = false;
+  const proxy = net.createServer((c) => {
+    if (cut) { c.destroy(); return; }
+    const u = net.connect(Number(up.port), up.hostname);
+    const end = () => { c.destroy(); u.destroy(); conns.delete(c); };
+    conns.add(c);
+    c.pipe(u); u.pipe(c);
+    for (const sock of [c, u]) { sock.on('error', end); sock.on('close', end); }
+  });
+  await new Promise((r) => proxy.listen(0, '127.0.0.1', r));
+  const viaProxy = await newPage();
+  await viaProxy.context().addInitScript((k) => sessionStorage.setItem('runsd.apiKey', k), KEY);
+  const dr = await create('test', { items: 30, item_delay: 0.1, checkpoint: true });
+  await viaProxy.goto(`http://127.0.0.1:${proxy.address().port}/#/runs/${dr.id}`);
+  await viaProxy.waitForFunction(() => Number(document.getElementById('timeline').dataset.count) >= 5);
+  cut = true;
+  for (const c of conns) c.destroy();
+  await viaProxy.locator('#banner', { hasText: 'Disconnected' }).waitFor();
+  await waitRun(dr.id, ['succeeded']); // while the page cannot see it
+  assert(await viaProxy.locator('#timeline li[data-type="run.end"]').count() === 0, 'nothing reached the page while cut');
+  cut = false;
+  await viaProxy.locator('#banner').waitFor({ state: 'hidden' });
+  await viaProxy.locator('#timeline li[data-type="run.end"]').waitFor();
+  const dropLog = await eventLog(dr.id);
+  const dropRows = await viaProxy.$$eval('#timeline li', (lis) => lis.map((li) => Number(li.dataset.id)));
+  assert(JSON.stringify(dropRows) === JSON.stringify(dropLog), `rows are the event log after a drop: ${dropRows.length} rows, ${dropLog.length} events`);
+  await waitBadge(viaProxy, 'succeeded');
+  await viaProxy.context().close();
+  proxy.close();
 
   // --- screenshots of the list, a run and the overview: desktop and phone, light and dark,
   // with a run left waiting for an approval (its marker in the list, its box on its page).

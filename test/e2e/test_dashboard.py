@@ -1,27 +1,40 @@
 """test_dashboard.py: the dashboard (web/, docs/dashboard.md) in a real browser: Debian's
 Chromium, headless, driven by playwright-core (test/browser/, installed by scripts/setup.sh
-with npm ci) from dashboard_driver.mjs, against a daemon with an API key configured.
+with npm ci) from dashboard_driver.mjs, against a daemon with API keys configured, and
+against one without.
 
-Skipped, saying so, only where node, chromium or test/browser/node_modules is missing.
+Skipped, saying so, only where node, chromium, playwright-core or axe-core is missing.
 
 - headers: / and /ui/* gzipped only when accepted, Vary, a strong ETag per representation
   (304 on If-None-Match), Cache-Control: no-cache, the strict Content-Security-Policy; the
   compressed twins are not addressable; files need no key.
-- in the browser (the driver, one step at a time): only the login form without a key, a
-  wrong key refused, the key kept in sessionStorage only; a run created from the form (a
-  JSON syntax error and the daemon's 422 shown next to the field) watched live to succeeded
-  with its items, result and timeline, and in the list; screenshots of the list, a run and
-  the overview at desktop and phone widths (and dark) into test/artifacts/; a read key sees
-  a paused run but its Approve is refused (403 shown next to the button); approve one
-  paused run and deny another from their pages (prompt and details shown as text); approve
-  with the keyboard only; the auth link followed through the demo provider, the run resumes;
-  cancel a running run; extend a match_limit_met run; enrich a run (its items table shows
-  the enrichments); a webhook delivery shown and redelivered from the page; markup in an item's data, a prompt, a
-  log line and a result shown as text, no element or script made from it; the daemon
-  killed (-9) and restarted while a run's page is open: the banner shows, the page
-  reconnects, and its timeline rows are exactly the run's event log (no duplicate, no gap);
-  no page error or console error throughout. The figures (page weight of a first load,
-  first render of a run with 10,000 items) are printed and kept in test/artifacts/.
+- in the browser with keys (the driver, one step at a time): only the login form without a
+  key, a wrong key refused, the key kept in sessionStorage only; a run created from the form
+  (a JSON syntax error and the daemon's 422 shown next to the field) watched live to
+  succeeded with its items, result, timeline, steps, progress bar and figures (duration,
+  worker CPU, peak memory), and in the list; a failed run's error; approve one paused run
+  and deny another from their pages (prompt and details shown as text); approve with the
+  keyboard only; the auth link followed through the demo provider, the run resumes; cancel a
+  running run; the list live, filtered by status and by flow, paged (page 2 in the
+  address); extend a match_limit_met run; enrich a run (its items table shows the
+  enrichments); a webhook delivery shown and redelivered from the page; the overview live:
+  the webhook backlog rises while a receiver answers 503 and falls once it accepts, the
+  finished runs per flow move; markup in an item's data, a prompt, a log line and a result
+  shown as text, no element or script made from it; the daemon killed (-9) and restarted
+  while a run's page is open: the banner shows, the page reconnects, and its timeline rows
+  are exactly the run's event log (no duplicate, no gap); the same after a network drop
+  (a TCP proxy cuts the page's connections while the daemon runs on); screenshots of the
+  list (with a run's waiting-for-a-person marker), a run, a paused run and the overview at
+  desktop and phone widths (and dark) into test/artifacts/; axe-core on the login form,
+  list, runs, overview and new-run form in light, dark and at phone width, failing on any
+  serious or critical violation (colour contrast among them); a read key sees a paused run
+  but its Approve is refused (403 shown next to the button); the items table's second page
+  of a run with 10,000 items; no page error or console error throughout. The figures (page
+  weight of a first load, first render of a run with 10,000 items) are printed and kept in
+  test/artifacts/figures.json.
+- in the browser without keys: no login form and no Log out, nothing stored in the
+  browser; a run created from the form and followed, a paused run approved, the list and
+  the overview live.
 """
 import gzip
 import json
