@@ -164,6 +164,12 @@ try {
   // --- keys: nothing but the login form without one; the key lives in sessionStorage only.
   step('login');
   page = await newPage();
+  // The streams of every run's events the page opens: one at a time, whatever the views
+  // do (a drop ends one before the next is opened).
+  const streams = { opened: 0, open: 0, most: 0 };
+  const isStream = (r) => new URL(r.url()).pathname === '/v1/events';
+  page.on('request', (r) => { if (isStream(r)) { streams.opened++; streams.most = Math.max(streams.most, ++streams.open); } });
+  for (const ev of ['requestfinished', 'requestfailed']) page.on(ev, (r) => { if (isStream(r)) streams.open--; });
   const head = await page.goto(BASE + '/');
   const csp = head.headers()['content-security-policy'] || '';
   assert(csp.includes("script-src 'self'") && csp.includes("require-trusted-types-for 'script'"), 'a strict CSP on /: ' + csp);
@@ -283,6 +289,8 @@ try {
     return rows.length >= 2 && rows.every((r) => r.dataset.status === 'cancelled');
   });
   assert(page.url().includes('status=cancelled'), 'the filter in the address');
+  // Through the login, the form, seven runs' pages and the list: one stream.
+  assert(streams.opened >= 1 && streams.most === 1, 'one stream of /v1/events at a time: ' + JSON.stringify(streams));
   await page.getByLabel('Status').selectOption('');
   // The flow filter and paging (20 a page): 21 runs of "ext", whose external worker never
   // comes, cancelled at once.
@@ -360,6 +368,7 @@ try {
   await page.locator('#t-backlog', { hasText: /^2$/ }).waitFor();
   await page.waitForFunction(([sel, n]) => Number(document.querySelector(sel).textContent) >= n, [doneCell, doneBefore + 2]);
   assert(refused >= 2, 'the receiver refused the deliveries: ' + refused);
+  assert(await tile(page, 't-subscribers') >= 1, 'the page\'s own stream among the subscribers');
   assert(await tile(page, 't-backlog') === 2, 'a backlog of 2 while refused');
   refusing = false;
   await page.locator('#t-backlog', { hasText: /^0$/ }).waitFor();
@@ -423,6 +432,7 @@ try {
   assert(JSON.stringify(rows) === JSON.stringify(log), `rows are the event log: ${rows.length} rows, ${log.length} events`);
   await page.locator('#items tbody tr[data-seq]').nth(39).waitFor();
   const restartRows = rows.length;
+  assert(streams.most === 1 && streams.opened >= 2, 'one stream at a time, and a new one after the restart: ' + JSON.stringify(streams));
 
   // --- a network drop while the daemon keeps running: the page talks to it through a TCP
   // proxy here, which cuts every connection and refuses new ones for a while. The banner
@@ -507,6 +517,9 @@ try {
     const check = async (what) => a11yNotes.push(...await axeCheck(p, `${what} (${scheme})`));
     await p.goto(BASE + '/');
     await p.getByLabel('API key').waitFor();
+    // The system's setting is followed: dark is not light checked twice.
+    const bg = await p.evaluate(() => getComputedStyle(document.body).backgroundColor);
+    assert(bg === (scheme === 'dark' ? 'rgb(13, 17, 23)' : 'rgb(255, 255, 255)'), `the ${scheme} background: ${bg}`);
     await check('login');
     await p.getByLabel('API key').fill(KEY);
     await p.getByRole('button', { name: 'Sign in' }).click();
