@@ -54,8 +54,11 @@ if [[ " ${missing[*]:-} " == *" postgresql "* ]]; then
   command -v pg_ctlcluster >/dev/null 2>&1 &&
     ${sudo:-} pg_ctlcluster --skip-systemctl-redirect 15 main stop >/dev/null 2>&1 || true
 fi
-# playwright-core for the dashboard's browser test, pinned by test/browser/package-lock.json.
-if command -v npm >/dev/null 2>&1 && [ ! -d "$(dirname "$0")/../test/browser/node_modules/playwright-core" ]; then
+# playwright-core and axe-core for the dashboard's browser test, pinned by
+# test/browser/package-lock.json (npm ci again when either is missing: a tree installed
+# before axe-core was added lacks it).
+if command -v npm >/dev/null 2>&1 && { [ ! -d "$(dirname "$0")/../test/browser/node_modules/playwright-core" ] ||
+  [ ! -d "$(dirname "$0")/../test/browser/node_modules/axe-core" ]; }; then
   (cd "$(dirname "$0")/../test/browser" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 # The pinned OpenAPI linter, into tools/openapi/node_modules (npm ci; skipped when present).

@@ -92,6 +92,12 @@ export function kib(n) {
   return n < 1024 ? n + ' KiB' : (n / 1024).toFixed(1) + ' MiB';
 }
 
+/** A box that scrolls a wide table sideways (on a phone). It takes the focus, so a keyboard
+ * user can scroll it too, and it is a named region so the stop means something when read. */
+export function scrollBox(label, ...children) {
+  return h('div', { class: 'scroll', tabindex: 0, role: 'region', 'aria-label': label }, ...children);
+}
+
 /** JSON shown as text. */
 export function pre(value, cls) {
   return h('pre', { class: cls || 'json' }, JSON.stringify(value, null, 2));

@@ -2,7 +2,7 @@
 // live from the global event stream: an event of any run fetches the page again (at most
 // twice a second), so the rows always show what the daemon says, never a guess.
 import { TERMINAL } from '/v1/client.js';
-import { h, fill, badge, waitingMarker, timeEl, tickTimes, throttle } from './dom.mjs';
+import { h, fill, badge, waitingMarker, timeEl, tickTimes, throttle, scrollBox } from './dom.mjs';
 
 export const STATUSES = ['created', 'queued', 'running', 'auth_required', 'paused', 'cancelling',
   'succeeded', 'incomplete', 'failed', 'crashed', 'cancelled'];
@@ -32,7 +32,7 @@ export function listView(app, main, q) {
       h('label', { for: 'f-status' }, 'Status'), status,
       h('label', { for: 'f-flow' }, 'Flow'), flow),
     count,
-    h('div', { class: 'scroll' },
+    scrollBox('Runs table',
       h('table', { class: 'runs' },
         h('caption', { class: 'sr-only' }, 'Runs, newest first'),
         h('thead', {}, h('tr', {}, ['Run', 'Flow', 'Status', 'Progress', 'Items', 'Age'].map((t) => h('th', { scope: 'col' }, t)))),

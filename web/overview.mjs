@@ -1,8 +1,9 @@
 // overview.mjs: the daemon's own figures from GET /metrics (Prometheus text): active runs per
 // flow and status, runs finished since it started, queue depth, running workers, stream
-// subscribers, webhook deliveries. Read every 3 s, and sooner after events (at most once a
-// second), so the page follows the daemon without a second source of truth.
-import { h, fill, throttle } from './dom.mjs';
+// subscribers, webhook deliveries (the backlog still to deliver, the attempts in flight and
+// retried). Read every 3 s, and sooner after events (at most once a second), so the page
+// follows the daemon without a second source of truth.
+import { h, fill, throttle, scrollBox } from './dom.mjs';
 
 const ACTIVE = ['queued', 'running', 'auth_required', 'paused', 'cancelling'];
 const DONE = ['succeeded', 'incomplete', 'failed', 'crashed', 'cancelled'];
@@ -27,7 +28,7 @@ function sum(ms, name, where = () => true) {
 
 export function overviewView(app, main) {
   const tiles = h('dl', { class: 'tiles', id: 'tiles' });
-  const table = h('div', { class: 'scroll' });
+  const table = scrollBox('Runs per flow and status table');
   const stamp = h('p', { class: 'muted small', 'aria-live': 'off' });
   fill(main, h('h1', {}, 'Overview'), tiles, h('h2', {}, 'Runs per flow and status'),
     h('p', { class: 'muted small' }, 'Active runs now; finished runs since the daemon started.'), table, stamp);
@@ -47,6 +48,7 @@ export function overviewView(app, main) {
       tile('Running workers', sum(ms, 'runsd_runs_running'), 't-running'),
       tile('Waiting for a person', sum(ms, 'runsd_runs_waiting_for_person'), 't-waiting'),
       tile('Stream subscribers', sum(ms, 'runsd_sse_subscribers'), 't-subscribers'),
+      tile('Webhook backlog', sum(ms, 'runsd_webhook_backlog'), 't-backlog'),
       tile('Webhooks in flight', sum(ms, 'runsd_webhook_in_flight'), 't-webhooks'),
       tile('Webhook retries', sum(ms, 'runsd_webhook_outcomes_total', (l) => l.outcome === 'retry'), 't-retries'),
       tile('Runs created', sum(ms, 'runsd_runs_created_total'), 't-created'));

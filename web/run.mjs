@@ -21,7 +21,9 @@ export function runView(app, main, id) {
   const outcomeEl = h('section', { 'aria-label': 'Result' });
   const items = itemsSection(v);
   const deliveries = deliveriesSection(v);
-  const tl = h('ol', { class: 'timeline', id: 'timeline', dataset: { count: '0' } });
+  // The timeline scrolls in its box: focusable, so the keyboard scrolls it too.
+  const tl = h('ol', { class: 'timeline', id: 'timeline', tabindex: 0, 'aria-labelledby': 'h-timeline',
+    dataset: { count: '0' } });
   const tlInfo = h('p', { class: 'muted small', id: 'timeline-info' });
   const live = h('span', { class: 'muted small', role: 'status' });
   fill(main, h('p', {}, h('a', { href: '#/' }, '← All runs')), title, head, pendingEl, actionsEl,

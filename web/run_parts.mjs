@@ -1,7 +1,7 @@
 // run_parts.mjs: the sections of a run's page (run.mjs): what a person is asked, the
 // buttons, progress and steps, figures, the result, the items, webhook deliveries, and one
 // line of text per event for the timeline. Everything from the run is written as text.
-import { h, fill, pre, ms, kib, throttle } from './dom.mjs';
+import { h, fill, pre, ms, kib, throttle, scrollBox } from './dom.mjs';
 import { jsonField, flowSelect } from './forms.mjs';
 
 const ACTIVE = ['queued', 'running', 'auth_required', 'paused'];
@@ -146,7 +146,7 @@ export function itemsSection(v) {
   const prev = h('button', { type: 'button', onclick: () => { page--; load(); } }, '← Previous');
   const next = h('button', { type: 'button', onclick: () => { page++; load(); } }, 'Next →');
   const el = h('section', { 'aria-labelledby': 'h-items' }, h('h2', { id: 'h-items' }, 'Items'),
-    h('div', { class: 'scroll' }, h('table', { class: 'items', id: 'items' },
+    scrollBox('Items table', h('table', { class: 'items', id: 'items' },
       h('thead', {}, h('tr', {}, ['#', 'Status', 'Data', 'Enrichments'].map((t) => h('th', { scope: 'col' }, t)))),
       tbody)),
     h('nav', { class: 'pager', 'aria-label': 'Pages of items' }, prev, info, next));
@@ -191,7 +191,7 @@ export function deliveriesSection(v) {
       return;
     }
     if (!res.items.length) { fill(body, h('p', { class: 'muted' }, 'No webhook deliveries.')); return; }
-    fill(body, h('div', { class: 'scroll' }, h('table', { class: 'deliveries' },
+    fill(body, scrollBox('Webhook deliveries table', h('table', { class: 'deliveries' },
       h('thead', {}, h('tr', {}, ['Type', 'Endpoint', 'Status', 'Attempts', 'Last answer', ''].map((t) => h('th', { scope: 'col' }, t)))),
       h('tbody', {}, res.items.map((d) => {
         const b = h('button', { type: 'button' }, 'Redeliver');

@@ -160,6 +160,9 @@ typedef struct rd_store_ops {
      * (PostgreSQL); NULL in one that needs none (SQLite). See rd_store_probe_send. */
     int (*probe_send)(rd_store *s, int *fd);
     int (*probe_read)(rd_store *s);
+    /* Deliveries still to be made: pending (due or waiting for a retry) and sending. NULL in
+     * a backend that cannot count them; see rd_store_dlv_backlog. */
+    int (*dlv_backlog)(rd_store *s, int64_t *out);
 } rd_store_ops;
 
 struct rd_store {
@@ -367,6 +370,16 @@ static inline int rd_store_dlv_due(rd_store *s, int64_t now, int limit, rd_deliv
 static inline int rd_store_dlv_next_due(rd_store *s, int64_t *out)
 {
     return s->ops->dlv_next_due(s, out);
+}
+/** *out = the deliveries not yet delivered and not given up: pending (due now or waiting for
+ * a retry) and sending (an attempt in flight); failed, stopped and delivered ones are not
+ * counted. One count over the partial indexes of those two states, so its cost grows with
+ * the backlog, not with the deliveries kept: callers that ask often should cache it (the
+ * outbox does). RD_ENOTFOUND when the backend cannot count them. */
+static inline int rd_store_dlv_backlog(rd_store *s, int64_t *out)
+{
+    *out = 0;
+    return s->ops->dlv_backlog ? s->ops->dlv_backlog(s, out) : RD_ENOTFOUND;
 }
 /** A run's deliveries in creation order, page by offset/limit; *total (may be NULL) counts all. */
 static inline int rd_store_dlv_run_scan(rd_store *s, const char *run_id, int64_t offset, int limit,

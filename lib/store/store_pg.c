@@ -558,6 +558,7 @@ static const rd_store_ops pg_ops = {
     .dlv_attempts_scan = rd_pg_dlv_attempts_scan,
     .probe_send = pg_probe_send,
     .probe_read = pg_probe_read,
+    .dlv_backlog = rd_pg_dlv_backlog,
 };
 
 /* Connects with the dsn, adding the password file and a connect timeout (either may already

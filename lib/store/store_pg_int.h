@@ -80,6 +80,8 @@
     X(DLV_DUE, "SELECT " PDLV_COLS " FROM deliveries WHERE state = 0 AND next_at <= $1"            \
                " ORDER BY next_at, seq LIMIT $2")                                                  \
     X(DLV_NEXT_DUE, "SELECT COALESCE(MIN(next_at), 0) FROM deliveries WHERE state = 0")            \
+    X(DLV_BACKLOG, "SELECT (SELECT COUNT(*) FROM deliveries WHERE state = 0)"                      \
+                   " + (SELECT COUNT(*) FROM deliveries WHERE state = 1)")                         \
     X(DLV_RUN_SCAN, "SELECT " PDLV_COLS " FROM deliveries WHERE run_id = $1 ORDER BY seq"          \
                     " LIMIT $2 OFFSET $3")                                                         \
     X(DLV_RUN_COUNT, "SELECT COUNT(*) FROM deliveries WHERE run_id = $1")                          \
@@ -224,6 +226,7 @@ int rd_pg_dlv_update(rd_store *s, const rd_delivery *d);
 int rd_pg_dlv_get(rd_store *s, const char *id, rd_delivery_cb cb, void *arg);
 int rd_pg_dlv_due(rd_store *s, int64_t now, int limit, rd_delivery_cb cb, void *arg);
 int rd_pg_dlv_next_due(rd_store *s, int64_t *out);
+int rd_pg_dlv_backlog(rd_store *s, int64_t *out);
 int rd_pg_dlv_run_scan(rd_store *s, const char *run_id, int64_t offset, int limit,
                        rd_delivery_cb cb, void *arg, int64_t *total);
 int rd_pg_dlv_stop(rd_store *s, const char *run_id, const char *url, int64_t now, const char *why);

@@ -115,6 +115,12 @@ int rd_pg_dlv_next_due(rd_store *s, int64_t *out)
     return rd_pg_call_i64(s, PS_DLV_NEXT_DUE, NULL, out);
 }
 
+/* Two counts over the partial indexes of pending and sending rows (store_pg_schema.c). */
+int rd_pg_dlv_backlog(rd_store *s, int64_t *out)
+{
+    return rd_pg_call_i64(s, PS_DLV_BACKLOG, NULL, out);
+}
+
 int rd_pg_dlv_run_scan(rd_store *s, const char *run_id, int64_t offset, int limit,
                        rd_delivery_cb cb, void *arg, int64_t *total)
 {

@@ -209,6 +209,7 @@ int rd_sqlite_dlv_update(rd_store *s, const rd_delivery *d);
 int rd_sqlite_dlv_get(rd_store *s, const char *id, rd_delivery_cb cb, void *arg);
 int rd_sqlite_dlv_due(rd_store *s, int64_t now, int limit, rd_delivery_cb cb, void *arg);
 int rd_sqlite_dlv_next_due(rd_store *s, int64_t *out);
+int rd_sqlite_dlv_backlog(rd_store *s, int64_t *out);
 int rd_sqlite_dlv_run_scan(rd_store *s, const char *run_id, int64_t offset, int limit,
                            rd_delivery_cb cb, void *arg, int64_t *total);
 int rd_sqlite_dlv_stop(rd_store *s, const char *run_id, const char *url, int64_t now,
@@ -228,6 +229,7 @@ int rd_sqlite_dlv_attempts_scan(rd_store *s, const char *delivery_id, rd_attempt
     .dlv_stop = rd_sqlite_dlv_stop, .dlv_stopped = rd_sqlite_dlv_stopped,                          \
     .dlv_lease = rd_sqlite_dlv_lease, .dlv_unlease = rd_sqlite_dlv_unlease,                        \
     .dlv_attempt_add = rd_sqlite_dlv_attempt_add,                                                  \
-    .dlv_attempts_scan = rd_sqlite_dlv_attempts_scan, .dlv_prune = rd_sqlite_dlv_prune
+    .dlv_attempts_scan = rd_sqlite_dlv_attempts_scan, .dlv_prune = rd_sqlite_dlv_prune,            \
+    .dlv_backlog = rd_sqlite_dlv_backlog
 
 #endif

@@ -52,6 +52,9 @@ const char rd_sqlite_outbox_schema[] =
     X(GET, DLV_SELECT " WHERE id = ?1")                                                            \
     X(DUE, DLV_SELECT " WHERE state = 0 AND next_at <= ?1 ORDER BY next_at, seq LIMIT ?2")         \
     X(NEXT_DUE, "SELECT COALESCE(MIN(next_at), 0) FROM deliveries WHERE state = 0")                \
+    X(BACKLOG, "SELECT (SELECT COUNT(*) FROM deliveries INDEXED BY deliveries_due"                 \
+               " WHERE state = 0) + (SELECT COUNT(*) FROM deliveries"                              \
+               " INDEXED BY deliveries_sending WHERE state = 1)")                                  \
     X(RUN_SCAN, DLV_SELECT " WHERE run_id = ?1 ORDER BY seq LIMIT ?2 OFFSET ?3")                   \
     X(RUN_COUNT, "SELECT COUNT(*) FROM deliveries WHERE run_id = ?1")                              \
     X(STOP, "UPDATE deliveries SET state = 4, next_at = 0, updated_at = ?3, last_error = ?4"       \
@@ -266,6 +269,15 @@ static int step_i64(rd_store *s, sqlite3_stmt *st, int64_t *out, const char *wha
 int rd_sqlite_dlv_next_due(rd_store *s, int64_t *out)
 {
     return step_i64(s, stmt(s, OB_NEXT_DUE), out, "deliveries next due");
+}
+
+/* Two counts, each over its partial index (deliveries_due, deliveries_sending): a scan of
+ * the rows still to deliver, never of the delivered ones the table keeps. INDEXED BY because
+ * the planner otherwise prefers the covering deliveries_endpoint, which holds every row (60
+ * ms instead of under 1 ms with 300,000 delivered rows and 1,000 pending). */
+int rd_sqlite_dlv_backlog(rd_store *s, int64_t *out)
+{
+    return step_i64(s, stmt(s, OB_BACKLOG), out, "deliveries backlog");
 }
 
 int rd_sqlite_dlv_run_scan(rd_store *s, const char *run_id, int64_t offset, int limit,

@@ -44,6 +44,11 @@ struct rd_outbox {
     bool closing;
     bool curl_ready; /* curl_global_init succeeded */
     rd_metric *m_attempts, *m_outcomes, *m_attempt_seconds, *m_in_flight; /* NULL: none */
+    rd_metric *m_backlog;
+    /* The backlog gauge is a count in the store, cached in m_backlog (backlog_collect). */
+    int64_t backlog_at;         /* rd_mono_ms of the last count; 0: never counted */
+    int64_t backlog_cost;       /* how long that count took, ms */
+    bool backlog_stale;         /* a delivery was recorded or ended since then */
     rd_outbox_render_fn render; /* fills link placeholders of a stored body at send time */
     void *render_arg;
 };
@@ -81,6 +86,8 @@ static void commit_soon(rd_outbox *ob)
 static void outbox_on_commit(evutil_socket_t fd, short what, void *arg)
 {
     rd_outbox *ob = arg;
+
+    ob->backlog_stale = true;
 
     if (rd_store_commit(ob->store) != 0) {
         rd_store_rollback(ob->store);
@@ -184,6 +191,7 @@ void rd_outbox_kick(rd_outbox *ob)
     if (!ob || !ob->enqueued)
         return;
     ob->enqueued = false;
+    ob->backlog_stale = true;
     pump_soon(ob);
 }
 
@@ -469,10 +477,33 @@ static void settle(rd_outbox *ob, const rd_outbox_delivery *d, const rd_outbox_r
     commit_soon(ob);
 }
 
+/* The backlog is counted in the store (rd_store_dlv_backlog) only when a scrape asks for it
+ * and a delivery was recorded or ended since the last count, and then at most once a second,
+ * or once per 20 times the last count's duration when that is longer: a dashboard reads the
+ * metrics every few seconds per tab, and a backlog of a million rows takes tens of ms to
+ * count, which must not take more than a twentieth of the loop. An idle daemon never counts.
+ * When the count fails, the gauge keeps the last value. */
+static void backlog_collect(rd_outbox *ob)
+{
+    int64_t now = rd_mono_ms(), n, wait = ob->backlog_cost * 20;
+
+    if (wait < 1000)
+        wait = 1000;
+    if (ob->backlog_at && (!ob->backlog_stale || now - ob->backlog_at < wait))
+        return;
+    if (rd_store_dlv_backlog(ob->store, &n) != 0)
+        return;
+    ob->backlog_stale = false;
+    ob->backlog_at = now;
+    ob->backlog_cost = rd_mono_ms() - now;
+    rd_metric_set(ob->m_backlog, NULL, (double)n);
+}
+
 static void outbox_on_collect(void *arg)
 {
     rd_outbox *ob = arg;
     rd_metric_set(ob->m_in_flight, NULL, ob->n_inflight);
+    backlog_collect(ob);
 }
 
 static const char *const outcome_names[] = {"delivered", "retry", "failed", "stopped"};
@@ -509,6 +540,12 @@ int rd_outbox_set_metrics(rd_outbox *ob, rd_metrics *reg)
         RD_LV("outcome"), rd_metrics_latency_buckets, rd_metrics_latency_nbuckets);
     ob->m_in_flight =
         rd_metrics_gauge(reg, "runsd_webhook_in_flight", "Webhook attempts in flight.", NULL);
+    ob->m_backlog = rd_metrics_gauge(
+        reg, "runsd_webhook_backlog",
+        "Webhook deliveries not yet delivered and not given up: due, waiting for a retry, or "
+        "in flight.",
+        NULL);
+    rd_metric_set(ob->m_backlog, NULL, 0);
     for (size_t i = 0; i < sizeof outcome_names / sizeof outcome_names[0]; i++)
         rd_metric_add(ob->m_outcomes, RD_LV(outcome_names[i]), 0);
     return rd_metrics_collector(reg, outbox_on_collect, ob, NULL) == 0 ? 0 : RD_ERR;
@@ -574,6 +611,7 @@ int rd_outbox_redeliver(rd_outbox *ob, const char *id)
                        .last_error = r.last_error};
     rc = rd_store_dlv_update(ob->store, &row);
     free(r.last_error);
+    ob->backlog_stale = true;
     if (rc != 0 || rd_store_commit(ob->store) != 0) {
         rd_store_rollback(ob->store);
         return RD_EIO;
@@ -686,6 +724,7 @@ int rd_outbox_recover(rd_outbox *ob)
     /* Attempts cut short by a crash are made again. */
     if (rd_store_dlv_unlease(ob->store) != 0 || rd_store_commit(ob->store) != 0)
         return RD_EIO;
+    ob->backlog_stale = true;
     pump_soon(ob);
     return 0;
 }

@@ -1,27 +1,40 @@
 """test_dashboard.py: the dashboard (web/, docs/dashboard.md) in a real browser: Debian's
 Chromium, headless, driven by playwright-core (test/browser/, installed by scripts/setup.sh
-with npm ci) from dashboard_driver.mjs, against a daemon with an API key configured.
+with npm ci) from dashboard_driver.mjs, against a daemon with API keys configured, and
+against one without.
 
-Skipped, saying so, only where node, chromium or test/browser/node_modules is missing.
+Skipped, saying so, only where node, chromium, playwright-core or axe-core is missing.
 
 - headers: / and /ui/* gzipped only when accepted, Vary, a strong ETag per representation
   (304 on If-None-Match), Cache-Control: no-cache, the strict Content-Security-Policy; the
   compressed twins are not addressable; files need no key.
-- in the browser (the driver, one step at a time): only the login form without a key, a
-  wrong key refused, the key kept in sessionStorage only; a run created from the form (a
-  JSON syntax error and the daemon's 422 shown next to the field) watched live to succeeded
-  with its items, result and timeline, and in the list; screenshots of the list, a run and
-  the overview at desktop and phone widths (and dark) into test/artifacts/; a read key sees
-  a paused run but its Approve is refused (403 shown next to the button); approve one
-  paused run and deny another from their pages (prompt and details shown as text); approve
-  with the keyboard only; the auth link followed through the demo provider, the run resumes;
-  cancel a running run; extend a match_limit_met run; enrich a run (its items table shows
-  the enrichments); a webhook delivery shown and redelivered from the page; markup in an item's data, a prompt, a
-  log line and a result shown as text, no element or script made from it; the daemon
-  killed (-9) and restarted while a run's page is open: the banner shows, the page
-  reconnects, and its timeline rows are exactly the run's event log (no duplicate, no gap);
-  no page error or console error throughout. The figures (page weight of a first load,
-  first render of a run with 10,000 items) are printed and kept in test/artifacts/.
+- in the browser with keys (the driver, one step at a time): only the login form without a
+  key, a wrong key refused, the key kept in sessionStorage only; a run created from the form
+  (a JSON syntax error and the daemon's 422 shown next to the field) watched live to
+  succeeded with its items, result, timeline, steps, progress bar and figures (duration,
+  worker CPU, peak memory), and in the list; a failed run's error; approve one paused run
+  and deny another from their pages (prompt and details shown as text); approve with the
+  keyboard only; the auth link followed through the demo provider, the run resumes; cancel a
+  running run; the list live, filtered by status and by flow, paged (page 2 in the
+  address); extend a match_limit_met run; enrich a run (its items table shows the
+  enrichments); a webhook delivery shown and redelivered from the page; the overview live:
+  the webhook backlog rises while a receiver answers 503 and falls once it accepts, the
+  finished runs per flow move; markup in an item's data, a prompt, a log line and a result
+  shown as text, no element or script made from it; the daemon killed (-9) and restarted
+  while a run's page is open: the banner shows, the page reconnects, and its timeline rows
+  are exactly the run's event log (no duplicate, no gap); the same after a network drop
+  (a TCP proxy cuts the page's connections while the daemon runs on); screenshots of the
+  list (with a run's waiting-for-a-person marker), a run, a paused run and the overview at
+  desktop and phone widths (and dark) into test/artifacts/; axe-core on the login form,
+  list, runs, overview and new-run form in light, dark and at phone width, failing on any
+  serious or critical violation (colour contrast among them); a read key sees a paused run
+  but its Approve is refused (403 shown next to the button); the items table's second page
+  of a run with 10,000 items; no page error or console error throughout. The figures (page
+  weight of a first load, first render of a run with 10,000 items) are printed and kept in
+  test/artifacts/figures.json.
+- in the browser without keys: no login form and no Log out, nothing stored in the
+  browser; a run created from the form and followed, a paused run approved, the list and
+  the overview live.
 """
 import gzip
 import json
@@ -51,8 +64,9 @@ def missing():
         return "node not found (scripts/setup.sh installs nodejs)"
     if not os.access(CHROMIUM, os.X_OK):
         return "%s not found (scripts/setup.sh installs Debian's chromium)" % CHROMIUM
-    if not os.path.isdir(os.path.join(BROWSER_DIR, "node_modules/playwright-core")):
-        return "playwright-core not installed (scripts/setup.sh runs npm ci in test/browser)"
+    for mod in ("playwright-core", "axe-core"):
+        if not os.path.isdir(os.path.join(BROWSER_DIR, "node_modules", mod)):
+            return "%s not installed (scripts/setup.sh runs npm ci in test/browser)" % mod
     return None
 
 
@@ -116,9 +130,11 @@ class Headers(unittest.TestCase):
 @unittest.skipIf(missing(), "SKIPPED: %s" % missing())
 class Browser(unittest.TestCase):
     def setUp(self):
-        # Webhooks may reach the driver's receiver on loopback.
+        # Webhooks may reach the driver's receivers on loopback, and a refused one is tried
+        # again soon (the overview's backlog must rise and fall within the test).
         self.d = Daemon(flows=flows(), extra="[auth]\nkey = write:%s\nkey = read:%s\n"
-                        "[webhooks]\nallow_private = yes\n" % (KEY, READ_KEY)).start()
+                        "[webhooks]\nallow_private = yes\nretry_schedule = %s\n"
+                        % (KEY, READ_KEY, " ".join(["300ms"] * 4 + ["1s"] * 12))).start()
         os.makedirs(ARTIFACTS, exist_ok=True)
         stale = os.path.join(ARTIFACTS, "failure.png")  # the driver's picture of a failure
         if os.path.exists(stale):
@@ -128,49 +144,73 @@ class Browser(unittest.TestCase):
         self.d.stop()
 
     def test_dashboard_in_chromium(self):
-        base = "http://127.0.0.1:%d" % self.d.port
-        p = subprocess.Popen([NODE, DRIVER, base, KEY, ARTIFACTS, READ_KEY], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env=dict(os.environ, CHROMIUM=CHROMIUM))
-        self.addCleanup(self.reap, p)
-        seen = []
-        while True:
-            ready, _, _ = select.select([p.stdout], [], [], 150)
-            self.assertTrue(ready, "the driver said nothing for 150 s after %r" % seen[-1:])
-            line = p.stdout.readline()
-            if not line:
-                break
-            msg = json.loads(line)
-            seen.append(msg)
-            if msg["kind"] == "kill":
-                self.d.kill9()
-            elif msg["kind"] == "banner":
-                self.d.start()  # same port and store: the page must find it again
-                p.stdin.write("restarted\n")
-                p.stdin.flush()
-            elif msg["kind"] in ("ok", "fail"):
-                break
-        p.wait(timeout=30)
-        last = seen[-1] if seen else {}
-        self.assertEqual(last.get("kind"), "ok", "driver: %s\nstderr: %s" % (
-            json.dumps(last, indent=1), p.stderr.read()[-4000:]))
-        self.assertEqual(p.returncode, 0)
+        last = drive(self, self.d, [KEY, ARTIFACTS, READ_KEY])
         for page in ("list", "run", "overview"):
             for width in ("desktop", "phone"):
                 self.assertTrue(os.path.getsize(os.path.join(
                     ARTIFACTS, "%s-%s.png" % (page, width))) > 5000)
         with open(os.path.join(ARTIFACTS, "figures.json"), "w") as f:
             json.dump({"weight": last["weight"], "big_run": last["bigRun"],
-                       "restart_rows": last["restartRows"]}, f, indent=1)
+                       "restart_rows": last["restartRows"],
+                       "a11y_minor": last["a11yNotes"]}, f, indent=1)
         print("dashboard figures: %s" % json.dumps(last))
 
-    @staticmethod
-    def reap(p):
-        if p.poll() is None:
-            p.kill()
-        p.wait(timeout=10)
-        for f in (p.stdin, p.stdout, p.stderr):
-            f.close()
+
+@unittest.skipIf(missing(), "SKIPPED: %s" % missing())
+class BrowserNoKey(unittest.TestCase):
+    """A daemon with no API key (loopback only): the page shows no login form, stores
+    nothing, and creates, approves and follows runs at once."""
+
+    def setUp(self):
+        self.d = Daemon(flows=flows()).start()
+        os.makedirs(ARTIFACTS, exist_ok=True)
+
+    def tearDown(self):
+        self.d.stop()
+
+    def test_no_key_no_login(self):
+        self.assertTrue(drive(self, self.d, ["-", ARTIFACTS]).get("nokey"))
+
+
+def drive(test, d, args):
+    """Runs the driver against daemon d with args after the base URL, killing (-9) and
+    restarting d when it asks; returns its last message, which must say ok."""
+    base = "http://127.0.0.1:%d" % d.port
+    p = subprocess.Popen([NODE, DRIVER, base] + args, stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=dict(os.environ, CHROMIUM=CHROMIUM))
+    test.addCleanup(reap, p)
+    seen = []
+    while True:
+        ready, _, _ = select.select([p.stdout], [], [], 150)
+        test.assertTrue(ready, "the driver said nothing for 150 s after %r" % seen[-1:])
+        line = p.stdout.readline()
+        if not line:
+            break
+        msg = json.loads(line)
+        seen.append(msg)
+        if msg["kind"] == "kill":
+            d.kill9()
+        elif msg["kind"] == "banner":
+            d.start()  # same port and store: the page must find it again
+            p.stdin.write("restarted\n")
+            p.stdin.flush()
+        elif msg["kind"] in ("ok", "fail"):
+            break
+    p.wait(timeout=30)
+    last = seen[-1] if seen else {}
+    test.assertEqual(last.get("kind"), "ok", "driver: %s\nstderr: %s" % (
+        json.dumps(last, indent=1), p.stderr.read()[-4000:]))
+    test.assertEqual(p.returncode, 0)
+    return last
+
+
+def reap(p):
+    if p.poll() is None:
+        p.kill()
+    p.wait(timeout=10)
+    for f in (p.stdin, p.stdout, p.stderr):
+        f.close()
 
 
 if __name__ == "__main__":

@@ -134,6 +134,7 @@ class MetricsTest(unittest.TestCase):
         wait_for(lambda: self.scrape()[key("runsd_webhook_outcomes_total",
                                            outcome="delivered")] >= 1, what="delivery counted")
         wait_for(lambda: self.scrape()[key("runsd_sse_subscribers")] == 0, what="no subscriber")
+        wait_for(lambda: self.scrape()[key("runsd_webhook_backlog")] == 0, what="no backlog")
 
         after = self.scrape()
         dl = lambda name, **lb: self.delta(before, after, name, **lb)
@@ -192,6 +193,10 @@ class MetricsTest(unittest.TestCase):
         self.assertEqual(dl("runsd_webhook_attempt_duration_seconds_count", outcome="retry"), 1)
         self.assertEqual(dl("runsd_webhook_attempt_duration_seconds_count",
                             outcome="delivered"), 1)
+        # The backlog gauge: nothing waited before, nothing after (the wait above; it is
+        # counted at most once a second). test_webhooks.py follows its rise and fall.
+        self.assertEqual(before[key("runsd_webhook_backlog")], 0)
+        self.assertEqual(after[key("runsd_webhook_backlog")], 0)
         # Store
         self.assertGreater(dl("runsd_store_commit_duration_seconds_count"), 0)
         self.assertGreater(dl("runsd_store_commits_total"), 0)

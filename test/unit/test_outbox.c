@@ -29,6 +29,7 @@
 #include "store/store.h"
 #include "base/util.h"
 #include "webhook/webhook_sign.h"
+#include "base/metrics.h"
 
 #define SECRET "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -505,6 +506,64 @@ static void test_free_in_flight_returns_to_pending(void **state)
     fx_free(f);
 }
 
+/* runsd_webhook_backlog as a scrape shows it (-1 when absent). */
+static double backlog(rd_metrics *m)
+{
+    size_t len;
+    char *text = rd_metrics_expose(m, &len);
+    const char *name = "\nrunsd_webhook_backlog ", *p;
+    double v = -1;
+
+    assert_non_null(text);
+    if ((p = strstr(text, name)))
+        v = atof(p + strlen(name));
+    free(text);
+    return v;
+}
+
+/* The backlog gauge counts pending and sending deliveries (refused ones waiting for their
+ * retry included), not delivered ones; it counts again only after a change, and then not
+ * sooner than a second after its last count. */
+static void test_backlog_gauge(void **state)
+{
+    const int script[] = {500};
+    fx *f = fx_new("allow_private = yes\nretry_schedule = 1m", script, 1, NULL);
+    rd_metrics *m = rd_metrics_new();
+    int64_t counted, end;
+    rows r;
+
+    assert_int_equal(rd_outbox_set_metrics(f->ob, m), 0);
+    counted = rd_mono_ms();
+    assert_true(backlog(m) == 0);
+    fx_event(f, "run.succeeded");
+    fx_event(f, "run.failed");
+    if (rd_mono_ms() - counted < 900)
+        assert_true(backlog(m) == 0); /* changed, but counted less than a second ago */
+    until_row(f, 1, RD_DLV_PENDING, 1);
+    until_row(f, 0, RD_DLV_PENDING, 1); /* both refused once; the next try is a minute away */
+    end = rd_mono_ms() + 5000;
+    while (backlog(m) != 2) {
+        if (rd_mono_ms() > end)
+            fail_msg("backlog %g, waited for 2", backlog(m));
+        event_base_loop(f->base, EVLOOP_ONCE);
+    }
+    assert_true(rd_mono_ms() - counted >= 1000);
+    f->rx.script[0] = 200; /* the receiver accepts from now on */
+    r = fx_rows(f);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(rd_outbox_redeliver(f->ob, r.id[i]), 0);
+    until_row(f, 0, RD_DLV_DELIVERED, 2);
+    until_row(f, 1, RD_DLV_DELIVERED, 2);
+    end = rd_mono_ms() + 5000;
+    while (backlog(m) != 0) {
+        if (rd_mono_ms() > end)
+            fail_msg("backlog %g, waited for 0", backlog(m));
+        event_base_loop(f->base, EVLOOP_ONCE);
+    }
+    fx_free(f);
+    rd_metrics_free(m);
+}
+
 static void test_check_webhook(void **state)
 {
     char err[320];
@@ -544,6 +603,7 @@ int main(void)
         cmocka_unit_test(test_ssrf_refused),
         cmocka_unit_test(test_recover_and_redeliver),
         cmocka_unit_test(test_free_in_flight_returns_to_pending),
+        cmocka_unit_test(test_backlog_gauge),
     };
 
     rd_log_set_level(RD_LOG_ERR);

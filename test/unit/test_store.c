@@ -730,6 +730,47 @@ static void test_deliveries_prune(void **state)
     assert_int_equal(att, 1);
 }
 
+/* The backlog: pending and sending deliveries, in the open transaction and after its commit;
+ * delivered, failed and stopped ones are not counted. */
+static void test_deliveries_backlog(void **state)
+{
+    fx *f = *state;
+    const char *ids[] = {"msg_pending", "msg_sending", "msg_delivered",
+                         "msg_failed",  "msg_stopped", "msg_retry"};
+    int states[] = {RD_DLV_PENDING, RD_DLV_PENDING, RD_DLV_DELIVERED,
+                    RD_DLV_FAILED,  RD_DLV_STOPPED, RD_DLV_PENDING};
+    int64_t n = -1;
+
+    assert_int_equal(rd_store_dlv_backlog(f->s, &n), 0);
+    assert_int_equal(n, 0);
+    for (int i = 0; i < 6; i++) {
+        rd_delivery d = {.id = ids[i],
+                         .run_id = "run_a",
+                         .type = "run.succeeded",
+                         .url = "http://127.0.0.1:9/h",
+                         .source = RD_DLV_SRC_RUN,
+                         .body = "{}",
+                         .state = states[i],
+                         .created_at = 50,
+                         .updated_at = 50,
+                         .next_at = i == 5 ? 1000 : 50};
+        assert_int_equal(rd_store_dlv_insert(f->s, &d), 0);
+    }
+    assert_int_equal(rd_store_dlv_lease(f->s, "msg_sending"), 0);
+    assert_int_equal(rd_store_dlv_backlog(f->s, &n), 0);
+    assert_int_equal(n, 3);
+    assert_int_equal(rd_store_commit(f->s), 0);
+    rd_delivery done = {.id = "msg_pending",
+                        .state = RD_DLV_DELIVERED,
+                        .attempts = 1,
+                        .updated_at = 60,
+                        .last_code = 200};
+    assert_int_equal(rd_store_dlv_update(f->s, &done), 0);
+    assert_int_equal(rd_store_commit(f->s), 0);
+    assert_int_equal(rd_store_dlv_backlog(f->s, &n), 0);
+    assert_int_equal(n, 2);
+}
+
 static void test_kv(void **state)
 {
     fx *f = *state;
@@ -924,6 +965,7 @@ int main(void)
         BOTH(test_kv),
         BOTH(test_pgroups),
         BOTH(test_deliveries_prune),
+        BOTH(test_deliveries_backlog),
         BOTH(test_commit_rollback),
         FILE_ONLY(test_durability),
         FILE_ONLY(test_kill9),
