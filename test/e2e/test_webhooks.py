@@ -76,11 +76,20 @@ class Receiver:
 
     def requests(self, path=None):
         try:
-            with open(self.log) as f:
-                # Only complete lines: the receiver may be writing the last one right now.
-                out = [json.loads(line) for line in f if line.endswith("\n") and line.strip()]
+            with open(self.log, "rb") as f:
+                data = f.read()
         except FileNotFoundError:
             return []
+        out = []
+        # Only complete lines: the receiver may be writing the last one right now (and a line
+        # that does not parse yet is taken as one being written: the next poll reads it whole).
+        for line in data.split(b"\n")[:-1]:
+            if not line.strip():
+                continue
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                break
         for r in out:
             r["raw"] = base64.b64decode(r["body_b64"])
             r["json"] = json.loads(r["raw"]) if r["raw"] else None
