@@ -1,6 +1,7 @@
 """test_pg.py: what only the PostgreSQL backend has (issue 13): the schema created on a fresh
 database and migrated from an older version, a newer schema and an unreachable server refused
-at start with a clear message, a password never accepted in the dsn nor logged, kill -9 of the
+at start with a clear message, a password never accepted in the dsn nor logged, password
+authentication through password_file, kill -9 of the
 daemon with nothing lost, and the database server stopped and started again under load.
 
 Every test uses the test process's throwaway server (pg.py), whatever RUNSD_TEST_BACKEND says.
@@ -122,6 +123,65 @@ class TestSchema(PgTest):
         code, err = self.run_t(d, ["-t"])
         self.assertNotEqual(code, 0)
         self.assertIn("password_file", err)
+
+
+class TestPasswordAuth(PgTest):
+    """Password authentication as a deployment has it: the role needs a password (scram), the
+    password comes from password_file (libpq's passfile format), the daemon connects and works,
+    and the password is in no log (the harness checks every daemon's log for noted secrets). A
+    wrong password is refused at start with libpq's reason, which does not echo it."""
+    USER = "runsd_pw"
+
+    def setUp(self):
+        super().setUp()
+        hba = os.path.join(self.srv.data, "pg_hba.conf")
+        with open(hba) as f:
+            text = f.read()
+        line = "local all %s scram-sha-256\n" % self.USER
+        if line not in text:
+            with open(hba, "w") as f:
+                f.write(line + text)  # first match wins: before the trust lines
+            self.srv._run(["pg_ctl", "-D", self.srv.data, "reload"])
+        self.password = "pw-%d-%s" % (os.getpid(), os.urandom(6).hex())
+        note_secret(self.password)
+        if self.srv.psql("SELECT count(*) FROM pg_roles WHERE rolname = '%s'" % self.USER) == "0":
+            self.srv.psql("CREATE ROLE %s LOGIN" % self.USER)
+        self.srv.psql("SET password_encryption = 'scram-sha-256'; ALTER ROLE %s PASSWORD '%s'"
+                      % (self.USER, self.password))
+        self.dbname = self.srv.database()
+        self.srv.psql('ALTER DATABASE "%s" OWNER TO %s' % (self.dbname, self.USER))
+
+    def pw_daemon(self, password):
+        d = self.daemon(start=False)
+        pwfile = os.path.join(d.tmp, "pgpass")
+        with open(pwfile, "w") as f:
+            f.write("*:*:*:%s:%s\n" % (self.USER, password))
+        os.chmod(pwfile, 0o600)
+        dsn = "host=%s user=%s dbname=%s" % (self.srv.sock, self.USER, self.dbname)
+        d.dsn = dsn
+        d.store_keys = lambda: ("backend = postgresql\ndsn = %s\npassword_file = %s\n"
+                                % (dsn, pwfile))
+        return d
+
+    def test_password_file_connects_and_is_never_logged(self):
+        d = self.pw_daemon(self.password)
+        d.start()
+        run = d.create("items", {"items": 5})
+        self.assertEqual(finish(d, run["id"])["status"], "succeeded")
+        self.check_run(d, run["id"], 5)
+        self.assertEqual(self.srv.psql("SELECT count(*) FROM runs", self.dbname), "1")
+        self.assertNotIn(self.password, d.read_log())
+
+    def test_wrong_password_is_refused_at_start(self):
+        wrong = "wrong-" + self.password
+        note_secret(wrong)
+        d = self.pw_daemon(wrong)
+        code, err = self.run_t(d)
+        self.assertNotEqual(code, 0)
+        self.assertIn("cannot connect to postgresql", err)
+        self.assertIn("password authentication failed", err)
+        self.assertNotIn(wrong, err)
+        self.assertNotIn(self.password, err)
 
 
 class TestFailures(PgTest):
