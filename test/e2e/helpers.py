@@ -204,3 +204,10 @@ def raw_http(port, data, timeout=10):
         return status, headers, body[:n]
     finally:
         s.close()
+
+
+def metric(d, name):
+    """The value of an unlabelled family in d's /metrics, as an int, or None."""
+    body = d.get("/metrics").body.decode()
+    m = re.search(r"^%s (\d+)" % re.escape(name), body, re.M)
+    return int(m.group(1)) if m else None

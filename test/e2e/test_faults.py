@@ -16,7 +16,6 @@ JournalBound: while the store fails, the journal that holds the writes is bounde
 dropped, and after recovery every item is stored.
 """
 import os
-import re
 import shutil
 import sqlite3
 import subprocess
@@ -25,7 +24,7 @@ import time
 import unittest
 
 from harness import BACKEND, VALGRIND, Daemon, testworker_flow, wait_for
-from helpers import all_results
+from helpers import all_results, metric
 
 # These faults are of the SQLite file (its disk fills, its directory turns read-only); the
 # PostgreSQL equivalent, the database server stopped under load and while idle, is test_pg's.
@@ -53,12 +52,6 @@ def fill(path):
             pass
     os.close(fd)
     return name
-
-
-def metric(d, name):
-    body = d.get("/metrics").body.decode()
-    m = re.search(r"^%s (\d+)" % re.escape(name), body, re.M)
-    return int(m.group(1)) if m else None
 
 
 def check_stored_view(tc, d, run_id):

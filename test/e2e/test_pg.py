@@ -14,7 +14,7 @@ import unittest
 
 import pg
 from harness import BIN, SLOW, Daemon, note_secret, testworker_flow, wait_for
-from helpers import all_results, finish
+from helpers import all_results, finish, metric
 
 FLOWS = testworker_flow("items") + "\nresumable = yes\n"
 ITEMS = 300
@@ -182,6 +182,38 @@ class TestPasswordAuth(PgTest):
         self.assertIn("password authentication failed", err)
         self.assertNotIn(wrong, err)
         self.assertNotIn(self.password, err)
+
+
+class TestJournalBound(PgTest):
+    """[store] max_journal on PostgreSQL: while the server is down a worker that keeps writing
+    is paused once the journal holds the bound; nothing is dropped, and everything is stored
+    once the server is back."""
+    BOUND = 256 * 1024
+    N = 20000
+
+    def test_bound_pauses_the_worker_while_the_server_is_down(self):
+        d = self.daemon(start=False)
+        d.store_keys = lambda: ("backend = postgresql\ndsn = %s\nmax_journal = %d\n"
+                                % (d.dsn, self.BOUND))
+        d.start()
+        self.assertEqual(metric(d, "runsd_store_journal_max_bytes"), self.BOUND)
+        run = d.create("items", {"items": self.N, "item_delay": 0.0002})
+        wait_for(lambda: d.run(run["id"])["counts"]["items"] >= 50, what="items before")
+        self.srv.stop()
+        wait_for(lambda: metric(d, "runsd_store_journal_over") == 1, timeout=60,
+                 what="the journal past its bound")
+        writes = metric(d, "runsd_store_journal_writes")
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            self.assertLessEqual(metric(d, "runsd_store_journal_bytes"), self.BOUND + 4096)
+            time.sleep(0.05)
+        self.assertEqual(metric(d, "runsd_store_journal_writes"), writes)
+        self.assertEqual(d.get("/readyz").status, 503)
+        self.srv.start()
+        end = d.wait_status(run["id"], "succeeded", timeout=120)
+        self.assertEqual(end["counts"]["items"], self.N)
+        self.assertEqual(metric(d, "runsd_store_journal_over"), 0)
+        self.check_run(d, run["id"], self.N)
 
 
 class TestFailures(PgTest):
