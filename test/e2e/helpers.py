@@ -211,3 +211,17 @@ def metric(d, name):
     body = d.get("/metrics").body.decode()
     m = re.search(r"^%s (\d+)" % re.escape(name), body, re.M)
     return int(m.group(1)) if m else None
+
+
+def assert_journal_held(tc, d, bound, seconds=1.5):
+    """The store journal past its bound holds a worker: for a while it stays near the bound
+    (past it by at most the records of the one line that crossed it) and takes no write,
+    while the worker, left alone, would write thousands of items a second."""
+    wait_for(lambda: metric(d, "runsd_store_journal_over") == 1, timeout=60,
+             what="the journal past its bound")
+    writes = metric(d, "runsd_store_journal_writes")
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        tc.assertLessEqual(metric(d, "runsd_store_journal_bytes"), bound + 4096)
+        time.sleep(0.05)
+    tc.assertEqual(metric(d, "runsd_store_journal_writes"), writes)

@@ -579,13 +579,11 @@ class TestBackpressure(SSETest):
                      headers={"Content-Type": "application/x-ndjson"})
         return conn
 
-    def test_readers_behind_hold_the_external_worker(self):
-        run = self.d.create("ext")
-        readers = [self.stream(run["id"], rcvbuf=4096) for _ in range(4)]
-        pad = "x" * 8000
-        held = None
-        for k in range(200):
-            conn = self.post_items(run["id"], k, pad)
+    def post_until_held(self, run_id, pad, limit):
+        """Posts items k = 0, 1, ... until one is not answered within 2 s (held back by the
+        readers): (k, its open connection)."""
+        for k in range(limit):
+            conn = self.post_items(run_id, k, pad)
             conn.sock.settimeout(2.0)
             try:
                 r = conn.getresponse()
@@ -593,9 +591,13 @@ class TestBackpressure(SSETest):
                 r.read()
                 conn.close()
             except socket.timeout:
-                held = (k, conn)  # no answer: the post waits for the readers
-                break
-        self.assertIsNotNone(held, "no post was ever held back")
+                return k, conn  # no answer: the post waits for the readers
+        self.fail("no post was ever held back")
+
+    def test_readers_behind_hold_the_external_worker(self):
+        run = self.d.create("ext")
+        readers = [self.stream(run["id"], rcvbuf=4096) for _ in range(4)]
+        held = self.post_until_held(run["id"], "x" * 8000, 200)
         self.assertGreaterEqual(metric(self.d, "runsd_sse_backpressure_total"), 1)
         self.assertEqual(metric(self.d, "runsd_sse_backpressure_on"), 1)
         # The readers were held back by nobody: none was cut.
@@ -689,27 +691,14 @@ class TestKernelHidesLittle(SSETest):
     server = "sse_max_buffer = 256K\nsse_backpressure = 200K\nsse_stall = 1h\n"
 
     post_items = TestBackpressure.post_items
+    post_until_held = TestBackpressure.post_until_held
 
     def test_backpressure_sees_what_readers_have_not_taken(self):
         run = self.d.create("ext")
         n = 4
         readers = [self.stream(run["id"], rcvbuf=4096) for _ in range(n)]
         wait_for(lambda: metric(self.d, "runsd_sse_subscribers") == n, what="subscribers")
-        pad = "x" * 1000
-        held = None
-        for k in range(2000):
-            conn = self.post_items(run["id"], k, pad)
-            conn.sock.settimeout(2.0)
-            try:
-                r = conn.getresponse()
-                self.assertEqual(r.status, 200)
-                r.read()
-                conn.close()
-            except socket.timeout:
-                held = (k, conn)
-                break
-        self.assertIsNotNone(held, "no post was ever held back")
-        k, conn = held
+        k, conn = self.post_until_held(run["id"], "x" * 1000, 2000)
         frame = len(readers[0].next()["data"]) + 40  # one frame's bytes, about
         per_reader = (k + 1) * frame
         # 200 KB over 4 readers is 50 KB each; what the kernel may add (4 KiB unsent, the
