@@ -73,6 +73,7 @@ struct rd_runs {
     uint64_t tickets;        /* commits started (the last one's ticket) */
     uint64_t inflight;       /* the ticket of the commit in flight, 0: none */
     bool again;              /* a commit was asked for while one was in flight */
+    bool commit_late;        /* the one in flight is late: probe_down was set for it */
     int n_pending;           /* entries in pending */
     int cut_n;               /* the first cut_n of them are carried by the commit in flight */
     int64_t cut_watermark;   /* pub_watermark as it was when that commit started */

@@ -266,6 +266,10 @@ static int commit_done(rd_runs *rs, uint64_t ticket, int rc)
 
 static void runs_on_commit_io(evutil_socket_t fd, short what, void *arg);
 
+/* A commit in flight longer than this marks the daemon not ready (/readyz 503) until it
+ * completes: the health probe is not sent meanwhile, so it cannot tell. */
+#define COMMIT_LATE_MS 2000
+
 /* Waits (on the loop) for the store's socket to be as w says. */
 static int wait_io(rd_runs *rs, const rd_store_wait *w)
 {
@@ -277,7 +281,8 @@ static int wait_io(rd_runs *rs, const rd_store_wait *w)
     }
     if (!rs->commit_io && w->fd >= 0)
         rs->commit_io = event_new(rs->base, w->fd, what, runs_on_commit_io, rs);
-    return rs->commit_io && event_add(rs->commit_io, NULL) == 0 ? 0 : RD_ERR;
+    struct timeval tv = {COMMIT_LATE_MS / 1000, (COMMIT_LATE_MS % 1000) * 1000};
+    return rs->commit_io && event_add(rs->commit_io, &tv) == 0 ? 0 : RD_ERR;
 }
 
 /* The commit in flight has a result (rc != 1), or could not be waited for on the loop. */
@@ -290,6 +295,13 @@ static void inflight_end(rd_runs *rs, int rc)
     if (rs->commit_io)
         event_del(rs->commit_io);
     rs->inflight = 0;
+    if (rs->commit_late) {
+        rs->commit_late = false;
+        if (rc == 0) {
+            rd_log_info("store: the database answers again");
+            rs->probe_down = false;
+        }
+    }
     commit_done(rs, t, rc);
     if (rs->again) {
         rs->again = false;
@@ -304,6 +316,12 @@ static void runs_on_commit_io(evutil_socket_t fd, short what, void *arg)
     if (!rs->inflight)
         return;
     int rc = rd_store_commit_poll(rs->store, &w, false);
+    if (rc == 1 && (what & EV_TIMEOUT) && !rs->commit_late) {
+        rd_log_err("store: the database has not answered a commit in %d ms; not ready until it "
+                   "does",
+                   COMMIT_LATE_MS);
+        rs->commit_late = rs->probe_down = true;
+    }
     if (rc != 1 || wait_io(rs, &w) != 0)
         inflight_end(rs, rc);
 }

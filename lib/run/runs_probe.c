@@ -88,6 +88,10 @@ static void runs_on_probe(evutil_socket_t unused, short what, void *arg)
     rd_store_wait w;
     int rc = rd_store_probe_send(rs->store, &w);
 
+    if (rc == 0 && w.fd < 0 && rs->commit_late) {
+        probe_arm(rs); /* a late commit holds the connection; its completion reports */
+        return;
+    }
     if (rc != 0 || w.fd < 0) {
         /* Unreachable, or busy in a transaction (whose commit reports on the store). */
         probe_done(rs, rc == 0);

@@ -13,12 +13,15 @@
  * (store_journal.c) rolls back and writes the batch again.
  *
  * Event ids. The single row of runsd_event_seq holds the highest id ever committed. The first
- * event of a transaction reads it with SELECT ... FOR UPDATE, which takes the row's lock until
- * that transaction ends; ids are then handed out locally, and the commit writes the last one
- * back in the same transaction. A second writer's first event waits on the lock until the
- * first commits, so a transaction that holds ids never overlaps another that holds ids: every
- * id a reader can see committed is below every id still in flight, and ids appear in commit
- * order (docs/postgresql.md, "Event ids").
+ * event of a transaction takes the row's lock (SELECT ... FOR UPDATE) until that transaction
+ * ends; ids are then handed out locally, and the commit writes the last one back in the same
+ * transaction. The store knows the value it committed last (last_id), so the lock is queued
+ * without waiting for its answer, with a check that fails the transaction if the row holds
+ * anything else (another writer committed since); after any failed transaction the next one
+ * reads the row under the lock instead, one round trip. A second writer's first event waits on the
+ * lock until the first commits, so a transaction that holds ids never overlaps another that holds
+ * ids: every id a reader can see committed is below every id still in flight, and ids appear in
+ * commit order (docs/postgresql.md, "Event ids").
  *
  * Waiting. The commit of a burst does not wait for the server: pg_commit_start sends the id
  * counter's UPDATE, COMMIT and a Sync with the connection non-blocking and returns; the loop
@@ -40,6 +43,7 @@
  */
 #include "store/store_pg_int.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <stdio.h>
@@ -64,12 +68,15 @@ typedef struct rd_pg {
     int pending;   /* queued statements whose results are not read yet */
     bool have_ids; /* this transaction holds the lock of the id counter */
     int64_t next_id, top_id;
-    int64_t last_try; /* monotonic ms of the last connection attempt */
-    pg_batch events;  /* the transaction's events not sent yet (store_pg_batch.c) */
-    bool probing;     /* a probe's SELECT 1 and Sync are out, their results not read */
-    bool committing;  /* a transaction's COMMIT and Sync are out, their results not all read */
-    bool commit_bad;  /* a result of the commit in flight failed */
-    bool commit_done; /* the commit in flight completed inside another call: commit_rc */
+    int64_t last_id;    /* the counter as this store last committed it (valid unless resync) */
+    bool resync;        /* a transaction failed: read the counter under its lock, not last_id */
+    int64_t commit_top; /* the counter the commit in flight writes (0: it holds no ids) */
+    int64_t last_try;   /* monotonic ms of the last connection attempt */
+    pg_batch events;    /* the transaction's events not sent yet (store_pg_batch.c) */
+    bool probing;       /* a probe's SELECT 1 and Sync are out, their results not read */
+    bool committing;    /* a transaction's COMMIT and Sync are out, their results not all read */
+    bool commit_bad;    /* a result of the commit in flight failed */
+    bool commit_done;   /* the commit in flight completed inside another call: commit_rc */
     int commit_rc;
     bool connecting;                   /* PQresetStart was called; PQresetPoll carries it on */
     bool preparing;                    /* connected again; the prepares and their Sync are out */
@@ -108,6 +115,7 @@ static void pg_down(rd_pg *s, const char *what)
     if (s->up)
         rd_log_err("store: postgresql: %s: %s", what, PQerrorMessage(s->conn));
     s->up = false;
+    s->resync = true; /* another writer may have committed meanwhile */
     s->failed = s->failed || s->tx_open;
     s->pending = 0;
     s->have_ids = false;
@@ -136,7 +144,7 @@ static int pg_setup(PGconn *conn, char *err, size_t errlen)
         if (!ok)
             return RD_EIO;
     }
-    if (PQenterPipelineMode(conn) != 1) {
+    if (PQenterPipelineMode(conn) != 1 || PQsetnonblocking(conn, 1) != 0) {
         snprintf(err, errlen, "cannot enter pipeline mode: %s", PQerrorMessage(conn));
         return RD_EIO;
     }
@@ -202,6 +210,22 @@ static void want_io(rd_pg *s, rd_store_wait *w, bool rd, bool wr)
     w->wr = wr;
 }
 
+/* The connection is non-blocking (a batch of events sent mid-transaction never waits for the
+ * socket); a call that must have sent everything waits here, reading what arrives meanwhile
+ * so the server never blocks on us. */
+static int flush_wait(rd_pg *s)
+{
+    int r;
+    while ((r = PQflush(s->conn)) == 1) {
+        struct pollfd p = {.fd = PQsocket(s->conn), .events = POLLIN | POLLOUT};
+        if (poll(&p, 1, -1) < 0 && errno != EINTR)
+            return RD_EIO;
+        if ((p.revents & POLLIN) && PQconsumeInput(s->conn) != 1)
+            return RD_EIO;
+    }
+    return r == 0 ? 0 : RD_EIO;
+}
+
 /* After an error the server still holds the aborted transaction: end it (one round trip, on
  * a server that has just answered). */
 static void end_aborted(rd_pg *s)
@@ -210,7 +234,7 @@ static void end_aborted(rd_pg *s)
         return;
     bool bad = false;
     if (PQsendQueryParams(s->conn, "ROLLBACK", 0, NULL, NULL, NULL, NULL, 0) != 1 ||
-        PQpipelineSync(s->conn) != 1 || PQflush(s->conn) != 0) {
+        PQpipelineSync(s->conn) != 1 || flush_wait(s) != 0) {
         pg_down(s, "rollback");
         return;
     }
@@ -231,12 +255,13 @@ static int commit_read(rd_pg *s, rd_store_wait *w, bool wait)
         return 1;
     }
     s->committing = false;
-    if (s->up && PQsetnonblocking(s->conn, 0) != 0)
-        pg_down(s, "blocking again");
     if (rc == 0 && (s->commit_bad || !s->up)) {
         end_aborted(s);
         rc = RD_EIO;
     }
+    if (rc == 0 && s->commit_top > 0)
+        s->last_id = s->commit_top;
+    s->resync = s->resync || rc != 0;
     s->commit_bad = false;
     return rc;
 }
@@ -335,7 +360,7 @@ static int reconnect(rd_pg *s, rd_store_wait *w)
         return 1;
     }
     s->connecting = s->preparing = false;
-    if (rc != 0 || s->prep_bad || PQsetnonblocking(s->conn, 0) != 0)
+    if (rc != 0 || s->prep_bad)
         return RD_EIO;
     s->up = true;
     s->failed = false;
@@ -427,8 +452,7 @@ static int take_sync(rd_pg *s)
 
 static int flush(rd_pg *s, bool sync)
 {
-    if ((sync ? PQpipelineSync(s->conn) : PQsendFlushRequest(s->conn)) != 1 ||
-        PQflush(s->conn) != 0) {
+    if ((sync ? PQpipelineSync(s->conn) : PQsendFlushRequest(s->conn)) != 1 || flush_wait(s) != 0) {
         pg_down(s, "send");
         return RD_EIO;
     }
@@ -542,6 +566,31 @@ int rd_pg_call_n(rd_store *s, pg_st st, const pg_args *a, int64_t *n)
 
 /* ---- event ids -------------------------------------------------------------------------- */
 
+/* The counter's lock for a transaction's first event: queued with the check (no waiting), or
+ * after a failure read under the lock. 0 and *last, or RD_EIO. */
+static int seq_lock(rd_pg *s, int64_t *last)
+{
+    if (!s->resync) {
+        pg_args a = {0};
+        pga_i64(&a, s->last_id);
+        *last = s->last_id;
+        return rd_pg_send(&s->base, PS_SEQ_CHECK, &a);
+    }
+    PGresult *r;
+    if (rd_pg_call(&s->base, PS_SEQ_LOCK, NULL, true, &r) != 0)
+        return RD_EIO;
+    *last = PQntuples(r) == 1 ? rd_pg_i64(r, 0, 0) : -1;
+    PQclear(r);
+    if (*last < 0) {
+        rd_log_err("store: postgresql: the event id counter row is missing");
+        s->failed = true;
+        return RD_EIO;
+    }
+    s->last_id = *last;
+    s->resync = false;
+    return 0;
+}
+
 int rd_pg_event_id(rd_store *base, int64_t want, int64_t *out)
 {
     rd_pg *s = P(base);
@@ -549,16 +598,8 @@ int rd_pg_event_id(rd_store *base, int64_t want, int64_t *out)
         return RD_EIO;
     if (!s->have_ids) {
         int64_t last;
-        PGresult *r;
-        if (rd_pg_call(base, PS_SEQ_LOCK, NULL, true, &r) != 0)
+        if (seq_lock(s, &last) != 0)
             return RD_EIO;
-        last = PQntuples(r) == 1 ? rd_pg_i64(r, 0, 0) : -1;
-        PQclear(r);
-        if (last < 0) {
-            rd_log_err("store: postgresql: the event id counter row is missing");
-            s->failed = true;
-            return RD_EIO;
-        }
         if (want > 0 && want <= last) {
             /* Ids handed out while a commit was in flight follow that commit's; another
              * writer has committed these since, so they would not be in commit order. */
@@ -594,7 +635,7 @@ int rd_pg_event_queue(rd_store *base, int64_t id, const char *run_id, const char
     if (!rd_pg_batch_full(&s->events))
         return 0;
     /* Out now, so the server inserts these rows while the loop reads the next ones. */
-    if (send_events(s) != 0 || PQflush(s->conn) != 0) {
+    if (send_events(s) != 0 || PQflush(s->conn) < 0) {
         pg_down(s, "send");
         return RD_EIO;
     }
@@ -609,6 +650,7 @@ int rd_pg_event_queue(rd_store *base, int64_t id, const char *run_id, const char
 static int tx_end(rd_pg *s, bool commit)
 {
     int rc = 0;
+    bool ids = s->have_ids;
     if (!s->tx_open)
         return 0;
     if (!commit)
@@ -640,6 +682,9 @@ static int tx_end(rd_pg *s, bool commit)
         }
     }
     rc = rc == 0 && !s->failed ? 0 : RD_EIO;
+    if (rc == 0 && commit && ids)
+        s->last_id = s->top_id;
+    s->resync = s->resync || rc != 0;
     rd_pg_batch_reset(&s->events);
     s->tx_open = s->failed = s->have_ids = false;
     s->pending = 0;
@@ -665,6 +710,7 @@ static int pg_commit_start(rd_store *base, rd_store_wait *w)
         return 0;
     if (s->failed || !s->up)
         return tx_end(s, true); /* fails, and ends what the server holds */
+    s->commit_top = s->have_ids ? s->top_id : 0;
     if (s->have_ids) {
         pg_args a = {0};
         pga_i64(&a, s->top_id);
@@ -674,7 +720,7 @@ static int pg_commit_start(rd_store *base, rd_store_wait *w)
     s->pending = 0;
     rd_pg_batch_reset(&s->events);
     if (rc != 0 || PQsendQueryParams(s->conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) != 1 ||
-        PQpipelineSync(s->conn) != 1 || PQsetnonblocking(s->conn, 1) != 0) {
+        PQpipelineSync(s->conn) != 1) {
         pg_down(s, "commit");
         s->failed = false;
         return RD_EIO;
@@ -720,7 +766,7 @@ static int pg_probe_send(rd_store *base, rd_store_wait *w)
         *w = (rd_store_wait){.fd = -1};
     }
     if (PQsendQueryParams(s->conn, "SELECT 1", 0, NULL, NULL, NULL, NULL, 0) != 1 ||
-        PQpipelineSync(s->conn) != 1 || PQflush(s->conn) != 0) {
+        PQpipelineSync(s->conn) != 1 || flush_wait(s) != 0) {
         pg_down(s, "probe");
         return RD_EIO;
     }
@@ -830,6 +876,7 @@ int rd_store_open_pg(const char *dsn, const char *password_file, rd_store **out,
         return RD_EIO;
     }
     s->base.ops = &pg_ops;
+    s->resync = true; /* the first transaction reads the counter */
     s->conn = pg_connect(dsn, password_file);
     if (!s->conn || PQstatus(s->conn) != CONNECTION_OK) {
         /* libpq's message names the host or socket and the reason, never the password. */

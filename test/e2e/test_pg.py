@@ -252,6 +252,8 @@ class TestLoop(PgTest):
         os.kill(pid, signal.SIGSTOP)  # the daemon's backend: the commit in flight waits
         try:
             worst = self.healthz_worst(d, 3)
+            # A commit unanswered for 2 s makes the daemon not ready (the probe waits).
+            self.assertEqual(self.status(d, "/readyz"), 503)
             # Another backend answers: what is committed while the daemon's is frozen.
             committed = int(self.srv.psql("SELECT coalesce(max(id), 0) FROM events",
                                           self.db(d)))
@@ -259,6 +261,7 @@ class TestLoop(PgTest):
         finally:
             os.kill(pid, signal.SIGCONT)
         self.assertLess(worst, self.BOUND, "the loop waited %.2f s for a commit" % worst)
+        wait_for(lambda: d.get("/readyz").status == 200, timeout=30, what="readyz 200")
         done = d.wait_status(run["id"], "succeeded", timeout=60)
         self.assertEqual(done["counts"]["items"], n)
         self.check_run(d, run["id"], n)
