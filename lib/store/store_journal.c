@@ -71,6 +71,9 @@ typedef struct jstore {
     bool has_result; /* the in-flight commit completed in another call: its result */
     int result;
     double t_start;        /* when the commit in flight started (rd_metrics_clock) */
+    size_t held_bytes;     /* recorded since the commit in flight started */
+    bool held_over;        /* held_bytes went past HOLD_MAX: producers paused until it completes */
+    bool told;             /* what on_over was last told */
     bool doomed;           /* a write failed in this transaction: its commit must fail */
     int64_t last_event_id; /* the id of the last event appended or recorded */
     uint64_t m_failed, m_replays, m_over;
@@ -81,6 +84,12 @@ typedef struct jstore {
     rd_metric *m_commit_seconds; /* NULL without a registry */
     rd_metric *m_bytes, *m_replays_total, *m_writes, *m_max, *m_over_now, *m_over_total;
 } jstore;
+
+/* Writes held behind a commit in flight are written to the backend in one go when it completes,
+ * on the loop: past this many bytes (about 8,000 items, some 15 ms to write again) the
+ * producers are paused until it completes. A server slower than the loop thus sets the pace
+ * without the held batch, and the stall of writing it again, growing without bound. */
+#define HOLD_MAX (2u << 20)
 
 static jstore *J(rd_store *s)
 {
@@ -128,20 +137,35 @@ static void log_clear(jstore *j)
     j->held = false;
 }
 
+/* Tells the owner when the producers should stop or may go on: past the bound (a store that
+ * fails), or holding HOLD_MAX behind a commit in flight. */
+static void pressure_tell(jstore *j)
+{
+    bool now = j->over || j->held_over;
+    if (now == j->told)
+        return;
+    j->told = now;
+    if (j->on_over)
+        j->on_over(j->over_arg, now);
+}
+
 static void log_add(jstore *j, jrec *r)
 {
     STAILQ_INSERT_TAIL(&j->log, r, link);
     j->tail = r;
     j->bytes += r->size;
     j->writes++;
+    if (j->inflight && !j->held_over && (j->held_bytes += r->size) > HOLD_MAX) {
+        j->held_over = true;
+        pressure_tell(j);
+    }
     if (j->max && !j->over && j->bytes > j->max) {
         j->over = true;
         j->m_over++;
         rd_log_warn("store journal holds %zu bytes (max_journal %zu): runs are paused until the "
                     "store takes them",
                     j->bytes, j->max);
-        if (j->on_over)
-            j->on_over(j->over_arg, true);
+        pressure_tell(j);
     }
 }
 
@@ -152,8 +176,7 @@ static void check_under(jstore *j)
         return;
     j->over = false;
     rd_log_info("store journal down to %zu bytes: runs resume", j->bytes);
-    if (j->on_over)
-        j->on_over(j->over_arg, false);
+    pressure_tell(j);
 }
 
 /* Writes one record to the backend. */
@@ -291,6 +314,11 @@ static void drop_committed(jstore *j)
 static int j_completed(jstore *j, int rc)
 {
     j->inflight = false;
+    j->held_bytes = 0;
+    if (j->held_over) {
+        j->held_over = false;
+        pressure_tell(j);
+    }
     rd_metric_observe(j->m_commit_seconds, NULL, rd_metrics_clock() - j->t_start);
     if (rc == 0) {
         drop_committed(j);
