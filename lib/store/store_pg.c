@@ -28,8 +28,9 @@
  * watches the socket and pg_commit_poll reads the results as they arrive (run/runs_commit.c
  * publishes in the completion). One commit is in flight at a time; a call that needs the
  * connection meanwhile (a read, a synchronous commit) first waits for it and keeps its result
- * for the poll, telling the owner through the store's commit hook. Reads and the first event
- * of a transaction (the counter's lock) are still one synchronous round trip each.
+ * for the poll, telling the owner through the store's commit hook. The connection stays
+ * non-blocking (flush_wait where a call must have sent everything); reads are still one
+ * synchronous round trip each.
  *
  * A lost connection is noticed by the call that fails, or by the health probe an idle daemon
  * sends between transactions (pg_probe_send, whose answer the loop reads when the socket is
