@@ -47,7 +47,9 @@ struct rd_active {
     bool dirty;
     TAILQ_ENTRY(rd_active) rlink; /* in rs->releasing: freed after the next commit */
     bool releasing;
-    bool release_wanted; /* asked while held */
+    bool release_wanted;    /* asked while held */
+    uint64_t written_in;    /* the commit (ticket) that carries its row as it is now */
+    uint64_t release_after; /* freed once this commit (ticket) has completed */
     int holds;
     int64_t queued_at; /* ms since epoch when it last entered queued (queue wait metrics) */
     void *slots[RD_SLOT__COUNT];
@@ -66,7 +68,15 @@ struct rd_runs {
     LIST_HEAD(, rd_listener) listeners;
     LIST_HEAD(, rd_observer) observers;
     struct event *commit_ev;
-    struct event *retry_ev; /* after a failed commit */
+    struct event *retry_ev;  /* after a failed commit */
+    struct event *commit_io; /* waits on the store's socket for the commit in flight */
+    uint64_t tickets;        /* commits started (the last one's ticket) */
+    uint64_t inflight;       /* the ticket of the commit in flight, 0: none */
+    bool again;              /* a commit was asked for while one was in flight */
+    bool commit_late;        /* the one in flight is late: probe_down was set for it */
+    int n_pending;           /* entries in pending */
+    int cut_n;               /* the first cut_n of them are carried by the commit in flight */
+    int64_t cut_watermark;   /* pub_watermark as it was when that commit started */
     int retry_ms;
     int64_t pub_watermark; /* highest id no listener wanted formatted */
     int n_watches;
@@ -89,6 +99,10 @@ void rd_active_mark_dirty(rd_active *act);
 /** Every observer hears a transition, in the transaction that made it. */
 void rd_runs_tell_status(rd_active *act, rd_status from, rd_status to);
 /* runs_commit.c */
+/** Starts committing what the loop iteration wrote, without waiting (rd_runs_flush waits). */
+void rd_runs_commit_async(rd_runs *rs);
+/** Waits for the commit in flight, if any, and acts on its completion (rd_runs_free). */
+void rd_runs_commit_wait(rd_runs *rs);
 /** Queues the publication of an appended event (formats it once, if anyone watches). */
 void rd_runs_queue_publish(rd_runs *rs, const rd_run *r, int64_t id, const char *type, int64_t ts,
                            const char *data, bool terminal);

@@ -13,7 +13,7 @@
 
 static void runs_on_commit(evutil_socket_t fd, short what, void *arg)
 {
-    rd_runs_flush(arg);
+    rd_runs_commit_async(arg);
 }
 
 rd_runs *rd_runs_new(struct event_base *base, rd_store *store, const rd_config *cfg)
@@ -95,6 +95,11 @@ void rd_runs_free(rd_runs *rs)
         free(o);
     }
     rd_runs_probe_stop(rs);
+    rd_runs_commit_wait(rs); /* when rd_runs_new failed half-way, nothing is in flight */
+    if (rs->store && rs->store->commit_done_arg == rs)
+        rd_store_commit_hook(rs->store, NULL, NULL);
+    if (rs->commit_io)
+        event_free(rs->commit_io);
     if (rs->commit_ev)
         event_free(rs->commit_ev);
     if (rs->retry_ev)
@@ -266,6 +271,7 @@ void rd_active_release(rd_active *act)
     }
     act->release_wanted = false;
     act->releasing = true;
+    act->release_after = act->rs->tickets + 1; /* the next commit carries its last changes */
     TAILQ_INSERT_TAIL(&act->rs->releasing, act, rlink);
     rd_runs_commit_soon(act->rs);
 }

@@ -5,6 +5,15 @@
  * Only then are the batch's events handed to listeners (the SSE hub), the webhook outbox
  * kicked and watchers woken. A failed commit rolls back and publishes nothing.
  *
+ * The end of a loop iteration does not wait for the commit (rd_runs_commit_async): the store
+ * starts it and the loop watches the store's socket (a backend without asynchronous commits,
+ * SQLite, completes at once through the same path). Each commit is a ticket: what it carries
+ * (the publications queued and the rows written when it started) is acted on when it
+ * completes, in ticket order, one commit in flight at a time; what the loop does meanwhile
+ * goes into the next. A watcher is woken by the completion of the commit that carried its
+ * run's settled row, a record is freed after the commit that followed its release.
+ * rd_runs_flush waits for the commit in flight, then commits synchronously.
+ *
  * An event's SSE payload is formatted once, when it is appended, and only for runs some
  * listener wants, so a million unwatched items cost no formatting. The few events that carry
  * capability links are formatted once more for each audience that sees them differently
@@ -99,6 +108,7 @@ void rd_runs_queue_publish(rd_runs *rs, const rd_run *r, int64_t id, const char 
     p->ev.ts = ts;
     p->ev.run_terminal = terminal;
     STAILQ_INSERT_TAIL(&rs->pending, p, link);
+    rs->n_pending++;
 }
 
 void rd_runs_commit_soon(rd_runs *rs)
@@ -107,12 +117,15 @@ void rd_runs_commit_soon(rd_runs *rs)
         event_active(rs->commit_ev, EV_TIMEOUT, 0);
 }
 
+/* Hands the publications a completed commit carried to the listeners, in id order. */
 static void publish(rd_runs *rs)
 {
     rd_pending_pub *p;
     rd_listener *l, *next;
-    while ((p = STAILQ_FIRST(&rs->pending))) {
+    while (rs->cut_n > 0 && (p = STAILQ_FIRST(&rs->pending))) {
         STAILQ_REMOVE_HEAD(&rs->pending, link);
+        rs->cut_n--;
+        rs->n_pending--;
         for (l = LIST_FIRST(&rs->listeners); l; l = next) {
             next = LIST_NEXT(l, link);
             l->fn(&p->ev, l->arg);
@@ -121,11 +134,12 @@ static void publish(rd_runs *rs)
         free(p->buf);
         free(p);
     }
-    if (rs->pub_watermark > 0) {
+    rs->cut_n = 0;
+    if (rs->cut_watermark > 0) {
         /* After the formatted ones: listeners ignore ids at or below what they have seen. */
         rd_pub_event w = {
-            .id = rs->pub_watermark, .run_id = "", .flow = "", .type = "", .data = ""};
-        rs->pub_watermark = 0;
+            .id = rs->cut_watermark, .run_id = "", .flow = "", .type = "", .data = ""};
+        rs->cut_watermark = 0;
         for (l = LIST_FIRST(&rs->listeners); l; l = next) {
             next = LIST_NEXT(l, link);
             l->fn(&w, l->arg);
@@ -155,36 +169,23 @@ static void arm_retry(rd_runs *rs)
         evtimer_add(rs->retry_ev, &tv);
 }
 
-/* Writes dirty rows and commits; publishes only what committed. A failed batch stays queued
- * for publication: the store's journal writes it again, with the same ids, and the commit
- * that succeeds publishes it. */
-static int commit(rd_runs *rs)
+/* Starts a ticket: the dirty rows go into its transaction, and it carries the publications
+ * queued so far (with those of an earlier failed commit, still queued before them). */
+static uint64_t commit_cut(rd_runs *rs)
 {
+    uint64_t t = ++rs->tickets;
     rd_active *act;
     while ((act = TAILQ_FIRST(&rs->dirty))) {
         TAILQ_REMOVE(&rs->dirty, act, dlink);
         act->dirty = false;
+        act->written_in = t;
         rd_store_run_update(rs->store, act->run);
     }
-    int rc = rd_store_commit(rs->store);
-    rs->m_commits++;
-    if (rc != 0) {
-        rd_store_rollback(rs->store);
-        rs->m_commit_failures++;
-        if (rs->store_ok)
-            rd_log_err("store commit failed; its events are held until the store takes them");
-        rs->store_ok = false;
-        arm_retry(rs);
-        return rc;
-    }
-    if (!rs->store_ok)
-        rd_log_info("store commits again; held events published");
-    rs->store_ok = true;
-    rs->retry_ms = 0;
-    if (rs->outbox)
-        rd_outbox_kick(rs->outbox);
-    publish(rs);
-    return 0;
+    rs->cut_n = rs->n_pending;
+    if (rs->pub_watermark > rs->cut_watermark)
+        rs->cut_watermark = rs->pub_watermark;
+    rs->pub_watermark = 0;
+    return t;
 }
 
 static bool settled(rd_status s)
@@ -203,23 +204,20 @@ void rd_active_wake_watches(rd_active *act)
     }
 }
 
-/* Watchers are woken after the commit that made their run settle. */
+/* Watchers are woken after the commit that carried their run's settled row. */
 static void wake_settled(const char *key, void *value, void *arg)
 {
     rd_active *act = value;
-    if (settled(act->run->status))
+    uint64_t done = *(const uint64_t *)arg;
+    if (settled(act->run->status) && !act->dirty && act->written_in <= done)
         rd_active_wake_watches(act);
 }
 
-int rd_runs_flush(rd_runs *rs)
+/* Frees the records whose release came before the commit that completed (ticket done). */
+static void release_done(rd_runs *rs, uint64_t done)
 {
-    int rc = commit(rs);
-    if (rc != 0)
-        return rc;
-    if (rs->n_watches > 0) /* most commits have no waiter to wake */
-        rd_map_each(rs->active, wake_settled, NULL);
     rd_active *act;
-    while ((act = TAILQ_FIRST(&rs->releasing))) {
+    while ((act = TAILQ_FIRST(&rs->releasing)) && act->release_after <= done) {
         TAILQ_REMOVE(&rs->releasing, act, rlink);
         act->releasing = false;
         if (act->holds > 0) {
@@ -235,7 +233,138 @@ int rd_runs_flush(rd_runs *rs)
         }
         rd_active_free(act);
     }
+}
+
+/* A ticket completed with rc: publishes only what committed. A failed batch stays queued for
+ * publication: the store's journal writes it again, with the same ids, and the commit that
+ * succeeds publishes it. */
+static int commit_done(rd_runs *rs, uint64_t ticket, int rc)
+{
+    rs->m_commits++;
+    if (rc != 0) {
+        rd_store_rollback(rs->store);
+        rs->m_commit_failures++;
+        if (rs->store_ok)
+            rd_log_err("store commit failed; its events are held until the store takes them");
+        rs->store_ok = false;
+        rs->cut_n = 0;
+        arm_retry(rs);
+        return RD_EIO;
+    }
+    if (!rs->store_ok)
+        rd_log_info("store commits again; held events published");
+    rs->store_ok = true;
+    rs->retry_ms = 0;
+    if (rs->outbox)
+        rd_outbox_kick(rs->outbox);
+    publish(rs);
+    if (rs->n_watches > 0) /* most commits have no waiter to wake */
+        rd_map_each(rs->active, wake_settled, &ticket);
+    release_done(rs, ticket);
     return 0;
+}
+
+static void runs_on_commit_io(evutil_socket_t fd, short what, void *arg);
+
+/* A commit in flight longer than this marks the daemon not ready (/readyz 503) until it
+ * completes: the health probe is not sent meanwhile, so it cannot tell. */
+#define COMMIT_LATE_MS 2000
+
+/* Waits (on the loop) for the store's socket to be as w says. */
+static int wait_io(rd_runs *rs, const rd_store_wait *w)
+{
+    short what = (short)((w->rd ? EV_READ : 0) | (w->wr ? EV_WRITE : 0));
+    if (rs->commit_io &&
+        (event_get_fd(rs->commit_io) != w->fd || event_get_events(rs->commit_io) != what)) {
+        event_free(rs->commit_io);
+        rs->commit_io = NULL;
+    }
+    if (!rs->commit_io && w->fd >= 0)
+        rs->commit_io = event_new(rs->base, w->fd, what, runs_on_commit_io, rs);
+    struct timeval tv = {COMMIT_LATE_MS / 1000, (COMMIT_LATE_MS % 1000) * 1000};
+    return rs->commit_io && event_add(rs->commit_io, &tv) == 0 ? 0 : RD_ERR;
+}
+
+/* The commit in flight has a result (rc != 1), or could not be waited for on the loop. */
+static void inflight_end(rd_runs *rs, int rc)
+{
+    rd_store_wait w;
+    uint64_t t = rs->inflight;
+    if (rc == 1) /* nothing to wait on: wait here (never expected) */
+        rc = rd_store_commit_poll(rs->store, &w, true);
+    if (rs->commit_io)
+        event_del(rs->commit_io);
+    rs->inflight = 0;
+    if (rs->commit_late) {
+        rs->commit_late = false;
+        if (rc == 0) {
+            rd_log_info("store: the database answers again");
+            rs->probe_down = false;
+        }
+    }
+    commit_done(rs, t, rc);
+    if (rs->again) {
+        rs->again = false;
+        rd_runs_commit_soon(rs);
+    }
+}
+
+static void runs_on_commit_io(evutil_socket_t fd, short what, void *arg)
+{
+    rd_runs *rs = arg;
+    rd_store_wait w;
+    if (!rs->inflight)
+        return;
+    int rc = rd_store_commit_poll(rs->store, &w, false);
+    if (rc == 1 && (what & EV_TIMEOUT) && !rs->commit_late) {
+        rd_log_err("store: the database has not answered a commit in %d ms; not ready until it "
+                   "does",
+                   COMMIT_LATE_MS);
+        rs->commit_late = rs->probe_down = true;
+    }
+    if (rc != 1 || wait_io(rs, &w) != 0)
+        inflight_end(rs, rc);
+}
+
+/* The store completed the commit in flight inside another call: act on it soon. */
+static void runs_on_store_done(void *arg)
+{
+    rd_runs *rs = arg;
+    if (rs->inflight && rs->commit_io)
+        event_active(rs->commit_io, EV_READ, 0);
+}
+
+void rd_runs_commit_async(rd_runs *rs)
+{
+    rd_store_wait w;
+    if (rs->inflight) {
+        rs->again = true; /* started when the one in flight completes */
+        return;
+    }
+    rd_store_commit_hook(rs->store, runs_on_store_done, rs);
+    uint64_t t = commit_cut(rs);
+    int rc = rd_store_commit_start(rs->store, &w);
+    if (rc == 1) {
+        rs->inflight = t;
+        if (wait_io(rs, &w) != 0)
+            inflight_end(rs, rc);
+        return;
+    }
+    commit_done(rs, t, rc);
+}
+
+void rd_runs_commit_wait(rd_runs *rs)
+{
+    rd_store_wait w;
+    if (rs->inflight)
+        inflight_end(rs, rd_store_commit_poll(rs->store, &w, true));
+}
+
+int rd_runs_flush(rd_runs *rs)
+{
+    rd_runs_commit_wait(rs);
+    uint64_t t = commit_cut(rs);
+    return commit_done(rs, t, rd_store_commit(rs->store));
 }
 
 void *rd_runs_watch(rd_runs *rs, const char *id, rd_watch_fn fn, void *arg)

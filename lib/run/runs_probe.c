@@ -8,6 +8,10 @@
  * (rd_runs_store_ok); while it is, probes back off to PROBE_MAX_MS (each also tries to
  * reconnect). The first answer after that marks it ready again and commits what the journal
  * holds, so held events are published without waiting for the engine's retry timer.
+ *
+ * While the connection is lost, a probe is a reconnection: the store starts it without
+ * waiting and the probe carries it on each time the socket is as the store asked (readable,
+ * or writable while connecting), so a server that is slow to accept never holds the loop.
  */
 #include "run/run_int.h"
 
@@ -41,14 +45,32 @@ static void probe_done(rd_runs *rs, bool ok)
     probe_arm(rs);
 }
 
+static void runs_on_probe_answer(evutil_socket_t fd, short what, void *arg);
+
+/* Waits for the socket to be as w says, at most ANSWER_MS (the socket changes with each
+ * reconnection, and what to wait for with each of its steps). */
+static void probe_wait(rd_runs *rs, const rd_store_wait *w)
+{
+    struct timeval tv = {ANSWER_MS / 1000, (ANSWER_MS % 1000) * 1000};
+    short ev = (short)((w->rd ? EV_READ : 0) | (w->wr ? EV_WRITE : 0));
+
+    if (rs->probe_answer)
+        event_free(rs->probe_answer);
+    rs->probe_answer = event_new(rs->base, w->fd, ev, runs_on_probe_answer, rs);
+    if (!rs->probe_answer || event_add(rs->probe_answer, &tv) != 0) {
+        rd_log_err("store: cannot wait for a probe's answer");
+        probe_arm(rs);
+    }
+}
+
 static void runs_on_probe_answer(evutil_socket_t fd, short what, void *arg)
 {
     rd_runs *rs = arg;
-    struct timeval tv = {ANSWER_MS / 1000, (ANSWER_MS % 1000) * 1000};
+    rd_store_wait w;
     /* Also on a timeout: a store call in between may have read the answer. */
-    int rc = rd_store_probe_read(rs->store);
+    int rc = rd_store_probe_read(rs->store, &w);
 
-    if (rc != 1) {
+    if (rc != 1 || w.fd < 0) {
         probe_done(rs, rc == 0);
         return;
     }
@@ -57,29 +79,25 @@ static void runs_on_probe_answer(evutil_socket_t fd, short what, void *arg)
         rd_log_err("store: the database has not answered a probe in %d ms", ANSWER_MS);
         rs->probe_down = true;
     }
-    event_add(rs->probe_answer, &tv);
+    probe_wait(rs, &w);
 }
 
 static void runs_on_probe(evutil_socket_t unused, short what, void *arg)
 {
     rd_runs *rs = arg;
-    struct timeval tv = {ANSWER_MS / 1000, (ANSWER_MS % 1000) * 1000};
-    int fd;
-    int rc = rd_store_probe_send(rs->store, &fd);
+    rd_store_wait w;
+    int rc = rd_store_probe_send(rs->store, &w);
 
-    if (rc != 0 || fd < 0) {
+    if (rc == 0 && w.fd < 0 && rs->commit_late) {
+        probe_arm(rs); /* a late commit holds the connection; its completion reports */
+        return;
+    }
+    if (rc != 0 || w.fd < 0) {
         /* Unreachable, or busy in a transaction (whose commit reports on the store). */
         probe_done(rs, rc == 0);
         return;
     }
-    /* The socket changes with each reconnection. */
-    if (rs->probe_answer)
-        event_free(rs->probe_answer);
-    rs->probe_answer = event_new(rs->base, fd, EV_READ, runs_on_probe_answer, rs);
-    if (!rs->probe_answer || event_add(rs->probe_answer, &tv) != 0) {
-        rd_log_err("store: cannot wait for a probe's answer");
-        probe_arm(rs);
-    }
+    probe_wait(rs, &w);
 }
 
 int rd_runs_probe_start(rd_runs *rs)

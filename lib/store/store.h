@@ -107,6 +107,12 @@ typedef struct rd_pgroup {
 /** Return 0 to continue, non-zero to stop early. */
 typedef int (*rd_pgroup_cb)(const rd_pgroup *g, void *arg);
 
+/** What an asynchronous store call waits for: its socket readable (rd) and/or writable (wr). */
+typedef struct rd_store_wait {
+    int fd;
+    bool rd, wr;
+} rd_store_wait;
+
 /** Return 0 to continue, non-zero to stop early. */
 typedef int (*rd_delivery_cb)(const rd_delivery *d, void *arg);
 typedef int (*rd_attempt_cb)(const rd_delivery_attempt *a, void *arg);
@@ -158,15 +164,24 @@ typedef struct rd_store_ops {
     int (*dlv_attempts_scan)(rd_store *s, const char *delivery_id, rd_attempt_cb cb, void *arg);
     /* The health probe of a backend whose database can go away while the daemon is idle
      * (PostgreSQL); NULL in one that needs none (SQLite). See rd_store_probe_send. */
-    int (*probe_send)(rd_store *s, int *fd);
-    int (*probe_read)(rd_store *s);
+    int (*probe_send)(rd_store *s, rd_store_wait *w);
+    int (*probe_read)(rd_store *s, rd_store_wait *w);
     /* Deliveries still to be made: pending (due or waiting for a retry) and sending. NULL in
      * a backend that cannot count them; see rd_store_dlv_backlog. */
     int (*dlv_backlog)(rd_store *s, int64_t *out);
+    /* Commits off the caller's thread of control (PostgreSQL: libpq's non-blocking API); NULL
+     * in a backend whose commit returns at once (SQLite). See rd_store_commit_start. */
+    int (*commit_start)(rd_store *s, rd_store_wait *w);
+    int (*commit_poll)(rd_store *s, rd_store_wait *w, bool wait);
 } rd_store_ops;
 
 struct rd_store {
     const rd_store_ops *ops;
+    /* Told when a commit started with rd_store_commit_start completed inside another call of
+     * the store (one that needed the connection), so its owner polls it (see
+     * rd_store_commit_hook). NULL: nobody to tell. */
+    void (*commit_done)(void *arg);
+    void *commit_done_arg;
 };
 
 typedef struct rd_store_opts {
@@ -197,33 +212,63 @@ static inline void rd_store_close(rd_store *s)
     if (s)
         s->ops->close(s);
 }
-/** Starts a health probe: a trivial query whose answer arrives on *fd, without waiting for it
- * (read it with rd_store_probe_read when fd is readable). 0 with *fd >= 0: sent; 0 with
- * *fd < 0: nothing to ask now (a transaction is open, or a probe is already out); RD_EIO: the
- * database is unreachable (a reconnection was tried, at most every 250 ms); RD_ENOTFOUND:
+/** Starts a health probe: a trivial query whose answer arrives on w->fd, without waiting for
+ * it (read it with rd_store_probe_read when the socket is as *w says). While the connection is
+ * lost the probe is a reconnection instead, started without waiting and carried on by
+ * rd_store_probe_read the same way (at most one every 250 ms). 0 with w->fd >= 0: sent, or a
+ * reconnection under way; 0 with w->fd < 0: nothing to ask now (a transaction is open or
+ * committing, or a probe is already out); RD_EIO: the database is unreachable; RD_ENOTFOUND:
  * this store needs no probe (SQLite: its file does not go away while the daemon is idle).
- * fd NULL only asks whether the store has a probe (0 or RD_ENOTFOUND). */
-static inline int rd_store_probe_send(rd_store *s, int *fd)
+ * w NULL only asks whether the store has a probe (0 or RD_ENOTFOUND). */
+static inline int rd_store_probe_send(rd_store *s, rd_store_wait *w)
 {
-    if (fd)
-        *fd = -1;
-    return s->ops->probe_send ? s->ops->probe_send(s, fd) : RD_ENOTFOUND;
+    if (w)
+        *w = (rd_store_wait){.fd = -1};
+    return s->ops->probe_send ? s->ops->probe_send(s, w) : RD_ENOTFOUND;
 }
 /** Whether the store has a health probe (nothing is sent). */
 static inline bool rd_store_probes(rd_store *s)
 {
     return rd_store_probe_send(s, NULL) != RD_ENOTFOUND;
 }
-/** Reads what arrived of the probe's answer without blocking: 0 answered (the database is
- * there), 1 not complete yet (wait on the fd again), RD_EIO the connection is gone. */
-static inline int rd_store_probe_read(rd_store *s)
+/** Reads what arrived of the probe's answer (or carries the reconnection on) without
+ * blocking: 0 answered (the database is there), 1 not complete yet (wait as *w says; the
+ * socket may have changed), RD_EIO the connection is gone or could not be made. */
+static inline int rd_store_probe_read(rd_store *s, rd_store_wait *w)
 {
-    return s->ops->probe_read ? s->ops->probe_read(s) : 0;
+    *w = (rd_store_wait){.fd = -1};
+    return s->ops->probe_read ? s->ops->probe_read(s, w) : 0;
 }
-/** Commits the open transaction, if any. */
+/** Commits the open transaction, if any, and returns when it is committed (a commit started
+ * with rd_store_commit_start is waited for first). */
 static inline int rd_store_commit(rd_store *s)
 {
     return s->ops->commit(s);
+}
+/** Starts committing the open transaction without waiting for the database: 0 committed (or
+ * nothing to commit), RD_EIO failed (rolled back; the caller rolls back as after
+ * rd_store_commit), 1 in flight: call rd_store_commit_poll when the socket is as *w says. One
+ * commit is in flight at a time; writes made meanwhile go into the next transaction, reads
+ * and rd_store_commit wait for it. A backend without asynchronous commits commits here. */
+static inline int rd_store_commit_start(rd_store *s, rd_store_wait *w)
+{
+    *w = (rd_store_wait){.fd = -1};
+    return s->ops->commit_start ? s->ops->commit_start(s, w) : s->ops->commit(s);
+}
+/** The commit in flight: 1 not complete yet (wait as *w says), else its result as for
+ * rd_store_commit_start, reported once. wait: block until it is complete (never returns 1).
+ * 0 when no commit was started. */
+static inline int rd_store_commit_poll(rd_store *s, rd_store_wait *w, bool wait)
+{
+    *w = (rd_store_wait){.fd = -1};
+    return s->ops->commit_poll ? s->ops->commit_poll(s, w, wait) : 0;
+}
+/** fn(arg) is called when a commit in flight completed inside another call of the store (a
+ * read, rd_store_commit): the owner should poll it soon (not from fn: the store is busy). */
+static inline void rd_store_commit_hook(rd_store *s, void (*fn)(void *arg), void *arg)
+{
+    s->commit_done = fn;
+    s->commit_done_arg = arg;
 }
 /** Rolls back the open transaction, if any. */
 static inline int rd_store_rollback(rd_store *s)

@@ -6,6 +6,13 @@
  * has failed in the current transaction ("doomed"), later writes are only recorded and the
  * commit fails, so the batch is retried whole.
  *
+ * A commit may be in flight (rd_store_commit_start, for a backend that commits without
+ * waiting): the writes made meanwhile are only recorded ("held", with the event ids that
+ * follow the last one given) and written to the backend's next transaction when it has
+ * completed, so the backend holds one transaction at a time. When it completes, the records it
+ * carried are dropped; when it fails, the whole log is written again, as after any failed
+ * commit. A read, a prune or a synchronous commit waits for the commit in flight first.
+ *
  * Reads pass through, and while the journal waits for the store they see what is committed.
  * Retention prunes are not recorded: a lost prune is redone by the next round. A delivery
  * lease is a conditional write: it is refused while the transaction is doomed, so no webhook
@@ -56,7 +63,17 @@ typedef struct jstore {
     STAILQ_HEAD(, jrec) log;
     rd_map *updates; /* run id -> its J_RUN_UPDATE in the log (only the latest is kept) */
     size_t bytes, writes;
-    bool pending;          /* the log is not in the backend's open transaction */
+    bool pending;    /* the log is not in the backend's open transaction */
+    bool held;       /* records after cut are not in the backend: written at catch-up */
+    bool inflight;   /* the backend's commit of the records up to cut is in flight */
+    jrec *cut;       /* the last record the commit in flight carries (NULL: none) */
+    jrec *tail;      /* the log's last record (glibc's queue.h has no STAILQ_LAST) */
+    bool has_result; /* the in-flight commit completed in another call: its result */
+    int result;
+    double t_start;        /* when the commit in flight started (rd_metrics_clock) */
+    size_t held_bytes;     /* recorded since the commit in flight started */
+    bool held_over;        /* held_bytes went past HOLD_MAX: producers paused until it completes */
+    bool told;             /* what on_over was last told */
     bool doomed;           /* a write failed in this transaction: its commit must fail */
     int64_t last_event_id; /* the id of the last event appended or recorded */
     uint64_t m_failed, m_replays, m_over;
@@ -67,6 +84,14 @@ typedef struct jstore {
     rd_metric *m_commit_seconds; /* NULL without a registry */
     rd_metric *m_bytes, *m_replays_total, *m_writes, *m_max, *m_over_now, *m_over_total;
 } jstore;
+
+/* Writes held behind a commit in flight are written to the backend in one go when it completes,
+ * on the loop, and its events are published in one burst when the next completes: past this
+ * many bytes (about 2,000 items) the producers are paused until it completes. A server slower
+ * than the loop thus sets the pace without the held batch growing without bound (60,000
+ * records took 130 ms to write again), and a burst stays small enough for an SSE reader that
+ * keeps up to take it without counting as slow. */
+#define HOLD_MAX (512u << 10)
 
 static jstore *J(rd_store *s)
 {
@@ -110,21 +135,39 @@ static void log_clear(jstore *j)
     rd_map_free(j->updates);
     j->updates = rd_map_new();
     j->bytes = j->writes = 0;
+    j->cut = j->tail = NULL;
+    j->held = false;
+}
+
+/* Tells the owner when the producers should stop or may go on: past the bound (a store that
+ * fails), or holding HOLD_MAX behind a commit in flight. */
+static void pressure_tell(jstore *j)
+{
+    bool now = j->over || j->held_over;
+    if (now == j->told)
+        return;
+    j->told = now;
+    if (j->on_over)
+        j->on_over(j->over_arg, now);
 }
 
 static void log_add(jstore *j, jrec *r)
 {
     STAILQ_INSERT_TAIL(&j->log, r, link);
+    j->tail = r;
     j->bytes += r->size;
     j->writes++;
+    if (j->inflight && !j->held_over && (j->held_bytes += r->size) > HOLD_MAX) {
+        j->held_over = true;
+        pressure_tell(j);
+    }
     if (j->max && !j->over && j->bytes > j->max) {
         j->over = true;
         j->m_over++;
         rd_log_warn("store journal holds %zu bytes (max_journal %zu): runs are paused until the "
                     "store takes them",
                     j->bytes, j->max);
-        if (j->on_over)
-            j->on_over(j->over_arg, true);
+        pressure_tell(j);
     }
 }
 
@@ -135,8 +178,7 @@ static void check_under(jstore *j)
         return;
     j->over = false;
     rd_log_info("store journal down to %zu bytes: runs resume", j->bytes);
-    if (j->on_over)
-        j->on_over(j->over_arg, false);
+    pressure_tell(j);
 }
 
 /* Writes one record to the backend. */
@@ -178,13 +220,14 @@ static int apply(jstore *j, jrec *r)
     return RD_ERR;
 }
 
-/* After a rollback: the journal goes into the new transaction first. */
+/* After a rollback, or a commit that completed while writes were held: the journal goes into
+ * the new transaction first. */
 static void catch_up(jstore *j)
 {
-    if (!j->pending)
+    if (j->inflight || (!j->pending && !j->held))
         return;
-    j->pending = false;
-    j->m_replays++;
+    j->m_replays += j->pending;
+    j->pending = j->held = false;
     jrec *r;
     STAILQ_FOREACH(r, &j->log, link)
     {
@@ -209,6 +252,10 @@ static int jwrite(jstore *j, jrec *r)
 {
     if (!r)
         return RD_ERR;
+    if (j->inflight) { /* held until the commit in flight has completed */
+        log_add(j, r);
+        return 0;
+    }
     catch_up(j);
     int rc = j->doomed ? RD_EIO : apply(j, r);
     if (rc != 0 && !is_failure(rc)) {
@@ -224,14 +271,18 @@ static int jwrite(jstore *j, jrec *r)
     return 0;
 }
 
+static void j_finish(jstore *j);
+
 static int j_commit(rd_store *s)
 {
     jstore *j = J(s);
+    j_finish(j);
     catch_up(j);
     int rc = j->doomed ? RD_EIO : j->inner->ops->commit(j->inner);
     if (rc == 0) {
         log_clear(j);
         check_under(j);
+        j->result = 0; /* a commit reported failed is stored now too */
         return 0;
     }
     j->inner->ops->rollback(j->inner);
@@ -239,6 +290,109 @@ static int j_commit(rd_store *s)
     j->pending = STAILQ_FIRST(&j->log) != NULL;
     j->m_failed++;
     return RD_EIO;
+}
+
+/* Drops the records the completed commit carried (the log's head, up to the cut). */
+static void drop_committed(jstore *j)
+{
+    jrec *r;
+    while (j->cut && (r = STAILQ_FIRST(&j->log))) {
+        STAILQ_REMOVE_HEAD(&j->log, link);
+        j->bytes -= r->size;
+        j->writes--;
+        if (r == j->cut)
+            j->cut = NULL;
+        rec_free(r);
+    }
+    j->cut = NULL;
+    if (!STAILQ_FIRST(&j->log)) {
+        j->held = false;
+        j->tail = NULL;
+    }
+    check_under(j);
+}
+
+/* The commit in flight completed with rc. */
+static int j_completed(jstore *j, int rc)
+{
+    j->inflight = false;
+    j->held_bytes = 0;
+    if (j->held_over) {
+        j->held_over = false;
+        pressure_tell(j);
+    }
+    rd_metric_observe(j->m_commit_seconds, NULL, rd_metrics_clock() - j->t_start);
+    if (rc == 0) {
+        drop_committed(j);
+        return 0;
+    }
+    /* The backend rolled it back: everything since the last good commit goes again. */
+    j->inner->ops->rollback(j->inner);
+    j->cut = NULL;
+    j->held = false;
+    j->doomed = false;
+    j->pending = STAILQ_FIRST(&j->log) != NULL;
+    j->m_failed++;
+    return RD_EIO;
+}
+
+/* A call needs the backend while a commit is in flight: waits for it, keeps its result for
+ * j_commit_poll, and tells the owner. */
+static void j_finish(jstore *j)
+{
+    rd_store_wait w;
+    if (!j->inflight)
+        return;
+    j->result = j_completed(j, j->inner->ops->commit_poll(j->inner, &w, true));
+    j->has_result = true;
+    if (j->base.commit_done)
+        j->base.commit_done(j->base.commit_done_arg);
+}
+
+static void j_on_inner_done(void *arg)
+{
+    jstore *j = arg;
+    if (j->base.commit_done)
+        j->base.commit_done(j->base.commit_done_arg);
+}
+
+static int j_commit_start(rd_store *s, rd_store_wait *w)
+{
+    jstore *j = J(s);
+    j_finish(j);
+    catch_up(j);
+    if (j->doomed || !j->inner->ops->commit_start) {
+        double t0 = rd_metrics_clock();
+        int rc = j_commit(s);
+        rd_metric_observe(j->m_commit_seconds, NULL, rd_metrics_clock() - t0);
+        return rc;
+    }
+    j->t_start = rd_metrics_clock();
+    j->inner->commit_done = j_on_inner_done;
+    j->inner->commit_done_arg = j;
+    /* The commit carries the log up to here; a run's later update is a record of its own
+     * (never an in-place change of one the commit carries, which its completion frees). */
+    j->cut = j->tail;
+    j->inflight = true;
+    rd_map_free(j->updates);
+    j->updates = rd_map_new();
+    int rc = j->inner->ops->commit_start(j->inner, w);
+    if (rc != 1)
+        return j_completed(j, rc);
+    j->held = true; /* later writes are held until it completes */
+    return 1;
+}
+
+static int j_commit_poll(rd_store *s, rd_store_wait *w, bool wait)
+{
+    jstore *j = J(s);
+    if (!j->inflight) {
+        int rc = j->has_result ? j->result : 0;
+        j->has_result = false;
+        return rc;
+    }
+    int rc = j->inner->ops->commit_poll(j->inner, w, wait);
+    return rc == 1 ? 1 : j_completed(j, rc);
 }
 
 /* Every commit of the daemon (runs, outbox, keys) passes here: the one place to time them. */
@@ -253,6 +407,10 @@ static int j_commit_timed(rd_store *s)
 static int j_rollback(rd_store *s)
 {
     jstore *j = J(s);
+    if (j->inflight) { /* what was written since is only held: nothing to undo yet */
+        j->doomed = false;
+        return 0;
+    }
     j->inner->ops->rollback(j->inner);
     j->doomed = false;
     j->pending = STAILQ_FIRST(&j->log) != NULL;
@@ -263,6 +421,8 @@ static void j_close(rd_store *s)
 {
     jstore *j = J(s);
     j->on_over = NULL; /* nobody to tell any more */
+    j->base.commit_done = NULL;
+    j_finish(j);
     if (j->writes)
         rd_log_err("store closed with %zu write(s) that could not be stored", j->writes);
     log_clear(j);
@@ -284,9 +444,9 @@ static int j_run_write(rd_store *s, const rd_run *run, jop op)
     jrec *old = op == J_RUN_UPDATE ? rd_map_get(j->updates, run->id) : NULL;
     if (old && !j->pending) {
         /* Only the latest row matters: replace the older copy in place (keeping its place
-         * after the run's insert). */
+         * after the run's insert). A held copy is written at catch-up. */
         catch_up(j);
-        int rc = j->doomed ? RD_EIO : apply(j, r);
+        int rc = j->inflight ? 0 : j->doomed ? RD_EIO : apply(j, r);
         if (is_failure(rc))
             j->doomed = true;
         rd_run_free(old->run);
@@ -301,8 +461,11 @@ static int j_run_write(rd_store *s, const rd_run *run, jop op)
     return rc;
 }
 
+/* Writes whose caller needs the store's answer (a duplicate) are not held: they wait for a
+ * commit in flight. They come from API calls that wait for a commit anyway. */
 static int j_run_insert(rd_store *s, const rd_run *run)
 {
+    j_finish(J(s));
     return j_run_write(s, run, J_RUN_INSERT);
 }
 
@@ -323,17 +486,19 @@ static int j_event_append(rd_store *s, const char *run_id, const char *flow, con
     r->n = item_seq;
     catch_up(j);
     int64_t id = 0;
-    int rc = j->doomed ? RD_EIO
-                       : j->inner->ops->event_append(j->inner, run_id, flow, type, ts, data,
-                                                     item_seq, &id);
+    int rc = j->inflight ? RD_EIO
+             : j->doomed ? RD_EIO
+                         : j->inner->ops->event_append(j->inner, run_id, flow, type, ts, data,
+                                                       item_seq, &id);
     if (rc != 0 && !is_failure(rc)) {
         rec_free(r);
         return rc;
     }
     if (rc != 0) {
-        /* Not written: it gets the id the backend would have given it, and keeps it. */
+        /* Not written (held, or failed): it gets the id the backend would have given it, and
+         * keeps it. */
         id = j->last_event_id + 1;
-        j->doomed = true;
+        j->doomed = j->doomed || !j->inflight;
     }
     r->id = id;
     j->last_event_id = id;
@@ -350,6 +515,7 @@ static int j_idem_put(rd_store *s, const char *key_hash, const char *run_id, con
     jrec *r = rec_new(J_IDEM_PUT, 3, strs);
     if (r)
         r->ts = ts;
+    j_finish(J(s));
     return jwrite(J(s), r);
 }
 
@@ -412,6 +578,7 @@ static int j_dlv_stop(rd_store *s, const char *run_id, const char *url, int64_t 
 static int j_dlv_lease(rd_store *s, const char *id)
 {
     jstore *j = J(s);
+    j_finish(j);
     catch_up(j);
     if (j->doomed)
         return RD_EIO;
@@ -433,6 +600,7 @@ static int j_dlv_attempt_add(rd_store *s, const rd_delivery_attempt *a)
     r->a = *a;
     r->a.delivery_id = r->s[0];
     r->a.error = r->s[1];
+    j_finish(J(s));
     return jwrite(J(s), r);
 }
 
@@ -460,6 +628,7 @@ static int j_pgroup_del(rd_store *s, int64_t pgid)
 #define PASS(name, params, args)                                                                   \
     static int j_##name params                                                                     \
     {                                                                                              \
+        j_finish(J(s));                                                                            \
         catch_up(J(s));                                                                            \
         return J(s)->inner->ops->name args;                                                        \
     }
@@ -467,10 +636,14 @@ static int j_pgroup_del(rd_store *s, int64_t pgid)
  * backend's transaction was rolled back, so a read sees what is committed: all of it
  * published, none of it losable. Writing the journal again first would show, when the store
  * still fails, a half-replayed transaction. When the journal is in the open transaction, a
- * read sees it, as any read of an open transaction does. */
+ * read sees it, as any read of an open transaction does; so a read first waits for a commit
+ * in flight and writes what was held meanwhile. */
 #define READ(name, params, args)                                                                   \
     static int j_##name params                                                                     \
     {                                                                                              \
+        j_finish(J(s));                                                                            \
+        if (!J(s)->pending)                                                                        \
+            catch_up(J(s));                                                                        \
         return J(s)->inner->ops->name args;                                                        \
     }
 
@@ -518,15 +691,18 @@ READ(pgroups_scan, (rd_store * s, rd_pgroup_cb cb, void *arg), (J(s)->inner, cb,
 READ(dlv_attempts_scan, (rd_store * s, const char *delivery_id, rd_attempt_cb cb, void *arg),
      (J(s)->inner, delivery_id, cb, arg))
 
-/* The probe passes through: it writes nothing, and says whether the store is there. */
-static int j_probe_send(rd_store *s, int *fd)
+/* The probe passes through: it writes nothing, and says whether the store is there. Not
+ * while a commit is in flight, which reports on the store itself. */
+static int j_probe_send(rd_store *s, rd_store_wait *w)
 {
-    return rd_store_probe_send(J(s)->inner, fd);
+    if (w && J(s)->inflight)
+        return 0;
+    return rd_store_probe_send(J(s)->inner, w);
 }
 
-static int j_probe_read(rd_store *s)
+static int j_probe_read(rd_store *s, rd_store_wait *w)
 {
-    return rd_store_probe_read(J(s)->inner);
+    return rd_store_probe_read(J(s)->inner, w);
 }
 
 static const rd_store_ops journal_ops = {
@@ -569,6 +745,8 @@ static const rd_store_ops journal_ops = {
     .pgroups_scan = j_pgroups_scan,
     .probe_send = j_probe_send,
     .probe_read = j_probe_read,
+    .commit_start = j_commit_start,
+    .commit_poll = j_commit_poll,
 };
 
 /* s as a journal, or NULL when it is another store (a test's plain backend). */

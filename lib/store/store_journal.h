@@ -32,9 +32,10 @@ int rd_store_journal_set_metrics(rd_store *s, struct rd_metrics *reg);
 /** The journal's bound: once it holds more than max bytes (0: no bound), fn(arg, true) is
  * called, from inside the write that went past it, so the owner can stop the producers; once
  * a commit has emptied it, fn(arg, false), from inside that commit: fn must not write to the
- * store then. Nothing is ever dropped: the bound only tells. Setting a new bound (a reload)
- * calls fn(arg, false) when the journal is no longer over it. No-op on a store that is not a
- * journal. fn may be NULL. */
+ * store then. fn is told the same way, whatever max, while the writes held behind a commit in
+ * flight pass a fixed size (512 KiB), until that commit completes. Nothing is ever dropped: the
+ * bound only tells. Setting a new bound (a reload) calls fn(arg, false) when the journal is no
+ * longer over it. No-op on a store that is not a journal. fn may be NULL. */
 void rd_store_journal_bound(rd_store *s, size_t max, void (*fn)(void *arg, bool over), void *arg);
 /** True while the journal holds more than its bound (and has not been emptied since). */
 bool rd_store_journal_over(const rd_store *s);

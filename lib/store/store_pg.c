@@ -13,26 +13,40 @@
  * (store_journal.c) rolls back and writes the batch again.
  *
  * Event ids. The single row of runsd_event_seq holds the highest id ever committed. The first
- * event of a transaction reads it with SELECT ... FOR UPDATE, which takes the row's lock until
- * that transaction ends; ids are then handed out locally, and the commit writes the last one
- * back in the same transaction. A second writer's first event waits on the lock until the
- * first commits, so a transaction that holds ids never overlaps another that holds ids: every
- * id a reader can see committed is below every id still in flight, and ids appear in commit
- * order (docs/postgresql.md, "Event ids").
+ * event of a transaction takes the row's lock (SELECT ... FOR UPDATE) until that transaction
+ * ends; ids are then handed out locally, and the commit writes the last one back in the same
+ * transaction. The store knows the value it committed last (last_id), so the lock is queued
+ * without waiting for its answer, with a check that fails the transaction if the row holds
+ * anything else (another writer committed since); after any failed transaction the next one
+ * reads the row under the lock instead, one round trip. A second writer's first event waits on the
+ * lock until the first commits, so a transaction that holds ids never overlaps another that holds
+ * ids: every id a reader can see committed is below every id still in flight, and ids appear in
+ * commit order (docs/postgresql.md, "Event ids").
  *
- * Blocking: all calls are synchronous libpq on the loop's thread (a Unix socket keeps a round
- * trip in the tens of microseconds). A lost connection is noticed by the call that fails, or
- * by the health probe an idle daemon sends between transactions (pg_probe_send, whose answer
- * the loop reads when the socket is readable: run/runs_probe.c); the next call after a pause
- * of RECONNECT_MS tries PQreset(), so a dead server costs the loop one failed connect
- * (immediate on a Unix socket, at most connect_timeout on TCP) per pause.
+ * Waiting. The commit of a burst does not wait for the server: pg_commit_start sends the id
+ * counter's UPDATE, COMMIT and a Sync with the connection non-blocking and returns; the loop
+ * watches the socket and pg_commit_poll reads the results as they arrive (run/runs_commit.c
+ * publishes in the completion). One commit is in flight at a time; a call that needs the
+ * connection meanwhile (a read, a synchronous commit) first waits for it and keeps its result
+ * for the poll, telling the owner through the store's commit hook. The connection stays
+ * non-blocking (flush_wait where a call must have sent everything); reads are still one
+ * synchronous round trip each.
+ *
+ * A lost connection is noticed by the call that fails, or by the health probe an idle daemon
+ * sends between transactions (pg_probe_send, whose answer the loop reads when the socket is
+ * readable: run/runs_probe.c). Reconnecting never waits either: PQresetStart, then
+ * PQresetPoll each time the socket is ready (the probe waits on it; any other call carries it
+ * on only as far as it goes without waiting), then the statements are prepared in one
+ * pipeline whose answers are read the same way. Until then every call fails at once.
  *
  * A transaction's events are gathered (store_pg_batch.c) and sent as one multi-row INSERT
  * before the next other statement, before COMMIT, or when the batch is full.
  */
 #include "store/store_pg_int.h"
 
+#include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +54,9 @@
 #include "base/util.h"
 
 #define RECONNECT_MS 250
+/* A reconnection that has not finished in this long is given up (libpq's connect_timeout
+ * does not apply to PQresetPoll) and started again at the next attempt. */
+#define CONNECT_MS 5000
 /* Results read after this many queued writes, so the server's answers never pile up. */
 #define MAX_PENDING 2000
 
@@ -52,9 +69,20 @@ typedef struct rd_pg {
     int pending;   /* queued statements whose results are not read yet */
     bool have_ids; /* this transaction holds the lock of the id counter */
     int64_t next_id, top_id;
-    int64_t last_try; /* monotonic ms of the last connection attempt */
-    pg_batch events;  /* the transaction's events not sent yet (store_pg_batch.c) */
-    bool probing;     /* a probe's SELECT 1 and Sync are out, their results not read */
+    int64_t last_id;    /* the counter as this store last committed it (valid unless resync) */
+    bool resync;        /* a transaction failed: read the counter under its lock, not last_id */
+    int64_t commit_top; /* the counter the commit in flight writes (0: it holds no ids) */
+    int64_t last_try;   /* monotonic ms of the last connection attempt */
+    pg_batch events;    /* the transaction's events not sent yet (store_pg_batch.c) */
+    bool probing;       /* a probe's SELECT 1 and Sync are out, their results not read */
+    bool committing;    /* a transaction's COMMIT and Sync are out, their results not all read */
+    bool commit_bad;    /* a result of the commit in flight failed */
+    bool commit_done;   /* the commit in flight completed inside another call: commit_rc */
+    int commit_rc;
+    bool connecting;                   /* PQresetStart was called; PQresetPoll carries it on */
+    bool preparing;                    /* connected again; the prepares and their Sync are out */
+    bool prep_bad;                     /* one of them failed */
+    PostgresPollingStatusType conn_st; /* what PQresetPoll last asked to wait for */
 } rd_pg;
 
 static rd_pg *P(rd_store *s)
@@ -88,10 +116,13 @@ static void pg_down(rd_pg *s, const char *what)
     if (s->up)
         rd_log_err("store: postgresql: %s: %s", what, PQerrorMessage(s->conn));
     s->up = false;
+    s->resync = true; /* another writer may have committed meanwhile */
     s->failed = s->failed || s->tx_open;
     s->pending = 0;
     s->have_ids = false;
     s->probing = false;
+    s->committing = s->commit_bad = false;
+    s->connecting = s->preparing = false;
     rd_pg_batch_reset(&s->events);
 }
 
@@ -114,73 +145,244 @@ static int pg_setup(PGconn *conn, char *err, size_t errlen)
         if (!ok)
             return RD_EIO;
     }
-    if (PQenterPipelineMode(conn) != 1) {
+    if (PQenterPipelineMode(conn) != 1 || PQsetnonblocking(conn, 1) != 0) {
         snprintf(err, errlen, "cannot enter pipeline mode: %s", PQerrorMessage(conn));
         return RD_EIO;
     }
     return 0;
 }
 
-/* Reads the results of a probe (pg_probe_send, below): its SELECT, then the Sync.
- * wait: blocks until they are in (a store call needs the connection); else returns 1 as soon
- * as reading would block. 0 when the server answered, RD_EIO when the connection is gone. */
-static int probe_take(rd_pg *s, bool wait)
+/* Reads results up to the pipeline's next Sync; *bad is set when one of them failed. wait:
+ * blocks until the Sync is in; else returns 1 as soon as reading would block. 0 at the Sync,
+ * RD_EIO when the connection is gone. */
+static int read_to_sync(rd_pg *s, bool wait, bool *bad, const char *what)
 {
-    bool bad = false;
     int nulls = 0;
 
-    while (s->probing) {
+    for (;;) {
         if (!wait && PQconsumeInput(s->conn) != 1)
             break;
         if (!wait && PQisBusy(s->conn))
             return 1;
         PGresult *r = PQgetResult(s->conn);
         if (!r) {
-            /* One NULL ends the SELECT's results; more mean the Sync is not coming. */
+            /* One NULL ends a statement's results; more in a row mean the Sync is not coming. */
             if (PQstatus(s->conn) != CONNECTION_OK || ++nulls > 2)
                 break;
             continue;
         }
+        nulls = 0;
         ExecStatusType st = PQresultStatus(r);
-        PQclear(r);
         if (st == PGRES_PIPELINE_SYNC) {
-            s->probing = false;
-            return bad ? RD_EIO : 0;
+            PQclear(r);
+            return 0;
         }
-        bad = bad || st != PGRES_TUPLES_OK;
+        if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+            if (st != PGRES_PIPELINE_ABORTED && !*bad)
+                rd_log_err("store: postgresql: %s: %s", what, PQresultErrorMessage(r));
+            *bad = true;
+        }
+        PQclear(r);
     }
-    pg_down(s, "probe");
+    pg_down(s, what);
     return RD_EIO;
 }
 
-/* Called by every operation: reconnects after a pause when the connection was lost. */
+/* Reads the results of a probe (pg_probe_send, below): its SELECT, then the Sync. wait:
+ * blocks until they are in (a store call needs the connection); else returns 1 as soon as
+ * reading would block. 0 when the server answered, RD_EIO when the connection is gone. */
+static int probe_take(rd_pg *s, bool wait)
+{
+    bool bad = false;
+    int rc = read_to_sync(s, wait, &bad, "probe");
+
+    if (rc == 1)
+        return 1;
+    s->probing = false;
+    return rc == 0 && !bad ? 0 : RD_EIO;
+}
+
+/* What the socket must be for the wait to end: readable, and writable while libpq holds
+ * output the socket did not take (flushed < 0: nothing to send). */
+static void want_io(rd_pg *s, rd_store_wait *w, bool rd, bool wr)
+{
+    w->fd = PQsocket(s->conn);
+    w->rd = rd;
+    w->wr = wr;
+}
+
+/* The connection is non-blocking (a batch of events sent mid-transaction never waits for the
+ * socket); a call that must have sent everything waits here, reading what arrives meanwhile
+ * so the server never blocks on us. */
+static int flush_wait(rd_pg *s)
+{
+    int r;
+    while ((r = PQflush(s->conn)) == 1) {
+        struct pollfd p = {.fd = PQsocket(s->conn), .events = POLLIN | POLLOUT};
+        if (poll(&p, 1, -1) < 0 && errno != EINTR)
+            return RD_EIO;
+        if ((p.revents & POLLIN) && PQconsumeInput(s->conn) != 1)
+            return RD_EIO;
+    }
+    return r == 0 ? 0 : RD_EIO;
+}
+
+/* After an error the server still holds the aborted transaction: end it (one round trip, on
+ * a server that has just answered). */
+static void end_aborted(rd_pg *s)
+{
+    if (!s->up || PQtransactionStatus(s->conn) == PQTRANS_IDLE)
+        return;
+    bool bad = false;
+    if (PQsendQueryParams(s->conn, "ROLLBACK", 0, NULL, NULL, NULL, NULL, 0) != 1 ||
+        PQpipelineSync(s->conn) != 1 || flush_wait(s) != 0) {
+        pg_down(s, "rollback");
+        return;
+    }
+    read_to_sync(s, true, &bad, "rollback");
+}
+
+/* Reads what arrived of the commit in flight: 1 not complete (wait as *w says), 0 committed,
+ * RD_EIO failed. wait: blocks until it is complete. */
+static int commit_read(rd_pg *s, rd_store_wait *w, bool wait)
+{
+    int fl = wait ? 0 : PQflush(s->conn);
+    int rc = fl < 0 ? RD_EIO : read_to_sync(s, wait, &s->commit_bad, "commit");
+
+    if (fl < 0)
+        pg_down(s, "send");
+    if (rc == 1) {
+        want_io(s, w, true, fl == 1);
+        return 1;
+    }
+    s->committing = false;
+    if (rc == 0 && (s->commit_bad || !s->up)) {
+        end_aborted(s);
+        rc = RD_EIO;
+    }
+    if (rc == 0 && s->commit_top > 0)
+        s->last_id = s->commit_top;
+    s->resync = s->resync || rc != 0;
+    s->commit_bad = false;
+    return rc;
+}
+
+/* A call needs the connection while a commit is in flight: wait for it, keep its result for
+ * pg_commit_poll and tell the store's owner. */
+static void commit_finish(rd_pg *s)
+{
+    rd_store_wait w;
+    if (!s->committing)
+        return;
+    s->commit_rc = commit_read(s, &w, true);
+    s->commit_done = true;
+    if (s->base.commit_done)
+        s->base.commit_done(s->base.commit_done_arg);
+}
+
+/* ---- reconnecting without waiting ------------------------------------------------------- */
+
+/* Sends every statement's prepare in one pipeline, then a Sync, without waiting. */
+static int prepare_send(rd_pg *s)
+{
+    char sql[8192];
+
+    if (PQsetnonblocking(s->conn, 1) != 0 || PQenterPipelineMode(s->conn) != 1)
+        return RD_EIO;
+    for (int i = 0; i < PS__COUNT; i++) {
+        if (!rd_pg_sql((pg_st)i, sql, sizeof sql) ||
+            PQsendPrepare(s->conn, rd_pg_st_name((pg_st)i), sql, 0, NULL) != 1)
+            return RD_EIO;
+    }
+    return PQpipelineSync(s->conn) == 1 && PQflush(s->conn) >= 0 ? 0 : RD_EIO;
+}
+
+/* Whether the socket is already as PQresetPoll asked (never waits). */
+static bool conn_io_ready(rd_pg *s)
+{
+    struct pollfd p = {.fd = PQsocket(s->conn),
+                       .events = s->conn_st == PGRES_POLLING_READING ? POLLIN : POLLOUT};
+    return p.fd >= 0 && poll(&p, 1, 0) == 1;
+}
+
+/* Starts a reconnection when none is under way (at most one per RECONNECT_MS). */
+static int reconnect_start(rd_pg *s)
+{
+    int64_t now = rd_mono_ms();
+
+    if (s->connecting) {
+        if (now - s->last_try <= CONNECT_MS)
+            return 0;
+        rd_log_err("store: postgresql: no connection after %d ms; trying again", CONNECT_MS);
+        s->connecting = s->preparing = false;
+    }
+    if (s->last_try && now - s->last_try < RECONNECT_MS)
+        return RD_EIO;
+    s->last_try = now;
+    if (PQpipelineStatus(s->conn) != PQ_PIPELINE_OFF)
+        PQexitPipelineMode(s->conn);
+    if (PQresetStart(s->conn) != 1)
+        return RD_EIO;
+    s->connecting = true;
+    s->preparing = s->prep_bad = false;
+    s->conn_st = PGRES_POLLING_WRITING;
+    return 0;
+}
+
+/* Carries a reconnection as far as it goes without waiting: 0 connected and ready, 1 under
+ * way (wait as *w says), RD_EIO failed or too soon after the last attempt. */
+static int reconnect(rd_pg *s, rd_store_wait *w)
+{
+    if (reconnect_start(s) != 0)
+        return RD_EIO;
+    while (!s->preparing && conn_io_ready(s)) {
+        s->conn_st = PQresetPoll(s->conn);
+        if (s->conn_st == PGRES_POLLING_FAILED) {
+            s->connecting = false;
+            return RD_EIO;
+        }
+        if (s->conn_st == PGRES_POLLING_OK) {
+            if (prepare_send(s) != 0) {
+                rd_log_err("store: postgresql: after reconnecting: %s", PQerrorMessage(s->conn));
+                s->connecting = false;
+                return RD_EIO;
+            }
+            s->preparing = true;
+        }
+    }
+    if (!s->preparing) {
+        want_io(s, w, s->conn_st == PGRES_POLLING_READING, s->conn_st != PGRES_POLLING_READING);
+        return 1;
+    }
+    int fl = PQflush(s->conn);
+    int rc = fl < 0 ? RD_EIO : read_to_sync(s, false, &s->prep_bad, "prepare");
+    if (rc == 1) {
+        want_io(s, w, true, fl == 1);
+        return 1;
+    }
+    s->connecting = s->preparing = false;
+    if (rc != 0 || s->prep_bad)
+        return RD_EIO;
+    s->up = true;
+    s->failed = false;
+    rd_log_info("store: postgresql: connected again");
+    return 0;
+}
+
+/* Called by every operation: waits for what is out on the connection (a commit, a probe),
+ * and carries a reconnection on, without waiting, when the connection was lost. */
 static int pg_ready(rd_pg *s)
 {
-    char err[512];
+    rd_store_wait w;
 
+    commit_finish(s);
     if (s->probing) /* a store call needs the connection: the probe's answer first */
         probe_take(s, true);
     if (s->up)
         return 0;
     if (s->tx_open) /* the batch that was open when the link broke must end first */
         return RD_EIO;
-    int64_t now = rd_mono_ms();
-    if (s->last_try && now - s->last_try < RECONNECT_MS)
-        return RD_EIO;
-    s->last_try = now;
-    if (PQpipelineStatus(s->conn) != PQ_PIPELINE_OFF)
-        PQexitPipelineMode(s->conn);
-    PQreset(s->conn);
-    if (PQstatus(s->conn) != CONNECTION_OK)
-        return RD_EIO;
-    if (pg_setup(s->conn, err, sizeof err) != 0) {
-        rd_log_err("store: postgresql: after reconnecting: %s", err);
-        return RD_EIO;
-    }
-    s->up = true;
-    s->failed = false;
-    rd_log_info("store: postgresql: connected again");
-    return 0;
+    return reconnect(s, &w) == 0 ? 0 : RD_EIO;
 }
 
 /* ---- results ---------------------------------------------------------------------------- */
@@ -251,8 +453,7 @@ static int take_sync(rd_pg *s)
 
 static int flush(rd_pg *s, bool sync)
 {
-    if ((sync ? PQpipelineSync(s->conn) : PQsendFlushRequest(s->conn)) != 1 ||
-        PQflush(s->conn) != 0) {
+    if ((sync ? PQpipelineSync(s->conn) : PQsendFlushRequest(s->conn)) != 1 || flush_wait(s) != 0) {
         pg_down(s, "send");
         return RD_EIO;
     }
@@ -366,6 +567,31 @@ int rd_pg_call_n(rd_store *s, pg_st st, const pg_args *a, int64_t *n)
 
 /* ---- event ids -------------------------------------------------------------------------- */
 
+/* The counter's lock for a transaction's first event: queued with the check (no waiting), or
+ * after a failure read under the lock. 0 and *last, or RD_EIO. */
+static int seq_lock(rd_pg *s, int64_t *last)
+{
+    if (!s->resync) {
+        pg_args a = {0};
+        pga_i64(&a, s->last_id);
+        *last = s->last_id;
+        return rd_pg_send(&s->base, PS_SEQ_CHECK, &a);
+    }
+    PGresult *r;
+    if (rd_pg_call(&s->base, PS_SEQ_LOCK, NULL, true, &r) != 0)
+        return RD_EIO;
+    *last = PQntuples(r) == 1 ? rd_pg_i64(r, 0, 0) : -1;
+    PQclear(r);
+    if (*last < 0) {
+        rd_log_err("store: postgresql: the event id counter row is missing");
+        s->failed = true;
+        return RD_EIO;
+    }
+    s->last_id = *last;
+    s->resync = false;
+    return 0;
+}
+
 int rd_pg_event_id(rd_store *base, int64_t want, int64_t *out)
 {
     rd_pg *s = P(base);
@@ -373,13 +599,12 @@ int rd_pg_event_id(rd_store *base, int64_t want, int64_t *out)
         return RD_EIO;
     if (!s->have_ids) {
         int64_t last;
-        PGresult *r;
-        if (rd_pg_call(base, PS_SEQ_LOCK, NULL, true, &r) != 0)
+        if (seq_lock(s, &last) != 0)
             return RD_EIO;
-        last = PQntuples(r) == 1 ? rd_pg_i64(r, 0, 0) : -1;
-        PQclear(r);
-        if (last < 0) {
-            rd_log_err("store: postgresql: the event id counter row is missing");
+        if (want > 0 && want <= last) {
+            /* Ids handed out while a commit was in flight follow that commit's; another
+             * writer has committed these since, so they would not be in commit order. */
+            rd_log_err("store: postgresql: event id %" PRId64 " was taken by another writer", want);
             s->failed = true;
             return RD_EIO;
         }
@@ -411,7 +636,7 @@ int rd_pg_event_queue(rd_store *base, int64_t id, const char *run_id, const char
     if (!rd_pg_batch_full(&s->events))
         return 0;
     /* Out now, so the server inserts these rows while the loop reads the next ones. */
-    if (send_events(s) != 0 || PQflush(s->conn) != 0) {
+    if (send_events(s) != 0 || PQflush(s->conn) < 0) {
         pg_down(s, "send");
         return RD_EIO;
     }
@@ -426,6 +651,7 @@ int rd_pg_event_queue(rd_store *base, int64_t id, const char *run_id, const char
 static int tx_end(rd_pg *s, bool commit)
 {
     int rc = 0;
+    bool ids = s->have_ids;
     if (!s->tx_open)
         return 0;
     if (!commit)
@@ -457,6 +683,9 @@ static int tx_end(rd_pg *s, bool commit)
         }
     }
     rc = rc == 0 && !s->failed ? 0 : RD_EIO;
+    if (rc == 0 && commit && ids)
+        s->last_id = s->top_id;
+    s->resync = s->resync || rc != 0;
     rd_pg_batch_reset(&s->events);
     s->tx_open = s->failed = s->have_ids = false;
     s->pending = 0;
@@ -465,7 +694,52 @@ static int tx_end(rd_pg *s, bool commit)
 
 static int pg_commit(rd_store *base)
 {
-    return tx_end(P(base), true);
+    rd_pg *s = P(base);
+    commit_finish(s); /* its result stays for pg_commit_poll */
+    return tx_end(s, true);
+}
+
+/* Sends the end of the transaction (the counter, COMMIT, a Sync) with the connection
+ * non-blocking and returns; pg_commit_poll reads the results. */
+static int pg_commit_start(rd_store *base, rd_store_wait *w)
+{
+    rd_pg *s = P(base);
+    int rc = 0;
+
+    commit_finish(s);
+    if (!s->tx_open)
+        return 0;
+    if (s->failed || !s->up)
+        return tx_end(s, true); /* fails, and ends what the server holds */
+    s->commit_top = s->have_ids ? s->top_id : 0;
+    if (s->have_ids) {
+        pg_args a = {0};
+        pga_i64(&a, s->top_id);
+        rc = send_st(s, PS_SEQ_SET, &a);
+    }
+    s->tx_open = s->have_ids = false;
+    s->pending = 0;
+    rd_pg_batch_reset(&s->events);
+    if (rc != 0 || PQsendQueryParams(s->conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) != 1 ||
+        PQpipelineSync(s->conn) != 1) {
+        pg_down(s, "commit");
+        s->failed = false;
+        return RD_EIO;
+    }
+    s->committing = true;
+    s->commit_bad = s->failed = false;
+    return commit_read(s, w, false);
+}
+
+static int pg_commit_poll(rd_store *base, rd_store_wait *w, bool wait)
+{
+    rd_pg *s = P(base);
+    if (s->committing)
+        return commit_read(s, w, wait);
+    if (!s->commit_done)
+        return 0;
+    s->commit_done = false;
+    return s->commit_rc;
 }
 
 static int pg_rollback(rd_store *base)
@@ -476,32 +750,45 @@ static int pg_rollback(rd_store *base)
 
 /* ---- the health probe ------------------------------------------------------------------ */
 
-/* A probe is sent only between transactions: its Sync must not end one. */
-static int pg_probe_send(rd_store *base, int *fd)
+/* A probe is sent only between transactions: its Sync must not end one. While the connection
+ * is lost, the probe is the reconnection. */
+static int pg_probe_send(rd_store *base, rd_store_wait *w)
 {
     rd_pg *s = P(base);
 
-    if (!fd)
+    if (!w)
         return 0;
-    *fd = -1;
-    if (s->tx_open || s->probing)
+    if (s->tx_open || s->probing || s->committing)
         return 0;
-    if (pg_ready(s) != 0)
-        return RD_EIO;
+    if (!s->up) {
+        int rc = reconnect(s, w);
+        if (rc != 0)
+            return rc == 1 ? 0 : RD_EIO;
+        *w = (rd_store_wait){.fd = -1};
+    }
     if (PQsendQueryParams(s->conn, "SELECT 1", 0, NULL, NULL, NULL, NULL, 0) != 1 ||
-        PQpipelineSync(s->conn) != 1 || PQflush(s->conn) != 0) {
+        PQpipelineSync(s->conn) != 1 || flush_wait(s) != 0) {
         pg_down(s, "probe");
         return RD_EIO;
     }
     s->probing = true;
-    *fd = PQsocket(s->conn);
+    want_io(s, w, true, false);
     return 0;
 }
 
-static int pg_probe_read(rd_store *base)
+static int pg_probe_read(rd_store *base, rd_store_wait *w)
 {
     rd_pg *s = P(base);
-    return s->probing ? probe_take(s, false) : s->up ? 0 : RD_EIO;
+    int rc;
+
+    if (s->probing) {
+        if ((rc = probe_take(s, false)) == 1)
+            want_io(s, w, true, false);
+        return rc;
+    }
+    if (s->connecting)
+        return reconnect(s, w);
+    return s->up ? 0 : RD_EIO;
 }
 
 /* ---- open and close --------------------------------------------------------------------- */
@@ -512,6 +799,8 @@ static void pg_close(rd_store *base)
     rd_pg *s = P(base);
     if (!s)
         return;
+    if (s->committing && (commit_finish(s), s->commit_rc != 0))
+        rd_log_err("store: close: the commit in flight failed");
     if (s->tx_open && tx_end(s, true) != 0)
         rd_log_err("store: close: the last transaction was not committed");
     PQfinish(s->conn); /* NULL is a no-op */
@@ -559,6 +848,8 @@ static const rd_store_ops pg_ops = {
     .probe_send = pg_probe_send,
     .probe_read = pg_probe_read,
     .dlv_backlog = rd_pg_dlv_backlog,
+    .commit_start = pg_commit_start,
+    .commit_poll = pg_commit_poll,
 };
 
 /* Connects with the dsn, adding the password file and a connect timeout (either may already
@@ -587,6 +878,7 @@ int rd_store_open_pg(const char *dsn, const char *password_file, rd_store **out,
         return RD_EIO;
     }
     s->base.ops = &pg_ops;
+    s->resync = true; /* the first transaction reads the counter */
     s->conn = pg_connect(dsn, password_file);
     if (!s->conn || PQstatus(s->conn) != CONNECTION_OK) {
         /* libpq's message names the host or socket and the reason, never the password. */

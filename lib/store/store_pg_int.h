@@ -35,6 +35,8 @@
 
 #define PG_LIST(X)                                                                                 \
     X(SEQ_LOCK, "SELECT last_id FROM runsd_event_seq FOR UPDATE")                                  \
+    X(SEQ_CHECK, "SELECT (CASE WHEN last_id = $1 THEN '1' ELSE 'the event id counter moved to '"   \
+                 " || last_id || ': another writer' END)::int FROM runsd_event_seq FOR UPDATE")    \
     X(SEQ_SET, "UPDATE runsd_event_seq SET last_id = $1 WHERE last_id < $1")                       \
     X(EV_APPEND_MANY, "INSERT INTO events (id, run_id, flow, type, ts, data, item_seq)"            \
                       " SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[],"    \

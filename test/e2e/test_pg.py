@@ -1,20 +1,24 @@
 """test_pg.py: what only the PostgreSQL backend has (issue 13): the schema created on a fresh
 database and migrated from an older version, a newer schema and an unreachable server refused
 at start with a clear message, a password never accepted in the dsn nor logged, password
-authentication through password_file, kill -9 of the
-daemon with nothing lost, and the database server stopped and started again under load.
+authentication through password_file, the journal's bound while the server is down, kill -9 of
+the daemon with nothing lost, the database server stopped and started again under load, and the
+loop answering while a commit or a reconnection waits for a server that does not answer.
 
 Every test uses the test process's throwaway server (pg.py), whatever RUNSD_TEST_BACKEND says.
 """
 import os
+import signal
+import socket
 import subprocess
+import threading
 import tempfile
 import time
 import unittest
 
 import pg
 from harness import BIN, SLOW, Daemon, note_secret, testworker_flow, wait_for
-from helpers import all_results, assert_journal_held, finish, metric
+from helpers import SSEReader, all_results, assert_journal_held, finish, metric
 
 FLOWS = testworker_flow("items") + "\nresumable = yes\n"
 ITEMS = 300
@@ -281,6 +285,94 @@ class TestFailures(PgTest):
         last = max(e["id"] for e in d.events(run["id"]))
         self.assertGreater(min(e["id"] for e in d.events(later["id"])), last)
 
+
+class TestLoop(PgTest):
+    """The loop never waits for the server (issue 13): a commit in flight and a reconnection are
+    driven by socket events, so /healthz answers at once while the server does not."""
+
+    # Much less than the 3 s the server is frozen for: a loop that waits fails this.
+    BOUND = 0.5 * SLOW
+
+    def backend_pid(self, d):
+        return int(self.srv.psql("SELECT pid FROM pg_stat_activity WHERE application_name ="
+                                 " 'runsd' AND datname = '%s'" % self.db(d)))
+
+    def postmaster_pid(self):
+        with open(os.path.join(self.srv.data, "postmaster.pid")) as f:
+            return int(f.readline())
+
+    def status(self, d, path):
+        """The status of GET path, or None when no answer came within 3 s."""
+        try:
+            return d.get(path, timeout=3).status
+        except (socket.timeout, OSError):
+            return None
+
+    def healthz_worst(self, d, seconds):
+        """Asks /healthz for `seconds`; the slowest answer (none within 3 s counts as 3 s)."""
+        worst, end = 0.0, time.monotonic() + seconds
+        while time.monotonic() < end:
+            t0 = time.monotonic()
+            ok = self.status(d, "/healthz") == 200
+            worst = max(worst, time.monotonic() - t0 if ok else 3.0)
+        return worst
+
+    def test_commit_in_flight_does_not_hold_the_loop(self):
+        d = self.daemon()
+        n = 3000
+        run = d.create("items", {"items": n, "item_delay": 0.001})
+        sse = SSEReader(d.port, "/v1/events?run=" + run["id"], timeout=60)
+        seen = []
+
+        def read():
+            try:
+                for f in iter(sse.next_event, None):
+                    if "id" in f:
+                        seen.append(int(f["id"]))
+            except OSError:
+                pass  # closed at the end of the test
+        threading.Thread(target=read, daemon=True).start()
+        wait_for(lambda: len(seen) >= 50, what="items published")
+        pid = self.backend_pid(d)
+        os.kill(pid, signal.SIGSTOP)  # the daemon's backend: the commit in flight waits
+        try:
+            worst = self.healthz_worst(d, 3)
+            # A commit unanswered for 2 s makes the daemon not ready (the probe waits).
+            self.assertEqual(self.status(d, "/readyz"), 503)
+            # Another backend answers: what is committed while the daemon's is frozen.
+            committed = int(self.srv.psql("SELECT coalesce(max(id), 0) FROM events",
+                                          self.db(d)))
+            self.assertLessEqual(max(seen), committed, "an event was published uncommitted")
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        self.assertLess(worst, self.BOUND, "the loop waited %.2f s for a commit" % worst)
+        wait_for(lambda: d.get("/readyz").status == 200, timeout=30, what="readyz 200")
+        done = d.wait_status(run["id"], "succeeded", timeout=60)
+        self.assertEqual(done["counts"]["items"], n)
+        self.check_run(d, run["id"], n)
+        ids = [e["id"] for e in d.events(run["id"])]
+        wait_for(lambda: seen[-1] >= ids[-1], what="every event published")
+        sse.close()
+        # Live since it subscribed: every event after the first it saw, once, in id order.
+        self.assertEqual(seen, [i for i in ids if i >= seen[0]])
+
+    def test_reconnection_does_not_hold_the_loop(self):
+        d = self.daemon()
+        pm, backend = self.postmaster_pid(), self.backend_pid(d)
+        # A frozen postmaster: the kernel still accepts connections on its socket, and no
+        # answer ever comes (what a blocking connect waits connect_timeout, 5 s, for).
+        os.kill(pm, signal.SIGSTOP)
+        try:
+            os.kill(backend, signal.SIGTERM)  # the daemon's connection goes
+            wait_for(lambda: self.status(d, "/readyz") == 503, timeout=15, what="readyz 503")
+            worst = self.healthz_worst(d, 7)  # the probe tries to reconnect meanwhile
+        finally:
+            os.kill(pm, signal.SIGCONT)
+        self.assertLess(worst, self.BOUND, "the loop waited %.2f s for a connection" % worst)
+        wait_for(lambda: d.get("/readyz").status == 200, timeout=30, what="readyz 200")
+        self.assertIn("connected again", d.read_log(whole=True))
+        run = d.create("items", {"items": 5})
+        self.assertEqual(finish(d, run["id"])["status"], "succeeded")
 
 if __name__ == "__main__":
     unittest.main()

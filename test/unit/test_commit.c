@@ -3,7 +3,9 @@
  * durable, in id order; a failed commit or a failed write publishes nothing and wakes no
  * watcher, and once the store works again the held batch is stored with the ids it was given,
  * then published. A real SQLite store under a layer whose commit and writes the test can make
- * fail, under the journal. */
+ * fail, under the journal. That layer can also commit asynchronously, as PostgreSQL does: its
+ * commit is in flight until the test writes a byte to a pipe the loop watches, so the test
+ * sees what happens between a commit's start and its completion. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "base/util.h"
@@ -33,6 +36,9 @@ typedef struct fx {
 static fx *g; /* for the commit wrapper, which gets only the store */
 static int commits_done;
 static bool fail_commits, fail_writes;
+static int gate[2] = {-1, -1}; /* async commits: in flight until a byte is written to gate[1] */
+static bool in_flight;
+static int completions; /* async commits completed (committed or failed) */
 
 static int failing_commit(rd_store *s)
 {
@@ -42,6 +48,29 @@ static int failing_commit(rd_store *s)
     if (rc == 0)
         commits_done++;
     return rc;
+}
+
+/* A commit that completes when the test says so (a byte on the gate), like a database that
+ * answers later; wait completes it at once. */
+static int async_poll(rd_store *s, rd_store_wait *w, bool wait)
+{
+    char c;
+    if (!in_flight)
+        return 0;
+    if (!wait && read(gate[0], &c, 1) != 1) {
+        w->fd = gate[0];
+        w->rd = true;
+        return 1;
+    }
+    in_flight = false;
+    completions++;
+    return failing_commit(s);
+}
+
+static int async_start(rd_store *s, rd_store_wait *w)
+{
+    in_flight = true;
+    return async_poll(s, w, false);
 }
 
 static int failing_append(rd_store *s, const char *run_id, const char *flow, const char *type,
@@ -93,6 +122,9 @@ static int setup(void **state)
     f->ops.event_append = failing_append;
     f->ops.run_update = failing_update;
     f->sqlite->ops = &f->ops;
+    assert_int_equal(pipe(gate), 0);
+    assert_int_equal(fcntl(gate[0], F_SETFL, O_NONBLOCK), 0);
+    in_flight = false;
     f->store = rd_store_journal_wrap(f->sqlite);
     assert_non_null(f->store);
     f->base = event_base_new();
@@ -113,6 +145,8 @@ static int teardown(void **state)
     rd_store_close(f->store); /* closes the sqlite store under it */
     rd_config_free(f->cfg);
     event_base_free(f->base);
+    close(gate[0]);
+    close(gate[1]);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
     assert_int_equal(system(cmd), 0);
@@ -314,6 +348,108 @@ static void test_gate_sends_watermark(void **state)
     rd_runs_unlisten(f->rs, l);
 }
 
+/* Runs the loop until nothing is ready (a commit in flight waits on the gate). */
+static void loop_idle(fx *f)
+{
+    event_base_loop(f->base, EVLOOP_NONBLOCK);
+}
+
+/* Lets the commit in flight complete, and the loop act on it (and start the next). */
+static void complete_commit(fx *f)
+{
+    int before = completions;
+    assert_true(in_flight);
+    assert_int_equal(write(gate[1], "x", 1), 1);
+    while (completions == before && event_base_loop(f->base, EVLOOP_ONCE) == 0)
+        ;
+    loop_idle(f);
+}
+
+/* The end of a loop iteration starts a commit and does not wait: what it carries is published,
+ * and its settled run's watcher woken, only when it completes; what the loop writes meanwhile
+ * is held for the next commit, numbered after it, and published after it. */
+static void test_async_commit_publishes_on_completion(void **state)
+{
+    fx *f = *state;
+    seen s = {0};
+    f->ops.commit_start = async_start;
+    f->ops.commit_poll = async_poll;
+    void *l = rd_runs_listen(f->rs, on_event, NULL, &s);
+    rd_active *act = new_run(f);
+    char id[RD_RUN_ID_MAX];
+    snprintf(id, sizeof id, "%s", rd_active_run(act)->id);
+    assert_int_equal(rd_run_transition(act, RD_ST_QUEUED, RD_RS_NONE, NULL), 0);
+    loop_idle(f); /* the iteration ends: the commit starts */
+    assert_true(in_flight);
+    assert_int_equal(s.n, 0); /* in flight: not durable, not published */
+    /* Meanwhile: held in the journal, not in the store's transaction. */
+    assert_int_equal(rd_run_transition(act, RD_ST_CANCELLED, RD_RS_USER_CANCELLED, NULL), 0);
+    woken = 0;
+    assert_non_null(rd_runs_watch(f->rs, id, on_wake, NULL));
+    loop_idle(f);
+    assert_int_equal(stored_events(f, id).n, 2); /* the later events are not in the store */
+    complete_commit(f);                          /* the first completes; the second starts */
+    assert_int_equal(s.n, 2);   /* run.created, run.status queued: the first commit's */
+    assert_int_equal(woken, 0); /* its settled row is in the second */
+    assert_true(in_flight);
+    complete_commit(f);
+    assert_false(in_flight);
+    assert_int_equal(woken, 1);
+    assert_int_equal(s.n, 4); /* run.status cancelled, run.end */
+    seen st = stored_events(f, id);
+    assert_int_equal(st.n, 4);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(st.ids[i], s.ids[i]);
+        if (i > 0)
+            assert_true(s.ids[i] > s.ids[i - 1]);
+    }
+    rd_runs_unlisten(f->rs, l);
+}
+
+/* A commit in flight fails: nothing it carried nor anything held behind it is published; the
+ * next commit stores both with the ids they were given, and publishes them in order.
+ * rd_runs_flush waits for a commit in flight. */
+static void test_async_commit_fails_in_flight(void **state)
+{
+    fx *f = *state;
+    seen s = {0};
+    f->ops.commit_start = async_start;
+    f->ops.commit_poll = async_poll;
+    void *l = rd_runs_listen(f->rs, on_event, NULL, &s);
+    rd_active *act = new_run(f);
+    char id[RD_RUN_ID_MAX];
+    snprintf(id, sizeof id, "%s", rd_active_run(act)->id);
+    loop_idle(f);
+    assert_true(in_flight);
+    rd_run_log(act, "info", "test", "held behind the commit in flight");
+    int64_t held = rd_active_run(act)->last_event_id;
+    assert_int_equal(stored_events(f, id).n, 1); /* run.created in flight; run.log held */
+    fail_commits = true;
+    complete_commit(f);
+    assert_int_equal(s.n, 0);
+    assert_false(rd_runs_store_ok(f->rs));
+    assert_true(in_flight); /* the next, which writes the whole journal again */
+    fail_commits = false;
+    complete_commit(f);
+    assert_true(rd_runs_store_ok(f->rs));
+    assert_int_equal(s.n, 2);
+    assert_string_equal(s.types[0], "run.created");
+    assert_string_equal(s.types[1], "run.log");
+    assert_int_equal(s.ids[1], held);
+    assert_int_equal(stored_events(f, id).n, 2);
+    /* A flush while a commit is in flight waits for it, then commits its own. */
+    rd_run_log(act, "info", "test", "one");
+    loop_idle(f);
+    assert_true(in_flight);
+    rd_run_log(act, "info", "test", "two");
+    assert_int_equal(rd_runs_flush(f->rs), 0);
+    assert_false(in_flight);
+    assert_int_equal(s.n, 4);
+    assert_true(s.ids[3] > s.ids[2] && s.ids[2] > s.ids[1]);
+    assert_int_equal(stored_events(f, id).n, 4);
+    rd_runs_unlisten(f->rs, l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -323,6 +459,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_journal_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unlisten, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gate_sends_watermark, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_async_commit_publishes_on_completion, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_async_commit_fails_in_flight, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
