@@ -20,8 +20,8 @@
 #define SSE_SNDBUF (64 * 1024)
 #define SSE_NOTSENT_LOWAT (4 * 1024)
 /* The kernel checks SSE_NOTSENT_LOWAT only when a write needs a new segment buffer, and on
- * loopback or with TSO one holds 64 KiB: so writes are cut to this size, which bounds what a
- * write can add past the low-water mark. */
+ * loopback or with TSO one holds 64 KiB: so bytes are written in chunks of this size (as many
+ * as the socket takes), which bounds what a write can add past the low-water mark. */
 #define SSE_MAX_WRITE (16 * 1024)
 #define SSE_CLOSE_TIMEOUT_S 30
 
@@ -227,6 +227,24 @@ void rd_sse_set_drain(rd_sse *s, size_t low, rd_sse_drain_fn fn)
     bufferevent_setwatermark(s->bev, EV_WRITE, low, 0);
 }
 
+/* Writes b to fd a chunk at a time while the socket takes whole chunks: as much as a fast
+ * reader takes (a burst is not held back), while each chunk's new segment buffer makes the
+ * kernel check the low-water mark, so a slow reader's socket stops taking past it. Returns the
+ * bytes written. */
+static uint64_t write_chunks(struct evbuffer *b, int fd)
+{
+    uint64_t total = 0;
+    while (evbuffer_get_length(b) > 0) {
+        int n = evbuffer_write_atmost(b, fd, SSE_MAX_WRITE);
+        if (n <= 0)
+            break;
+        total += (uint64_t)n;
+        if (n < SSE_MAX_WRITE)
+            break; /* the socket took less than asked: it is full */
+    }
+    return total;
+}
+
 void rd_sse_send_buffer(rd_sse *s, struct evbuffer *buf)
 {
     if (s->closing) {
@@ -241,14 +259,12 @@ void rd_sse_send_buffer(rd_sse *s, struct evbuffer *buf)
      * one more attempt lets a reader that caught up since take the bytes now. Errors are
      * left for the bufferevent to see on its own next write or read. */
     if (evbuffer_get_length(out) == 0) {
-        int n = evbuffer_write_atmost(buf, fd, SSE_MAX_WRITE);
-        if (n > 0)
-            s->written += (uint64_t)n; /* not through out: its callback does not see it */
+        /* not through out: its callback does not see these bytes */
+        s->written += write_chunks(buf, fd);
         if (evbuffer_get_length(buf) > 0)
             evbuffer_add_buffer(out, buf);
     } else {
         evbuffer_add_buffer(out, buf);
-        int n = evbuffer_write_atmost(out, fd, SSE_MAX_WRITE);
-        (void)n; /* counted by out's callback */
+        write_chunks(out, fd); /* counted by out's callback */
     }
 }

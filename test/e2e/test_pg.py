@@ -207,6 +207,8 @@ class TestJournalBound(PgTest):
         assert_journal_held(self, d, self.BOUND)
         self.assertEqual(d.get("/readyz").status, 503)
         self.srv.start()
+        # Reads answer 503 until the daemon is connected again (it reconnects with back-off).
+        wait_for(lambda: d.get("/readyz").status == 200, timeout=60, what="readyz 200")
         end = d.wait_status(run["id"], "succeeded", timeout=120)
         self.assertEqual(end["counts"]["items"], self.N)
         self.assertEqual(metric(d, "runsd_store_journal_over"), 0)
