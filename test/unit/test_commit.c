@@ -365,6 +365,18 @@ static void complete_commit(fx *f)
     loop_idle(f);
 }
 
+/* The fake backend's commits made asynchronous, a listener recording into s (*l), and a new
+ * run whose id is copied into id. */
+static rd_active *async_run(fx *f, seen *s, void **l, char id[RD_RUN_ID_MAX])
+{
+    f->ops.commit_start = async_start;
+    f->ops.commit_poll = async_poll;
+    *l = rd_runs_listen(f->rs, on_event, NULL, s);
+    rd_active *act = new_run(f);
+    snprintf(id, RD_RUN_ID_MAX, "%s", rd_active_run(act)->id);
+    return act;
+}
+
 /* The end of a loop iteration starts a commit and does not wait: what it carries is published,
  * and its settled run's watcher woken, only when it completes; what the loop writes meanwhile
  * is held for the next commit, numbered after it, and published after it. */
@@ -372,12 +384,9 @@ static void test_async_commit_publishes_on_completion(void **state)
 {
     fx *f = *state;
     seen s = {0};
-    f->ops.commit_start = async_start;
-    f->ops.commit_poll = async_poll;
-    void *l = rd_runs_listen(f->rs, on_event, NULL, &s);
-    rd_active *act = new_run(f);
     char id[RD_RUN_ID_MAX];
-    snprintf(id, sizeof id, "%s", rd_active_run(act)->id);
+    void *l;
+    rd_active *act = async_run(f, &s, &l, id);
     assert_int_equal(rd_run_transition(act, RD_ST_QUEUED, RD_RS_NONE, NULL), 0);
     loop_idle(f); /* the iteration ends: the commit starts */
     assert_true(in_flight);
@@ -413,12 +422,9 @@ static void test_async_commit_fails_in_flight(void **state)
 {
     fx *f = *state;
     seen s = {0};
-    f->ops.commit_start = async_start;
-    f->ops.commit_poll = async_poll;
-    void *l = rd_runs_listen(f->rs, on_event, NULL, &s);
-    rd_active *act = new_run(f);
     char id[RD_RUN_ID_MAX];
-    snprintf(id, sizeof id, "%s", rd_active_run(act)->id);
+    void *l;
+    rd_active *act = async_run(f, &s, &l, id);
     loop_idle(f);
     assert_true(in_flight);
     rd_run_log(act, "info", "test", "held behind the commit in flight");

@@ -688,6 +688,21 @@ static int count_att(const rd_delivery_attempt *a, void *arg)
     return 0;
 }
 
+/* A delivery of run_a's run.succeeded in state, created at 50. */
+static rd_delivery run_dlv(const char *id, int state, int64_t updated_at, int64_t next_at)
+{
+    return (rd_delivery){.id = id,
+                         .run_id = "run_a",
+                         .type = "run.succeeded",
+                         .url = "http://127.0.0.1:9/h",
+                         .source = RD_DLV_SRC_RUN,
+                         .body = "{}",
+                         .state = state,
+                         .created_at = 50,
+                         .updated_at = updated_at,
+                         .next_at = next_at};
+}
+
 /* Retention of webhook deliveries: finished ones last changed before the cut go, with their
  * attempts; pending ones and recent ones stay. */
 static void test_deliveries_prune(void **state)
@@ -697,16 +712,8 @@ static void test_deliveries_prune(void **state)
     int states[] = {RD_DLV_DELIVERED, RD_DLV_PENDING, RD_DLV_FAILED};
     int64_t updated[] = {100, 100, 900};
     for (int i = 0; i < 3; i++) {
-        rd_delivery d = {.id = ids[i],
-                         .run_id = "run_a",
-                         .type = "run.succeeded",
-                         .url = "http://127.0.0.1:9/h",
-                         .source = RD_DLV_SRC_RUN,
-                         .body = "{}",
-                         .state = states[i],
-                         .attempts = 1,
-                         .created_at = 50,
-                         .updated_at = updated[i]};
+        rd_delivery d = run_dlv(ids[i], states[i], updated[i], 0);
+        d.attempts = 1;
         rd_delivery_attempt a = {.delivery_id = ids[i], .n = 1, .at = 60, .status_code = 200};
         assert_int_equal(rd_store_dlv_insert(f->s, &d), 0);
         assert_int_equal(rd_store_dlv_attempt_add(f->s, &a), 0);
@@ -744,16 +751,7 @@ static void test_deliveries_backlog(void **state)
     assert_int_equal(rd_store_dlv_backlog(f->s, &n), 0);
     assert_int_equal(n, 0);
     for (int i = 0; i < 6; i++) {
-        rd_delivery d = {.id = ids[i],
-                         .run_id = "run_a",
-                         .type = "run.succeeded",
-                         .url = "http://127.0.0.1:9/h",
-                         .source = RD_DLV_SRC_RUN,
-                         .body = "{}",
-                         .state = states[i],
-                         .created_at = 50,
-                         .updated_at = 50,
-                         .next_at = i == 5 ? 1000 : 50};
+        rd_delivery d = run_dlv(ids[i], states[i], 50, i == 5 ? 1000 : 50);
         assert_int_equal(rd_store_dlv_insert(f->s, &d), 0);
     }
     assert_int_equal(rd_store_dlv_lease(f->s, "msg_sending"), 0);
