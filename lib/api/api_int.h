@@ -33,6 +33,26 @@ static inline rd_audience rd_api_audience(const rd_req *req)
     return req->scope >= RD_SCOPE_WRITE ? RD_AUD_FULL : RD_AUD_READ;
 }
 
+/** What runs once the commit carrying every change made so far has completed: rc 0 when it
+ * succeeded, else the store failed (RD_EIO) or the engine is gone (RD_ERR). It answers req. */
+typedef void (*rd_api_then_fn)(rd_req *req, void *arg, int rc);
+/** Parks req and calls then(parked, arg, rc) after that commit (commit.c); the request is
+ * unparked after. If the client leaves first, drop(arg) is called instead (drop may be
+ * NULL). Out of memory: req is answered 500 now and arg dropped. True when req was parked
+ * (it is no longer the caller's), false when it was answered now. A request parked already
+ * is handed on. */
+bool rd_api_after_commit(rd_api *a, rd_req *req, rd_api_then_fn then, void (*drop)(void *arg),
+                         void *arg);
+/** Runs the read handler(parked, a) once every acknowledged change is committed and no commit
+ * is in flight: a read of the store then never waits for one. */
+void rd_api_read_after_commit(rd_api *a, rd_req *req, rd_http_handler_fn handler);
+/** Answers an engine operation that changes state: an error (rc != 0: e) now; a success
+ * (out, stolen) with status once its commit succeeded, or 503 store_unavailable if it failed
+ * (the journal still holds the change and stores it later, as when a flush failed). True when
+ * req was parked for that, false when it was answered now. */
+bool rd_api_reply_durable(rd_api *a, rd_req *req, int rc, int status, json_t *out,
+                          const rd_apierr *e);
+
 /** The run endpoints: create, list, get (with ?wait), cancel, start, extend, enrich,
  * results and the JSON event log (runs.c). */
 int rd_runs_register(rd_http *h, rd_api *a);

@@ -12,8 +12,9 @@
 #include "api/api_int.h"
 #include "base/util.h"
 
-static void reply_result(rd_req *req, int rc, json_t *out, const rd_apierr *e, bool html,
-                         const char *done_msg)
+/* Answers now: JSON, or a small page for a browser. */
+static void reply_now(rd_req *req, int rc, json_t *out, const rd_apierr *e, bool html,
+                      const char *done_msg)
 {
     if (!html) {
         if (rc == 0)
@@ -35,13 +36,62 @@ static void reply_result(rd_req *req, int rc, json_t *out, const rd_apierr *e, b
         snprintf(body, sizeof body, "<p>%s</p><p><small>%s</small></p>", m ? m : "", e->code);
         free(m);
         rd_api_page(req, e->http,
-                    e->http == 410 ? "Link already used or expired" : "Link not valid", body);
+                    e->http == 410   ? "Link already used or expired"
+                    : e->http == 503 ? "Try again"
+                                     : "Link not valid",
+                    body);
     }
 }
 
-/* GET/HEAD /v1/runs/approval?token=T */
-static void approval_get(rd_req *req, rd_engine *eng)
+/* An answer waiting for its commit. */
+typedef struct answered {
+    json_t *out;
+    bool html;
+    const char *done_msg; /* static */
+} answered;
+
+static void answered_drop(void *arg)
 {
+    answered *an = arg;
+    json_decref(an->out);
+    free(an);
+}
+
+static void answered_then(rd_req *req, void *arg, int rc)
+{
+    answered *an = arg;
+    rd_apierr e = {0};
+    if (rc != 0)
+        rd_fail_store(&e);
+    reply_now(req, rc, rc == 0 ? an->out : NULL, &e, an->html, an->done_msg);
+    if (rc == 0)
+        an->out = NULL; /* the reply took it */
+    answered_drop(an);
+}
+
+/* The result of an answer: an error now; a success once the answer is committed (its reply
+ * must not acknowledge what the store could lose). */
+static void reply_result(rd_api *a, rd_req *req, int rc, json_t *out, const rd_apierr *e,
+                         bool html, const char *done_msg)
+{
+    answered *an = rc == 0 ? malloc(sizeof *an) : NULL;
+    if (!an) {
+        if (rc == 0) {
+            json_decref(out);
+            rd_reply_error(req, 500, "internal", "out of memory");
+            return;
+        }
+        reply_now(req, rc, out, e, html, done_msg);
+        return;
+    }
+    *an = (answered){.out = out, .html = html, .done_msg = done_msg};
+    rd_api_after_commit(a, req, answered_then, answered_drop, an);
+}
+
+/* GET/HEAD /v1/runs/approval?token=T */
+static void approval_get(rd_req *req, rd_api *a)
+{
+    rd_engine *eng = a->eng;
     const char *token = rd_req_query(req, "token");
     if (!token || !*token) {
         rd_reply_error(req, 400, "missing_token", "the 'token' query parameter is required");
@@ -60,11 +110,11 @@ static void approval_get(rd_req *req, rd_engine *eng)
         json_decref(info);
         json_t *out = NULL;
         rc = rc == 0 ? rd_engine_approval_by_token(eng, token, NULL, &out, &e) : rc;
-        reply_result(req, rc, out, &e, false, NULL);
+        reply_result(a, req, rc, out, &e, false, NULL);
         return;
     }
     if (rc != 0) {
-        reply_result(req, rc, NULL, &e, true, NULL);
+        reply_result(a, req, rc, NULL, &e, true, NULL);
         return;
     }
     bool approve = strcmp(json_string_value(json_object_get(info, "decision")), "approve") == 0;
@@ -97,8 +147,9 @@ static void approval_get(rd_req *req, rd_engine *eng)
 }
 
 /* POST /v1/runs/approval: {token, comment?} as JSON or a form. */
-static void approval_post(rd_req *req, rd_engine *eng)
+static void approval_post(rd_req *req, rd_api *a)
 {
+    rd_engine *eng = a->eng;
     const char *ctype = rd_req_header(req, "Content-Type");
     bool form = ctype && strncasecmp(ctype, "application/x-www-form-urlencoded", 33) == 0;
     const char *token = NULL, *comment = NULL;
@@ -133,7 +184,7 @@ static void approval_post(rd_req *req, rd_engine *eng)
         int rc =
             rd_engine_approval_by_token(eng, token, comment && *comment ? comment : NULL, &out, &e);
         const char *d = rc == 0 ? json_string_value(json_object_get(out, "decision")) : "";
-        reply_result(req, rc, out, &e, form || rd_api_wants_html(req),
+        reply_result(a, req, rc, out, &e, form || rd_api_wants_html(req),
                      d && strcmp(d, "approved") == 0 ? "The request was approved."
                                                      : "The request was denied.");
     }
@@ -142,8 +193,9 @@ static void approval_post(rd_req *req, rd_engine *eng)
 }
 
 /* POST /v1/runs/{id}/approve|deny {comment?} */
-static void approve_by_id(rd_req *req, rd_engine *eng, const char *id, bool approve)
+static void approve_by_id(rd_req *req, rd_api *a, const char *id, bool approve)
 {
+    rd_engine *eng = a->eng;
     json_t *body;
     if (rd_req_json_body(req, &body) != 0)
         return;
@@ -158,12 +210,13 @@ static void approve_by_id(rd_req *req, rd_engine *eng, const char *id, bool appr
     rd_apierr e;
     int rc = rd_engine_approval_by_id(eng, id, approve, json_string_value(c), &out, &e);
     json_decref(body);
-    reply_result(req, rc, out, &e, false, NULL);
+    reply_result(a, req, rc, out, &e, false, NULL);
 }
 
 /* GET /v1/auth/callback?state=S&code=C (or error=E) */
-static void auth_callback(rd_req *req, rd_engine *eng)
+static void auth_callback(rd_req *req, rd_api *a)
 {
+    rd_engine *eng = a->eng;
     const char *state = rd_req_query(req, "state"), *code = rd_req_query(req, "code"),
                *error = rd_req_query(req, "error");
     bool html = rd_api_wants_html(req);
@@ -179,13 +232,14 @@ static void auth_callback(rd_req *req, rd_engine *eng)
     else
         rc = rd_engine_auth_by_state(eng, state, code && *code ? code : NULL,
                                      code && *code ? NULL : error, &out, &e);
-    reply_result(req, rc, out, &e, html,
+    reply_result(a, req, rc, out, &e, html,
                  code && *code ? "Authorization complete." : "Authorization was declined.");
 }
 
 /* POST /v1/runs/{id}/auth {code} | {error} */
-static void auth_by_id(rd_req *req, rd_engine *eng, const char *id)
+static void auth_by_id(rd_req *req, rd_api *a, const char *id)
 {
+    rd_engine *eng = a->eng;
     json_t *body;
     if (rd_req_json_body(req, &body) != 0)
         return;
@@ -200,7 +254,7 @@ static void auth_by_id(rd_req *req, rd_engine *eng, const char *id)
     rd_apierr e;
     int rc = rd_engine_auth_by_id(eng, id, code, error, &out, &e);
     json_decref(body);
-    reply_result(req, rc, out, &e, false, NULL);
+    reply_result(a, req, rc, out, &e, false, NULL);
 }
 
 /* GET /v1/demo/oauth/authorize?state=S: a stand-in provider, clearly marked as a demo, so the
@@ -236,16 +290,16 @@ static void h_approval(rd_req *req, void *arg)
 {
     rd_api *a = arg;
     if (req->method == htp_method_POST)
-        approval_post(req, a->eng);
+        approval_post(req, a);
     else
-        approval_get(req, a->eng);
+        approval_get(req, a);
 }
 
 /* /v1/auth/callback */
 static void h_callback(rd_req *req, void *arg)
 {
     rd_api *a = arg;
-    auth_callback(req, a->eng);
+    auth_callback(req, a);
 }
 
 /* /v1/demo/oauth/authorize */
@@ -261,9 +315,9 @@ static void h_answer(rd_req *req, void *arg)
     const char *id = rd_req_param(req, "id");
     const char *sub = req->segs[3];
     if (strcmp(sub, "auth") == 0)
-        auth_by_id(req, a->eng, id);
+        auth_by_id(req, a, id);
     else
-        approve_by_id(req, a->eng, id, strcmp(sub, "approve") == 0);
+        approve_by_id(req, a, id, strcmp(sub, "approve") == 0);
 }
 
 #define GET_HEAD (RD_METHOD_GET | RD_METHOD_HEAD)

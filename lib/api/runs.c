@@ -160,10 +160,10 @@ static void h_create(rd_req *req, void *arg)
         snprintf(loc, sizeof loc, "/v1/runs/%s", json_string_value(json_object_get(out, "id")));
         evhtp_headers_add_header(req->r->headers_out, evhtp_header_new("Location", loc, 0, 1));
     }
-    reply_engine(req, rc, 201, out, &e);
+    rd_api_reply_durable(a, req, rc, 201, out, &e);
 }
 
-static void h_list(rd_req *req, void *arg)
+static void list_now(rd_req *req, void *arg)
 {
     rd_api *a = arg;
     int64_t page = 1, size = 10;
@@ -194,44 +194,37 @@ static void h_list(rd_req *req, void *arg)
     reply_engine(req, rc, 200, out, &e);
 }
 
+static void h_list(rd_req *req, void *arg)
+{
+    rd_api_read_after_commit(arg, req, list_now);
+}
+
 /* ?wait=N: the reply is held until the run settles or N seconds pass. */
 typedef struct waiter {
-    evhtp_request_t *r;
     rd_engine *eng;
-    const rd_config *cfg;
-    char id[RD_RUN_ID_MAX];
-    char request_id[RD_REQUEST_ID_MAX];
-    const char *route; /* the route's pattern and the request's start, for the log */
-    int64_t start_ms;
-    rd_audience aud; /* of the request held */
+    rd_req *req; /* parked */
     void *watch;
     struct event *timer;
-    bool done;
 } waiter;
+
+static void waiter_free(waiter *w)
+{
+    if (w->watch)
+        rd_engine_unwatch(w->eng, w->watch);
+    if (w->timer)
+        event_free(w->timer);
+    free(w);
+}
 
 static void waiter_answer(waiter *w)
 {
-    if (w->done)
-        return;
-    w->done = true;
-    if (w->watch)
-        rd_engine_unwatch(w->eng, w->watch);
-    w->watch = NULL;
-    if (w->timer)
-        event_del(w->timer);
-    if (!w->r)
-        return;
-    rd_req req = {.r = w->r,
-                  .cfg = w->cfg,
-                  .method = htp_method_GET,
-                  .route_pattern = w->route,
-                  .start_ms = w->start_ms};
-    memcpy(req.request_id, w->request_id, sizeof req.request_id);
+    rd_req *req = w->req;
     json_t *out = NULL;
     rd_apierr e;
-    int rc = rd_engine_get(w->eng, w->id, w->aud, &out, &e);
-    reply_engine(&req, rc, 200, out, &e);
-    evhtp_request_resume(w->r);
+    int rc = rd_engine_get(w->eng, rd_req_param(req, "id"), rd_api_audience(req), &out, &e);
+    reply_engine(req, rc, 200, out, &e);
+    waiter_free(w);
+    rd_req_unpark(req);
 }
 
 static void waiter_on_watch(void *arg)
@@ -246,15 +239,27 @@ static void waiter_on_timer(evutil_socket_t fd, short what, void *arg)
     waiter_answer(arg);
 }
 
-static evhtp_res waiter_on_fini(evhtp_request_t *r, void *arg)
+static void waiter_gone(void *arg)
 {
-    waiter *w = arg;
-    if (w->watch)
-        rd_engine_unwatch(w->eng, w->watch);
-    if (w->timer)
-        event_free(w->timer);
-    free(w);
-    return EVHTP_RES_OK;
+    waiter_free(arg);
+}
+
+/* Parks req until the run settles or wait seconds pass. False when it could not (answer now). */
+static bool wait_settled(rd_api *a, rd_req *req, const char *id, int64_t wait)
+{
+    waiter *w = calloc(1, sizeof *w);
+    if (!w)
+        return false;
+    w->eng = a->eng;
+    w->watch = rd_engine_watch(a->eng, id, waiter_on_watch, w);
+    w->timer = evtimer_new(a->base, waiter_on_timer, w);
+    struct timeval tv = {(time_t)wait, 0};
+    if (!w->watch || !w->timer || evtimer_add(w->timer, &tv) != 0 ||
+        !(w->req = rd_req_park(req, waiter_gone, w))) {
+        waiter_free(w);
+        return false;
+    }
+    return true;
 }
 
 static void h_get(rd_req *req, void *arg)
@@ -264,33 +269,8 @@ static void h_get(rd_req *req, void *arg)
     int64_t wait = 0;
     if (rd_req_query_int(req, "wait", 0, 0, req->cfg->max_wait_ms / 1000, &wait) != 0)
         return;
-    if (wait > 0 && !rd_engine_settled(a->eng, id)) {
-        waiter *w = calloc(1, sizeof *w);
-        if (w) {
-            w->r = req->r;
-            w->eng = a->eng;
-            w->cfg = req->cfg;
-            snprintf(w->id, sizeof w->id, "%s", id);
-            memcpy(w->request_id, req->request_id, sizeof w->request_id);
-            w->route = req->route_pattern;
-            w->start_ms = req->start_ms;
-            w->aud = rd_api_audience(req);
-            w->watch = rd_engine_watch(a->eng, id, waiter_on_watch, w);
-            w->timer = evtimer_new(a->base, waiter_on_timer, w);
-            struct timeval tv = {(time_t)wait, 0};
-            if (w->watch && w->timer && evtimer_add(w->timer, &tv) == 0) {
-                evhtp_request_set_hook(req->r, evhtp_hook_on_request_fini,
-                                       (evhtp_hook)waiter_on_fini, w);
-                evhtp_request_pause(req->r);
-                return;
-            }
-            if (w->watch)
-                rd_engine_unwatch(a->eng, w->watch);
-            if (w->timer)
-                event_free(w->timer);
-            free(w);
-        }
-    }
+    if (wait > 0 && !rd_engine_settled(a->eng, id) && wait_settled(a, req, id, wait))
+        return;
     json_t *out = NULL;
     rd_apierr e;
     int rc = rd_engine_get(a->eng, id, rd_api_audience(req), &out, &e);
@@ -304,7 +284,7 @@ static void h_cancel(rd_req *req, void *arg)
     json_t *out = NULL;
     rd_apierr e;
     int rc = rd_engine_cancel(a->eng, id, &out, &e);
-    reply_engine(req, rc, 202, out, &e);
+    rd_api_reply_durable(a, req, rc, 202, out, &e);
 }
 
 static void h_start(rd_req *req, void *arg)
@@ -314,7 +294,7 @@ static void h_start(rd_req *req, void *arg)
     json_t *out = NULL;
     rd_apierr e;
     int rc = rd_engine_start(a->eng, id, &out, &e);
-    reply_engine(req, rc, 202, out, &e);
+    rd_api_reply_durable(a, req, rc, 202, out, &e);
 }
 
 static void h_extend(rd_req *req, void *arg)
@@ -335,7 +315,7 @@ static void h_extend(rd_req *req, void *arg)
     rd_apierr e;
     int rc = rd_engine_extend(a->eng, id, json_integer_value(n), &out, &e);
     json_decref(body);
-    reply_engine(req, rc, 202, out, &e);
+    rd_api_reply_durable(a, req, rc, 202, out, &e);
 }
 
 static void h_enrich(rd_req *req, void *arg)
@@ -356,10 +336,10 @@ static void h_enrich(rd_req *req, void *arg)
     int rc = rd_engine_enrich(a->eng, id, json_string_value(flow), json_object_get(body, "input"),
                               &out, &e);
     json_decref(body);
-    reply_engine(req, rc, 202, out, &e);
+    rd_api_reply_durable(a, req, rc, 202, out, &e);
 }
 
-static void h_results(rd_req *req, void *arg)
+static void results_now(rd_req *req, void *arg)
 {
     rd_api *a = arg;
     const char *id = rd_req_param(req, "id");
@@ -392,10 +372,33 @@ static void h_results(rd_req *req, void *arg)
     reply_engine(req, rc, 200, out, &e);
 }
 
+static void h_results(rd_req *req, void *arg)
+{
+    rd_api_read_after_commit(arg, req, results_now);
+}
+
 static bool wants_sse(rd_req *req)
 {
     const char *acc = rd_req_header(req, "Accept");
     return acc && strstr(acc, "text/event-stream") != NULL;
+}
+
+/* The JSON event log, from rd_api_read_after_commit (access was checked before; checking it
+ * again only computes the audience). */
+static void log_now(rd_req *req, void *arg)
+{
+    rd_api *a = arg;
+    const char *id = rd_req_param(req, "id");
+    rd_audience aud;
+    int64_t after = 0, limit = 100;
+    if (!rd_streams_access(a->streams, req, id, &aud) ||
+        rd_req_query_int(req, "after", 0, 0, INT64_MAX / 2, &after) != 0 ||
+        rd_req_query_int(req, "limit", 100, 1, 1000, &limit) != 0)
+        return;
+    json_t *out = NULL;
+    rd_apierr e;
+    int rc = rd_engine_events(a->eng, id, after, (int)limit, aud, &out, &e);
+    reply_engine(req, rc, 200, out, &e);
 }
 
 /* Registered public: a stream token (?token=, for browsers' EventSource) opens the run's
@@ -411,14 +414,7 @@ static void h_events_get(rd_req *req, void *arg)
         rd_streams_run(a->streams, req, id, aud);
         return;
     }
-    int64_t after = 0, limit = 100;
-    if (rd_req_query_int(req, "after", 0, 0, INT64_MAX / 2, &after) != 0 ||
-        rd_req_query_int(req, "limit", 100, 1, 1000, &limit) != 0)
-        return;
-    json_t *out = NULL;
-    rd_apierr e;
-    int rc = rd_engine_events(a->eng, id, after, (int)limit, aud, &out, &e);
-    reply_engine(req, rc, 200, out, &e);
+    rd_api_read_after_commit(a, req, log_now);
 }
 
 /* An external worker's post waits while the event streams apply backpressure (subscribers that
@@ -428,32 +424,27 @@ static void h_events_get(rd_req *req, void *arg)
 struct held_post {
     TAILQ_ENTRY(held_post) link;
     rd_api *a;
-    evhtp_request_t *r;
-    const rd_config *cfg;
-    char id[RD_RUN_ID_MAX];
-    char request_id[RD_REQUEST_ID_MAX];
-    const char *route; /* the route's pattern and the request's start, for the log */
-    int64_t start_ms;
+    rd_req *req; /* parked */
     char *body;
     size_t len;
 };
 
-static void post_apply(rd_api *a, rd_req *req, const char *id, const char *body, size_t len)
+/* Applies the post's lines; its reply goes out once they are committed. True when req went
+ * to wait for that commit, false when it was answered now. */
+static bool post_apply(rd_api *a, rd_req *req, const char *body, size_t len)
 {
     json_t *out = NULL;
     rd_apierr e;
-    int rc = rd_engine_ext_post(a->eng, id, body, len, &out, &e);
-    reply_engine(req, rc, 200, out, &e);
+    int rc = rd_engine_ext_post(a->eng, rd_req_param(req, "id"), body, len, &out, &e);
+    return rd_api_reply_durable(a, req, rc, 200, out, &e);
 }
 
-static evhtp_res held_on_fini(evhtp_request_t *r, void *arg)
+static void held_gone(void *arg)
 {
     struct held_post *h = arg;
-    if (h->r) /* still waiting: the connection went away */
-        TAILQ_REMOVE(&h->a->held_posts, h, link);
+    TAILQ_REMOVE(&h->a->held_posts, h, link);
     free(h->body);
     free(h);
-    return EVHTP_RES_OK;
 }
 
 static bool pressure(rd_api *a)
@@ -468,50 +459,42 @@ static void runs_on_release(void *arg)
     struct held_post *h;
     while ((h = TAILQ_FIRST(&a->held_posts)) && !pressure(a)) {
         TAILQ_REMOVE(&a->held_posts, h, link);
-        evhtp_request_t *r = h->r;
-        h->r = NULL; /* answered: the fini hook only frees */
-        rd_req req = {.r = r,
-                      .cfg = h->cfg,
-                      .method = htp_method_POST,
-                      .route_pattern = h->route,
-                      .start_ms = h->start_ms};
-        memcpy(req.request_id, h->request_id, sizeof req.request_id);
-        post_apply(a, &req, h->id, h->body, h->len);
-        evhtp_request_resume(r);
+        rd_req *req = h->req;
+        bool waits = post_apply(a, req, h->body, h->len); /* hands req on, or answers it */
+        free(h->body);
+        free(h);
+        if (!waits)
+            rd_req_unpark(req);
     }
 }
 
-static bool hold_post(rd_api *a, rd_req *req, const char *id, char *body, size_t len)
+static bool hold_post(rd_api *a, rd_req *req, char *body, size_t len)
 {
     struct held_post *h = calloc(1, sizeof *h);
     if (!h)
         return false;
     h->a = a;
-    h->r = req->r;
-    h->cfg = req->cfg;
-    snprintf(h->id, sizeof h->id, "%s", id);
-    memcpy(h->request_id, req->request_id, sizeof h->request_id);
-    h->route = req->route_pattern;
-    h->start_ms = req->start_ms;
     h->body = body;
     h->len = len;
+    h->req = rd_req_park(req, held_gone, h);
+    if (!h->req) {
+        free(h);
+        return false;
+    }
     TAILQ_INSERT_TAIL(&a->held_posts, h, link);
-    evhtp_request_set_hook(req->r, evhtp_hook_on_request_fini, (evhtp_hook)held_on_fini, h);
-    evhtp_request_pause(req->r);
     return true;
 }
 
 static void h_events_post(rd_req *req, void *arg)
 {
     rd_api *a = arg;
-    const char *id = rd_req_param(req, "id");
     size_t len = 0;
     char *body = rd_req_body(req, &len);
     if (!body)
         return;
-    if ((pressure(a) || !TAILQ_EMPTY(&a->held_posts)) && hold_post(a, req, id, body, len))
+    if ((pressure(a) || !TAILQ_EMPTY(&a->held_posts)) && hold_post(a, req, body, len))
         return;
-    post_apply(a, req, id, body, len);
+    post_apply(a, req, body, len);
     free(body);
 }
 

@@ -354,8 +354,10 @@ static void open_stream(rd_req *req, rd_streams *st, open_args *a)
         rd_hub_sub_write(c->sub, reset, strlen(reset));
 }
 
-/* Common checks; the engine is flushed so the hub has published everything acknowledged
- * and the run's status is the committed one. */
+/* Common checks. Every acknowledged event was committed, and so published, before it was
+ * acknowledged, and the hub bounds a replay by the last published id: the stream needs no
+ * commit of its own (one would hold the loop while the store is slow). A store that fails
+ * refuses new streams, as it refuses writes. */
 static rd_streams *begin(rd_streams *st, rd_req *req, int64_t *resume, int *have)
 {
     if (st->close_calls > 0) {
@@ -364,7 +366,7 @@ static rd_streams *begin(rd_streams *st, rd_req *req, int64_t *resume, int *have
     }
     if ((*have = resume_id(req, resume)) < 0)
         return NULL;
-    if (rd_engine_flush(st->eng) != 0) {
+    if (!rd_engine_store_ok(st->eng)) {
         evhtp_headers_add_header(req->r->headers_out, evhtp_header_new("Retry-After", "1", 0, 0));
         rd_reply_error(req, 503, "store_unavailable", "the store could not commit; try again");
         return NULL;

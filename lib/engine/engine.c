@@ -1,8 +1,8 @@
 /*
  * engine.c: the engine object: it owns the run set (run/) and the execution layer (exec/),
  * wires the scheduler to them, and does the housekeeping that belongs to no single run
- * (listeners, metrics, retention pruning). The operations live in ops.c, answers.c and
- * query.c; the queue and shutdown in sched.c.
+ * (listeners, metrics). The operations live in ops.c, answers.c and query.c; the queue and
+ * shutdown in sched.c; retention in prune.c.
  */
 #include "engine/engine_int.h"
 
@@ -14,58 +14,6 @@
 #include "base/metrics.h"
 #include "store/store_journal.h"
 #include "webhook/outbox.h"
-
-/* Retention and idempotency-key expiry: a few small batches a minute, each its own short
- * transaction, so pruning a large backlog never holds the loop for long. */
-#define PRUNE_BATCH 2000
-#define PRUNE_BATCHES 5
-#define PRUNE_PERIOD_S 60
-
-static void prune_deliveries(rd_engine *eng, int64_t before)
-{
-    for (int i = 0; i < PRUNE_BATCHES; i++) {
-        int64_t n = 0;
-        if (rd_store_dlv_prune(eng->store, before, PRUNE_BATCH, &n) != 0 ||
-            rd_runs_flush(eng->runs) != 0 || n < PRUNE_BATCH)
-            break;
-    }
-}
-
-static void engine_on_prune(evutil_socket_t fd, short what, void *arg)
-{
-    rd_engine *eng = arg;
-    int64_t keep = eng->cfg->event_retention_ms, forgotten = 0;
-    if (eng->shutting_down)
-        return;
-    /* Idempotency keys are remembered for idempotency_ttl (checked here, so a key may live
-     * up to one period longer). */
-    if (rd_store_idem_prune(eng->store, rd_now_ms() - eng->cfg->idempotency_ttl_ms, &forgotten) ==
-        0)
-        rd_runs_flush(eng->runs);
-    if (keep <= 0)
-        return;
-    int64_t total = 0;
-    for (int i = 0; i < PRUNE_BATCHES; i++) {
-        int64_t n = 0;
-        if (rd_store_events_prune(eng->store, rd_now_ms() - keep, PRUNE_BATCH, &n) != 0 ||
-            rd_runs_flush(eng->runs) != 0)
-            break;
-        total += n;
-        if (n < PRUNE_BATCH)
-            break;
-    }
-    prune_deliveries(eng, rd_now_ms() - keep);
-    eng->m_pruned += (uint64_t)total;
-    if (total)
-        rd_log_debug("retention: %lld event(s) of finished runs deleted", (long long)total);
-}
-
-void rd_engine_start_pruning(rd_engine *eng)
-{
-    struct timeval tv = {PRUNE_PERIOD_S, 0};
-    event_add(eng->prune_ev, &tv);
-    engine_on_prune(-1, 0, eng); /* a backlog from a long stop goes at once */
-}
 
 static void throttle_apply(rd_engine *eng)
 {
@@ -100,9 +48,8 @@ rd_engine *rd_engine_new(struct event_base *base, rd_store *store, const rd_conf
     eng->store = store;
     eng->cfg = cfg;
     eng->runs = rd_runs_new(base, store, cfg);
-    eng->prune_ev = event_new(base, -1, EV_PERSIST, engine_on_prune, eng);
     eng->release_ev = event_new(base, -1, 0, engine_on_release, eng);
-    if (!eng->runs || !eng->prune_ev || !eng->release_ev || rd_sched_init(eng) != 0) {
+    if (!eng->runs || rd_prune_init(eng) != 0 || !eng->release_ev || rd_sched_init(eng) != 0) {
         rd_engine_free(eng);
         return NULL;
     }
@@ -117,11 +64,10 @@ void rd_engine_free(rd_engine *eng)
     /* The journal outlives the engine (the server closes it last): it must not call back. */
     if (eng->store)
         rd_store_journal_bound(eng->store, 0, NULL, NULL);
+    rd_prune_dispose(eng); /* no batch from the last commits */
     /* Records first (their attempts free their workers), then the layers that observed them. */
     rd_runs_free(eng->runs);
     rd_sched_dispose(eng);
-    if (eng->prune_ev)
-        event_free(eng->prune_ev);
     if (eng->release_ev)
         event_free(eng->release_ev);
     free(eng);
@@ -156,12 +102,21 @@ int rd_engine_flush(rd_engine *eng)
     return rd_runs_flush(eng->runs);
 }
 
+void *rd_engine_after_commit(rd_engine *eng, void (*fn)(void *arg, int rc), void *arg)
+{
+    return rd_runs_after_commit(eng->runs, fn, arg);
+}
+
+void rd_engine_after_commit_cancel(rd_engine *eng, void *handle)
+{
+    rd_runs_after_commit_cancel(eng->runs, handle);
+}
+
 int rd_engine_reply(rd_engine *eng, json_t *json, json_t **out, rd_apierr *e)
 {
-    if (rd_runs_flush(eng->runs) != 0) {
-        json_decref(json);
-        return rd_fail_store(e);
-    }
+    (void)eng;
+    if (!json)
+        return rd_fail(e, 500, "internal", "out of memory");
     *out = json;
     return 0;
 }
@@ -186,6 +141,11 @@ void rd_engine_on_release(rd_engine *eng, void (*fn)(void *arg), void *arg)
 {
     eng->on_release = fn;
     eng->release_arg = arg;
+}
+
+bool rd_engine_store_ok(const rd_engine *eng)
+{
+    return rd_runs_store_ok(eng->runs);
 }
 
 bool rd_engine_ready(const rd_engine *eng)

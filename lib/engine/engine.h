@@ -2,9 +2,10 @@
  * engine.h: the run engine: the operations on runs (create, cancel, extend, enrich, answers
  * from people, reads), the scheduler and recovery, on top of the run records (run/) and the
  * execution layer (exec/). The HTTP layer calls these operations; each returns 0 or fills an
- * rd_apierr with the HTTP status and a stable error code. Every operation that changes state has
- * committed it (and published its events) before it returns, so a reply never acknowledges anything
- * the store could lose.
+ * rd_apierr with the HTTP status and a stable error code. An operation that changes state
+ * returns its reply before the change is committed: the caller sends it only once
+ * rd_engine_after_commit says the commit succeeded, so a reply never acknowledges anything the
+ * store could lose, and no request holds the loop while the store works.
  */
 #ifndef RUNSD_ENGINE_H
 #define RUNSD_ENGINE_H
@@ -44,13 +45,24 @@ int rd_engine_add_listener_gated(rd_engine *eng, rd_event_listener fn,
 /** Begins shutdown: no new starts; workers are stopped; resumable runs go back to queued,
  * others end crashed/interrupted. done(arg) is called from the loop once no worker is left. */
 void rd_engine_shutdown(rd_engine *eng, void (*done)(void *arg), void *arg);
-/** Commits pending writes and publishes their events now. 0 or RD_EIO. */
+/** Commits pending writes and publishes their events now, waiting for the store: for
+ * shutdown, never for a request. 0 or RD_EIO. */
 int rd_engine_flush(rd_engine *eng);
+/** Calls fn(arg, rc) from the loop once every change made so far is committed (rc 0) or the
+ * commit carrying it failed (RD_EIO; RD_ERR when the engine is freed first), after that
+ * commit's events were published and with no commit in flight: where a request answers a
+ * change, or reads the store, without holding the loop (rd_runs_after_commit). A handle for
+ * rd_engine_after_commit_cancel, or NULL when out of memory. */
+void *rd_engine_after_commit(rd_engine *eng, void (*fn)(void *arg, int rc), void *arg);
+/** Forgets a call not made yet (the request went away). */
+void rd_engine_after_commit_cancel(rd_engine *eng, void *handle);
 /** The store the engine writes (borrowed), for readers such as the SSE replay. Read it
- * after rd_engine_flush: reads also see the engine's open, uncommitted transaction. */
+ * from rd_engine_after_commit: reads also see the engine's open, uncommitted transaction. */
 rd_store *rd_engine_store(rd_engine *eng);
 /** True while the store accepts writes (readiness). */
 bool rd_engine_ready(const rd_engine *eng);
+/** True unless the last commit failed or the store's health probe finds no database. */
+bool rd_engine_store_ok(const rd_engine *eng);
 /** Backpressure from the event streams: while on, workers' output is not read. */
 void rd_engine_throttle(rd_engine *eng, bool on);
 /** True while the store's journal is past [store] max_journal (the store fails and holds that

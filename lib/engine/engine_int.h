@@ -38,7 +38,10 @@ struct rd_engine {
     rd_map *flow_stats; /* flow name -> rd_flow_stat */
     TAILQ_HEAD(, rd_sched_entry) queue;
     struct event *sched_ev;
-    struct event *prune_ev; /* retention */
+    struct event *prune_ev; /* retention (prune.c) */
+    void *prune_wait;       /* the batch waiting for a commit, or NULL */
+    int prune_stage;        /* what the round deletes next; 0: no round going */
+    int prune_batches;      /* batches of that stage so far */
     int running;            /* local workers holding a slot */
     bool shutting_down;
     void (*shutdown_done)(void *arg);
@@ -66,10 +69,15 @@ int rd_sched_flow_running(rd_engine *eng, const char *flow);
 /** 429 queue_full when max_queued runs are queued. 0 or -1. */
 int rd_sched_check_room(rd_engine *eng, rd_apierr *e);
 
-/* engine.c */
+/* prune.c */
 /** Arms retention pruning and runs its first round now (after recovery). */
 void rd_engine_start_pruning(rd_engine *eng);
-/** Commits, then fills *out with json (stolen) or fails 503 (json dropped). */
+int rd_prune_init(rd_engine *eng);
+/** Stops pruning: the round going is dropped (before the run set is freed). */
+void rd_prune_dispose(rd_engine *eng);
+/* engine.c */
+/** Fills *out with json (stolen), the reply to a change not committed yet: the caller sends it
+ * from rd_engine_after_commit. Fails 500 when json is NULL (out of memory). */
 int rd_engine_reply(rd_engine *eng, json_t *json, json_t **out, rd_apierr *e);
 
 #endif

@@ -13,10 +13,11 @@
 
 /* A change that would start new work is refused while the store fails: answering 503 after
  * making it in memory would let it happen later (the journal stores it once the store works)
- * although the client was told it did not. The flush tells a store that works again. */
+ * although the client was told it did not. The retry timer and the health probe tell a store
+ * that works again (run/), without a request waiting for it. */
 static int store_gate(rd_engine *eng, rd_apierr *e)
 {
-    if (!rd_runs_store_ok(eng->runs) && rd_runs_flush(eng->runs) != 0)
+    if (!rd_runs_store_ok(eng->runs))
         return rd_fail_store(e);
     return 0;
 }

@@ -9,7 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* While the store fails, memory is ahead of it. Reads then show what is stored: every bit of
+/* Reads that go to the store are made from rd_engine_after_commit (the API waits for it), so
+ * every acknowledged change is committed and no commit is in flight when they run.
+ * While the store fails, memory is ahead of it. Reads then show what is stored: every bit of
  * it was published and none of it can be lost, while what memory holds beyond it could still
  * be (a crash before the store works again). The journal reads the committed state while it
  * waits (store_journal.c), so the row, the event log and the results agree with each other
@@ -31,7 +33,7 @@ int rd_engine_get(rd_engine *eng, const char *id, rd_audience aud, json_t **out,
         return rd_fail(e, 404, "run_not_found", "no run with that id");
     const rd_run *r;
     rd_run *stored;
-    if (!rd_runs_store_ok(eng->runs) && rd_runs_flush(eng->runs) != 0) {
+    if (!rd_runs_store_ok(eng->runs)) {
         if (stored_run(eng, id, &stored, e) != 0)
             return -1;
         r = stored;
@@ -60,7 +62,7 @@ int rd_engine_list(rd_engine *eng, const rd_run_filter *f, int page, int page_si
     size_t n = 0;
     int64_t total = 0;
     /* While the store fails the list is what is stored (see stored_run). */
-    bool stored_only = rd_runs_flush(eng->runs) != 0;
+    bool stored_only = !rd_runs_store_ok(eng->runs);
     if (rd_store_run_list(eng->store, f, (int64_t)(page - 1) * page_size, page_size, &runs, &n,
                           &total) != 0)
         return rd_fail_store(e);
@@ -87,7 +89,7 @@ static int need_run(rd_engine *eng, const char *id, rd_run **stored, rd_apierr *
     *stored = NULL;
     if (!rd_run_id_valid(id))
         return rd_fail(e, 404, "run_not_found", "no run with that id");
-    if (rd_runs_flush(eng->runs) != 0)
+    if (!rd_runs_store_ok(eng->runs))
         return stored_run(eng, id, stored, e);
     return rd_runs_lookup(eng->runs, id, &st, &rs, e);
 }
@@ -324,7 +326,7 @@ int rd_engine_ctl_attach(rd_engine *eng, const char *id, const rd_ctl_sink *sink
     if (!c)
         return rd_fail(e, 500, "internal", "out of memory");
     *handle = c;
-    if (rd_runs_flush(eng->runs) != 0) {
+    if (!rd_runs_store_ok(eng->runs)) {
         rd_exec_ctl_detach(eng->exec, c);
         return rd_fail_store(e);
     }

@@ -42,6 +42,7 @@ typedef struct rd_req {
     char request_id[RD_REQUEST_ID_MAX];
     const char *route_pattern; /* the matched route's pattern ("/v1/runs/{id}"), NULL when none */
     int64_t start_ms;          /* monotonic: when its head had arrived */
+    bool parked;               /* rd_req_park made this one */
 } rd_req;
 
 /** A handler: answers req exactly once (now, or later after evhtp_request_pause).
@@ -152,5 +153,16 @@ void rd_reply_raw(rd_req *req, int status, const char *ctype, const char *body, 
 void rd_req_log(const rd_req *req, int status, size_t bytes);
 /** Adds CORS headers for an allowed Origin to a response. */
 void rd_req_cors(rd_req *req, evhtp_headers_t *out);
+
+/** Parks req, for an answer that comes later from another event: libevhtp stops reading the
+ * connection, and req moves (with its path, query and captures) into the request returned,
+ * which stays valid until rd_req_unpark. If the client goes away first, gone(arg) is called
+ * once and the parked request is freed: its owner must forget it. NULL when out of memory
+ * (req is untouched: answer it now). A request parked already is handed on: it is returned,
+ * and gone(arg) replaces its owner's hook. */
+rd_req *rd_req_park(rd_req *req, rd_http_hook_fn gone, void *arg);
+/** Ends a parked request once a reply was sent: libevhtp carries on with the connection and
+ * the parked request is freed. */
+void rd_req_unpark(rd_req *req);
 
 #endif

@@ -456,3 +456,52 @@ void rd_req_dispose(rd_req *req)
     free(req->pcopy);
     free(req->qbuf);
 }
+
+/* --- parked requests ---------------------------------------------------------------------- */
+
+typedef struct parked {
+    rd_req req; /* first: the handle given out is &p->req */
+    rd_http_hook_fn gone;
+    void *arg;
+} parked;
+
+static evhtp_res parked_on_fini(evhtp_request_t *r, void *arg)
+{
+    parked *p = arg;
+    p->gone(p->arg);
+    rd_req_dispose(&p->req);
+    free(p);
+    return EVHTP_RES_OK;
+}
+
+rd_req *rd_req_park(rd_req *req, rd_http_hook_fn gone, void *arg)
+{
+    if (req->parked) {
+        parked *p = (parked *)req;
+        p->gone = gone;
+        p->arg = arg;
+        return req;
+    }
+    parked *p = malloc(sizeof *p);
+    if (!p)
+        return NULL;
+    /* The copy takes the buffers over; the segments, captures and query point into them. */
+    p->req = *req;
+    p->req.parked = true;
+    req->path = req->pcopy = req->qbuf = NULL;
+    p->gone = gone;
+    p->arg = arg;
+    evhtp_request_set_hook(req->r, evhtp_hook_on_request_fini, (evhtp_hook)parked_on_fini, p);
+    evhtp_request_pause(req->r);
+    return &p->req;
+}
+
+void rd_req_unpark(rd_req *req)
+{
+    parked *p = (parked *)req;
+    evhtp_request_t *r = req->r;
+    evhtp_request_unset_hook(r, evhtp_hook_on_request_fini);
+    rd_req_dispose(req);
+    free(p);
+    evhtp_request_resume(r);
+}

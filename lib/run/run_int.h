@@ -25,6 +25,15 @@ typedef struct rd_observer {
     rd_runs_observer o;
 } rd_observer;
 
+/* A caller waiting for the commit that carries what was written before it asked
+ * (rd_runs_after_commit). */
+typedef struct rd_after {
+    TAILQ_ENTRY(rd_after) link;
+    uint64_t ticket; /* the first commit started after it asked */
+    rd_commit_fn fn;
+    void *arg;
+} rd_after;
+
 typedef struct rd_listener {
     LIST_ENTRY(rd_listener) link;
     rd_event_listener fn;
@@ -67,11 +76,14 @@ struct rd_runs {
     STAILQ_HEAD(, rd_pending_pub) pending;
     LIST_HEAD(, rd_listener) listeners;
     LIST_HEAD(, rd_observer) observers;
+    TAILQ_HEAD(, rd_after) afters; /* in ticket order */
     struct event *commit_ev;
     struct event *retry_ev;  /* after a failed commit */
     struct event *commit_io; /* waits on the store's socket for the commit in flight */
     uint64_t tickets;        /* commits started (the last one's ticket) */
     uint64_t inflight;       /* the ticket of the commit in flight, 0: none */
+    uint64_t done;           /* the ticket that completed last, with done_rc */
+    int done_rc;
     bool again;              /* a commit was asked for while one was in flight */
     bool commit_late;        /* the one in flight is late: probe_down was set for it */
     int n_pending;           /* entries in pending */
@@ -103,6 +115,8 @@ void rd_runs_tell_status(rd_active *act, rd_status from, rd_status to);
 void rd_runs_commit_async(rd_runs *rs);
 /** Waits for the commit in flight, if any, and acts on its completion (rd_runs_free). */
 void rd_runs_commit_wait(rd_runs *rs);
+/** Calls every rd_runs_after_commit still waiting with RD_ERR (rd_runs_free). */
+void rd_runs_afters_drop(rd_runs *rs);
 /** Queues the publication of an appended event (formats it once, if anyone watches). */
 void rd_runs_queue_publish(rd_runs *rs, const rd_run *r, int64_t id, const char *type, int64_t ts,
                            const char *data, bool terminal);

@@ -27,6 +27,7 @@ rd_runs *rd_runs_new(struct event_base *base, rd_store *store, const rd_config *
     rs->store_ok = true;
     TAILQ_INIT(&rs->dirty);
     TAILQ_INIT(&rs->releasing);
+    TAILQ_INIT(&rs->afters);
     STAILQ_INIT(&rs->pending);
     LIST_INIT(&rs->listeners);
     LIST_INIT(&rs->observers);
@@ -72,6 +73,7 @@ void rd_runs_free(rd_runs *rs)
         return;
     if (rs->active) {
         rd_runs_flush(rs);
+        rd_runs_afters_drop(rs);
         /* rd_map_each may not see the map change under it: free from a snapshot of keys. */
         while (rd_map_count(rs->active) > 0)
             rd_map_each(rs->active, free_one, NULL);

@@ -210,8 +210,21 @@ void rd_runs_unlisten(rd_runs *rs, void *handle);
 /** Schedules a commit at the end of this loop iteration. */
 void rd_runs_commit_soon(rd_runs *rs);
 /** Writes dirty records, commits, publishes, wakes watchers, frees released records.
- * 0 or RD_EIO (nothing published). */
+ * 0 or RD_EIO (nothing published). It waits for the commit in flight and for its own: for
+ * start, shutdown and timers, never for a request (see rd_runs_after_commit). */
 int rd_runs_flush(rd_runs *rs);
+
+/** Called once by rd_runs_after_commit: rc 0 when the commit succeeded, RD_EIO when it
+ * failed (what it carried is held for the next one), RD_ERR when the set is freed first. */
+typedef void (*rd_commit_fn)(void *arg, int rc);
+/** Calls fn(arg, rc) once the commit that carries every write made so far has completed,
+ * from the loop and with no commit in flight (so a read then costs the store no wait), after
+ * that commit's publications. It is the first commit started after this call; one is
+ * scheduled (rd_runs_commit_soon). How a request answers only once durable without holding
+ * the loop. A handle for rd_runs_after_commit_cancel, or NULL when out of memory. */
+void *rd_runs_after_commit(rd_runs *rs, rd_commit_fn fn, void *arg);
+/** Forgets a call not made yet (its requester went away). */
+void rd_runs_after_commit_cancel(rd_runs *rs, void *handle);
 
 /** ?wait= watches: fn(arg) is called once, after the commit that makes the run terminal or
  * waiting for a person (or when the record leaves memory). NULL when the run is not active. */

@@ -154,7 +154,7 @@ static void publish(rd_runs *rs)
 
 static void runs_on_retry(evutil_socket_t fd, short what, void *arg)
 {
-    rd_runs_flush(arg);
+    rd_runs_commit_soon(arg); /* off the loop, as any commit: a store that hangs holds nothing */
 }
 
 static void arm_retry(rd_runs *rs)
@@ -235,12 +235,60 @@ static void release_done(rd_runs *rs, uint64_t done)
     }
 }
 
+void *rd_runs_after_commit(rd_runs *rs, rd_commit_fn fn, void *arg)
+{
+    rd_after *a = calloc(1, sizeof *a);
+    if (!a)
+        return NULL;
+    /* The writes made so far are in the open transaction, or held behind the commit in
+     * flight: either way the next ticket carries them. */
+    a->ticket = rs->tickets + 1;
+    a->fn = fn;
+    a->arg = arg;
+    TAILQ_INSERT_TAIL(&rs->afters, a, link);
+    rd_runs_commit_soon(rs);
+    return a;
+}
+
+void rd_runs_after_commit_cancel(rd_runs *rs, void *handle)
+{
+    rd_after *a = handle;
+    if (!a)
+        return;
+    TAILQ_REMOVE(&rs->afters, a, link);
+    free(a);
+}
+
+/* Calls those waiting for a ticket up to the one that completed, in order. Each is taken off
+ * the list first, so a call may add or cancel others. */
+static void serve_afters(rd_runs *rs)
+{
+    rd_after *a;
+    while ((a = TAILQ_FIRST(&rs->afters)) && a->ticket <= rs->done) {
+        TAILQ_REMOVE(&rs->afters, a, link);
+        a->fn(a->arg, rs->done_rc);
+        free(a);
+    }
+}
+
+void rd_runs_afters_drop(rd_runs *rs)
+{
+    rd_after *a;
+    while ((a = TAILQ_FIRST(&rs->afters))) {
+        TAILQ_REMOVE(&rs->afters, a, link);
+        a->fn(a->arg, RD_ERR);
+        free(a);
+    }
+}
+
 /* A ticket completed with rc: publishes only what committed. A failed batch stays queued for
  * publication: the store's journal writes it again, with the same ids, and the commit that
  * succeeds publishes it. */
 static int commit_done(rd_runs *rs, uint64_t ticket, int rc)
 {
     rs->m_commits++;
+    rs->done = ticket;
+    rs->done_rc = rc != 0 ? RD_EIO : 0;
     if (rc != 0) {
         rd_store_rollback(rs->store);
         rs->m_commit_failures++;
@@ -249,6 +297,7 @@ static int commit_done(rd_runs *rs, uint64_t ticket, int rc)
         rs->store_ok = false;
         rs->cut_n = 0;
         arm_retry(rs);
+        serve_afters(rs);
         return RD_EIO;
     }
     if (!rs->store_ok)
@@ -261,6 +310,7 @@ static int commit_done(rd_runs *rs, uint64_t ticket, int rc)
     if (rs->n_watches > 0) /* most commits have no waiter to wake */
         rd_map_each(rs->active, wake_settled, &ticket);
     release_done(rs, ticket);
+    serve_afters(rs);
     return 0;
 }
 

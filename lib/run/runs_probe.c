@@ -34,7 +34,7 @@ static void probe_done(rd_runs *rs, bool ok)
         rd_log_info("store: the database answers again");
         rs->probe_down = false;
         if (!rs->store_ok)
-            rd_runs_flush(rs);
+            rd_runs_commit_soon(rs); /* what the journal holds, off the loop */
     } else if (!ok && !rs->probe_down) {
         rd_log_err("store: the database does not answer; not ready until it does");
         rs->probe_down = true;

@@ -1,0 +1,134 @@
+/*
+ * commit.c: answering after the commit. A reply that acknowledges a change goes out only
+ * once the commit carrying the change has succeeded, and a read of the store runs only once
+ * every acknowledged change is committed. Neither waits on the loop: the request is parked
+ * (rd_req_park) and answered from the engine's rd_engine_after_commit, so a slow or frozen
+ * database delays those requests and nothing else.
+ */
+#include <stdlib.h>
+
+#include "api/api_int.h"
+
+typedef struct after {
+    rd_api *a;
+    rd_req *req;                /* parked */
+    void *wait;                 /* the engine's handle, NULL once called */
+    rd_api_then_fn then;        /* then(req, arg, rc), or */
+    rd_http_handler_fn handler; /* a read: handler(req, a) */
+    void (*drop)(void *arg);    /* frees arg when the client left first (may be NULL) */
+    void *arg;
+} after;
+
+static void after_on_commit(void *p, int rc)
+{
+    after *w = p;
+    w->wait = NULL;
+    rd_req *req = w->req;
+    if (w->then)
+        w->then(req, w->arg, rc);
+    else
+        w->handler(req, w->a);
+    free(w);
+    rd_req_unpark(req);
+}
+
+static void after_on_gone(void *p)
+{
+    after *w = p;
+    if (w->wait)
+        rd_engine_after_commit_cancel(w->a->eng, w->wait);
+    if (w->drop)
+        w->drop(w->arg);
+    free(w);
+}
+
+/* Parks req until the commit: 0, or RD_ERR (out of memory: nothing parked, w freed). */
+static int park(after *w, rd_req *req)
+{
+    w->req = rd_req_park(req, after_on_gone, w);
+    if (!w->req) {
+        free(w);
+        return RD_ERR;
+    }
+    w->wait = rd_engine_after_commit(w->a->eng, after_on_commit, w);
+    if (!w->wait) {
+        rd_req *parked = w->req;
+        rd_reply_error(parked, 500, "internal", "out of memory");
+        evhtp_request_unset_hook(parked->r, evhtp_hook_on_request_fini);
+        after_on_gone(w);
+        rd_req_unpark(parked);
+    }
+    return 0;
+}
+
+bool rd_api_after_commit(rd_api *a, rd_req *req, rd_api_then_fn then, void (*drop)(void *arg),
+                         void *arg)
+{
+    after *w = calloc(1, sizeof *w);
+    if (w) {
+        *w = (after){.a = a, .then = then, .drop = drop, .arg = arg};
+        if (park(w, req) == 0)
+            return true;
+    }
+    rd_reply_error(req, 500, "internal", "out of memory");
+    if (drop)
+        drop(arg);
+    return false;
+}
+
+void rd_api_read_after_commit(rd_api *a, rd_req *req, rd_http_handler_fn handler)
+{
+    after *w = calloc(1, sizeof *w);
+    if (w) {
+        *w = (after){.a = a, .handler = handler};
+        if (park(w, req) == 0)
+            return;
+    }
+    rd_reply_error(req, 500, "internal", "out of memory");
+}
+
+/* --- the reply of a change ---------------------------------------------------------------- */
+
+typedef struct durable {
+    int status;
+    json_t *out;
+} durable;
+
+static void durable_drop(void *arg)
+{
+    durable *d = arg;
+    json_decref(d->out);
+    free(d);
+}
+
+static void durable_then(rd_req *req, void *arg, int rc)
+{
+    durable *d = arg;
+    if (rc == 0) {
+        rd_reply_json(req, d->status, d->out);
+        d->out = NULL;
+    } else {
+        rd_apierr e;
+        rd_fail_store(&e);
+        rd_reply_apierr(req, &e);
+    }
+    durable_drop(d);
+}
+
+bool rd_api_reply_durable(rd_api *a, rd_req *req, int rc, int status, json_t *out,
+                          const rd_apierr *e)
+{
+    if (rc != 0) {
+        rd_reply_apierr(req, e);
+        return false;
+    }
+    durable *d = malloc(sizeof *d);
+    if (!d) {
+        json_decref(out);
+        rd_reply_error(req, 500, "internal", "out of memory");
+        return false;
+    }
+    d->status = status;
+    d->out = out;
+    return rd_api_after_commit(a, req, durable_then, durable_drop, d);
+}
