@@ -1,9 +1,10 @@
 /*
  * commit.c: answering after the commit. A reply that acknowledges a change goes out only
- * once the commit carrying the change has succeeded, and a read of the store runs only once
- * every acknowledged change is committed. Neither waits on the loop: the request is parked
- * (rd_req_park) and answered from the engine's rd_engine_after_commit, so a slow or frozen
- * database delays those requests and nothing else.
+ * once the commit carrying the change has succeeded, and a handler that uses the store runs
+ * only once no commit is in flight (a store call then never waits for one: the database
+ * connection carries one transaction at a time). Neither waits on the loop: the request is
+ * parked (rd_req_park) and carried on from the engine's rd_engine_after_commit, so a slow or
+ * frozen database delays those requests and nothing else.
  */
 #include <stdlib.h>
 
@@ -28,8 +29,11 @@ static void after_on_commit(void *p, int rc)
         w->then(req, w->arg, rc);
     else
         w->handler(req, w->a);
+    /* The handler answered, or handed req on to wait for its own change's commit. */
+    bool answered = rd_req_parked_by(req) == w;
     free(w);
-    rd_req_unpark(req);
+    if (answered)
+        rd_req_unpark(req);
 }
 
 static void after_on_gone(void *p)
@@ -76,7 +80,7 @@ bool rd_api_after_commit(rd_api *a, rd_req *req, rd_api_then_fn then, void (*dro
     return false;
 }
 
-void rd_api_read_after_commit(rd_api *a, rd_req *req, rd_http_handler_fn handler)
+void rd_api_run_after_commit(rd_api *a, rd_req *req, rd_http_handler_fn handler)
 {
     after *w = calloc(1, sizeof *w);
     if (w) {

@@ -128,7 +128,7 @@ static rd_store *store_for_run(rd_req *req, rd_outbox *ob, const char *run_id)
 
 /* GET /v1/runs/{id}/deliveries: the run's deliveries, each with its attempts; `page` (from
  * 1) and `page_size` (1..100, default 50). */
-static void h_deliveries(rd_req *req, void *arg)
+static void deliveries_now(rd_req *req, void *arg)
 {
     rd_outbox *ob = ((rd_api *)arg)->outbox;
     const char *run_id = rd_req_param(req, "id");
@@ -193,9 +193,24 @@ static json_t *load_delivery(rd_req *req, rd_store *s, const char *run_id, const
     return c.out;
 }
 
+/* The redelivery is committed: the delivery as it is now, 202. */
+static void redelivered(rd_req *req, void *arg, int rc)
+{
+    rd_outbox *ob = ((rd_api *)arg)->outbox;
+    const char *run_id = rd_req_param(req, "id"), *did = rd_req_param(req, "did");
+    json_t *d;
+
+    if (rc != 0) {
+        rd_reply_error(req, 503, "store_unavailable", "the redelivery could not be recorded");
+        return;
+    }
+    if ((d = load_delivery(req, rd_outbox_store(ob), run_id, did)))
+        rd_reply_json(req, 202, d);
+}
+
 /* POST /v1/runs/{id}/deliveries/{did}/redeliver: a new attempt now with the same
- * webhook-id; 202 with the delivery. */
-static void h_redeliver(rd_req *req, void *arg)
+ * webhook-id; 202 with the delivery once that is committed. */
+static void redeliver_now(rd_req *req, void *arg)
 {
     rd_outbox *ob = ((rd_api *)arg)->outbox;
     const char *run_id = rd_req_param(req, "id"), *did = rd_req_param(req, "did");
@@ -216,8 +231,18 @@ static void h_redeliver(rd_req *req, void *arg)
         rd_reply_error(req, 503, "store_unavailable", "the redelivery could not be recorded");
         return;
     }
-    if ((d = load_delivery(req, s, run_id, did)))
-        rd_reply_json(req, 202, d);
+    rd_api_after_commit(arg, req, redelivered, NULL, arg);
+}
+
+/* Both read the store: they run once no commit is in flight (commit.c). */
+static void h_deliveries(rd_req *req, void *arg)
+{
+    rd_api_run_after_commit(arg, req, deliveries_now);
+}
+
+static void h_redeliver(rd_req *req, void *arg)
+{
+    rd_api_run_after_commit(arg, req, redeliver_now);
 }
 
 static const rd_http_route_def deliveries_routes[] = {

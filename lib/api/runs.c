@@ -110,7 +110,7 @@ static int parse_create(rd_req *req, json_t *body, rd_create_req *c)
     return 0;
 }
 
-static void h_create(rd_req *req, void *arg)
+static void create_now(rd_req *req, void *arg)
 {
     rd_api *a = arg;
     json_t *body;
@@ -196,12 +196,23 @@ static void list_now(rd_req *req, void *arg)
 
 static void h_list(rd_req *req, void *arg)
 {
-    rd_api_read_after_commit(arg, req, list_now);
+    rd_api_run_after_commit(arg, req, list_now);
+}
+
+/* The run's wire form (from rd_api_run_after_commit: a run no longer in memory is read from
+ * the store). */
+static void get_reply(rd_req *req, void *arg)
+{
+    rd_api *a = arg;
+    json_t *out = NULL;
+    rd_apierr e;
+    int rc = rd_engine_get(a->eng, rd_req_param(req, "id"), rd_api_audience(req), &out, &e);
+    reply_engine(req, rc, 200, out, &e);
 }
 
 /* ?wait=N: the reply is held until the run settles or N seconds pass. */
 typedef struct waiter {
-    rd_engine *eng;
+    rd_api *a;
     rd_req *req; /* parked */
     void *watch;
     struct event *timer;
@@ -210,7 +221,7 @@ typedef struct waiter {
 static void waiter_free(waiter *w)
 {
     if (w->watch)
-        rd_engine_unwatch(w->eng, w->watch);
+        rd_engine_unwatch(w->a->eng, w->watch);
     if (w->timer)
         event_free(w->timer);
     free(w);
@@ -218,13 +229,10 @@ static void waiter_free(waiter *w)
 
 static void waiter_answer(waiter *w)
 {
+    rd_api *a = w->a;
     rd_req *req = w->req;
-    json_t *out = NULL;
-    rd_apierr e;
-    int rc = rd_engine_get(w->eng, rd_req_param(req, "id"), rd_api_audience(req), &out, &e);
-    reply_engine(req, rc, 200, out, &e);
     waiter_free(w);
-    rd_req_unpark(req);
+    rd_api_run_after_commit(a, req, get_reply); /* hands req on */
 }
 
 static void waiter_on_watch(void *arg)
@@ -250,7 +258,7 @@ static bool wait_settled(rd_api *a, rd_req *req, const char *id, int64_t wait)
     waiter *w = calloc(1, sizeof *w);
     if (!w)
         return false;
-    w->eng = a->eng;
+    w->a = a;
     w->watch = rd_engine_watch(a->eng, id, waiter_on_watch, w);
     w->timer = evtimer_new(a->base, waiter_on_timer, w);
     struct timeval tv = {(time_t)wait, 0};
@@ -271,13 +279,10 @@ static void h_get(rd_req *req, void *arg)
         return;
     if (wait > 0 && !rd_engine_settled(a->eng, id) && wait_settled(a, req, id, wait))
         return;
-    json_t *out = NULL;
-    rd_apierr e;
-    int rc = rd_engine_get(a->eng, id, rd_api_audience(req), &out, &e);
-    reply_engine(req, rc, 200, out, &e);
+    rd_api_run_after_commit(a, req, get_reply);
 }
 
-static void h_cancel(rd_req *req, void *arg)
+static void cancel_now(rd_req *req, void *arg)
 {
     rd_api *a = arg;
     const char *id = rd_req_param(req, "id");
@@ -287,7 +292,7 @@ static void h_cancel(rd_req *req, void *arg)
     rd_api_reply_durable(a, req, rc, 202, out, &e);
 }
 
-static void h_start(rd_req *req, void *arg)
+static void start_now(rd_req *req, void *arg)
 {
     rd_api *a = arg;
     const char *id = rd_req_param(req, "id");
@@ -297,7 +302,7 @@ static void h_start(rd_req *req, void *arg)
     rd_api_reply_durable(a, req, rc, 202, out, &e);
 }
 
-static void h_extend(rd_req *req, void *arg)
+static void extend_now(rd_req *req, void *arg)
 {
     rd_api *a = arg;
     const char *id = rd_req_param(req, "id");
@@ -318,7 +323,7 @@ static void h_extend(rd_req *req, void *arg)
     rd_api_reply_durable(a, req, rc, 202, out, &e);
 }
 
-static void h_enrich(rd_req *req, void *arg)
+static void enrich_now(rd_req *req, void *arg)
 {
     rd_api *a = arg;
     const char *id = rd_req_param(req, "id");
@@ -374,7 +379,7 @@ static void results_now(rd_req *req, void *arg)
 
 static void h_results(rd_req *req, void *arg)
 {
-    rd_api_read_after_commit(arg, req, results_now);
+    rd_api_run_after_commit(arg, req, results_now);
 }
 
 static bool wants_sse(rd_req *req)
@@ -383,7 +388,7 @@ static bool wants_sse(rd_req *req)
     return acc && strstr(acc, "text/event-stream") != NULL;
 }
 
-/* The JSON event log, from rd_api_read_after_commit (access was checked before; checking it
+/* The JSON event log, from rd_api_run_after_commit (access was checked before; checking it
  * again only computes the audience). */
 static void log_now(rd_req *req, void *arg)
 {
@@ -414,7 +419,7 @@ static void h_events_get(rd_req *req, void *arg)
         rd_streams_run(a->streams, req, id, aud);
         return;
     }
-    rd_api_read_after_commit(a, req, log_now);
+    rd_api_run_after_commit(a, req, log_now);
 }
 
 /* An external worker's post waits while the event streams apply backpressure (subscribers that
@@ -424,26 +429,29 @@ static void h_events_get(rd_req *req, void *arg)
 struct held_post {
     TAILQ_ENTRY(held_post) link;
     rd_api *a;
-    rd_req *req; /* parked */
-    char *body;
-    size_t len;
+    rd_req *req; /* parked; its body stays in the request */
 };
 
-/* Applies the post's lines; its reply goes out once they are committed. True when req went
- * to wait for that commit, false when it was answered now. */
-static bool post_apply(rd_api *a, rd_req *req, const char *body, size_t len)
+/* Applies the post's lines (from rd_api_run_after_commit); its reply goes out once they are
+ * committed. */
+static void post_now(rd_req *req, void *arg)
 {
+    rd_api *a = arg;
+    size_t len = 0;
+    char *body = rd_req_body(req, &len);
+    if (!body)
+        return;
     json_t *out = NULL;
     rd_apierr e;
     int rc = rd_engine_ext_post(a->eng, rd_req_param(req, "id"), body, len, &out, &e);
-    return rd_api_reply_durable(a, req, rc, 200, out, &e);
+    free(body);
+    rd_api_reply_durable(a, req, rc, 200, out, &e);
 }
 
 static void held_gone(void *arg)
 {
     struct held_post *h = arg;
     TAILQ_REMOVE(&h->a->held_posts, h, link);
-    free(h->body);
     free(h);
 }
 
@@ -460,22 +468,17 @@ static void runs_on_release(void *arg)
     while ((h = TAILQ_FIRST(&a->held_posts)) && !pressure(a)) {
         TAILQ_REMOVE(&a->held_posts, h, link);
         rd_req *req = h->req;
-        bool waits = post_apply(a, req, h->body, h->len); /* hands req on, or answers it */
-        free(h->body);
         free(h);
-        if (!waits)
-            rd_req_unpark(req);
+        rd_api_run_after_commit(a, req, post_now); /* hands req on */
     }
 }
 
-static bool hold_post(rd_api *a, rd_req *req, char *body, size_t len)
+static bool hold_post(rd_api *a, rd_req *req)
 {
     struct held_post *h = calloc(1, sizeof *h);
     if (!h)
         return false;
     h->a = a;
-    h->body = body;
-    h->len = len;
     h->req = rd_req_park(req, held_gone, h);
     if (!h->req) {
         free(h);
@@ -488,14 +491,35 @@ static bool hold_post(rd_api *a, rd_req *req, char *body, size_t len)
 static void h_events_post(rd_req *req, void *arg)
 {
     rd_api *a = arg;
-    size_t len = 0;
-    char *body = rd_req_body(req, &len);
-    if (!body)
+    if ((pressure(a) || !TAILQ_EMPTY(&a->held_posts)) && hold_post(a, req))
         return;
-    if ((pressure(a) || !TAILQ_EMPTY(&a->held_posts)) && hold_post(a, req, body, len))
-        return;
-    post_apply(a, req, body, len);
-    free(body);
+    rd_api_run_after_commit(a, req, post_now);
+}
+
+/* Every handler that uses the store runs once no commit is in flight (commit.c). */
+static void h_create(rd_req *req, void *arg)
+{
+    rd_api_run_after_commit(arg, req, create_now);
+}
+
+static void h_cancel(rd_req *req, void *arg)
+{
+    rd_api_run_after_commit(arg, req, cancel_now);
+}
+
+static void h_start(rd_req *req, void *arg)
+{
+    rd_api_run_after_commit(arg, req, start_now);
+}
+
+static void h_extend(rd_req *req, void *arg)
+{
+    rd_api_run_after_commit(arg, req, extend_now);
+}
+
+static void h_enrich(rd_req *req, void *arg)
+{
+    rd_api_run_after_commit(arg, req, enrich_now);
 }
 
 /* --- routes ------------------------------------------------------------------------------- */

@@ -164,5 +164,7 @@ rd_req *rd_req_park(rd_req *req, rd_http_hook_fn gone, void *arg);
 /** Ends a parked request once a reply was sent: libevhtp carries on with the connection and
  * the parked request is freed. */
 void rd_req_unpark(rd_req *req);
+/** The arg given to the last rd_req_park of a parked request: who owns it now. */
+void *rd_req_parked_by(const rd_req *req);
 
 #endif

@@ -496,6 +496,11 @@ rd_req *rd_req_park(rd_req *req, rd_http_hook_fn gone, void *arg)
     return &p->req;
 }
 
+void *rd_req_parked_by(const rd_req *req)
+{
+    return req->parked ? ((const parked *)req)->arg : NULL;
+}
+
 void rd_req_unpark(rd_req *req)
 {
     parked *p = (parked *)req;

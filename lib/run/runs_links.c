@@ -283,11 +283,25 @@ static char *links_render_body(void *arg, const char *run_id, const char *body)
     return out;
 }
 
+static void outbox_commit(void *arg)
+{
+    rd_runs_commit_soon(arg);
+}
+
+static bool outbox_busy(void *arg)
+{
+    return ((rd_runs *)arg)->inflight != 0;
+}
+
 void rd_runs_set_outbox(rd_runs *rs, struct rd_outbox *ob)
 {
     rs->outbox = ob;
-    if (ob)
-        rd_outbox_set_renderer(ob, links_render_body, rs);
+    if (!ob)
+        return;
+    rd_outbox_set_renderer(ob, links_render_body, rs);
+    /* The outbox's writes join the store's one transaction: the commit pipeline commits them
+     * (off the loop) and says when a commit is in flight. */
+    rd_outbox_set_committer(ob, outbox_commit, outbox_busy, rs);
 }
 
 void rd_runs_notify_webhook(rd_active *act, const char *type, json_t *run_wire)

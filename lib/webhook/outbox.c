@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
 #include "webhook/outbox_int.h"
 #include "webhook/outbox_policy.h"
@@ -51,7 +52,37 @@ struct rd_outbox {
     bool backlog_stale;         /* a delivery was recorded or ended since then */
     rd_outbox_render_fn render; /* fills link placeholders of a stored body at send time */
     void *render_arg;
+    void (*commit)(void *arg); /* the committer (rd_outbox_set_committer), or NULL */
+    bool (*busy)(void *arg);
+    void *commit_arg;
+    STAILQ_HEAD(, ended) ended; /* attempts that ended while a commit was in flight */
 };
+
+/* An attempt that ended while a commit was in flight, recorded after it (see busy). */
+typedef struct ended {
+    STAILQ_ENTRY(ended) link;
+    rd_outbox_delivery *d;
+    rd_outbox_result res;
+    char error[256]; /* res.error's copy */
+} ended;
+
+void rd_outbox_set_committer(rd_outbox *ob, void (*commit)(void *arg), bool (*busy)(void *arg),
+                             void *arg)
+{
+    ob->commit = commit;
+    ob->busy = busy;
+    ob->commit_arg = arg;
+}
+
+/* A commit is in flight: the store's calls that need an answer would wait for it, so the
+ * outbox waits for the next kick instead (which its completion gives). */
+static bool busy(rd_outbox *ob)
+{
+    if (!ob->busy || !ob->busy(ob->commit_arg))
+        return false;
+    ob->enqueued = true;
+    return true;
+}
 
 void rd_outbox_set_renderer(rd_outbox *ob, rd_outbox_render_fn fn, void *arg)
 {
@@ -60,6 +91,7 @@ void rd_outbox_set_renderer(rd_outbox *ob, rd_outbox_render_fn fn, void *arg)
 }
 
 static void outbox_on_done(rd_outbox_delivery *d, const rd_outbox_result *res, void *arg);
+static void settle_ended(rd_outbox *ob);
 static void note_attempt(rd_outbox *ob, int state, const rd_outbox_result *res);
 
 static void pump_soon(rd_outbox *ob)
@@ -88,7 +120,10 @@ static void outbox_on_commit(evutil_socket_t fd, short what, void *arg)
     rd_outbox *ob = arg;
 
     ob->backlog_stale = true;
-
+    if (ob->commit) {
+        ob->commit(ob->commit_arg); /* off the loop; a failure is held by the store journal */
+        return;
+    }
     if (rd_store_commit(ob->store) != 0) {
         rd_store_rollback(ob->store);
         rd_log_err("webhooks: store commit failed: the last delivery outcomes were not saved "
@@ -310,7 +345,7 @@ static void arm_due(rd_outbox *ob)
     struct timeval tv;
 
     evtimer_del(ob->due_ev);
-    if (ob->closing || ob->n_inflight >= ob->cfg->hook_max_conns ||
+    if (ob->closing || busy(ob) || ob->n_inflight >= ob->cfg->hook_max_conns ||
         rd_store_dlv_next_due(ob->store, &next) != 0 || next == 0)
         return;
     delay = next - rd_now_ms();
@@ -331,8 +366,10 @@ static void pump(rd_outbox *ob)
     int slots = ob->cfg->hook_max_conns - ob->n_inflight;
     pick_ctx p = {.ob = ob};
 
-    if (ob->closing)
+    if (ob->closing || busy(ob))
         return;
+    settle_ended(ob);
+    slots = ob->cfg->hook_max_conns - ob->n_inflight;
     slots = slots > PUMP_BATCH ? PUMP_BATCH : slots;
     p.cap = slots;
     if (slots > 0) {
@@ -491,6 +528,8 @@ static void backlog_collect(rd_outbox *ob)
         wait = 1000;
     if (ob->backlog_at && (!ob->backlog_stale || now - ob->backlog_at < wait))
         return;
+    if (ob->busy && ob->busy(ob->commit_arg))
+        return; /* the gauge keeps its value until a scrape finds no commit in flight */
     if (rd_store_dlv_backlog(ob->store, &n) != 0)
         return;
     ob->backlog_stale = false;
@@ -551,15 +590,44 @@ int rd_outbox_set_metrics(rd_outbox *ob, rd_metrics *reg)
     return rd_metrics_collector(reg, outbox_on_collect, ob, NULL) == 0 ? 0 : RD_ERR;
 }
 
-static void outbox_on_done(rd_outbox_delivery *d, const rd_outbox_result *res, void *arg)
+/* The attempt's outcome is written (settle) and its slot freed. */
+static void finish(rd_outbox *ob, rd_outbox_delivery *d, const rd_outbox_result *res)
 {
-    rd_outbox *ob = arg;
-
     settle(ob, d, res);
     rd_map_del(ob->inflight, d->id);
     ob->n_inflight--;
     rd_outbox_delivery_close(d);
+}
+
+static void outbox_on_done(rd_outbox_delivery *d, const rd_outbox_result *res, void *arg)
+{
+    rd_outbox *ob = arg;
+    ended *e;
+
+    if (busy(ob) && (e = calloc(1, sizeof *e))) {
+        /* Recorded by the pump after the commit in flight: it stays in flight till then. */
+        e->d = d;
+        e->res = *res;
+        if (res->error) {
+            snprintf(e->error, sizeof e->error, "%s", res->error);
+            e->res.error = e->error;
+        }
+        STAILQ_INSERT_TAIL(&ob->ended, e, link);
+        return;
+    }
+    finish(ob, d, res);
     pump_soon(ob); /* a slot is free */
+}
+
+static void settle_ended(rd_outbox *ob)
+{
+    ended *e;
+
+    while ((e = STAILQ_FIRST(&ob->ended))) {
+        STAILQ_REMOVE_HEAD(&ob->ended, link);
+        finish(ob, e->d, &e->res);
+        free(e);
+    }
 }
 
 /* ---- the deliveries API ----------------------------------------------------------------- */
@@ -612,6 +680,11 @@ int rd_outbox_redeliver(rd_outbox *ob, const char *id)
     rc = rd_store_dlv_update(ob->store, &row);
     free(r.last_error);
     ob->backlog_stale = true;
+    if (ob->commit) {
+        ob->enqueued = true; /* started by the kick after the commit */
+        ob->commit(ob->commit_arg);
+        return rc == 0 ? 0 : RD_EIO;
+    }
     if (rc != 0 || rd_store_commit(ob->store) != 0) {
         rd_store_rollback(ob->store);
         return RD_EIO;
@@ -688,6 +761,7 @@ rd_outbox *rd_outbox_new(struct event_base *base, rd_store *store, const rd_conf
     if (!ob)
         return NULL;
     ob->base = base;
+    STAILQ_INIT(&ob->ended);
     ob->store = store;
     ob->cfg = cfg;
     ob->curl_ready = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
@@ -742,6 +816,11 @@ void rd_outbox_free(rd_outbox *ob)
         return;
     ob->closing = true;
     bool dirty = ob->commit_ev && evtimer_pending(ob->commit_ev, NULL);
+    ended *e;
+    while ((e = STAILQ_FIRST(&ob->ended))) { /* their deliveries are closed with the others */
+        STAILQ_REMOVE_HEAD(&ob->ended, link);
+        free(e);
+    }
     if (ob->inflight) {
         size_t n = rd_map_count(ob->inflight);
         rd_outbox_delivery **all = calloc(n + 1, sizeof *all), **p = all;

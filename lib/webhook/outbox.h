@@ -42,6 +42,13 @@ int rd_outbox_recover(rd_outbox *ob);
 int rd_outbox_enqueue(rd_outbox *ob, const rd_run *run, const char *type, json_t *run_wire);
 /** After a successful commit: starts the deliveries recorded since the last kick. */
 void rd_outbox_kick(rd_outbox *ob);
+/** How the outbox's writes are committed, given by the layer that owns the store's
+ * transaction (run/): commit(arg) asks for a commit soon, without waiting; busy(arg) is true
+ * while one is in flight, and the outbox then leaves the store alone (a store call would wait
+ * for that commit) until the next rd_outbox_kick: what is due is started, and attempts that
+ * ended are recorded, then. Without a committer the outbox commits itself, waiting. */
+void rd_outbox_set_committer(rd_outbox *ob, void (*commit)(void *arg), bool (*busy)(void *arg),
+                             void *arg);
 /** Renders a stored body for sending: returns a malloc'd body, or NULL to send it as stored. */
 typedef char *(*rd_outbox_render_fn)(void *arg, const char *run_id, const char *body);
 void rd_outbox_set_renderer(rd_outbox *ob, rd_outbox_render_fn fn, void *arg);
@@ -58,8 +65,10 @@ bool rd_outbox_wants(rd_outbox *ob, const rd_run *run, const char *type);
 rd_store *rd_outbox_store(rd_outbox *ob);
 /** True while an attempt of delivery id is in flight. */
 bool rd_outbox_in_flight(rd_outbox *ob, const char *id);
-/** A new attempt of delivery id now, with the same webhook-id; committed before it returns.
- * 0, RD_ENOTFOUND, RD_ECONFLICT (an attempt is in flight) or RD_EIO. */
+/** A new attempt of delivery id now, with the same webhook-id, recorded in the open
+ * transaction and started after its commit (with a committer, the caller answers from that
+ * commit's completion; without one it is committed before this returns). 0, RD_ENOTFOUND,
+ * RD_ECONFLICT (an attempt is in flight) or RD_EIO. */
 int rd_outbox_redeliver(rd_outbox *ob, const char *id);
 
 /** Validates a create request's `webhook` object beyond its shape: the URL parses as
