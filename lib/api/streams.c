@@ -129,6 +129,8 @@ static int stream_scan(void *scan_arg, const char *run_id, int64_t after, int li
 {
     rd_streams *st = scan_arg;
     scan_ctx c = {st->eng, fn, arg, false};
+    if (rd_engine_committing(st->eng))
+        return RD_EAGAIN; /* the read would wait for the commit: the hub asks again after it */
     int rc = rd_store_events_scan(st->store, run_id, after, limit, stream_on_row, &c);
     return rc != 0 || c.failed ? -1 : 0;
 }

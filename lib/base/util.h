@@ -19,6 +19,7 @@
 #define RD_ECONFLICT -4 /* illegal transition, duplicate key */
 #define RD_EIO -5       /* storage or system I/O error */
 #define RD_EFULL -6     /* a bound was reached (queue full...) */
+#define RD_EAGAIN -7    /* not now: try again later (the store is busy with a commit) */
 
 /** Wall-clock time in milliseconds since the epoch. */
 int64_t rd_now_ms(void);

@@ -143,6 +143,11 @@ void rd_engine_on_release(rd_engine *eng, void (*fn)(void *arg), void *arg)
     eng->release_arg = arg;
 }
 
+bool rd_engine_committing(const rd_engine *eng)
+{
+    return rd_runs_committing(eng->runs);
+}
+
 bool rd_engine_store_ok(const rd_engine *eng)
 {
     return rd_runs_store_ok(eng->runs);

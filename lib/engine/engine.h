@@ -63,6 +63,9 @@ rd_store *rd_engine_store(rd_engine *eng);
 bool rd_engine_ready(const rd_engine *eng);
 /** True unless the last commit failed or the store's health probe finds no database. */
 bool rd_engine_store_ok(const rd_engine *eng);
+/** True while a commit is in flight: a read of the store would wait for it (the SSE replay
+ * then tries again after it). */
+bool rd_engine_committing(const rd_engine *eng);
 /** Backpressure from the event streams: while on, workers' output is not read. */
 void rd_engine_throttle(rd_engine *eng, bool on);
 /** True while the store's journal is past [store] max_journal (the store fails and holds that

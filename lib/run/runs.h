@@ -225,6 +225,8 @@ typedef void (*rd_commit_fn)(void *arg, int rc);
 void *rd_runs_after_commit(rd_runs *rs, rd_commit_fn fn, void *arg);
 /** Forgets a call not made yet (its requester went away). */
 void rd_runs_after_commit_cancel(rd_runs *rs, void *handle);
+/** True while a commit is in flight: a store call that needs an answer would wait for it. */
+bool rd_runs_committing(const rd_runs *rs);
 
 /** ?wait= watches: fn(arg) is called once, after the commit that makes the run terminal or
  * waiting for a person (or when the record leaves memory). NULL when the run is not active. */

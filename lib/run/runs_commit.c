@@ -250,6 +250,11 @@ void *rd_runs_after_commit(rd_runs *rs, rd_commit_fn fn, void *arg)
     return a;
 }
 
+bool rd_runs_committing(const rd_runs *rs)
+{
+    return rs->inflight != 0;
+}
+
 void rd_runs_after_commit_cancel(rd_runs *rs, void *handle)
 {
     rd_after *a = handle;

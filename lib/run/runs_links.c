@@ -290,7 +290,7 @@ static void outbox_commit(void *arg)
 
 static bool outbox_busy(void *arg)
 {
-    return ((rd_runs *)arg)->inflight != 0;
+    return rd_runs_committing(arg);
 }
 
 void rd_runs_set_outbox(rd_runs *rs, struct rd_outbox *ob)

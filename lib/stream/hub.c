@@ -397,6 +397,11 @@ static void deliver(rd_hub *hub, rd_hub_sub *sub, const rd_hub_event *ev, pub_fr
 
 void rd_hub_publish(rd_hub *hub, const rd_hub_event *ev)
 {
+    if (hub->replay_waits) {
+        /* A commit just completed and the next has not started: the store reads now. */
+        hub->replay_waits = false;
+        event_active(hub->replay_ev, EV_TIMEOUT, 0);
+    }
     if (ev->id <= hub->last_id)
         return; /* ids only grow; an old one was already offered */
     hub->last_id = ev->id;
@@ -537,6 +542,12 @@ static void replay_page(rd_hub *hub, rd_hub_sub *sub)
         rc = hub->scan(hub->scan_arg, scan_run(sub), sub->cursor, hub->page, hub_on_page_row, &c);
         c.more = c.rows == hub->page;
     }
+    if (rc == RD_EAGAIN) { /* the store is busy: first in line again, after its commit */
+        TAILQ_INSERT_HEAD(&hub->replay, sub, rlink);
+        sub->queued = true;
+        hub->replay_waits = true;
+        return;
+    }
     hub->st.bytes += evbuffer_get_length(sub->pending) - before;
     if (!lagging) /* a lagging reader's bytes were accounted when it was counted */
         rd_hub_account(hub, evbuffer_get_length(sub->pending) - before);
@@ -574,15 +585,17 @@ static void hub_on_replay(evutil_socket_t fd, short what, void *arg)
 {
     rd_hub *hub = arg;
     rd_hub_sub *sub;
-    for (int n = 0; n < REPLAY_BUDGET && (sub = TAILQ_FIRST(&hub->replay)); n++) {
+    hub->replay_waits = false;
+    for (int n = 0; n < REPLAY_BUDGET && !hub->replay_waits && (sub = TAILQ_FIRST(&hub->replay));
+         n++) {
         TAILQ_REMOVE(&hub->replay, sub, rlink);
         sub->queued = false;
         replay_page(hub, sub);
     }
     hub_flush(hub);
     if (!TAILQ_EMPTY(&hub->replay)) {
-        static const struct timeval now = {0, 0};
-        evtimer_add(hub->replay_ev, &now);
+        static const struct timeval now = {0, 0}, later = {0, REPLAY_RETRY_MS * 1000};
+        evtimer_add(hub->replay_ev, hub->replay_waits ? &later : &now);
     }
 }
 

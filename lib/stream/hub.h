@@ -56,6 +56,8 @@ typedef int (*rd_hub_event_fn)(const rd_hub_event *ev, void *arg);
  * order, at most limit. 0, or non-zero on a read error. */
 typedef int (*rd_hub_scan_fn)(void *scan_arg, const char *run_id, int64_t after, int limit,
                               rd_hub_event_fn fn, void *arg);
+/* A scan that answers RD_EAGAIN (before calling fn) cannot read now without waiting (the store
+ * is committing): the hub asks again at the next publication, or within REPLAY_RETRY_MS. */
 
 /** Why the hub lets a subscriber go. */
 typedef enum {

@@ -17,6 +17,9 @@
 #define SHARE_MIN 512
 /* Replay pages handled per callback before the loop gets to poll sockets again. */
 #define REPLAY_BUDGET 32
+/* A replay that found the store committing tries again at the next publication, or after this
+ * (a commit may carry no event to publish). */
+#define REPLAY_RETRY_MS 10
 /* A live reader whose socket is full (its transport holds bytes) may have this much more
  * gathered in the hub; the frame that would pass it makes the reader lag: from then on it gets
  * no copies, only a count of the bytes it is behind by, and it catches up from the store once
@@ -100,6 +103,7 @@ struct rd_hub {
     struct sub_list doomed;  /* to be closed from the flush callback */
     struct event *flush_ev;  /* activated once per iteration with work */
     struct event *replay_ev; /* zero timer: replay pages after the loop polled sockets */
+    bool replay_waits;       /* a scan answered RD_EAGAIN: replays wait for the next publish */
     bool flush_scheduled;
     size_t n_subs;
     /* The budget over all subscribers: the exact total at the last check plus what was queued

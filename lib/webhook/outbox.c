@@ -164,14 +164,13 @@ static int record(rd_outbox *ob, const rd_run *run, const char *type, const char
                   const char *secret, const char *body, int64_t now)
 {
     char id[RD_DLV_ID_MAX];
-    bool stopped = false;
     rd_delivery d;
 
-    if (rd_random_id("msg_", id, sizeof id) != 0 ||
-        rd_store_dlv_stopped(ob->store, run->id, url, &stopped) != 0)
+    if (rd_random_id("msg_", id, sizeof id) != 0)
         return RD_EIO;
-    /* After a 410 the delivery is still recorded, so the deliveries API shows why nothing
-     * was sent, but it is never attempted. */
+    /* Recorded pending, with no read of the store (this is inside a run's transition, which
+     * must not wait for a commit in flight): whether its endpoint answered 410 for this run is
+     * asked when it is due (stopped_now). */
     d = (rd_delivery){.id = id,
                       .run_id = run->id,
                       .type = type,
@@ -179,11 +178,10 @@ static int record(rd_outbox *ob, const rd_run *run, const char *type, const char
                       .source = source,
                       .secret = secret,
                       .body = body,
-                      .state = stopped ? RD_DLV_STOPPED : RD_DLV_PENDING,
+                      .state = RD_DLV_PENDING,
                       .created_at = now,
                       .updated_at = now,
-                      .next_at = stopped ? 0 : now,
-                      .last_error = stopped ? STOPPED_WHY : NULL};
+                      .next_at = now};
     return rd_store_dlv_insert(ob->store, &d) == 0 ? 0 : RD_EIO;
 }
 
@@ -284,6 +282,32 @@ static int sign(rd_outbox *ob, const rd_outbox_delivery *d, const char *secret, 
     return rd_whsig_header(secrets, n, d->id, ts, d->body, d->body_len, out, outlen) < 0 ? -1 : 0;
 }
 
+/* A due delivery whose endpoint answered 410 for its run (after it was recorded: the 410
+ * stopped those pending then) is stopped, never attempted: the deliveries API shows why
+ * nothing was sent. True when d was stopped (and closed) or the
+ * store could not tell (it stays pending for a later pump). */
+static bool stopped_now(rd_outbox *ob, rd_outbox_delivery *d)
+{
+    bool stopped = false;
+    int rc = rd_store_dlv_stopped(ob->store, d->run_id, d->url, &stopped);
+
+    if (rc == 0 && stopped) {
+        rd_delivery row = {.id = d->id,
+                           .state = RD_DLV_STOPPED,
+                           .attempts = d->attempts,
+                           .manual = d->manual,
+                           .updated_at = rd_now_ms(),
+                           .last_error = STOPPED_WHY};
+        rc = rd_store_dlv_update(ob->store, &row);
+        ob->backlog_stale = true;
+        commit_soon(ob);
+    }
+    if (rc == 0 && !stopped)
+        return false;
+    rd_outbox_delivery_close(d);
+    return true;
+}
+
 static void start(rd_outbox *ob, rd_outbox_delivery *d, const char *secret)
 {
     char h_id[64], h_ts[48], sig[RD_MAX_SECRETS * RD_WHSIG_ENTRY], h_sig[sizeof sig + 32];
@@ -291,6 +315,8 @@ static void start(rd_outbox *ob, rd_outbox_delivery *d, const char *secret)
     int64_t ts = rd_now_ms() / 1000;
     int n = 4;
 
+    if (!d->manual && stopped_now(ob, d)) /* a redelivery is asked for by a person: sent */
+        return;
     if (rd_map_set(ob->inflight, d->id, d) != 0) {
         rd_outbox_delivery_close(d); /* out of memory: it stays pending for a later pump */
         return;

@@ -28,7 +28,7 @@ REASONS = {
 NOT_PROVOKED = {500}
 
 CALL = re.compile(r"\b(?:rd_fail|rd_reply_error|rd_reply_json|rd_reply_raw|refuse|guard_refuse|"
-                  r"page|reply_engine|send_reply)\(([^\";{]*)")
+                  r"page|reply_engine|rd_api_reply_durable|send_reply)\(([^\";{]*)")
 
 
 def codes_in_source():

@@ -364,6 +364,65 @@ class TestLoop(PgTest):
         # Live since it subscribed: every event after the first it saw, once, in id order.
         self.assertEqual(seen, [i for i in ids if i >= seen[0]])
 
+    def test_requests_wait_for_a_commit_without_holding_the_loop(self):
+        # Requests that change runs answer only once their change is committed, and requests
+        # that read the store run only once no commit is in flight. Neither may wait on the
+        # loop: with the daemon's backend frozen under load, /healthz answers at once, no
+        # change is acknowledged, and every request is answered once the server is back.
+        d = Daemon(flows=FLOWS, backend="postgresql", server="sse_max_buffer = 4M\n")
+        self.daemons.append(d)
+        d.start()
+        busy = d.create("items", {"items": 3000, "item_delay": 0.001})
+        done = d.create("items", {"items": 5})
+        finish(d, done["id"])
+        wait_for(lambda: d.get("/v1/runs/%s" % busy["id"]).json()["counts"]["items"] >= 50,
+                 what="items flowing")
+        asks = {
+            "create": ("POST", "/v1/runs", {"flow": "items", "input": {"items": 3}}, 201),
+            "cancel": ("POST", "/v1/runs/%s/cancel" % busy["id"], None, 202),
+            "list": ("GET", "/v1/runs?page_size=5", None, 200),
+            "results": ("GET", "/v1/runs/%s/results" % done["id"], None, 200),
+            "log": ("GET", "/v1/runs/%s/events" % done["id"], None, 200),
+            "get": ("GET", "/v1/runs/%s" % done["id"], None, 200),
+        }
+        got = {}
+
+        def ask(name, method, path, body):
+            try:
+                r = d.request(method, path, body, timeout=60)
+                got[name] = (r.status, time.monotonic(), r.json())
+            except OSError as e:
+                got[name] = (None, time.monotonic(), str(e))
+        pid = self.backend_pid(d)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            threads = [threading.Thread(target=ask, args=(k, m, p, b), daemon=True)
+                       for k, (m, p, b, _) in asks.items()]
+            for t in threads:
+                t.start()
+            worst = self.healthz_worst(d, 3)
+            answered_frozen = dict(got)
+            thawed = time.monotonic()
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        self.assertLess(worst, self.BOUND, "the loop waited %.2f s for the store" % worst)
+        # Nothing that needs the store was answered while it could not answer.
+        self.assertEqual(answered_frozen, {})
+        for t in threads:
+            t.join(60)
+        for name, (_, _, _, want) in asks.items():
+            status, at, body = got[name]
+            self.assertEqual(status, want, "%s: %s" % (name, body))
+            self.assertGreaterEqual(at, thawed)
+        created = got["create"][2]["id"]
+        # Acknowledged means committed: the server has the run and its cancel.
+        self.assertEqual(self.srv.psql("SELECT count(*) FROM runs WHERE id = '%s'" % created,
+                                       self.db(d)), "1")
+        self.assertEqual(finish(d, created)["status"], "succeeded")
+        self.assertEqual(d.wait_status(busy["id"], "cancelled", timeout=60)["status"],
+                         "cancelled")
+        self.assertEqual(len(got["results"][2]["items"]), 5)
+
     def test_reconnection_does_not_hold_the_loop(self):
         d = self.daemon()
         pm, backend = self.postmaster_pid(), self.backend_pid(d)

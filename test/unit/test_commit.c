@@ -456,6 +456,73 @@ static void test_async_commit_fails_in_flight(void **state)
     rd_runs_unlisten(f->rs, l);
 }
 
+/* rd_runs_after_commit: what a request that changed something, or reads the store, waits
+ * for without holding the loop. */
+typedef struct after_seen {
+    seen *s;
+    int calls, rc, published; /* at the call */
+    bool in_flight;           /* a commit was in flight at the call */
+} after_seen;
+
+static void on_after(void *arg, int rc)
+{
+    after_seen *a = arg;
+    a->calls++;
+    a->rc = rc;
+    a->published = a->s->n;
+    a->in_flight = in_flight;
+}
+
+/* Called after the commit that carries every write made before the call (not the one in
+ * flight then), after its publications and with no commit in flight; a failed one says so;
+ * a cancelled call is never made. */
+static void test_after_commit(void **state)
+{
+    fx *f = *state;
+    seen s = {0};
+    char id[RD_RUN_ID_MAX];
+    void *l;
+    rd_active *act = async_run(f, &s, &l, id);
+    after_seen a = {.s = &s}, b = {.s = &s}, c = {.s = &s};
+    loop_idle(f);
+    assert_true(in_flight); /* run.created */
+    rd_run_log(act, "info", "test", "held");
+    assert_non_null(rd_runs_after_commit(f->rs, on_after, &a));
+    complete_commit(f); /* run.created completes; the held run.log starts */
+    assert_int_equal(s.n, 1);
+    assert_int_equal(a.calls, 0);
+    assert_true(in_flight);
+    rd_run_log(act, "info", "test", "after b");
+    assert_non_null(rd_runs_after_commit(f->rs, on_after, &b));
+    void *hc = rd_runs_after_commit(f->rs, on_after, &c);
+    assert_non_null(hc);
+    rd_runs_after_commit_cancel(f->rs, hc);
+    fail_commits = true;
+    complete_commit(f); /* the run.log fails */
+    assert_int_equal(a.calls, 1);
+    assert_int_equal(a.rc, RD_EIO);
+    assert_false(a.in_flight);
+    assert_int_equal(b.calls, 0);
+    fail_commits = false;
+    assert_true(in_flight); /* the journal again, with what b waits for */
+    complete_commit(f);
+    assert_int_equal(b.calls, 1);
+    assert_int_equal(b.rc, 0);
+    assert_int_equal(b.published, 3); /* run.created, run.log, run.log: published first */
+    assert_false(b.in_flight);
+    assert_int_equal(a.calls, 1);
+    assert_int_equal(c.calls, 0);
+    /* Idle: a call schedules a commit, and is made when it completes. */
+    after_seen d = {.s = &s};
+    assert_non_null(rd_runs_after_commit(f->rs, on_after, &d));
+    loop_idle(f);
+    if (in_flight)
+        complete_commit(f);
+    assert_int_equal(d.calls, 1);
+    assert_int_equal(d.rc, 0);
+    rd_runs_unlisten(f->rs, l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -467,6 +534,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_gate_sends_watermark, setup, teardown),
         cmocka_unit_test_setup_teardown(test_async_commit_publishes_on_completion, setup, teardown),
         cmocka_unit_test_setup_teardown(test_async_commit_fails_in_flight, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_after_commit, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -41,6 +41,8 @@ typedef struct fake_store {
     fake_ev *ev;
     size_t n, cap;
     int scans;
+    bool busy;     /* committing: a scan answers RD_EAGAIN */
+    int busy_asks; /* scans answered so */
 } fake_store;
 
 static fake_ev *store_add(fake_store *s, const char *run, const char *flow, const char *type,
@@ -89,6 +91,10 @@ static int fake_scan(void *arg, const char *run_id, int64_t after, int limit, rd
                      void *cbarg)
 {
     fake_store *s = arg;
+    if (s->busy) {
+        s->busy_asks++;
+        return RD_EAGAIN;
+    }
     s->scans++;
     int rows = 0;
     for (size_t i = 0; i < s->n && rows < limit; i++) {
@@ -407,6 +413,35 @@ static void test_replay_bounded_by_published(void **state)
     settle(f);
     assert_int_equal(wire_ids(&f->sinks[0], ids, 16), 10);
     assert_int_equal(ids[9], 10);
+}
+
+/* A replay that finds the store committing (RD_EAGAIN) is not a failure: the stream stays,
+ * and the replay is made after the commit (the next publication), in full and in order. */
+static void test_replay_waits_for_a_commit(void **state)
+{
+    fx *f = *state;
+    for (int i = 0; i < 10; i++)
+        store_add(&f->store, "r1", "alpha", "run.item", 0);
+    rd_hub_free(f->hub);
+    rd_hub_opts o = {.max_buffer = 64 * 1024, .page = 4, .scan = fake_scan, .scan_arg = &f->store};
+    f->hub = rd_hub_new(f->base, &o, 10);
+    f->store.busy = true;
+    sub(f, 0, &(rd_hub_filter){.run_id = "r1"}, 0, false);
+    for (int i = 0; i < 5; i++)
+        event_base_loop(f->base, EVLOOP_NONBLOCK);
+    drain(f);
+    int64_t ids[16];
+    assert_true(f->store.busy_asks >= 1);
+    assert_int_equal(f->store.scans, 0);
+    assert_int_equal(wire_ids(&f->sinks[0], ids, 16), 0);
+    assert_int_equal(f->sinks[0].closed, 0); /* still open */
+    f->store.busy = false;                   /* the commit completes and publishes */
+    publish(f->hub, store_add(&f->store, "r1", "alpha", "run.item", 0));
+    settle(f);
+    assert_int_equal(wire_ids(&f->sinks[0], ids, 16), 11);
+    for (int i = 0; i < 11; i++)
+        assert_int_equal(ids[i], i + 1);
+    assert_int_equal(f->sinks[0].closed, 0);
 }
 
 static void test_run_end_closes(void **state)
@@ -860,6 +895,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_routing_and_filters, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replay_waits_for_a_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_frame_shared_and_coalesced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stalled_reader_cut_off, setup, teardown),
         cmocka_unit_test_setup_teardown(test_total_budget_cuts_the_furthest_behind, setup,
