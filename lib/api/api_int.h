@@ -43,11 +43,11 @@ typedef void (*rd_api_then_fn)(rd_req *req, void *arg, int rc);
  * is handed on. */
 bool rd_api_after_commit(rd_api *a, rd_req *req, rd_api_then_fn then, void (*drop)(void *arg),
                          void *arg);
-/** Runs handler(parked, a) once every change made so far is committed and no commit is in
- * flight, so its store calls never wait for one (commit.c): every handler that reads or
+/** Runs handler(req, a) when no commit is in flight: now, or parked until the one in flight
+ * completes (commit.c), so its store calls never wait for one: every handler that reads or
  * writes the store goes through here. It answers the request, or hands it on (a change's
  * reply, rd_api_reply_durable). */
-void rd_api_run_after_commit(rd_api *a, rd_req *req, rd_http_handler_fn handler);
+void rd_api_run_idle(rd_api *a, rd_req *req, rd_http_handler_fn handler);
 /** Answers an engine operation that changes state: an error (rc != 0: e) now; a success
  * (out, stolen) with status once its commit succeeded, or 503 store_unavailable if it failed
  * (the journal still holds the change and stores it later, as when a flush failed). True when

@@ -1,8 +1,9 @@
 /*
  * commit.c: answering after the commit. A reply that acknowledges a change goes out only
  * once the commit carrying the change has succeeded, and a handler that uses the store runs
- * only once no commit is in flight (a store call then never waits for one: the database
- * connection carries one transaction at a time). Neither waits on the loop: the request is
+ * only when no commit is in flight (at once, or when the one in flight completes: a store
+ * call then never waits for one, since the database connection carries one transaction at a
+ * time; no commit is asked for, so reads do not make commits smaller). Neither waits on the loop: the request is
  * parked (rd_req_park) and carried on from the engine's rd_engine_after_commit, so a slow or
  * frozen database delays those requests and nothing else.
  */
@@ -46,15 +47,22 @@ static void after_on_gone(void *p)
     free(w);
 }
 
-/* Parks req until the commit: 0, or RD_ERR (out of memory: nothing parked, w freed). */
-static int park(after *w, rd_req *req)
+static void ignore_gone(void *arg)
+{
+    (void)arg; /* never called: the handler runs before the loop could see the client leave */
+}
+
+/* Parks req until the commit (the next one, or with inflight the one in flight): 0, or RD_ERR
+ * (out of memory: nothing parked, w freed). */
+static int park(after *w, rd_req *req, bool inflight)
 {
     w->req = rd_req_park(req, after_on_gone, w);
     if (!w->req) {
         free(w);
         return RD_ERR;
     }
-    w->wait = rd_engine_after_commit(w->a->eng, after_on_commit, w);
+    w->wait = inflight ? rd_engine_after_inflight(w->a->eng, after_on_commit, w)
+                       : rd_engine_after_commit(w->a->eng, after_on_commit, w);
     if (!w->wait) {
         rd_req *parked = w->req;
         rd_reply_error(parked, 500, "internal", "out of memory");
@@ -71,7 +79,7 @@ bool rd_api_after_commit(rd_api *a, rd_req *req, rd_api_then_fn then, void (*dro
     after *w = calloc(1, sizeof *w);
     if (w) {
         *w = (after){.a = a, .then = then, .drop = drop, .arg = arg};
-        if (park(w, req) == 0)
+        if (park(w, req, false) == 0)
             return true;
     }
     rd_reply_error(req, 500, "internal", "out of memory");
@@ -80,12 +88,26 @@ bool rd_api_after_commit(rd_api *a, rd_req *req, rd_api_then_fn then, void (*dro
     return false;
 }
 
-void rd_api_run_after_commit(rd_api *a, rd_req *req, rd_http_handler_fn handler)
+void rd_api_run_idle(rd_api *a, rd_req *req, rd_http_handler_fn handler)
 {
+    if (!rd_engine_committing(a->eng)) { /* nothing to wait for (always so with SQLite) */
+        if (!req->parked) {
+            handler(req, a);
+            return;
+        }
+        /* Parked already (a held post, a ?wait= answer): this call owns it now, and ends it
+         * once the handler answered, unless the handler handed it on. */
+        static char mine;
+        rd_req_park(req, ignore_gone, &mine);
+        handler(req, a);
+        if (rd_req_parked_by(req) == &mine)
+            rd_req_unpark(req);
+        return;
+    }
     after *w = calloc(1, sizeof *w);
     if (w) {
         *w = (after){.a = a, .handler = handler};
-        if (park(w, req) == 0)
+        if (park(w, req, true) == 0)
             return;
     }
     rd_reply_error(req, 500, "internal", "out of memory");

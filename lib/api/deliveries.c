@@ -237,12 +237,12 @@ static void redeliver_now(rd_req *req, void *arg)
 /* Both read the store: they run once no commit is in flight (commit.c). */
 static void h_deliveries(rd_req *req, void *arg)
 {
-    rd_api_run_after_commit(arg, req, deliveries_now);
+    rd_api_run_idle(arg, req, deliveries_now);
 }
 
 static void h_redeliver(rd_req *req, void *arg)
 {
-    rd_api_run_after_commit(arg, req, redeliver_now);
+    rd_api_run_idle(arg, req, redeliver_now);
 }
 
 static const rd_http_route_def deliveries_routes[] = {

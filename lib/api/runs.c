@@ -196,10 +196,10 @@ static void list_now(rd_req *req, void *arg)
 
 static void h_list(rd_req *req, void *arg)
 {
-    rd_api_run_after_commit(arg, req, list_now);
+    rd_api_run_idle(arg, req, list_now);
 }
 
-/* The run's wire form (from rd_api_run_after_commit: a run no longer in memory is read from
+/* The run's wire form (from rd_api_run_idle: a run no longer in memory is read from
  * the store). */
 static void get_reply(rd_req *req, void *arg)
 {
@@ -232,7 +232,7 @@ static void waiter_answer(waiter *w)
     rd_api *a = w->a;
     rd_req *req = w->req;
     waiter_free(w);
-    rd_api_run_after_commit(a, req, get_reply); /* hands req on */
+    rd_api_run_idle(a, req, get_reply); /* hands req on */
 }
 
 static void waiter_on_watch(void *arg)
@@ -279,7 +279,7 @@ static void h_get(rd_req *req, void *arg)
         return;
     if (wait > 0 && !rd_engine_settled(a->eng, id) && wait_settled(a, req, id, wait))
         return;
-    rd_api_run_after_commit(a, req, get_reply);
+    rd_api_run_idle(a, req, get_reply);
 }
 
 static void cancel_now(rd_req *req, void *arg)
@@ -379,7 +379,7 @@ static void results_now(rd_req *req, void *arg)
 
 static void h_results(rd_req *req, void *arg)
 {
-    rd_api_run_after_commit(arg, req, results_now);
+    rd_api_run_idle(arg, req, results_now);
 }
 
 static bool wants_sse(rd_req *req)
@@ -388,7 +388,7 @@ static bool wants_sse(rd_req *req)
     return acc && strstr(acc, "text/event-stream") != NULL;
 }
 
-/* The JSON event log, from rd_api_run_after_commit (access was checked before; checking it
+/* The JSON event log, from rd_api_run_idle (access was checked before; checking it
  * again only computes the audience). */
 static void log_now(rd_req *req, void *arg)
 {
@@ -419,7 +419,7 @@ static void h_events_get(rd_req *req, void *arg)
         rd_streams_run(a->streams, req, id, aud);
         return;
     }
-    rd_api_run_after_commit(a, req, log_now);
+    rd_api_run_idle(a, req, log_now);
 }
 
 /* An external worker's post waits while the event streams apply backpressure (subscribers that
@@ -432,7 +432,7 @@ struct held_post {
     rd_req *req; /* parked; its body stays in the request */
 };
 
-/* Applies the post's lines (from rd_api_run_after_commit); its reply goes out once they are
+/* Applies the post's lines (from rd_api_run_idle); its reply goes out once they are
  * committed. */
 static void post_now(rd_req *req, void *arg)
 {
@@ -469,7 +469,7 @@ static void runs_on_release(void *arg)
         TAILQ_REMOVE(&a->held_posts, h, link);
         rd_req *req = h->req;
         free(h);
-        rd_api_run_after_commit(a, req, post_now); /* hands req on */
+        rd_api_run_idle(a, req, post_now); /* hands req on */
     }
 }
 
@@ -493,33 +493,33 @@ static void h_events_post(rd_req *req, void *arg)
     rd_api *a = arg;
     if ((pressure(a) || !TAILQ_EMPTY(&a->held_posts)) && hold_post(a, req))
         return;
-    rd_api_run_after_commit(a, req, post_now);
+    rd_api_run_idle(a, req, post_now);
 }
 
 /* Every handler that uses the store runs once no commit is in flight (commit.c). */
 static void h_create(rd_req *req, void *arg)
 {
-    rd_api_run_after_commit(arg, req, create_now);
+    rd_api_run_idle(arg, req, create_now);
 }
 
 static void h_cancel(rd_req *req, void *arg)
 {
-    rd_api_run_after_commit(arg, req, cancel_now);
+    rd_api_run_idle(arg, req, cancel_now);
 }
 
 static void h_start(rd_req *req, void *arg)
 {
-    rd_api_run_after_commit(arg, req, start_now);
+    rd_api_run_idle(arg, req, start_now);
 }
 
 static void h_extend(rd_req *req, void *arg)
 {
-    rd_api_run_after_commit(arg, req, extend_now);
+    rd_api_run_idle(arg, req, extend_now);
 }
 
 static void h_enrich(rd_req *req, void *arg)
 {
-    rd_api_run_after_commit(arg, req, enrich_now);
+    rd_api_run_idle(arg, req, enrich_now);
 }
 
 /* --- routes ------------------------------------------------------------------------------- */

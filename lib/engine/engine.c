@@ -107,6 +107,11 @@ void *rd_engine_after_commit(rd_engine *eng, void (*fn)(void *arg, int rc), void
     return rd_runs_after_commit(eng->runs, fn, arg);
 }
 
+void *rd_engine_after_inflight(rd_engine *eng, void (*fn)(void *arg, int rc), void *arg)
+{
+    return rd_runs_after_inflight(eng->runs, fn, arg);
+}
+
 void rd_engine_after_commit_cancel(rd_engine *eng, void *handle)
 {
     rd_runs_after_commit_cancel(eng->runs, handle);

@@ -54,6 +54,9 @@ int rd_engine_flush(rd_engine *eng);
  * change, or reads the store, without holding the loop (rd_runs_after_commit). A handle for
  * rd_engine_after_commit_cancel, or NULL when out of memory. */
 void *rd_engine_after_commit(rd_engine *eng, void (*fn)(void *arg, int rc), void *arg);
+/** fn(arg, rc) once the commit in flight has completed (rd_runs_after_inflight); NULL when
+ * none is in flight (rd_engine_committing) or out of memory. */
+void *rd_engine_after_inflight(rd_engine *eng, void (*fn)(void *arg, int rc), void *arg);
 /** Forgets a call not made yet (the request went away). */
 void rd_engine_after_commit_cancel(rd_engine *eng, void *handle);
 /** The store the engine writes (borrowed), for readers such as the SSE replay. Read it

@@ -223,6 +223,10 @@ typedef void (*rd_commit_fn)(void *arg, int rc);
  * scheduled (rd_runs_commit_soon). How a request answers only once durable without holding
  * the loop. A handle for rd_runs_after_commit_cancel, or NULL when out of memory. */
 void *rd_runs_after_commit(rd_runs *rs, rd_commit_fn fn, void *arg);
+/** The same for the commit in flight: fn(arg, rc) once it has completed, with no commit in
+ * flight then, and no new commit asked for. NULL when none is in flight (rd_runs_committing)
+ * or out of memory. */
+void *rd_runs_after_inflight(rd_runs *rs, rd_commit_fn fn, void *arg);
 /** Forgets a call not made yet (its requester went away). */
 void rd_runs_after_commit_cancel(rd_runs *rs, void *handle);
 /** True while a commit is in flight: a store call that needs an answer would wait for it. */

@@ -235,19 +235,32 @@ static void release_done(rd_runs *rs, uint64_t done)
     }
 }
 
-void *rd_runs_after_commit(rd_runs *rs, rd_commit_fn fn, void *arg)
+/* Tickets are handed out in order, so the list stays sorted by the ticket waited for. */
+static rd_after *add_after(rd_runs *rs, uint64_t ticket, rd_commit_fn fn, void *arg)
 {
     rd_after *a = calloc(1, sizeof *a);
     if (!a)
         return NULL;
-    /* The writes made so far are in the open transaction, or held behind the commit in
-     * flight: either way the next ticket carries them. */
-    a->ticket = rs->tickets + 1;
+    a->ticket = ticket;
     a->fn = fn;
     a->arg = arg;
     TAILQ_INSERT_TAIL(&rs->afters, a, link);
-    rd_runs_commit_soon(rs);
     return a;
+}
+
+void *rd_runs_after_commit(rd_runs *rs, rd_commit_fn fn, void *arg)
+{
+    /* The writes made so far are in the open transaction, or held behind the commit in
+     * flight: either way the next ticket carries them. */
+    rd_after *a = add_after(rs, rs->tickets + 1, fn, arg);
+    if (a)
+        rd_runs_commit_soon(rs);
+    return a;
+}
+
+void *rd_runs_after_inflight(rd_runs *rs, rd_commit_fn fn, void *arg)
+{
+    return rs->inflight ? add_after(rs, rs->inflight, fn, arg) : NULL;
 }
 
 bool rd_runs_committing(const rd_runs *rs)
