@@ -291,7 +291,8 @@ static int64_t check_retained(rd_streams *st, int64_t resume, char *reset, size_
 {
     int64_t min = 0;
     reset[0] = 0;
-    if (resume < 0 || rd_store_min_event_id(st->store, &min) != 0 || min <= 0 || resume >= min - 1)
+    if (resume < 0 || rd_engine_oldest_event_id(st->eng, &min) != 0 || min <= 0 ||
+        resume >= min - 1)
         return resume;
     snprintf(reset, len,
              "id: %" PRId64 "\nevent: stream.reset\ndata: {\"reason\":\"expired\","

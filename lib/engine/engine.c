@@ -148,6 +148,17 @@ void rd_engine_on_release(rd_engine *eng, void (*fn)(void *arg), void *arg)
     eng->release_arg = arg;
 }
 
+int rd_engine_oldest_event_id(rd_engine *eng, int64_t *out)
+{
+    if (!eng->oldest_known) {
+        if (rd_store_min_event_id(eng->store, &eng->oldest_id) != 0)
+            return RD_EIO;
+        eng->oldest_known = true;
+    }
+    *out = eng->oldest_id;
+    return 0;
+}
+
 bool rd_engine_committing(const rd_engine *eng)
 {
     return rd_runs_committing(eng->runs);

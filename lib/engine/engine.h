@@ -66,6 +66,10 @@ rd_store *rd_engine_store(rd_engine *eng);
 bool rd_engine_ready(const rd_engine *eng);
 /** True unless the last commit failed or the store's health probe finds no database. */
 bool rd_engine_store_ok(const rd_engine *eng);
+/** The oldest event id the store keeps (0 when it keeps none), for streams resuming from
+ * before it (stream.reset). Read once, then kept current by retention pruning, the only
+ * thing that deletes events: opening a stream reads nothing for it. 0 or RD_EIO. */
+int rd_engine_oldest_event_id(rd_engine *eng, int64_t *out);
 /** True while a commit is in flight: a read of the store would wait for it (the SSE replay
  * then tries again after it). */
 bool rd_engine_committing(const rd_engine *eng);

@@ -42,6 +42,8 @@ struct rd_engine {
     void *prune_wait;       /* the batch waiting for a commit, or NULL */
     int prune_stage;        /* what the round deletes next; 0: no round going */
     int prune_batches;      /* batches of that stage so far */
+    int64_t oldest_id;      /* the oldest event id kept (0: none), when oldest_known */
+    bool oldest_known;      /* read once, then kept by pruning (the only deleter) */
     int running;            /* local workers holding a slot */
     bool shutting_down;
     void (*shutdown_done)(void *arg);
