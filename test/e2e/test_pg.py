@@ -400,6 +400,15 @@ class TestLoop(PgTest):
                        for k, (m, p, b, _) in asks.items()]
             for t in threads:
                 t.start()
+            # Clients that leave while their request is parked are forgotten, not answered.
+            for path, body in (("/v1/runs", b'{"flow":"items","input":{"items":2}}'),
+                               ("/v1/runs?page_size=3", None)):
+                s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+                s.sendall((b"POST " if body else b"GET ") + path.encode() +
+                          b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+                          (b"Content-Length: %d\r\n\r\n" % len(body) + body if body
+                           else b"\r\n"))
+                s.close()
             worst = self.healthz_worst(d, 3)
             answered_frozen = dict(got)
             thawed = time.monotonic()
