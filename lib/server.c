@@ -196,7 +196,10 @@ static bool is_pg(const rd_config *cfg)
 static int open_store(const rd_config *cfg, rd_store **out, char *err, size_t errlen)
 {
     if (is_pg(cfg))
-        return rd_store_open_pg(cfg->store_dsn, cfg->store_password_file, out, err, errlen);
+        return rd_store_open_pg(&(rd_store_pg_opts){.dsn = cfg->store_dsn,
+                                                    .password_file = cfg->store_password_file,
+                                                    .timeout_ms = cfg->store_timeout_ms},
+                                out, err, errlen);
     rd_store_opts so = {.allow_memory = cfg->store_allow_memory,
                         .synchronous_full =
                             cfg->store_synchronous && strcmp(cfg->store_synchronous, "full") == 0};
