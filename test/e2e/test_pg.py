@@ -550,6 +550,13 @@ class TestDeadline(PgTest):
         self.check_stored_once(d, run, sse, seen, stop)
         self.assertIn(self.outcome(d), ("committed", "not committed"))
 
+    def test_timeout_is_checked(self):
+        d = self.daemon(start=False)
+        d.store_keys = lambda: "backend = postgresql\ndsn = %s\ntimeout = 50ms\n" % d.dsn
+        code, err = self.run_t(d, ["-t"])
+        self.assertNotEqual(code, 0)
+        self.assertIn("key 'timeout': must be between 100ms and 1h", err)
+
     def test_read_unanswered_past_timeout_fails_instead_of_waiting(self):
         # A read waits for the server on the loop, but no longer than the timeout (before: as
         # long as the server was frozen).
