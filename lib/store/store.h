@@ -199,10 +199,13 @@ typedef struct rd_store_opts {
 int rd_store_open_sqlite(const char *path, const rd_store_opts *opts, rd_store **out, char *err,
                          size_t errlen);
 
+struct event_base;
 typedef struct rd_store_pg_opts {
     const char *dsn;           /* a libpq connection string; may be empty: libpq's defaults */
     const char *password_file; /* NULL or "": PGPASSFILE / ~/.pgpass */
     int64_t timeout_ms;        /* [store] timeout: no answer this long drops the connection */
+    struct event_base *base;   /* the loop host names are resolved on when reconnecting; NULL:
+                                  libpq resolves them (synchronously) */
 } rd_store_pg_opts;
 
 /** Connects to PostgreSQL as o says, creates or migrates the schema (store_pg_schema.c), and

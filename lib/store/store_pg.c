@@ -742,6 +742,9 @@ static void pg_close(rd_store *base)
     if (s->tx_open && tx_end(s, true) != 0)
         rd_log_err("store: close: the last transaction was not committed");
     PQfinish(s->conn); /* NULL is a no-op */
+    rd_pg_dns_free(s->dns);
+    free(s->dsn);
+    free(s->password_file);
     rd_pg_batch_dispose(&s->events);
     free(s);
 }
@@ -791,18 +794,11 @@ static const rd_store_ops pg_ops = {
     .commit_landed = pg_commit_landed,
 };
 
-/* Connects with the dsn, adding the password file and a connect timeout (either may already
- * be in the dsn: a keyword given there wins, since expand_dbname applies it after ours). */
-static PGconn *pg_connect(const char *dsn, const char *password_file)
+/* Connects at start, waiting (the daemon is not serving yet): libpq resolves the host. */
+static PGconn *pg_connect(const rd_pg *s)
 {
-    const char *keys[] = {"connect_timeout", "application_name", "passfile", "dbname", NULL};
-    const char *vals[] = {"5", "runsd", password_file && *password_file ? password_file : NULL,
-                          dsn ? dsn : "", NULL};
-    if (!vals[2]) { /* no passfile: libpq's own default (PGPASSFILE, ~/.pgpass) */
-        keys[2] = "dbname";
-        vals[2] = vals[3];
-        keys[3] = vals[3] = NULL;
-    }
+    const char *keys[8], *vals[8];
+    rd_pg_params(s, NULL, keys, vals);
     return PQconnectdbParams(keys, vals, 1);
 }
 
@@ -818,7 +814,9 @@ int rd_store_open_pg(const rd_store_pg_opts *o, rd_store **out, char *err, size_
     s->base.ops = &pg_ops;
     s->resync = true; /* the first transaction reads the counter */
     s->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 10000;
-    s->conn = pg_connect(o->dsn, o->password_file);
+    s->dsn = strdup(o->dsn ? o->dsn : "");
+    s->password_file = o->password_file && *o->password_file ? strdup(o->password_file) : NULL;
+    s->conn = s->dsn ? pg_connect(s) : NULL;
     if (!s->conn || PQstatus(s->conn) != CONNECTION_OK) {
         /* libpq's message names the host or socket and the reason, never the password. */
         snprintf(err, errlen, "cannot connect to postgresql: %s",
@@ -832,6 +830,7 @@ int rd_store_open_pg(const rd_store_pg_opts *o, rd_store **out, char *err, size_
         return rc;
     }
     s->up = true;
+    s->dns = rd_pg_dns_new(o->base, s->dsn);
     rd_log_info("store: postgresql database %s on %s, schema version %d", PQdb(s->conn),
                 PQhost(s->conn), rd_pg_schema_version());
     *out = &s->base;

@@ -33,7 +33,7 @@
 
 #define RECONNECT_MS 250
 /* A reconnection that has not finished in this long is given up (libpq's connect_timeout
- * does not apply to PQresetPoll) and started again at the next attempt. */
+ * does not apply to PQconnectPoll) and started again at the next attempt. */
 #define CONNECT_MS 5000
 /* Writers' rows not written for this long belong to daemons long gone. */
 #define WRITER_KEEP_MS ((int64_t)30 * 24 * 3600 * 1000)
@@ -145,6 +145,39 @@ static void resolved(rd_pg *s, int64_t v)
 
 /* ---- reconnecting without waiting ------------------------------------------------------- */
 
+void rd_pg_params(const rd_pg *s, const char *hostaddr, const char **keys, const char **vals)
+{
+    int n = 0;
+    keys[n] = "connect_timeout", vals[n++] = "5";
+    keys[n] = "application_name", vals[n++] = "runsd";
+    if (s->password_file) /* else libpq's own default (PGPASSFILE, ~/.pgpass) */
+        keys[n] = "passfile", vals[n++] = s->password_file;
+    keys[n] = "dbname", vals[n++] = s->dsn;
+    if (hostaddr) /* after the dsn: it wins over a hostaddr there would be (there is none) */
+        keys[n] = "hostaddr", vals[n++] = hostaddr;
+    keys[n] = vals[n] = NULL;
+}
+
+/* A new connection, started without waiting: with the addresses resolved on the loop when the
+ * dsn names hosts (none yet: the resolution is started, and this attempt fails). */
+static int connect_start(rd_pg *s)
+{
+    const char *keys[8], *vals[8], *hostaddr = NULL;
+
+    if (s->dns) {
+        if (!rd_pg_dns_resolve(s->dns))
+            return RD_EIO;
+        hostaddr = rd_pg_dns_take(s->dns);
+    }
+    rd_pg_params(s, hostaddr, keys, vals);
+    PGconn *c = PQconnectStartParams(keys, vals, 1);
+    if (!c)
+        return RD_EIO;
+    PQfinish(s->conn);
+    s->conn = c;
+    return PQstatus(c) == CONNECTION_BAD ? RD_EIO : 0;
+}
+
 /* Sends every statement's prepare in one pipeline, then a Sync, without waiting. */
 static int prepare_send(rd_pg *s)
 {
@@ -160,7 +193,7 @@ static int prepare_send(rd_pg *s)
     return PQpipelineSync(s->conn) == 1 && PQflush(s->conn) >= 0 ? 0 : RD_EIO;
 }
 
-/* Whether the socket is already as PQresetPoll asked (never waits). */
+/* Whether the socket is already as PQconnectPoll asked (never waits). */
 static bool conn_io_ready(rd_pg *s)
 {
     struct pollfd p = {.fd = PQsocket(s->conn),
@@ -185,9 +218,7 @@ static int reconnect_start(rd_pg *s)
         return RD_EIO;
     s->last_try = now;
     s->conn_until = now + CONNECT_MS;
-    if (PQpipelineStatus(s->conn) != PQ_PIPELINE_OFF)
-        PQexitPipelineMode(s->conn);
-    if (PQresetStart(s->conn) != 1)
+    if (connect_start(s) != 0)
         return RD_EIO;
     s->connecting = true;
     s->preparing = s->resolving = s->prep_bad = false;
@@ -239,7 +270,7 @@ int rd_pg_reconnect(rd_pg *s, rd_store_wait *w)
     if (reconnect_start(s) != 0)
         return RD_EIO;
     while (!s->preparing && conn_io_ready(s)) {
-        s->conn_st = PQresetPoll(s->conn);
+        s->conn_st = PQconnectPoll(s->conn);
         if (s->conn_st == PGRES_POLLING_FAILED) {
             s->connecting = false;
             return RD_EIO;

@@ -165,6 +165,9 @@ void rd_pg_batch_reset(pg_batch *b);
 /** Frees the batch's memory. */
 void rd_pg_batch_dispose(pg_batch *b);
 
+/* The dsn's host names, resolved on the loop (store_pg_dns.c). */
+typedef struct pg_dns pg_dns;
+
 /* The backend's state. */
 typedef struct rd_pg {
     rd_store base; /* first: the ops recover the store from the rd_store pointer */
@@ -188,12 +191,14 @@ typedef struct rd_pg {
     bool commit_bad;    /* a result of the commit in flight failed */
     bool commit_done;   /* the commit in flight completed inside another call: commit_rc */
     int commit_rc;
-    bool connecting;                   /* PQresetStart was called; PQresetPoll carries it on */
+    bool connecting;                   /* a connection was started; PQconnectPoll carries it on */
     bool preparing;                    /* connected again; the prepares and their Sync are out */
     bool resolving;                    /* the commit in doubt is being looked up (MARK_RESOLVE) */
     bool prep_bad;                     /* one of them failed */
-    PostgresPollingStatusType conn_st; /* what PQresetPoll last asked to wait for */
+    PostgresPollingStatusType conn_st; /* what PQconnectPoll last asked to wait for */
     int64_t timeout_ms;                /* [store] timeout */
+    char *dsn, *password_file;         /* kept for each new connection */
+    pg_dns *dns;                       /* NULL: the dsn names no host to resolve */
     /* The commit marker (docs/postgresql.md, "When the database fails"): every transaction
      * first sets this daemon's row of runsd_writers from mark to tx_mark, so a commit whose
      * answer was lost can be looked up on the next connection. */
@@ -226,6 +231,24 @@ int rd_pg_reconnect(rd_pg *s, rd_store_wait *w);
 int rd_pg_mark_send(rd_pg *s);
 /** The commit marker's row, at open: a new random writer, and rows older than 30 days gone. */
 int rd_pg_mark_open(rd_pg *s, char *err, size_t errlen);
+
+/** The keywords of a connection (NULL-terminated, at most 7): runsd's defaults, the dsn
+ * (expanded: its keywords win over the defaults) and, when not NULL, hostaddr after it. */
+void rd_pg_params(const rd_pg *s, const char *hostaddr, const char **keys, const char **vals);
+
+/* ---- store_pg_dns.c --------------------------------------------------------------------- */
+
+struct event_base;
+/** A resolver for the dsn's host names on base's loop; NULL when there is nothing to resolve
+ * (sockets, numeric addresses, a hostaddr given, no base) or no resolver could be made. */
+pg_dns *rd_pg_dns_new(struct event_base *base, const char *dsn);
+void rd_pg_dns_free(pg_dns *d);
+/** Starts resolving every host unless it is under way; true when all are resolved (at once,
+ * from the hosts file, or since an earlier call). */
+bool rd_pg_dns_resolve(pg_dns *d);
+/** The hostaddr list of the last resolution (valid until the next one, which the next
+ * reconnection starts). */
+const char *rd_pg_dns_take(pg_dns *d);
 
 /* ---- store_pg.c ------------------------------------------------------------------------- */
 

@@ -162,7 +162,8 @@ class TestPasswordAuth(PgTest):
         with open(pwfile, "w") as f:
             f.write("*:*:*:%s:%s\n" % (self.USER, password))
         os.chmod(pwfile, 0o600)
-        dsn = "host=%s user=%s dbname=%s" % (self.srv.sock, self.USER, self.dbname)
+        dsn = "host=%s port=%d user=%s dbname=%s" % (self.srv.sock, self.srv.port, self.USER,
+                                                     self.dbname)
         d.dsn = dsn
         d.store_keys = lambda: ("backend = postgresql\ndsn = %s\npassword_file = %s\n"
                                 % (dsn, pwfile))
@@ -574,6 +575,43 @@ class TestDeadline(PgTest):
         self.assertIn("dropping the connection", d.read_log(whole=True))
         wait_for(lambda: d.get("/v1/runs").status == 200, timeout=30, what="reads again")
         self.assertEqual(d.get("/readyz").status, 200)
+
+
+class TestHostName(PgTest):
+    """A dsn that names its host (issue 13): libpq would resolve it with getaddrinfo() inside
+    every reconnection attempt, on the loop. The daemon resolves it on the loop without waiting
+    (evdns, store_pg_dns.c) and hands libpq the address. A shim (test/faults/slowdns.c) makes
+    the C library's getaddrinfo() of "localhost" take 5 s; /etc/hosts has the name, and the
+    test server listens on 127.0.0.1 too (pg.py)."""
+    BOUND = TestLoop.BOUND
+    backend_pid = TestLoop.backend_pid
+    status = TestLoop.status
+    healthz_worst = TestLoop.healthz_worst
+
+    def test_reconnection_does_not_wait_for_the_resolver(self):
+        shim = os.environ.get("RUNSD_SLOWDNS_SHIM")
+        if not shim or not os.path.exists(shim):
+            self.skipTest("the slow resolver shim is not built (RUNSD_SLOWDNS_SHIM; ctest sets it)")
+        d = self.daemon(start=False)
+        calls = os.path.join(d.tmp, "getaddrinfo.log")
+        d.env = {"LD_PRELOAD": shim, "RUNSD_SLOWDNS_NAME": "localhost",
+                 "RUNSD_SLOWDNS_LOG": calls}
+        d.dsn = self.srv.tcp_dsn(self.db(d), "localhost")
+        d.start()  # libpq resolves at start, through the shim: 5 s (the daemon is not serving)
+
+        def n_calls():
+            with open(calls) as f:
+                return f.read().count("getaddrinfo localhost")
+        self.assertEqual(n_calls(), 1, "the shim did not see libpq's getaddrinfo at start")
+        self.srv.psql("SELECT pg_terminate_backend(%d)" % self.backend_pid(d))
+        wait_for(lambda: self.status(d, "/readyz") == 503, timeout=15, what="readyz 503")
+        worst = self.healthz_worst(d, 6)  # reconnection attempts meanwhile
+        self.assertLess(worst, self.BOUND, "the loop waited %.2f s for the resolver" % worst)
+        wait_for(lambda: d.get("/readyz").status == 200, timeout=30, what="readyz 200")
+        self.assertIn("connected again", d.read_log(whole=True))
+        self.assertEqual(n_calls(), 1, "a reconnection called getaddrinfo")
+        run = d.create("items", {"items": 5})
+        self.assertEqual(finish(d, run["id"])["status"], "succeeded")
 
 
 if __name__ == "__main__":
