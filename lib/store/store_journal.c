@@ -238,8 +238,8 @@ static int resolve(jstore *j)
         return RD_EIO;
     j->doubt = false;
     if (rc == 1) {
-        rd_log_info("store journal: %zu write(s) of the commit whose answer was lost are stored",
-                    j->writes);
+        rd_log_info("store journal: the commit whose answer was lost is stored; only what was "
+                    "held after it is written again");
         /* The map may point at records about to be freed: in-place updates restart. */
         rd_map_free(j->updates);
         j->updates = rd_map_new();
