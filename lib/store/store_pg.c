@@ -30,7 +30,7 @@
  * connection meanwhile (a read, a synchronous commit) first waits for it and keeps its result
  * for the poll, telling the owner through the store's commit hook. The connection stays
  * non-blocking (flush_wait where a call must have sent everything); reads are still one
- * synchronous round trip each.
+ * synchronous round trip each, and every wait ends by [store] timeout (store_pg_conn.c).
  *
  * A lost connection is noticed by the call that fails, or by the health probe an idle daemon
  * sends between transactions (pg_probe_send, whose answer the loop reads when the socket is
@@ -43,9 +43,7 @@
  */
 #include "store/store_pg_int.h"
 
-#include <errno.h>
 #include <inttypes.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
