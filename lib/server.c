@@ -193,10 +193,15 @@ static bool is_pg(const rd_config *cfg)
 }
 
 /* The backend [store] backend names; the journal is wrapped around it by the caller. */
-static int open_store(const rd_config *cfg, rd_store **out, char *err, size_t errlen)
+static int open_store(struct event_base *base, const rd_config *cfg, rd_store **out, char *err,
+                      size_t errlen)
 {
     if (is_pg(cfg))
-        return rd_store_open_pg(cfg->store_dsn, cfg->store_password_file, out, err, errlen);
+        return rd_store_open_pg(&(rd_store_pg_opts){.dsn = cfg->store_dsn,
+                                                    .password_file = cfg->store_password_file,
+                                                    .timeout_ms = cfg->store_timeout_ms,
+                                                    .base = base},
+                                out, err, errlen);
     rd_store_opts so = {.allow_memory = cfg->store_allow_memory,
                         .synchronous_full =
                             cfg->store_synchronous && strcmp(cfg->store_synchronous, "full") == 0};
@@ -214,7 +219,7 @@ int runsd_new(struct event_base *base, rd_config *cfg, runsd **out, char *err, s
     d->cfg = cfg;
     rd_log_set_level(log_level(cfg->log_level));
     rd_log_set_format(log_format(cfg->log_format));
-    if (open_store(cfg, &d->store, err, errlen) != 0)
+    if (open_store(base, cfg, &d->store, err, errlen) != 0)
         goto fail;
     /* A failed commit (disk full, I/O error) keeps its writes for the next one. */
     d->store = rd_store_journal_wrap(d->store);

@@ -94,6 +94,8 @@ typedef struct rd_config {
     int64_t event_retention_ms; /* key: retention; 0 = keep forever (default) */
     int64_t store_max_journal;  /* bytes held while the store fails before producers are
                                    paused (store_journal.h); 0 = no bound; default 64M */
+    int64_t store_timeout_ms;   /* postgresql: an unanswered commit or wait past it drops the
+                                   connection (default 10s) */
     /* [limits] */
     int max_running;            /* default 8 */
     int max_queued;             /* default 10000 */

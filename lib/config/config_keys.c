@@ -539,6 +539,7 @@ static const key_spec store_keys[] = {
     KEY("password_file", NULL, K_STR, CFG(store_password_file), 0, 0),
     KEY("retention", "0", K_DUR, CFG(event_retention_ms), 0, 3650 * DAY),
     KEY("max_journal", "64M", K_SIZE, CFG(store_max_journal), 0, 64 * GIB),
+    KEY("timeout", "10s", K_DUR, CFG(store_timeout_ms), 100, HOUR),
 };
 
 static const key_spec limits_keys[] = {

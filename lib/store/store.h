@@ -173,6 +173,10 @@ typedef struct rd_store_ops {
      * in a backend whose commit returns at once (SQLite). See rd_store_commit_start. */
     int (*commit_start)(rd_store *s, rd_store_wait *w);
     int (*commit_poll)(rd_store *s, rd_store_wait *w, bool wait);
+    /* After a failed commit, whether it was committed after all (a backend that can lose a
+     * commit's answer: PostgreSQL); NULL in one whose failed commit is always rolled back. See
+     * rd_store_commit_landed. */
+    int (*commit_landed)(rd_store *s);
 } rd_store_ops;
 
 struct rd_store {
@@ -195,13 +199,19 @@ typedef struct rd_store_opts {
 int rd_store_open_sqlite(const char *path, const rd_store_opts *opts, rd_store **out, char *err,
                          size_t errlen);
 
-/** Connects to PostgreSQL with dsn (a libpq connection string; may be empty: libpq's
- * defaults and PG* variables) and password_file (NULL or "": PGPASSFILE / ~/.pgpass), creates
- * or migrates the schema (store_pg_schema.c), and prepares the statements. 0 and *out (the
- * caller's), RD_EINVAL (the schema is newer than this binary) or RD_EIO, with a reason in err
- * that never holds the password. */
-int rd_store_open_pg(const char *dsn, const char *password_file, rd_store **out, char *err,
-                     size_t errlen);
+struct event_base;
+typedef struct rd_store_pg_opts {
+    const char *dsn;           /* a libpq connection string; may be empty: libpq's defaults */
+    const char *password_file; /* NULL or "": PGPASSFILE / ~/.pgpass */
+    int64_t timeout_ms;        /* [store] timeout: no answer this long drops the connection */
+    struct event_base *base;   /* the loop host names are resolved on when reconnecting; NULL:
+                                  libpq resolves them (synchronously) */
+} rd_store_pg_opts;
+
+/** Connects to PostgreSQL as o says, creates or migrates the schema (store_pg_schema.c), and
+ * prepares the statements. 0 and *out (the caller's), RD_EINVAL (the schema is newer than this
+ * binary) or RD_EIO, with a reason in err that never holds the password. */
+int rd_store_open_pg(const rd_store_pg_opts *o, rd_store **out, char *err, size_t errlen);
 
 /* Thin wrappers so callers read naturally. All return 0, RD_ENOTFOUND, RD_ECONFLICT
  * (duplicate key) or RD_EIO. Returned rd_run records are owned by the caller (rd_run_free);
@@ -262,6 +272,16 @@ static inline int rd_store_commit_poll(rd_store *s, rd_store_wait *w, bool wait)
 {
     *w = (rd_store_wait){.fd = -1};
     return s->ops->commit_poll ? s->ops->commit_poll(s, w, wait) : 0;
+}
+/** After a commit failed (rd_store_commit, or a commit started with rd_store_commit_start):
+ * whether the database committed it after all, which a backend can find out once it is
+ * reachable again when the commit's answer was lost with the connection. 1 committed (what it
+ * carried must not be written again), 0 not committed (or nothing was in doubt: write it
+ * again), RD_EIO not known yet (ask again later; a reconnection is carried on meanwhile,
+ * without waiting). Reported once per failure. */
+static inline int rd_store_commit_landed(rd_store *s)
+{
+    return s->ops->commit_landed ? s->ops->commit_landed(s) : 0;
 }
 /** fn(arg) is called when a commit in flight completed inside another call of the store (a
  * read, rd_store_commit): the owner should poll it soon (not from fn: the store is busy). */

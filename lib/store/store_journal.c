@@ -13,6 +13,12 @@
  * carried are dropped; when it fails, the whole log is written again, as after any failed
  * commit. A read, a prune or a synchronous commit waits for the commit in flight first.
  *
+ * A failed commit may have been committed after all: the backend lost its answer with the
+ * connection (rd_store_commit_landed). Until the backend has found out, nothing is written again;
+ * if it was committed, the records it carried (the log up to cut) are dropped as committed, and
+ * the rest is written again; the owner publishes what the failed commit carried with the next
+ * commit that succeeds, as after any failure.
+ *
  * Reads pass through, and while the journal waits for the store they see what is committed.
  * Retention prunes are not recorded: a lost prune is redone by the next round. A delivery
  * lease is a conditional write: it is refused while the transaction is doomed, so no webhook
@@ -66,7 +72,8 @@ typedef struct jstore {
     bool pending;    /* the log is not in the backend's open transaction */
     bool held;       /* records after cut are not in the backend: written at catch-up */
     bool inflight;   /* the backend's commit of the records up to cut is in flight */
-    jrec *cut;       /* the last record the commit in flight carries (NULL: none) */
+    bool doubt;      /* the commit of the records up to cut failed: it may have committed */
+    jrec *cut;       /* the last record the commit in flight (or in doubt) carries (NULL: none) */
     jrec *tail;      /* the log's last record (glibc's queue.h has no STAILQ_LAST) */
     bool has_result; /* the in-flight commit completed in another call: its result */
     int result;
@@ -220,11 +227,47 @@ static int apply(jstore *j, jrec *r)
     return RD_ERR;
 }
 
+static void drop_committed(jstore *j);
+
+/* A failed commit carried the log up to cut: asks the backend whether it committed after all.
+ * 0 known (what it committed is dropped), RD_EIO not known yet. */
+static int resolve(jstore *j)
+{
+    int rc = rd_store_commit_landed(j->inner);
+    if (rc < 0)
+        return RD_EIO;
+    j->doubt = false;
+    if (rc == 1) {
+        rd_log_info("store journal: the commit whose answer was lost is stored; only what was "
+                    "held after it is written again");
+        /* The map may point at records about to be freed: in-place updates restart. */
+        rd_map_free(j->updates);
+        j->updates = rd_map_new();
+        drop_committed(j);
+        j->pending = STAILQ_FIRST(&j->log) != NULL;
+    }
+    j->cut = NULL;
+    return 0;
+}
+
+/* A commit of the backend failed (rc != 0) carrying the log up to last: it may be in doubt. */
+static void note_failed(jstore *j, jrec *last)
+{
+    j->cut = last;
+    j->doubt = last != NULL;
+}
+
 /* After a rollback, or a commit that completed while writes were held: the journal goes into
  * the new transaction first. */
 static void catch_up(jstore *j)
 {
     if (j->inflight || (!j->pending && !j->held))
+        return;
+    if (j->doubt && resolve(j) != 0) {
+        j->doomed = true; /* not written again before the backend knows */
+        return;
+    }
+    if (!j->pending && !j->held)
         return;
     j->m_replays += j->pending;
     j->pending = j->held = false;
@@ -278,6 +321,7 @@ static int j_commit(rd_store *s)
     jstore *j = J(s);
     j_finish(j);
     catch_up(j);
+    bool tried = !j->doomed;
     int rc = j->doomed ? RD_EIO : j->inner->ops->commit(j->inner);
     if (rc == 0) {
         log_clear(j);
@@ -285,6 +329,8 @@ static int j_commit(rd_store *s)
         j->result = 0; /* a commit reported failed is stored now too */
         return 0;
     }
+    if (tried) /* the backend's transaction held the whole log */
+        note_failed(j, j->tail);
     j->inner->ops->rollback(j->inner);
     j->doomed = false;
     j->pending = STAILQ_FIRST(&j->log) != NULL;
@@ -326,9 +372,10 @@ static int j_completed(jstore *j, int rc)
         drop_committed(j);
         return 0;
     }
-    /* The backend rolled it back: everything since the last good commit goes again. */
+    /* The backend rolled it back, or lost its answer: everything since the last good commit
+     * goes again, after the backend has said whether the records up to cut were committed. */
     j->inner->ops->rollback(j->inner);
-    j->cut = NULL;
+    note_failed(j, j->cut);
     j->held = false;
     j->doomed = false;
     j->pending = STAILQ_FIRST(&j->log) != NULL;

@@ -30,60 +30,28 @@
  * connection meanwhile (a read, a synchronous commit) first waits for it and keeps its result
  * for the poll, telling the owner through the store's commit hook. The connection stays
  * non-blocking (flush_wait where a call must have sent everything); reads are still one
- * synchronous round trip each.
+ * synchronous round trip each, and every wait ends by [store] timeout (store_pg_conn.c).
  *
  * A lost connection is noticed by the call that fails, or by the health probe an idle daemon
  * sends between transactions (pg_probe_send, whose answer the loop reads when the socket is
- * readable: run/runs_probe.c). Reconnecting never waits either: PQresetStart, then
- * PQresetPoll each time the socket is ready (the probe waits on it; any other call carries it
- * on only as far as it goes without waiting), then the statements are prepared in one
- * pipeline whose answers are read the same way. Until then every call fails at once.
+ * readable: run/runs_probe.c). Every wait ends by [store] timeout, and reconnecting never
+ * waits (store_pg_conn.c, which also looks up a commit whose answer was lost). Until then
+ * every call fails at once.
  *
  * A transaction's events are gathered (store_pg_batch.c) and sent as one multi-row INSERT
  * before the next other statement, before COMMIT, or when the batch is full.
  */
 #include "store/store_pg_int.h"
 
-#include <errno.h>
 #include <inttypes.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/util.h"
 
-#define RECONNECT_MS 250
-/* A reconnection that has not finished in this long is given up (libpq's connect_timeout
- * does not apply to PQresetPoll) and started again at the next attempt. */
-#define CONNECT_MS 5000
 /* Results read after this many queued writes, so the server's answers never pile up. */
 #define MAX_PENDING 2000
-
-typedef struct rd_pg {
-    rd_store base; /* first: the ops recover the store from the rd_store pointer */
-    PGconn *conn;
-    bool up;       /* connected, statements prepared, in pipeline mode */
-    bool tx_open;  /* BEGIN was sent and the transaction has not ended */
-    bool failed;   /* a statement of the open transaction failed: its commit must fail */
-    int pending;   /* queued statements whose results are not read yet */
-    bool have_ids; /* this transaction holds the lock of the id counter */
-    int64_t next_id, top_id;
-    int64_t last_id;    /* the counter as this store last committed it (valid unless resync) */
-    bool resync;        /* a transaction failed: read the counter under its lock, not last_id */
-    int64_t commit_top; /* the counter the commit in flight writes (0: it holds no ids) */
-    int64_t last_try;   /* monotonic ms of the last connection attempt */
-    pg_batch events;    /* the transaction's events not sent yet (store_pg_batch.c) */
-    bool probing;       /* a probe's SELECT 1 and Sync are out, their results not read */
-    bool committing;    /* a transaction's COMMIT and Sync are out, their results not all read */
-    bool commit_bad;    /* a result of the commit in flight failed */
-    bool commit_done;   /* the commit in flight completed inside another call: commit_rc */
-    int commit_rc;
-    bool connecting;                   /* PQresetStart was called; PQresetPoll carries it on */
-    bool preparing;                    /* connected again; the prepares and their Sync are out */
-    bool prep_bad;                     /* one of them failed */
-    PostgresPollingStatusType conn_st; /* what PQresetPoll last asked to wait for */
-} rd_pg;
 
 static rd_pg *P(rd_store *s)
 {
@@ -111,18 +79,25 @@ const char *rd_pg_str(const PGresult *r, int row, int col)
 
 /* The connection is gone or unusable: forget the transaction (the server rolls it back) and
  * let the next call reconnect. The open batch, if any, fails; the journal keeps it. */
-static void pg_down(rd_pg *s, const char *what)
+void rd_pg_down(rd_pg *s, const char *what)
 {
     if (s->up)
         rd_log_err("store: postgresql: %s: %s", what, PQerrorMessage(s->conn));
     s->up = false;
+    /* COMMIT was out and its answer is lost: the server may have committed. */
+    s->doubt = s->doubt || s->commit_sent;
+    if (s->commit_sent) {
+        s->doubt_mark = s->tx_mark;
+        s->doubt_prev = s->mark;
+        s->commit_sent = false;
+    }
     s->resync = true; /* another writer may have committed meanwhile */
     s->failed = s->failed || s->tx_open;
     s->pending = 0;
     s->have_ids = false;
     s->probing = false;
     s->committing = s->commit_bad = false;
-    s->connecting = s->preparing = false;
+    s->connecting = s->preparing = s->resolving = false;
     rd_pg_batch_reset(&s->events);
 }
 
@@ -152,14 +127,22 @@ static int pg_setup(PGconn *conn, char *err, size_t errlen)
     return 0;
 }
 
-/* Reads results up to the pipeline's next Sync; *bad is set when one of them failed. wait:
- * blocks until the Sync is in; else returns 1 as soon as reading would block. 0 at the Sync,
- * RD_EIO when the connection is gone. */
-static int read_to_sync(rd_pg *s, bool wait, bool *bad, const char *what)
+/* A kept value: the first column of the first row of the last result that has rows. */
+static void keep_val(const PGresult *r, int64_t *val)
+{
+    if (val && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0)
+        *val = rd_pg_i64(r, 0, 0);
+}
+
+int rd_pg_read_to_sync(rd_pg *s, bool wait, bool *bad, int64_t *val, const char *what)
 {
     int nulls = 0;
+    /* A wait for the commit in flight ends when its answer is due; any other after timeout. */
+    int64_t until = s->committing ? s->commit_until : rd_pg_until(s);
 
     for (;;) {
+        if (wait && rd_pg_wait(s, true, until, what) != 0)
+            return RD_EIO;
         if (!wait && PQconsumeInput(s->conn) != 1)
             break;
         if (!wait && PQisBusy(s->conn))
@@ -182,9 +165,10 @@ static int read_to_sync(rd_pg *s, bool wait, bool *bad, const char *what)
                 rd_log_err("store: postgresql: %s: %s", what, PQresultErrorMessage(r));
             *bad = true;
         }
+        keep_val(r, val);
         PQclear(r);
     }
-    pg_down(s, what);
+    rd_pg_down(s, what);
     return RD_EIO;
 }
 
@@ -194,17 +178,21 @@ static int read_to_sync(rd_pg *s, bool wait, bool *bad, const char *what)
 static int probe_take(rd_pg *s, bool wait)
 {
     bool bad = false;
-    int rc = read_to_sync(s, wait, &bad, "probe");
+    int rc = rd_pg_read_to_sync(s, wait, &bad, NULL, "probe");
 
-    if (rc == 1)
+    if (rc == 1 && rd_mono_ms() <= s->probe_until)
         return 1;
+    if (rc == 1) {
+        rd_pg_drop(s, "probe");
+        rc = RD_EIO;
+    }
     s->probing = false;
     return rc == 0 && !bad ? 0 : RD_EIO;
 }
 
 /* What the socket must be for the wait to end: readable, and writable while libpq holds
  * output the socket did not take (flushed < 0: nothing to send). */
-static void want_io(rd_pg *s, rd_store_wait *w, bool rd, bool wr)
+void rd_pg_want_io(rd_pg *s, rd_store_wait *w, bool rd, bool wr)
 {
     w->fd = PQsocket(s->conn);
     w->rd = rd;
@@ -216,15 +204,7 @@ static void want_io(rd_pg *s, rd_store_wait *w, bool rd, bool wr)
  * so the server never blocks on us. */
 static int flush_wait(rd_pg *s)
 {
-    int r;
-    while ((r = PQflush(s->conn)) == 1) {
-        struct pollfd p = {.fd = PQsocket(s->conn), .events = POLLIN | POLLOUT};
-        if (poll(&p, 1, -1) < 0 && errno != EINTR)
-            return RD_EIO;
-        if ((p.revents & POLLIN) && PQconsumeInput(s->conn) != 1)
-            return RD_EIO;
-    }
-    return r == 0 ? 0 : RD_EIO;
+    return rd_pg_wait(s, false, rd_pg_until(s), "send");
 }
 
 /* After an error the server still holds the aborted transaction: end it (one round trip, on
@@ -236,10 +216,10 @@ static void end_aborted(rd_pg *s)
     bool bad = false;
     if (PQsendQueryParams(s->conn, "ROLLBACK", 0, NULL, NULL, NULL, NULL, 0) != 1 ||
         PQpipelineSync(s->conn) != 1 || flush_wait(s) != 0) {
-        pg_down(s, "rollback");
+        rd_pg_down(s, "rollback");
         return;
     }
-    read_to_sync(s, true, &bad, "rollback");
+    rd_pg_read_to_sync(s, true, &bad, NULL, "rollback");
 }
 
 /* Reads what arrived of the commit in flight: 1 not complete (wait as *w says), 0 committed,
@@ -247,21 +227,28 @@ static void end_aborted(rd_pg *s)
 static int commit_read(rd_pg *s, rd_store_wait *w, bool wait)
 {
     int fl = wait ? 0 : PQflush(s->conn);
-    int rc = fl < 0 ? RD_EIO : read_to_sync(s, wait, &s->commit_bad, "commit");
+    int rc = fl < 0 ? RD_EIO : rd_pg_read_to_sync(s, wait, &s->commit_bad, NULL, "commit");
 
     if (fl < 0)
-        pg_down(s, "send");
+        rd_pg_down(s, "send");
+    if (rc == 1 && rd_mono_ms() > s->commit_until) {
+        rd_pg_drop(s, "commit"); /* in doubt: looked up on the next connection */
+        rc = RD_EIO;
+    }
     if (rc == 1) {
-        want_io(s, w, true, fl == 1);
+        rd_pg_want_io(s, w, true, fl == 1);
         return 1;
     }
     s->committing = false;
+    s->commit_sent = false; /* answered (or the doubt was noted when the connection went) */
     if (rc == 0 && (s->commit_bad || !s->up)) {
         end_aborted(s);
         rc = RD_EIO;
     }
     if (rc == 0 && s->commit_top > 0)
         s->last_id = s->commit_top;
+    if (rc == 0)
+        s->mark = s->tx_mark;
     s->resync = s->resync || rc != 0;
     s->commit_bad = false;
     return rc;
@@ -280,95 +267,6 @@ static void commit_finish(rd_pg *s)
         s->base.commit_done(s->base.commit_done_arg);
 }
 
-/* ---- reconnecting without waiting ------------------------------------------------------- */
-
-/* Sends every statement's prepare in one pipeline, then a Sync, without waiting. */
-static int prepare_send(rd_pg *s)
-{
-    char sql[8192];
-
-    if (PQsetnonblocking(s->conn, 1) != 0 || PQenterPipelineMode(s->conn) != 1)
-        return RD_EIO;
-    for (int i = 0; i < PS__COUNT; i++) {
-        if (!rd_pg_sql((pg_st)i, sql, sizeof sql) ||
-            PQsendPrepare(s->conn, rd_pg_st_name((pg_st)i), sql, 0, NULL) != 1)
-            return RD_EIO;
-    }
-    return PQpipelineSync(s->conn) == 1 && PQflush(s->conn) >= 0 ? 0 : RD_EIO;
-}
-
-/* Whether the socket is already as PQresetPoll asked (never waits). */
-static bool conn_io_ready(rd_pg *s)
-{
-    struct pollfd p = {.fd = PQsocket(s->conn),
-                       .events = s->conn_st == PGRES_POLLING_READING ? POLLIN : POLLOUT};
-    return p.fd >= 0 && poll(&p, 1, 0) == 1;
-}
-
-/* Starts a reconnection when none is under way (at most one per RECONNECT_MS). */
-static int reconnect_start(rd_pg *s)
-{
-    int64_t now = rd_mono_ms();
-
-    if (s->connecting) {
-        if (now - s->last_try <= CONNECT_MS)
-            return 0;
-        rd_log_err("store: postgresql: no connection after %d ms; trying again", CONNECT_MS);
-        s->connecting = s->preparing = false;
-    }
-    if (s->last_try && now - s->last_try < RECONNECT_MS)
-        return RD_EIO;
-    s->last_try = now;
-    if (PQpipelineStatus(s->conn) != PQ_PIPELINE_OFF)
-        PQexitPipelineMode(s->conn);
-    if (PQresetStart(s->conn) != 1)
-        return RD_EIO;
-    s->connecting = true;
-    s->preparing = s->prep_bad = false;
-    s->conn_st = PGRES_POLLING_WRITING;
-    return 0;
-}
-
-/* Carries a reconnection as far as it goes without waiting: 0 connected and ready, 1 under
- * way (wait as *w says), RD_EIO failed or too soon after the last attempt. */
-static int reconnect(rd_pg *s, rd_store_wait *w)
-{
-    if (reconnect_start(s) != 0)
-        return RD_EIO;
-    while (!s->preparing && conn_io_ready(s)) {
-        s->conn_st = PQresetPoll(s->conn);
-        if (s->conn_st == PGRES_POLLING_FAILED) {
-            s->connecting = false;
-            return RD_EIO;
-        }
-        if (s->conn_st == PGRES_POLLING_OK) {
-            if (prepare_send(s) != 0) {
-                rd_log_err("store: postgresql: after reconnecting: %s", PQerrorMessage(s->conn));
-                s->connecting = false;
-                return RD_EIO;
-            }
-            s->preparing = true;
-        }
-    }
-    if (!s->preparing) {
-        want_io(s, w, s->conn_st == PGRES_POLLING_READING, s->conn_st != PGRES_POLLING_READING);
-        return 1;
-    }
-    int fl = PQflush(s->conn);
-    int rc = fl < 0 ? RD_EIO : read_to_sync(s, false, &s->prep_bad, "prepare");
-    if (rc == 1) {
-        want_io(s, w, true, fl == 1);
-        return 1;
-    }
-    s->connecting = s->preparing = false;
-    if (rc != 0 || s->prep_bad)
-        return RD_EIO;
-    s->up = true;
-    s->failed = false;
-    rd_log_info("store: postgresql: connected again");
-    return 0;
-}
-
 /* Called by every operation: waits for what is out on the connection (a commit, a probe),
  * and carries a reconnection on, without waiting, when the connection was lost. */
 static int pg_ready(rd_pg *s)
@@ -382,18 +280,24 @@ static int pg_ready(rd_pg *s)
         return 0;
     if (s->tx_open) /* the batch that was open when the link broke must end first */
         return RD_EIO;
-    return reconnect(s, &w) == 0 ? 0 : RD_EIO;
+    return rd_pg_reconnect(s, &w) == 0 ? 0 : RD_EIO;
 }
 
 /* ---- results ---------------------------------------------------------------------------- */
 
-/* Reads the results of one statement. The first good one goes to *keep (when wanted). */
+/* Reads the results of one statement. The first good one goes to *keep (when wanted). Each
+ * result is waited for at most [store] timeout. */
 static int take(rd_pg *s, PGresult **keep, const char *what)
 {
     PGresult *r;
     int rc = 0;
+    int64_t until = rd_pg_until(s);
 
-    while ((r = PQgetResult(s->conn))) {
+    for (;;) {
+        if (rd_pg_wait(s, true, until, what) != 0)
+            return RD_EIO;
+        if (!(r = PQgetResult(s->conn)))
+            break;
         ExecStatusType st = PQresultStatus(r);
         if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
             if (keep && !*keep) {
@@ -410,7 +314,7 @@ static int take(rd_pg *s, PGresult **keep, const char *what)
         PQclear(r);
     }
     if (PQstatus(s->conn) != CONNECTION_OK) {
-        pg_down(s, what);
+        rd_pg_down(s, what);
         rc = RD_EIO;
     }
     return rc;
@@ -433,11 +337,15 @@ static int drain(rd_pg *s)
 /* Reads up to and including the pipeline's Sync. */
 static int take_sync(rd_pg *s)
 {
+    int64_t until = rd_pg_until(s);
+
     for (int nulls = 0; s->up && nulls < 4;) {
+        if (rd_pg_wait(s, true, until, "sync") != 0)
+            return RD_EIO;
         PGresult *r = PQgetResult(s->conn);
         if (!r) {
             if (PQstatus(s->conn) != CONNECTION_OK)
-                pg_down(s, "sync");
+                rd_pg_down(s, "sync");
             nulls++;
             continue;
         }
@@ -447,14 +355,14 @@ static int take_sync(rd_pg *s)
             return 0;
     }
     if (s->up)
-        pg_down(s, "sync never came");
+        rd_pg_down(s, "sync never came");
     return RD_EIO;
 }
 
 static int flush(rd_pg *s, bool sync)
 {
     if ((sync ? PQpipelineSync(s->conn) : PQsendFlushRequest(s->conn)) != 1 || flush_wait(s) != 0) {
-        pg_down(s, "send");
+        rd_pg_down(s, "send");
         return RD_EIO;
     }
     return 0;
@@ -467,7 +375,7 @@ static int send_one(rd_pg *s, pg_st st, const pg_args *a)
     static const pg_args none = {0};
     a = a ? a : &none;
     if (PQsendQueryPrepared(s->conn, rd_pg_st_name(st), a->n, a->v, NULL, NULL, 0) != 1) {
-        pg_down(s, rd_pg_st_name(st));
+        rd_pg_down(s, rd_pg_st_name(st));
         return RD_EIO;
     }
     return 0;
@@ -504,11 +412,14 @@ static int tx_begin(rd_pg *s)
         return s->failed || !s->up ? RD_EIO : 0;
     if (pg_ready(s) != 0)
         return RD_EIO;
-    if (PQsendQueryParams(s->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) != 1) {
-        pg_down(s, "begin");
+    /* The commit marker first: its row lock tells a lookup after a lost answer when this
+     * transaction has ended (store_pg_conn.c). */
+    if (PQsendQueryParams(s->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) != 1 ||
+        rd_pg_mark_send(s) != 0) {
+        rd_pg_down(s, "begin");
         return RD_EIO;
     }
-    s->pending++;
+    s->pending += 2;
     s->tx_open = true;
     s->failed = false;
     return 0;
@@ -637,7 +548,7 @@ int rd_pg_event_queue(rd_store *base, int64_t id, const char *run_id, const char
         return 0;
     /* Out now, so the server inserts these rows while the loop reads the next ones. */
     if (send_events(s) != 0 || PQflush(s->conn) < 0) {
-        pg_down(s, "send");
+        rd_pg_down(s, "send");
         return RD_EIO;
     }
     if (s->pending >= MAX_PENDING && (flush(s, false) != 0 || drain(s) != 0))
@@ -666,10 +577,12 @@ static int tx_end(rd_pg *s, bool commit)
         PQsendQueryParams(s->conn, commit ? "COMMIT" : "ROLLBACK", 0, NULL, NULL, NULL, NULL, 0) ==
             1) {
         s->pending++;
+        s->commit_sent = commit;
         if (flush(s, true) == 0 && drain(s) == 0)
             rc = take_sync(s);
         else
             rc = RD_EIO;
+        s->commit_sent = false; /* answered, or the doubt was noted when the link went */
     } else {
         rc = RD_EIO;
     }
@@ -685,6 +598,8 @@ static int tx_end(rd_pg *s, bool commit)
     rc = rc == 0 && !s->failed ? 0 : RD_EIO;
     if (rc == 0 && commit && ids)
         s->last_id = s->top_id;
+    if (rc == 0 && commit)
+        s->mark = s->tx_mark;
     s->resync = s->resync || rc != 0;
     rd_pg_batch_reset(&s->events);
     s->tx_open = s->failed = s->have_ids = false;
@@ -722,11 +637,12 @@ static int pg_commit_start(rd_store *base, rd_store_wait *w)
     rd_pg_batch_reset(&s->events);
     if (rc != 0 || PQsendQueryParams(s->conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) != 1 ||
         PQpipelineSync(s->conn) != 1) {
-        pg_down(s, "commit");
+        rd_pg_down(s, "commit");
         s->failed = false;
         return RD_EIO;
     }
-    s->committing = true;
+    s->committing = s->commit_sent = true;
+    s->commit_until = rd_pg_until(s);
     s->commit_bad = s->failed = false;
     return commit_read(s, w, false);
 }
@@ -758,21 +674,24 @@ static int pg_probe_send(rd_store *base, rd_store_wait *w)
 
     if (!w)
         return 0;
+    if (s->probing && rd_mono_ms() > s->probe_until)
+        probe_take(s, false); /* unanswered past the timeout: dropped, reconnected below */
     if (s->tx_open || s->probing || s->committing)
         return 0;
     if (!s->up) {
-        int rc = reconnect(s, w);
+        int rc = rd_pg_reconnect(s, w);
         if (rc != 0)
             return rc == 1 ? 0 : RD_EIO;
         *w = (rd_store_wait){.fd = -1};
     }
     if (PQsendQueryParams(s->conn, "SELECT 1", 0, NULL, NULL, NULL, NULL, 0) != 1 ||
         PQpipelineSync(s->conn) != 1 || flush_wait(s) != 0) {
-        pg_down(s, "probe");
+        rd_pg_down(s, "probe");
         return RD_EIO;
     }
     s->probing = true;
-    want_io(s, w, true, false);
+    s->probe_until = rd_pg_until(s);
+    rd_pg_want_io(s, w, true, false);
     return 0;
 }
 
@@ -783,12 +702,29 @@ static int pg_probe_read(rd_store *base, rd_store_wait *w)
 
     if (s->probing) {
         if ((rc = probe_take(s, false)) == 1)
-            want_io(s, w, true, false);
+            rd_pg_want_io(s, w, true, false);
         return rc;
     }
     if (s->connecting)
-        return reconnect(s, w);
+        return rd_pg_reconnect(s, w);
     return s->up ? 0 : RD_EIO;
+}
+
+/* After a failed commit: whether it was committed after all (its answer was lost and the lookup
+ * on the new connection found its marker). Carries the reconnection on without waiting while
+ * that is not known. */
+static int pg_commit_landed(rd_store *base)
+{
+    rd_pg *s = P(base);
+    rd_store_wait w;
+
+    if (s->doubt && !s->up && !s->tx_open)
+        rd_pg_reconnect(s, &w);
+    if (s->doubt)
+        return RD_EIO;
+    int rc = s->outcome;
+    s->outcome = 0;
+    return rc;
 }
 
 /* ---- open and close --------------------------------------------------------------------- */
@@ -804,6 +740,9 @@ static void pg_close(rd_store *base)
     if (s->tx_open && tx_end(s, true) != 0)
         rd_log_err("store: close: the last transaction was not committed");
     PQfinish(s->conn); /* NULL is a no-op */
+    rd_pg_dns_free(s->dns);
+    free(s->dsn);
+    free(s->password_file);
     rd_pg_batch_dispose(&s->events);
     free(s);
 }
@@ -850,25 +789,18 @@ static const rd_store_ops pg_ops = {
     .dlv_backlog = rd_pg_dlv_backlog,
     .commit_start = pg_commit_start,
     .commit_poll = pg_commit_poll,
+    .commit_landed = pg_commit_landed,
 };
 
-/* Connects with the dsn, adding the password file and a connect timeout (either may already
- * be in the dsn: a keyword given there wins, since expand_dbname applies it after ours). */
-static PGconn *pg_connect(const char *dsn, const char *password_file)
+/* Connects at start, waiting (the daemon is not serving yet): libpq resolves the host. */
+static PGconn *pg_connect(const rd_pg *s)
 {
-    const char *keys[] = {"connect_timeout", "application_name", "passfile", "dbname", NULL};
-    const char *vals[] = {"5", "runsd", password_file && *password_file ? password_file : NULL,
-                          dsn ? dsn : "", NULL};
-    if (!vals[2]) { /* no passfile: libpq's own default (PGPASSFILE, ~/.pgpass) */
-        keys[2] = "dbname";
-        vals[2] = vals[3];
-        keys[3] = vals[3] = NULL;
-    }
+    const char *keys[8], *vals[8];
+    rd_pg_params(s, NULL, keys, vals);
     return PQconnectdbParams(keys, vals, 1);
 }
 
-int rd_store_open_pg(const char *dsn, const char *password_file, rd_store **out, char *err,
-                     size_t errlen)
+int rd_store_open_pg(const rd_store_pg_opts *o, rd_store **out, char *err, size_t errlen)
 {
     rd_pg *s = calloc(1, sizeof *s);
     int rc;
@@ -879,7 +811,10 @@ int rd_store_open_pg(const char *dsn, const char *password_file, rd_store **out,
     }
     s->base.ops = &pg_ops;
     s->resync = true; /* the first transaction reads the counter */
-    s->conn = pg_connect(dsn, password_file);
+    s->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 10000;
+    s->dsn = strdup(o->dsn ? o->dsn : "");
+    s->password_file = o->password_file && *o->password_file ? strdup(o->password_file) : NULL;
+    s->conn = s->dsn ? pg_connect(s) : NULL;
     if (!s->conn || PQstatus(s->conn) != CONNECTION_OK) {
         /* libpq's message names the host or socket and the reason, never the password. */
         snprintf(err, errlen, "cannot connect to postgresql: %s",
@@ -888,11 +823,12 @@ int rd_store_open_pg(const char *dsn, const char *password_file, rd_store **out,
         return RD_EIO;
     }
     if ((rc = rd_pg_migrate(s->conn, err, errlen)) != 0 ||
-        (rc = pg_setup(s->conn, err, errlen)) != 0) {
+        (rc = rd_pg_mark_open(s, err, errlen)) != 0 || (rc = pg_setup(s->conn, err, errlen)) != 0) {
         pg_close(&s->base);
         return rc;
     }
     s->up = true;
+    s->dns = rd_pg_dns_new(o->base, s->dsn);
     rd_log_info("store: postgresql database %s on %s, schema version %d", PQdb(s->conn),
                 PQhost(s->conn), rd_pg_schema_version());
     *out = &s->base;

@@ -2,8 +2,9 @@
  * store_pg_int.h: private to the PostgreSQL backend's files. store_pg.c owns the connection
  * (libpq, always in pipeline mode), the transaction, the event id counter, reconnection and
  * the ops table; store_pg_schema.c the versioned migrations and the statement list;
- * store_pg_runs.c, store_pg_events.c (events, items, enrichments, keys, kv, process groups)
- * and store_pg_outbox.c the operations. Nothing outside lib/store/store_pg*.c includes it.
+ * store_pg_conn.c waiting with a deadline, reconnection and the commit marker that tells whether a
+ * commit whose answer was lost was committed; store_pg_runs.c, store_pg_events.c (events, items,
+ * enrichments, keys, kv, process groups) and store_pg_outbox.c the operations. Nothing outside lib/store/store_pg*.c includes it.
  *
  * Writes whose answer the caller does not need (an event, a run's row, a delivery update) are
  * sent without waiting (rd_pg_send): the pipeline carries them to the server while the loop
@@ -34,6 +35,15 @@
     "SELECT id FROM deliveries WHERE state >= 2 AND updated_at < $1 ORDER BY seq LIMIT $2"
 
 #define PG_LIST(X)                                                                                 \
+    X(MARK, "INSERT INTO runsd_writers (writer, commit_seq, updated_at)"                           \
+            " VALUES ($1, $3::bigint, $4) ON CONFLICT (writer) DO UPDATE SET updated_at = $4,"     \
+            " commit_seq = (CASE WHEN runsd_writers.commit_seq = $2 THEN $3::bigint::text"         \
+            " ELSE 'the commit marker of this daemon moved to ' || runsd_writers.commit_seq"       \
+            " || ': another writer' END)::bigint")                                                 \
+    X(MARK_RESOLVE, "INSERT INTO runsd_writers (writer, commit_seq, updated_at)"                   \
+                    " VALUES ($1, -$3::bigint, $4) ON CONFLICT (writer) DO UPDATE SET"             \
+                    " updated_at = $4, commit_seq = CASE WHEN runsd_writers.commit_seq = $2"       \
+                    " THEN -$3::bigint ELSE runsd_writers.commit_seq END RETURNING commit_seq")    \
     X(SEQ_LOCK, "SELECT last_id FROM runsd_event_seq FOR UPDATE")                                  \
     X(SEQ_CHECK, "SELECT (CASE WHEN last_id = $1 THEN '1' ELSE 'the event id counter moved to '"   \
                  " || last_id || ': another writer' END)::int FROM runsd_event_seq FOR UPDATE")    \
@@ -155,7 +165,102 @@ void rd_pg_batch_reset(pg_batch *b);
 /** Frees the batch's memory. */
 void rd_pg_batch_dispose(pg_batch *b);
 
+/* The dsn's host names, resolved on the loop (store_pg_dns.c). */
+typedef struct pg_dns pg_dns;
+
+/* The backend's state. */
+typedef struct rd_pg {
+    rd_store base; /* first: the ops recover the store from the rd_store pointer */
+    PGconn *conn;
+    bool up;       /* connected, statements prepared, in pipeline mode */
+    bool tx_open;  /* BEGIN was sent and the transaction has not ended */
+    bool failed;   /* a statement of the open transaction failed: its commit must fail */
+    int pending;   /* queued statements whose results are not read yet */
+    bool have_ids; /* this transaction holds the lock of the id counter */
+    int64_t next_id, top_id;
+    int64_t last_id;    /* the counter as this store last committed it (valid unless resync) */
+    bool resync;        /* a transaction failed: read the counter under its lock, not last_id */
+    int64_t commit_top; /* the counter the commit in flight writes (0: it holds no ids) */
+    int64_t last_try;   /* monotonic ms of the last connection attempt */
+    int64_t conn_until; /* monotonic ms: a reconnection not done by then is given up */
+    pg_batch events;    /* the transaction's events not sent yet (store_pg_batch.c) */
+    bool probing;       /* a probe's SELECT 1 and Sync are out, their results not read */
+    int64_t probe_until; /* monotonic ms: the probe's answer is due */
+    bool committing;    /* a transaction's COMMIT and Sync are out, their results not all read */
+    int64_t commit_until; /* monotonic ms: the commit in flight's answer is due */
+    bool commit_bad;    /* a result of the commit in flight failed */
+    bool commit_done;   /* the commit in flight completed inside another call: commit_rc */
+    int commit_rc;
+    bool connecting;                   /* a connection was started; PQconnectPoll carries it on */
+    bool preparing;                    /* connected again; the prepares and their Sync are out */
+    bool resolving;                    /* the commit in doubt is being looked up (MARK_RESOLVE) */
+    bool prep_bad;                     /* one of them failed */
+    PostgresPollingStatusType conn_st; /* what PQconnectPoll last asked to wait for */
+    int64_t timeout_ms;                /* [store] timeout */
+    char *dsn, *password_file;         /* kept for each new connection */
+    pg_dns *dns;                       /* NULL: the dsn names no host to resolve */
+    /* The commit marker (docs/postgresql.md, "When the database fails"): every transaction
+     * first sets this daemon's row of runsd_writers from mark to tx_mark, so a commit whose
+     * answer was lost can be looked up on the next connection. */
+    char writer[40];     /* this daemon's row: random, for the process's lifetime */
+    int64_t mark;        /* the row's value as last committed (negative: a commit fenced off) */
+    int64_t mark_seq;    /* the last value a transaction was given */
+    int64_t tx_mark;     /* the value the open (or committing) transaction writes */
+    bool commit_sent;    /* COMMIT is out and its answer not read: losing it leaves a doubt */
+    bool doubt;          /* a commit's answer was lost: look it up before anything else */
+    int64_t doubt_mark;  /* the value that commit wrote, and the one before it */
+    int64_t doubt_prev;
+    int outcome;         /* the lookup's answer for the journal: 1 committed, 0 not (or none) */
+} rd_pg;
+
+/* ---- store_pg_conn.c -------------------------------------------------------------------- */
+
+/** Waits until a result can be read without blocking (result) or until libpq has sent all it
+ * holds (!result), reading what arrives meanwhile, at most until the monotonic ms until. 0, or
+ * RD_EIO: the connection is lost or the deadline passed, and then dropped (rd_pg_drop). */
+int rd_pg_wait(rd_pg *s, bool result, int64_t until, const char *what);
+/** Monotonic ms by which a wait beginning now must end ([store] timeout). */
+int64_t rd_pg_until(const rd_pg *s);
+/** The server did not answer by the deadline: logs it once and drops the connection as lost. */
+void rd_pg_drop(rd_pg *s, const char *what);
+/** Carries a reconnection as far as it goes without waiting: 0 connected and ready, 1 under
+ * way (wait as *w says), RD_EIO failed or too soon after the last attempt. A commit in doubt
+ * is looked up on the new connection before it is ready. */
+int rd_pg_reconnect(rd_pg *s, rd_store_wait *w);
+/** Queues the marker of a transaction that is beginning (right after BEGIN). */
+int rd_pg_mark_send(rd_pg *s);
+/** The commit marker's row, at open: a new random writer, and rows older than 30 days gone. */
+int rd_pg_mark_open(rd_pg *s, char *err, size_t errlen);
+
+/** The keywords of a connection (NULL-terminated, at most 7): runsd's defaults, the dsn
+ * (expanded: its keywords win over the defaults) and, when not NULL, hostaddr after it. */
+void rd_pg_params(const rd_pg *s, const char *hostaddr, const char **keys, const char **vals);
+
+/* ---- store_pg_dns.c --------------------------------------------------------------------- */
+
+struct event_base;
+/** A resolver for the dsn's host names on base's loop; NULL when there is nothing to resolve
+ * (sockets, numeric addresses, a hostaddr given, no base) or no resolver could be made. */
+pg_dns *rd_pg_dns_new(struct event_base *base, const char *dsn);
+void rd_pg_dns_free(pg_dns *d);
+/** Starts resolving every host unless it is under way; true when all are resolved (at once,
+ * from the hosts file, or since an earlier call). */
+bool rd_pg_dns_resolve(pg_dns *d);
+/** The hostaddr list of the last resolution (valid until the next one, which the next
+ * reconnection starts). */
+const char *rd_pg_dns_take(pg_dns *d);
+
 /* ---- store_pg.c ------------------------------------------------------------------------- */
+
+/** The connection is gone or unusable: the open transaction fails, the next call reconnects. */
+void rd_pg_down(rd_pg *s, const char *what);
+/** Reads results up to the pipeline's next Sync; *bad is set when one of them failed, *val (when
+ * not NULL) is the first column of the first row of the last statement that returned rows. wait: blocks (until the deadline)
+ * until the Sync is in; else returns 1 as soon as reading would block. 0 at the Sync, RD_EIO
+ * when the connection is gone. */
+int rd_pg_read_to_sync(rd_pg *s, bool wait, bool *bad, int64_t *val, const char *what);
+/** What the socket must be for the wait to end. */
+void rd_pg_want_io(rd_pg *s, rd_store_wait *w, bool rd, bool wr);
 
 /** Queues a write in the batch's transaction (opened if needed) without waiting for its
  * result. 0, or RD_EIO when the store is down or this transaction already failed. */

@@ -61,7 +61,13 @@ static const char v2_sql[] =
     " status_code INTEGER NOT NULL, error TEXT, next_at BIGINT NOT NULL,"
     " PRIMARY KEY (delivery_id, n));";
 
-#define SCHEMA_VERSION 2
+/* Version 3: the commit marker. Every transaction of a daemon sets its row (writer: random, per
+ * process) first, so a commit whose answer was lost is looked up (store_pg_conn.c). */
+static const char v3_sql[] =
+    "CREATE TABLE runsd_writers (writer TEXT PRIMARY KEY, commit_seq BIGINT NOT NULL,"
+    " updated_at BIGINT NOT NULL);";
+
+#define SCHEMA_VERSION 3
 
 int rd_pg_schema_version(void)
 {
@@ -207,6 +213,8 @@ static int apply_steps(PGconn *conn, int version, char *err, size_t errlen)
             return rc;
     }
     if (version < 2 && (rc = exec_ok(conn, v2_sql, "migration 2", err, errlen)) != 0)
+        return rc;
+    if (version < 3 && (rc = exec_ok(conn, v3_sql, "migration 3", err, errlen)) != 0)
         return rc;
     snprintf(set, sizeof set, "DELETE FROM runsd_schema; INSERT INTO runsd_schema VALUES (%d)",
              SCHEMA_VERSION);

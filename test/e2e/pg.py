@@ -2,8 +2,8 @@
 
 server() starts one per test process, lazily: initdb into a temporary directory owned by an
 unprivileged user (as root: the package's `postgres` user, through runuser), pg_ctl start on a
-Unix socket in that directory only (listen_addresses=''), trust authentication for the local
-socket. It is stopped (pg_ctl stop -m fast) and its directory removed at exit, also when a
+Unix socket in that directory and on TCP 127.0.0.1 (a free port, the same across restarts; for
+the tests of host names in the dsn: tcp_dsn()), trust authentication for both. It is stopped (pg_ctl stop -m fast) and its directory removed at exit, also when a
 test failed. Each daemon gets a database of its own (database()).
 
 fsync is off: these servers hold test data only, and the tests kill the daemon, not the
@@ -14,6 +14,7 @@ import glob
 import os
 import pwd
 import shutil
+import socket
 import subprocess
 import tempfile
 
@@ -40,6 +41,9 @@ class Server:
         self.sock = self.dir
         self.fsync = fsync
         self.n_db = 0
+        with socket.socket() as s:  # free now; taken by the server's first start
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
         self.owner = None
         if os.geteuid() == 0:
             # initdb refuses to run as root: the package's system user owns the cluster.
@@ -57,8 +61,8 @@ class Server:
                               stderr=subprocess.STDOUT, cwd=self.dir)
 
     def start(self):
-        opts = "-k %s -c listen_addresses='' -c fsync=%s -c max_connections=200" % (
-            self.sock, "on" if self.fsync else "off")
+        opts = "-k %s -p %d -c listen_addresses=127.0.0.1 -c fsync=%s -c max_connections=200" % (
+            self.sock, self.port, "on" if self.fsync else "off")
         if not self.fsync:
             opts += " -c synchronous_commit=off -c full_page_writes=off"
         r = self._run(["pg_ctl", "-D", self.data, "-l", os.path.join(self.dir, "server.log"),
@@ -86,7 +90,11 @@ class Server:
             return ""
 
     def dsn(self, db="postgres"):
-        return "host=%s user=%s dbname=%s" % (self.sock, USER, db)
+        return "host=%s port=%d user=%s dbname=%s" % (self.sock, self.port, USER, db)
+
+    def tcp_dsn(self, db, host="localhost"):
+        """A dsn that reaches the server over TCP through a host name (or address)."""
+        return "host=%s port=%d user=%s dbname=%s" % (host, self.port, USER, db)
 
     def psql(self, sql, db="postgres"):
         """Runs sql, returns its output (unaligned, tuples only)."""

@@ -17,7 +17,7 @@ import time
 import unittest
 
 import pg
-from harness import BIN, SLOW, Daemon, note_secret, testworker_flow, wait_for
+from harness import BIN, SLOW, VALGRIND, Daemon, note_secret, testworker_flow, wait_for
 from helpers import SSEReader, all_results, assert_journal_held, finish, metric
 
 FLOWS = testworker_flow("items") + "\nresumable = yes\n"
@@ -70,13 +70,14 @@ class PgTest(unittest.TestCase):
 class TestSchema(PgTest):
     def test_fresh_database_gets_the_schema(self):
         d = self.daemon()
-        self.assertEqual(self.srv.psql("SELECT version FROM runsd_schema", self.db(d)), "2")
+        self.assertEqual(self.srv.psql("SELECT version FROM runsd_schema", self.db(d)), "3")
         tables = self.srv.psql("SELECT string_agg(tablename, ',' ORDER BY tablename) FROM"
                                " pg_tables WHERE schemaname = 'public'", self.db(d)).split(",")
         for t in ("runs", "events", "idempotency", "kv", "pgroups", "enrichments",
-                  "deliveries", "delivery_attempts", "runsd_event_seq", "runsd_schema"):
+                  "deliveries", "delivery_attempts", "runsd_event_seq", "runsd_schema",
+                  "runsd_writers"):
             self.assertIn(t, tables)
-        self.assertIn("schema version 0 -> 2", d.read_log())
+        self.assertIn("schema version 0 -> 3", d.read_log())
 
     def test_version_1_is_migrated(self):
         d = self.daemon()
@@ -84,11 +85,11 @@ class TestSchema(PgTest):
         finish(d, run["id"])
         d.stop()
         # Back to version 1: the outbox tables (version 2) did not exist then.
-        self.srv.psql("DROP TABLE deliveries, delivery_attempts;"
+        self.srv.psql("DROP TABLE deliveries, delivery_attempts, runsd_writers;"
                       " UPDATE runsd_schema SET version = 1", self.db(d))
         d2 = self.daemon(old=d)
-        self.assertIn("schema version 1 -> 2", d2.read_log())
-        self.assertEqual(self.srv.psql("SELECT version FROM runsd_schema", self.db(d)), "2")
+        self.assertIn("schema version 1 -> 3", d2.read_log())
+        self.assertEqual(self.srv.psql("SELECT version FROM runsd_schema", self.db(d)), "3")
         self.assertEqual(d2.run(run["id"])["status"], "succeeded")
         self.check_run(d2, run["id"], 3)
         self.assertEqual(d2.get("/v1/runs/%s/deliveries" % run["id"]).status, 200)
@@ -161,7 +162,8 @@ class TestPasswordAuth(PgTest):
         with open(pwfile, "w") as f:
             f.write("*:*:*:%s:%s\n" % (self.USER, password))
         os.chmod(pwfile, 0o600)
-        dsn = "host=%s user=%s dbname=%s" % (self.srv.sock, self.USER, self.dbname)
+        dsn = "host=%s port=%d user=%s dbname=%s" % (self.srv.sock, self.srv.port, self.USER,
+                                                     self.dbname)
         d.dsn = dsn
         d.store_keys = lambda: ("backend = postgresql\ndsn = %s\npassword_file = %s\n"
                                 % (dsn, pwfile))
@@ -449,6 +451,242 @@ class TestLoop(PgTest):
         self.assertIn("connected again", d.read_log(whole=True))
         run = d.create("items", {"items": 5})
         self.assertEqual(finish(d, run["id"])["status"], "succeeded")
+
+
+class TestDeadline(PgTest):
+    """[store] timeout (issue 13): a commit or a wait that the server leaves unanswered past it
+    drops the connection and makes a new one, and a commit whose answer was lost with it is
+    looked up before anything is written again: committed, it is not written twice; not
+    committed, it is written again with the same ids. The daemon's backend is frozen with
+    SIGSTOP (what a server or a network that stops answering without an RST looks like)."""
+    TIMEOUT = "1s"
+    N = 3000
+    BOUND = TestLoop.BOUND
+    backend_pid = TestLoop.backend_pid
+    status = TestLoop.status
+
+    def timed_daemon(self, **kw):
+        d = Daemon(flows=FLOWS, backend="postgresql", **kw)
+        d.store_keys = lambda: ("backend = postgresql\ndsn = %s\ntimeout = %s\n"
+                                % (d.dsn, self.TIMEOUT))
+        self.daemons.append(d)
+        return d.start()
+
+    def runsd_backends(self, d):
+        out = self.srv.psql("SELECT pid FROM pg_stat_activity WHERE application_name = 'runsd'"
+                            " AND datname = '%s'" % self.db(d))
+        return {int(p) for p in out.split()}
+
+    def watch_healthz(self, d):
+        """Asks /healthz in a thread until the returned stop() is called; stop() gives the
+        slowest answer (none within 3 s counts as 3 s)."""
+        worst, done = [0.0], threading.Event()
+
+        def loop():
+            while not done.is_set():
+                t0 = time.monotonic()
+                ok = self.status(d, "/healthz") == 200
+                worst[0] = max(worst[0], time.monotonic() - t0 if ok else 3.0)
+        t = threading.Thread(target=loop, daemon=True)
+        t.start()
+
+        def stop():
+            done.set()
+            t.join(10)
+            return worst[0]
+        return stop
+
+    def items_run(self, d):
+        run = d.create("items", {"items": self.N, "item_delay": 0.001})
+        sse = SSEReader(d.port, "/v1/events?run=" + run["id"], timeout=60)
+        seen = []
+
+        def read():
+            try:
+                for f in iter(sse.next_event, None):
+                    if "id" in f:
+                        seen.append(int(f["id"]))
+            except OSError:
+                pass  # closed at the end of the test
+        threading.Thread(target=read, daemon=True).start()
+        wait_for(lambda: len(seen) >= 50, what="items published")
+        return run, sse, seen
+
+    def past_timeout(self, d, pid):
+        """Waits until the daemon has given up the backend pid and connected again."""
+        wait_for(lambda: "dropping the connection" in d.read_log(whole=True), timeout=20,
+                 what="the deadline")
+        wait_for(lambda: self.runsd_backends(d) - {pid}, timeout=20,
+                 what="a new connection while the old backend holds its transaction")
+
+    def frozen_past_timeout(self, d):
+        """Freezes the daemon's backend until the daemon has dropped it and connected again."""
+        pid = self.backend_pid(d)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            self.past_timeout(d, pid)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+
+    def events_locked(self, d):
+        """A psql session holding a lock that the daemon's next insert of events waits for
+        (its transaction then waits in the server, holding the daemon's commit marker row,
+        with what follows, COMMIT included, in its socket). Returns release()."""
+        p = subprocess.Popen([os.path.join(self.srv.bin, "psql"), "-X", "-q", "-At", "-d",
+                              self.srv.dsn(self.db(d))], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+        p.stdin.write("BEGIN; LOCK TABLE events IN SHARE MODE; SELECT 'locked';\n")
+        p.stdin.flush()
+        self.assertEqual(p.stdout.readline().strip(), "locked")
+
+        def release():
+            p.communicate("ROLLBACK;\n", timeout=30)
+        return release
+
+    def locked_past_timeout(self, d, before=None):
+        """Holds the daemon's commit in the server (events_locked) until the daemon has dropped
+        the connection and connected again; before(pid) runs just before the lock goes."""
+        pid = self.backend_pid(d)
+        release = self.events_locked(d)
+        try:
+            self.past_timeout(d, pid)
+            # The new connection waits for the old transaction to end: not ready meanwhile.
+            self.assertEqual(self.status(d, "/readyz"), 503)
+            if before:
+                before(pid)
+        finally:
+            release()
+
+    def outcome(self, d):
+        log = d.read_log(whole=True)
+        self.assertFalse("was taken by another writer" in log, "the held batch was refused")
+        return ("committed" if "was committed: it is not written again" in log else
+                "not committed" if "was not committed: it is written again" in log else None)
+
+    def check_stored_once(self, d, run, sse, seen, stop):
+        wait_for(lambda: d.get("/readyz").status == 200, timeout=30, what="readyz 200")
+        done = d.wait_status(run["id"], "succeeded", timeout=60)
+        worst = stop()
+        self.assertLess(worst, self.BOUND, "the loop waited %.2f s" % worst)
+        self.assertEqual(done["counts"]["items"], self.N)
+        n, distinct = self.srv.psql(
+            "SELECT count(*) || ' ' || count(DISTINCT item_seq) FROM events WHERE run_id = '%s'"
+            " AND type = 'run.item'" % run["id"], self.db(d)).split()
+        self.assertEqual((int(n), int(distinct)), (self.N, self.N), "items stored twice or lost")
+        self.check_run(d, run["id"], self.N)
+        ids = [e["id"] for e in d.events(run["id"])]
+        wait_for(lambda: seen and seen[-1] >= ids[-1], what="every event published")
+        sse.close()
+        self.assertEqual(seen, [i for i in ids if i >= seen[0]])
+        later = d.create("items", {"items": 2})
+        self.assertEqual(finish(d, later["id"])["status"], "succeeded")
+        self.assertGreater(min(e["id"] for e in d.events(later["id"])), ids[-1])
+
+    def test_commit_in_doubt_that_was_committed(self):
+        # Released, the old backend carries on with what is in its socket: the rest of the
+        # transaction the daemon gave up on, and its COMMIT. The new connection's lookup waits
+        # for it, finds it committed, and the daemon does not write it again (before: it wrote
+        # it again and "event id N was taken by another writer", for ever).
+        d = self.timed_daemon(server="sse_max_buffer = 4M\n")
+        run, sse, seen = self.items_run(d)
+        stop = self.watch_healthz(d)
+        self.locked_past_timeout(d)
+        self.check_stored_once(d, run, sse, seen, stop)
+        self.assertEqual(self.outcome(d), "committed")
+
+    def test_commit_in_doubt_that_was_not_committed(self):
+        # The old backend is terminated while it waits: its transaction never commits. The
+        # lookup finds the marker not set, fences it off, and the journal writes the
+        # transaction again with the same ids.
+        d = self.timed_daemon(server="sse_max_buffer = 4M\n")
+        run, sse, seen = self.items_run(d)
+        stop = self.watch_healthz(d)
+        self.locked_past_timeout(
+            d, lambda pid: self.srv.psql("SELECT pg_terminate_backend(%d)" % pid))
+        self.check_stored_once(d, run, sse, seen, stop)
+        self.assertEqual(self.outcome(d), "not committed")
+
+    def test_backend_frozen_past_timeout(self):
+        # A server that stops answering (SIGSTOP: no RST, nothing): the daemon gives the
+        # connection up and connects again; the new connection's first transaction waits for
+        # the frozen one to end (it holds the commit marker's row). Thawed, the old backend
+        # runs what is in its socket: whether that commit landed depends on where it froze, and
+        # either way every item is stored and published once.
+        d = self.timed_daemon(server="sse_max_buffer = 4M\n")
+        run, sse, seen = self.items_run(d)
+        stop = self.watch_healthz(d)
+        self.frozen_past_timeout(d)
+        self.check_stored_once(d, run, sse, seen, stop)
+        self.assertIn(self.outcome(d), ("committed", "not committed"))
+
+    def test_timeout_is_checked(self):
+        d = self.daemon(start=False)
+        d.store_keys = lambda: "backend = postgresql\ndsn = %s\ntimeout = 50ms\n" % d.dsn
+        code, err = self.run_t(d, ["-t"])
+        self.assertNotEqual(code, 0)
+        self.assertIn("key 'timeout': must be between 100ms and 1h", err)
+
+    def test_read_unanswered_past_timeout_fails_instead_of_waiting(self):
+        # A read waits for the server on the loop, but no longer than the timeout (before: as
+        # long as the server was frozen).
+        d = self.timed_daemon()
+        pid = self.backend_pid(d)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            code = self.status(d, "/v1/runs")
+            took = time.monotonic() - t0
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        self.assertEqual(code, 503)
+        self.assertLess(took, 2.5 * SLOW)
+        self.assertIn("dropping the connection", d.read_log(whole=True))
+        wait_for(lambda: d.get("/v1/runs").status == 200, timeout=30, what="reads again")
+        self.assertEqual(d.get("/readyz").status, 200)
+
+
+class TestHostName(PgTest):
+    """A dsn that names its host (issue 13): libpq would resolve it with getaddrinfo() inside
+    every reconnection attempt, on the loop. The daemon resolves it on the loop without waiting
+    (evdns, store_pg_dns.c) and hands libpq the address. A shim (test/faults/slowdns.c) makes
+    the C library's getaddrinfo() of "localhost" take 5 s; /etc/hosts has the name, and the
+    test server listens on 127.0.0.1 too (pg.py)."""
+    BOUND = TestLoop.BOUND
+    backend_pid = TestLoop.backend_pid
+    status = TestLoop.status
+    healthz_worst = TestLoop.healthz_worst
+
+    def test_reconnection_does_not_wait_for_the_resolver(self):
+        shim = os.environ.get("RUNSD_SLOWDNS_SHIM")
+        if not shim or not os.path.exists(shim):
+            self.skipTest("the slow resolver shim is not built (RUNSD_SLOWDNS_SHIM; ctest sets it)")
+        d = self.daemon(start=False)
+        calls = os.path.join(d.tmp, "getaddrinfo.log")
+        if VALGRIND:
+            # valgrind runs the daemon on its own core, whose preloads come before ours.
+            self.skipTest("the LD_PRELOAD shim is not used under valgrind")
+        asan = os.environ.get("ASAN_OPTIONS", "")
+        d.env = {"LD_PRELOAD": shim, "RUNSD_SLOWDNS_NAME": "localhost",
+                 "RUNSD_SLOWDNS_LOG": calls,
+                 # ASan wants its runtime first in the library list; the shim calls on to it.
+                 "ASAN_OPTIONS": (asan + ":" if asan else "") + "verify_asan_link_order=0"}
+        d.dsn = self.srv.tcp_dsn(self.db(d), "localhost")
+        d.start()  # libpq resolves at start, through the shim: 5 s (the daemon is not serving)
+
+        def n_calls():
+            with open(calls) as f:
+                return f.read().count("getaddrinfo localhost")
+        self.assertEqual(n_calls(), 1, "the shim did not see libpq's getaddrinfo at start")
+        self.srv.psql("SELECT pg_terminate_backend(%d)" % self.backend_pid(d))
+        wait_for(lambda: self.status(d, "/readyz") == 503, timeout=15, what="readyz 503")
+        worst = self.healthz_worst(d, 6)  # reconnection attempts meanwhile
+        self.assertLess(worst, self.BOUND, "the loop waited %.2f s for the resolver" % worst)
+        wait_for(lambda: d.get("/readyz").status == 200, timeout=30, what="readyz 200")
+        self.assertIn("connected again", d.read_log(whole=True))
+        self.assertEqual(n_calls(), 1, "a reconnection called getaddrinfo")
+        run = d.create("items", {"items": 5})
+        self.assertEqual(finish(d, run["id"])["status"], "succeeded")
+
 
 if __name__ == "__main__":
     unittest.main()
