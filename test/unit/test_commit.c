@@ -39,6 +39,15 @@ static bool fail_commits, fail_writes;
 static int gate[2] = {-1, -1}; /* async commits: in flight until a byte is written to gate[1] */
 static bool in_flight;
 static int completions; /* async commits completed (committed or failed) */
+static bool lose_answer; /* the next async commit commits, and reports a failure */
+static bool in_doubt;    /* it did: commit_landed says 1, once */
+
+static int fake_landed(rd_store *s)
+{
+    bool was = in_doubt;
+    in_doubt = false;
+    return was ? 1 : 0;
+}
 
 static int failing_commit(rd_store *s)
 {
@@ -64,7 +73,13 @@ static int async_poll(rd_store *s, rd_store_wait *w, bool wait)
     }
     in_flight = false;
     completions++;
-    return failing_commit(s);
+    int rc = failing_commit(s);
+    if (rc == 0 && lose_answer) { /* committed, and the answer lost with the connection */
+        lose_answer = false;
+        in_doubt = true;
+        return RD_EIO;
+    }
+    return rc;
 }
 
 static int async_start(rd_store *s, rd_store_wait *w)
@@ -130,7 +145,7 @@ static int setup(void **state)
     f->base = event_base_new();
     g = f;
     commits_done = 0;
-    fail_commits = fail_writes = false;
+    fail_commits = fail_writes = lose_answer = in_doubt = false;
     f->rs = rd_runs_new(f->base, f->store, f->cfg);
     assert_non_null(f->rs);
     *state = f;
@@ -523,6 +538,40 @@ static void test_after_commit(void **state)
     rd_runs_unlisten(f->rs, l);
 }
 
+/* A commit whose answer was lost was committed after all (rd_store_commit_landed says so):
+ * what it carried is not written again (no duplicate), what was held behind it is, and every
+ * event is published once, in order, with the commit that succeeds next. */
+static void test_commit_in_doubt_that_landed(void **state)
+{
+    fx *f = *state;
+    seen s = {0};
+    char id[RD_RUN_ID_MAX];
+    void *l;
+    rd_active *act = async_run(f, &s, &l, id);
+    f->ops.commit_landed = fake_landed;
+    loop_idle(f);
+    assert_true(in_flight); /* run.created */
+    rd_run_log(act, "info", "test", "held behind the commit in doubt");
+    lose_answer = true;
+    complete_commit(f);
+    assert_int_equal(s.n, 0); /* failed as far as anyone knows: nothing published */
+    assert_false(rd_runs_store_ok(f->rs));
+    if (in_flight)
+        complete_commit(f);
+    else
+        assert_int_equal(rd_runs_flush(f->rs), 0);
+    assert_false(in_doubt); /* the journal asked */
+    assert_true(rd_runs_store_ok(f->rs));
+    seen st = stored_events(f, id);
+    assert_int_equal(st.n, 2); /* run.created once, run.log */
+    assert_int_equal(s.n, 2);
+    assert_string_equal(s.types[0], "run.created");
+    assert_string_equal(s.types[1], "run.log");
+    assert_int_equal(s.ids[0], st.ids[0]);
+    assert_int_equal(s.ids[1], st.ids[1]);
+    rd_runs_unlisten(f->rs, l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -535,6 +584,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_async_commit_publishes_on_completion, setup, teardown),
         cmocka_unit_test_setup_teardown(test_async_commit_fails_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_after_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_in_doubt_that_landed, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
