@@ -86,6 +86,7 @@ struct rd_runs {
     int done_rc;
     bool again;              /* a commit was asked for while one was in flight */
     bool commit_late;        /* the one in flight is late: probe_down was set for it */
+    int64_t commit_at;       /* rd_mono_ms when the one in flight started */
     int n_pending;           /* entries in pending */
     int cut_n;               /* the first cut_n of them are carried by the commit in flight */
     int64_t cut_watermark;   /* pub_watermark as it was when that commit started */

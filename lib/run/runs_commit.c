@@ -349,14 +349,18 @@ static int wait_io(rd_runs *rs, const rd_store_wait *w)
     }
     if (!rs->commit_io && w->fd >= 0)
         rs->commit_io = event_new(rs->base, w->fd, what, runs_on_commit_io, rs);
-    struct timeval tv = {COMMIT_LATE_MS / 1000, (COMMIT_LATE_MS % 1000) * 1000};
+    /* Polled again when it is late, or at the store's deadline if that comes first. */
+    int ms = rs->commit_late ? 0 : COMMIT_LATE_MS - (int)(rd_mono_ms() - rs->commit_at);
+    if (ms <= 0 || (w->timeout_ms > 0 && w->timeout_ms < ms))
+        ms = w->timeout_ms > 0 ? w->timeout_ms : COMMIT_LATE_MS;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     return rs->commit_io && event_add(rs->commit_io, &tv) == 0 ? 0 : RD_ERR;
 }
 
 /* The commit in flight has a result (rc != 1), or could not be waited for on the loop. */
 static void inflight_end(rd_runs *rs, int rc)
 {
-    rd_store_wait w;
+    rd_store_wait w = {0};
     uint64_t t = rs->inflight;
     if (rc == 1) /* nothing to wait on: wait here (never expected) */
         rc = rd_store_commit_poll(rs->store, &w, true);
@@ -380,11 +384,11 @@ static void inflight_end(rd_runs *rs, int rc)
 static void runs_on_commit_io(evutil_socket_t fd, short what, void *arg)
 {
     rd_runs *rs = arg;
-    rd_store_wait w;
+    rd_store_wait w = {0};
     if (!rs->inflight)
         return;
     int rc = rd_store_commit_poll(rs->store, &w, false);
-    if (rc == 1 && (what & EV_TIMEOUT) && !rs->commit_late) {
+    if (rc == 1 && !rs->commit_late && rd_mono_ms() - rs->commit_at >= COMMIT_LATE_MS) {
         rd_log_err("store: the database has not answered a commit in %d ms; not ready until it "
                    "does",
                    COMMIT_LATE_MS);
@@ -404,7 +408,7 @@ static void runs_on_store_done(void *arg)
 
 void rd_runs_commit_async(rd_runs *rs)
 {
-    rd_store_wait w;
+    rd_store_wait w = {0};
     if (rs->inflight) {
         rs->again = true; /* started when the one in flight completes */
         return;
@@ -414,6 +418,7 @@ void rd_runs_commit_async(rd_runs *rs)
     int rc = rd_store_commit_start(rs->store, &w);
     if (rc == 1) {
         rs->inflight = t;
+        rs->commit_at = rd_mono_ms();
         if (wait_io(rs, &w) != 0)
             inflight_end(rs, rc);
         return;
@@ -423,7 +428,7 @@ void rd_runs_commit_async(rd_runs *rs)
 
 void rd_runs_commit_wait(rd_runs *rs)
 {
-    rd_store_wait w;
+    rd_store_wait w = {0};
     if (rs->inflight)
         inflight_end(rs, rd_store_commit_poll(rs->store, &w, true));
 }

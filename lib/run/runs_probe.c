@@ -66,7 +66,7 @@ static void probe_wait(rd_runs *rs, const rd_store_wait *w)
 static void runs_on_probe_answer(evutil_socket_t fd, short what, void *arg)
 {
     rd_runs *rs = arg;
-    rd_store_wait w;
+    rd_store_wait w = {0};
     /* Also on a timeout: a store call in between may have read the answer. */
     int rc = rd_store_probe_read(rs->store, &w);
 
@@ -85,7 +85,7 @@ static void runs_on_probe_answer(evutil_socket_t fd, short what, void *arg)
 static void runs_on_probe(evutil_socket_t unused, short what, void *arg)
 {
     rd_runs *rs = arg;
-    rd_store_wait w;
+    rd_store_wait w = {0};
     int rc = rd_store_probe_send(rs->store, &w);
 
     if (rc == 0 && w.fd < 0 && rs->commit_late) {

@@ -111,6 +111,8 @@ typedef int (*rd_pgroup_cb)(const rd_pgroup *g, void *arg);
 typedef struct rd_store_wait {
     int fd;
     bool rd, wr;
+    int timeout_ms; /* poll again within this even if the socket stays quiet (a deadline of
+                       the store's, [store] timeout); 0: no deadline */
 } rd_store_wait;
 
 /** Return 0 to continue, non-zero to stop early. */

@@ -197,6 +197,7 @@ void rd_pg_want_io(rd_pg *s, rd_store_wait *w, bool rd, bool wr)
     w->fd = PQsocket(s->conn);
     w->rd = rd;
     w->wr = wr;
+    w->timeout_ms = 0;
 }
 
 /* The connection is non-blocking (a batch of events sent mid-transaction never waits for the
@@ -237,6 +238,8 @@ static int commit_read(rd_pg *s, rd_store_wait *w, bool wait)
     }
     if (rc == 1) {
         rd_pg_want_io(s, w, true, fl == 1);
+        int64_t left = s->commit_until - rd_mono_ms();
+        w->timeout_ms = left < 1 ? 1 : left > INT32_MAX ? INT32_MAX : (int)left;
         return 1;
     }
     s->committing = false;
