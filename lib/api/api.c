@@ -102,6 +102,16 @@ int rd_api_register(rd_http *h, const rd_api_opts *o, rd_api **out, char *err, s
         return RD_ERR;
     if (o->metrics && rd_streams_set_metrics(a->streams, o->metrics) != 0)
         return snprintf(err, errlen, "out of memory"), RD_ERR;
+    if (o->metrics) {
+        a->m_waiting = rd_metrics_gauge(
+            o->metrics, "runsd_http_requests_waiting",
+            "HTTP requests parked until a commit completes: a handler waiting for the commit in "
+            "flight, or the reply to a change waiting for the commit that carries it.",
+            NULL);
+        if (!a->m_waiting)
+            return snprintf(err, errlen, "out of memory"), RD_ERR;
+        rd_metric_set(a->m_waiting, NULL, 0);
+    }
     if (rd_http_route_all(h, ops_routes, sizeof ops_routes / sizeof ops_routes[0], a) != 0 ||
         rd_runs_register(h, a) != 0 || rd_control_register(h, a) != 0 ||
         rd_streams_register(a->streams, h) != 0 || rd_approvals_register(h, a) != 0 ||

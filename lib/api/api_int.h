@@ -23,6 +23,8 @@ typedef struct rd_api {
     struct rd_metrics *metrics;         /* borrowed; may be NULL */
     LIST_HEAD(, ctl_stream) ctls;       /* open worker control streams (control.c) */
     TAILQ_HEAD(, held_post) held_posts; /* external workers' posts held by backpressure */
+    int n_waiting;                      /* requests parked until a commit (commit.c) */
+    struct rd_metric *m_waiting;        /* their gauge; NULL without a registry */
 } rd_api;
 
 /** Who a JSON reply is for (SPEC section 3, "Who sees capability links"): a write or admin

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 
 #include "api/api_int.h"
+#include "base/metrics.h"
 
 typedef struct after {
     rd_api *a;
@@ -21,10 +22,19 @@ typedef struct after {
     void *arg;
 } after;
 
+/* The gauge of parked requests follows n_waiting. */
+static void waiting(rd_api *a, int delta)
+{
+    a->n_waiting += delta;
+    if (a->m_waiting)
+        rd_metric_set(a->m_waiting, NULL, a->n_waiting);
+}
+
 static void after_on_commit(void *p, int rc)
 {
     after *w = p;
     w->wait = NULL;
+    waiting(w->a, -1);
     rd_req *req = w->req;
     if (w->then)
         w->then(req, w->arg, rc);
@@ -40,8 +50,10 @@ static void after_on_commit(void *p, int rc)
 static void after_on_gone(void *p)
 {
     after *w = p;
-    if (w->wait)
+    if (w->wait) {
         rd_engine_after_commit_cancel(w->a->eng, w->wait);
+        waiting(w->a, -1);
+    }
     if (w->drop)
         w->drop(w->arg);
     free(w);
@@ -63,6 +75,8 @@ static int park(after *w, rd_req *req, bool inflight)
     }
     w->wait = inflight ? rd_engine_after_inflight(w->a->eng, after_on_commit, w)
                        : rd_engine_after_commit(w->a->eng, after_on_commit, w);
+    if (w->wait)
+        waiting(w->a, 1);
     if (!w->wait) {
         rd_req *parked = w->req;
         rd_reply_error(parked, 500, "internal", "out of memory");

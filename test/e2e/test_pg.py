@@ -413,18 +413,22 @@ class TestLoop(PgTest):
                 s.close()
             worst = self.healthz_worst(d, 3)
             answered_frozen = dict(got)
+            parked = metric(d, "runsd_http_requests_waiting")
             thawed = time.monotonic()
         finally:
             os.kill(pid, signal.SIGCONT)
         self.assertLess(worst, self.BOUND, "the loop waited %.2f s for the store" % worst)
         # Nothing that needs the store was answered while it could not answer.
         self.assertEqual(answered_frozen, {})
+        self.assertGreaterEqual(parked, len(asks))  # and /metrics says they wait
         for t in threads:
             t.join(60)
         for name, (_, _, _, want) in asks.items():
             status, at, body = got[name]
             self.assertEqual(status, want, "%s: %s" % (name, body))
             self.assertGreaterEqual(at, thawed)
+        wait_for(lambda: metric(d, "runsd_http_requests_waiting") == 0,
+                 what="no request parked")
         created = got["create"][2]["id"]
         # Acknowledged means committed: the server has the run and its cancel.
         self.assertEqual(self.srv.psql("SELECT count(*) FROM runs WHERE id = '%s'" % created,
