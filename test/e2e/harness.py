@@ -174,6 +174,7 @@ class Daemon:
             note_secret(m.group(1))
         self.log = open(os.path.join(self.tmp, "runsd.log"), "ab")
         self.out = open(os.path.join(self.tmp, "runsd.out"), "ab")
+        log_at = self.log.tell()  # this start's lines come after it (the file is appended to)
         argv = [BIN, "-c", self.conf]
         if VALGRIND:
             argv = ["valgrind", "--error-exitcode=99", "--leak-check=full",
@@ -187,8 +188,10 @@ class Daemon:
         def ready():
             if self.proc.poll() is not None:
                 return "exited"
-            # Our own daemon has bound the port (another process could answer on it too).
-            if "listening on port %d" % self.port not in self.read_log():
+            # Our own daemon has bound the port (another process could answer on it too). The
+            # whole of this start's log is read: clients that come back at once after a restart
+            # (the soak's) can push the line out of any tail before the first look.
+            if "listening on port %d" % self.port not in self.read_log(since=log_at):
                 return False
             try:
                 r = self.request("GET", "/readyz")
@@ -220,12 +223,15 @@ class Daemon:
         finally:
             db.close()
 
-    def read_log(self, whole=False):
-        """The daemon's stderr (its last 4000 characters unless whole)."""
+    def read_log(self, whole=False, since=None):
+        """The daemon's stderr (its last 4000 characters unless whole; from byte `since` on
+        when given)."""
         try:
             with open(os.path.join(self.tmp, "runsd.log"), "rb") as f:
+                if since is not None:
+                    f.seek(since)
                 text = f.read().decode("utf-8", "replace")
-                return text if whole else text[-4000:]
+                return text if whole or since is not None else text[-4000:]
         except OSError:
             return ""
 
