@@ -102,7 +102,9 @@ class Server:
                             "ON_ERROR_STOP=1", "-d", self.dsn(db), "-c", sql],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         if r.returncode != 0:
-            raise RuntimeError("psql %r: %s" % (sql, r.stderr.decode()))
+            # The server's own log tail too: a failure here is often the server's (a crash).
+            raise RuntimeError("psql %r: %s\n--- server log (tail) ---\n%s"
+                               % (sql, r.stderr.decode(), self.log()))
         return r.stdout.decode().strip()
 
     def database(self, name=None):
