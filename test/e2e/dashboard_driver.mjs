@@ -366,7 +366,7 @@ try {
     hooked.push(await create('test', { items: 1 }, { webhook: { url: `http://127.0.0.1:${picky.address().port}/hook` } }));
   }
   await page.locator('#t-backlog', { hasText: /^2$/ }).waitFor();
-  await page.waitForFunction(([sel, n]) => Number(document.querySelector(sel).textContent) >= n, [doneCell, doneBefore + 2]);
+  await page.waitForFunction(([sel, n]) => Number(document.querySelector(sel)?.textContent) >= n, [doneCell, doneBefore + 2]);
   assert(refused >= 2, 'the receiver refused the deliveries: ' + refused);
   assert(await tile(page, 't-subscribers') >= 1, 'the page\'s own stream among the subscribers');
   assert(await tile(page, 't-backlog') === 2, 'a backlog of 2 while refused');
@@ -418,7 +418,7 @@ try {
   step('restart');
   const r = await create('test', { items: 40, item_delay: 0.1, checkpoint: true, steps: ['a'] });
   await page.goto(BASE + '/#/runs/' + r.id);
-  await page.waitForFunction(() => Number(document.getElementById('timeline').dataset.count) >= 10);
+  await page.waitForFunction(() => Number(document.getElementById('timeline')?.dataset.count) >= 10);
   out({ kind: 'kill' });
   await page.locator('#banner', { hasText: 'Disconnected' }).waitFor();
   out({ kind: 'banner' });
@@ -455,7 +455,9 @@ try {
   await viaProxy.context().addInitScript((k) => sessionStorage.setItem('runsd.apiKey', k), KEY);
   const dr = await create('test', { items: 30, item_delay: 0.1, checkpoint: true });
   await viaProxy.goto(`http://127.0.0.1:${proxy.address().port}/#/runs/${dr.id}`);
-  await viaProxy.waitForFunction(() => Number(document.getElementById('timeline').dataset.count) >= 5);
+  // (?.: before the page has drawn the run there is no #timeline, and a predicate that throws
+  // ends waitForFunction at once instead of polling on.)
+  await viaProxy.waitForFunction(() => Number(document.getElementById('timeline')?.dataset.count) >= 5);
   cut = true;
   for (const c of conns) c.destroy();
   await viaProxy.locator('#banner', { hasText: 'Disconnected' }).waitFor();
