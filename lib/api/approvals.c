@@ -71,8 +71,8 @@ static void answered_then(rd_req *req, void *arg, int rc)
 
 /* The result of an answer: an error now; a success once the answer is committed (its reply
  * must not acknowledge what the store could lose). */
-static void reply_result(rd_api *a, rd_req *req, int rc, json_t *out, const rd_apierr *e,
-                         bool html, const char *done_msg)
+static void reply_result(rd_api *a, rd_req *req, int rc, json_t *out, const rd_apierr *e, bool html,
+                         const char *done_msg)
 {
     answered *an = rc == 0 ? malloc(sizeof *an) : NULL;
     if (!an) {

@@ -3,9 +3,9 @@
  * once the commit carrying the change has succeeded, and a handler that uses the store runs
  * only when no commit is in flight (at once, or when the one in flight completes: a store
  * call then never waits for one, since the database connection carries one transaction at a
- * time; no commit is asked for, so reads do not make commits smaller). Neither waits on the loop: the request is
- * parked (rd_req_park) and carried on from the engine's rd_engine_after_commit, so a slow or
- * frozen database delays those requests and nothing else.
+ * time; no commit is asked for, so reads do not make commits smaller). Neither waits on the loop:
+ * the request is parked (rd_req_park) and carried on from the engine's rd_engine_after_commit, so a
+ * slow or frozen database delays those requests and nothing else.
  */
 #include <stdlib.h>
 

@@ -53,8 +53,7 @@ static void prune_step(void *arg, int rc)
         rc = rd_store_events_prune(eng->store, rd_now_ms() - keep, PRUNE_BATCH, &n);
         eng->m_pruned += (uint64_t)n;
         if (n > 0) /* streams learn the new oldest id without a read of their own */
-            eng->oldest_known =
-                rd_store_min_event_id(eng->store, &eng->oldest_id) == 0 && rc == 0;
+            eng->oldest_known = rd_store_min_event_id(eng->store, &eng->oldest_id) == 0 && rc == 0;
         if (n > 0)
             rd_log_debug("retention: %lld event(s) of finished runs deleted", (long long)n);
         prune_advance(eng, n);

@@ -99,8 +99,8 @@ int rd_pg_mark_open(rd_pg *s, char *err, size_t errlen)
         snprintf(s->writer + 2 * i, 3, "%02x", raw[i]);
     snprintf(cut, sizeof cut, "%" PRId64, rd_now_ms() - WRITER_KEEP_MS);
     const char *v[] = {cut};
-    PGresult *r = PQexecParams(s->conn, "DELETE FROM runsd_writers WHERE updated_at < $1", 1,
-                               NULL, v, NULL, NULL, 0);
+    PGresult *r = PQexecParams(s->conn, "DELETE FROM runsd_writers WHERE updated_at < $1", 1, NULL,
+                               v, NULL, NULL, 0);
     int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : RD_EIO;
     if (rc != 0)
         snprintf(err, errlen, "runsd_writers: %s", PQresultErrorMessage(r));
@@ -121,8 +121,8 @@ static int resolve_send(rd_pg *s)
     pga_i64(&a, s->doubt_prev);
     pga_i64(&a, s->doubt_mark);
     pga_i64(&a, rd_now_ms());
-    if (PQsendQueryParams(s->conn, "SELECT set_config('lock_timeout', $1, true)", 1, NULL, lt,
-                          NULL, NULL, 0) != 1 ||
+    if (PQsendQueryParams(s->conn, "SELECT set_config('lock_timeout', $1, true)", 1, NULL, lt, NULL,
+                          NULL, 0) != 1 ||
         PQsendQueryPrepared(s->conn, rd_pg_st_name(PS_MARK_RESOLVE), a.n, a.v, NULL, NULL, 0) !=
             1 ||
         PQpipelineSync(s->conn) != 1 || PQflush(s->conn) < 0)

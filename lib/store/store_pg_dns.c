@@ -26,13 +26,13 @@
 
 struct pg_dns {
     struct evdns_base *evdns;
-    int n;                     /* hosts in the dsn's list */
-    char *name[MAX_HOSTS];     /* each host, as the dsn has it */
-    char addr[MAX_HOSTS][64];  /* its address, numeric */
+    int n;                    /* hosts in the dsn's list */
+    char *name[MAX_HOSTS];    /* each host, as the dsn has it */
+    char addr[MAX_HOSTS][64]; /* its address, numeric */
     struct evdns_getaddrinfo_request *req[MAX_HOSTS];
-    int left;                  /* answers still to come (+1 while requests are being made) */
-    bool failed;               /* a name did not resolve */
-    bool ready;                /* every name resolved: hostaddr holds the list */
+    int left;    /* answers still to come (+1 while requests are being made) */
+    bool failed; /* a name did not resolve */
+    bool ready;  /* every name resolved: hostaddr holds the list */
     char hostaddr[MAX_HOSTS * 64];
 };
 
@@ -156,8 +156,8 @@ static void pg_dns_on_answer(int err, struct evutil_addrinfo *res, void *arg)
             ai = p;
             break;
         }
-    if (err != 0 || !ai || !evutil_inet_ntop(ai->ai_family, addr_of(ai), d->addr[i],
-                                             sizeof d->addr[i])) {
+    if (err != 0 || !ai ||
+        !evutil_inet_ntop(ai->ai_family, addr_of(ai), d->addr[i], sizeof d->addr[i])) {
         rd_log_err("store: postgresql: cannot resolve %s: %s", d->name[i],
                    err ? evutil_gai_strerror(err) : "no address");
         d->failed = true;

@@ -4,7 +4,8 @@
  * the ops table; store_pg_schema.c the versioned migrations and the statement list;
  * store_pg_conn.c waiting with a deadline, reconnection and the commit marker that tells whether a
  * commit whose answer was lost was committed; store_pg_runs.c, store_pg_events.c (events, items,
- * enrichments, keys, kv, process groups) and store_pg_outbox.c the operations. Nothing outside lib/store/store_pg*.c includes it.
+ * enrichments, keys, kv, process groups) and store_pg_outbox.c the operations. Nothing outside
+ * lib/store/store_pg*.c includes it.
  *
  * Writes whose answer the caller does not need (an event, a run's row, a delivery update) are
  * sent without waiting (rd_pg_send): the pipeline carries them to the server while the loop
@@ -178,18 +179,18 @@ typedef struct rd_pg {
     int pending;   /* queued statements whose results are not read yet */
     bool have_ids; /* this transaction holds the lock of the id counter */
     int64_t next_id, top_id;
-    int64_t last_id;    /* the counter as this store last committed it (valid unless resync) */
-    bool resync;        /* a transaction failed: read the counter under its lock, not last_id */
-    int64_t commit_top; /* the counter the commit in flight writes (0: it holds no ids) */
-    int64_t last_try;   /* monotonic ms of the last connection attempt */
-    int64_t conn_until; /* monotonic ms: a reconnection not done by then is given up */
-    pg_batch events;    /* the transaction's events not sent yet (store_pg_batch.c) */
-    bool probing;       /* a probe's SELECT 1 and Sync are out, their results not read */
-    int64_t probe_until; /* monotonic ms: the probe's answer is due */
-    bool committing;    /* a transaction's COMMIT and Sync are out, their results not all read */
+    int64_t last_id;      /* the counter as this store last committed it (valid unless resync) */
+    bool resync;          /* a transaction failed: read the counter under its lock, not last_id */
+    int64_t commit_top;   /* the counter the commit in flight writes (0: it holds no ids) */
+    int64_t last_try;     /* monotonic ms of the last connection attempt */
+    int64_t conn_until;   /* monotonic ms: a reconnection not done by then is given up */
+    pg_batch events;      /* the transaction's events not sent yet (store_pg_batch.c) */
+    bool probing;         /* a probe's SELECT 1 and Sync are out, their results not read */
+    int64_t probe_until;  /* monotonic ms: the probe's answer is due */
+    bool committing;      /* a transaction's COMMIT and Sync are out, their results not all read */
     int64_t commit_until; /* monotonic ms: the commit in flight's answer is due */
-    bool commit_bad;    /* a result of the commit in flight failed */
-    bool commit_done;   /* the commit in flight completed inside another call: commit_rc */
+    bool commit_bad;      /* a result of the commit in flight failed */
+    bool commit_done;     /* the commit in flight completed inside another call: commit_rc */
     int commit_rc;
     bool connecting;                   /* a connection was started; PQconnectPoll carries it on */
     bool preparing;                    /* connected again; the prepares and their Sync are out */
@@ -202,15 +203,15 @@ typedef struct rd_pg {
     /* The commit marker (docs/postgresql.md, "When the database fails"): every transaction
      * first sets this daemon's row of runsd_writers from mark to tx_mark, so a commit whose
      * answer was lost can be looked up on the next connection. */
-    char writer[40];     /* this daemon's row: random, for the process's lifetime */
-    int64_t mark;        /* the row's value as last committed (negative: a commit fenced off) */
-    int64_t mark_seq;    /* the last value a transaction was given */
-    int64_t tx_mark;     /* the value the open (or committing) transaction writes */
-    bool commit_sent;    /* COMMIT is out and its answer not read: losing it leaves a doubt */
-    bool doubt;          /* a commit's answer was lost: look it up before anything else */
-    int64_t doubt_mark;  /* the value that commit wrote, and the one before it */
+    char writer[40];    /* this daemon's row: random, for the process's lifetime */
+    int64_t mark;       /* the row's value as last committed (negative: a commit fenced off) */
+    int64_t mark_seq;   /* the last value a transaction was given */
+    int64_t tx_mark;    /* the value the open (or committing) transaction writes */
+    bool commit_sent;   /* COMMIT is out and its answer not read: losing it leaves a doubt */
+    bool doubt;         /* a commit's answer was lost: look it up before anything else */
+    int64_t doubt_mark; /* the value that commit wrote, and the one before it */
     int64_t doubt_prev;
-    int outcome;         /* the lookup's answer for the journal: 1 committed, 0 not (or none) */
+    int outcome; /* the lookup's answer for the journal: 1 committed, 0 not (or none) */
 } rd_pg;
 
 /* ---- store_pg_conn.c -------------------------------------------------------------------- */
@@ -255,9 +256,9 @@ const char *rd_pg_dns_take(pg_dns *d);
 /** The connection is gone or unusable: the open transaction fails, the next call reconnects. */
 void rd_pg_down(rd_pg *s, const char *what);
 /** Reads results up to the pipeline's next Sync; *bad is set when one of them failed, *val (when
- * not NULL) is the first column of the first row of the last statement that returned rows. wait: blocks (until the deadline)
- * until the Sync is in; else returns 1 as soon as reading would block. 0 at the Sync, RD_EIO
- * when the connection is gone. */
+ * not NULL) is the first column of the first row of the last statement that returned rows. wait:
+ * blocks (until the deadline) until the Sync is in; else returns 1 as soon as reading would block.
+ * 0 at the Sync, RD_EIO when the connection is gone. */
 int rd_pg_read_to_sync(rd_pg *s, bool wait, bool *bad, int64_t *val, const char *what);
 /** What the socket must be for the wait to end. */
 void rd_pg_want_io(rd_pg *s, rd_store_wait *w, bool rd, bool wr);

@@ -38,7 +38,7 @@ static int commits_done;
 static bool fail_commits, fail_writes;
 static int gate[2] = {-1, -1}; /* async commits: in flight until a byte is written to gate[1] */
 static bool in_flight;
-static int completions; /* async commits completed (committed or failed) */
+static int completions;  /* async commits completed (committed or failed) */
 static bool lose_answer; /* the next async commit commits, and reports a failure */
 static bool in_doubt;    /* it did: commit_landed says 1, once */
 
