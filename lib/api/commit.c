@@ -30,21 +30,27 @@ static void waiting(rd_api *a, int delta)
         rd_metric_set(a->m_waiting, NULL, a->n_waiting);
 }
 
-static void after_on_commit(void *p, int rc)
+/* Runs what w waits to run on its parked request, and ends the request unless that handed it
+ * on (a handler whose change's reply waits for its own commit). Frees w. */
+static void after_run(after *w, int rc)
 {
-    after *w = p;
-    w->wait = NULL;
-    waiting(w->a, -1);
     rd_req *req = w->req;
     if (w->then)
         w->then(req, w->arg, rc);
     else
         w->handler(req, w->a);
-    /* The handler answered, or handed req on to wait for its own change's commit. */
     bool answered = rd_req_parked_by(req) == w;
     free(w);
     if (answered)
         rd_req_unpark(req);
+}
+
+static void after_on_commit(void *p, int rc)
+{
+    after *w = p;
+    w->wait = NULL;
+    waiting(w->a, -1);
+    after_run(w, rc);
 }
 
 static void after_on_gone(void *p)
@@ -59,32 +65,32 @@ static void after_on_gone(void *p)
     free(w);
 }
 
-static void ignore_gone(void *arg)
-{
-    (void)arg; /* never called: the handler runs before the loop could see the client leave */
-}
-
-/* Parks req until the commit (the next one, or with inflight the one in flight): 0, or RD_ERR
- * (out of memory: nothing parked, w freed). */
-static int park(after *w, rd_req *req, bool inflight)
+/* Parks req for w (a request parked already is handed to w), then runs w: now when `now`,
+ * else after the commit in flight (inflight) or the next one. False when out of memory before
+ * req was parked: w is freed and req untouched. (Out of memory after, req is answered 500.) */
+static bool start(after *w, rd_req *req, bool now, bool inflight)
 {
     w->req = rd_req_park(req, after_on_gone, w);
     if (!w->req) {
         free(w);
-        return RD_ERR;
+        return false;
+    }
+    if (now) {
+        after_run(w, 0);
+        return true;
     }
     w->wait = inflight ? rd_engine_after_inflight(w->a->eng, after_on_commit, w)
                        : rd_engine_after_commit(w->a->eng, after_on_commit, w);
-    if (w->wait)
+    if (w->wait) {
         waiting(w->a, 1);
-    if (!w->wait) {
+    } else {
         rd_req *parked = w->req;
         rd_reply_error(parked, 500, "internal", "out of memory");
         evhtp_request_unset_hook(parked->r, evhtp_hook_on_request_fini);
         after_on_gone(w);
         rd_req_unpark(parked);
     }
-    return 0;
+    return true;
 }
 
 bool rd_api_after_commit(rd_api *a, rd_req *req, rd_api_then_fn then, void (*drop)(void *arg),
@@ -93,7 +99,7 @@ bool rd_api_after_commit(rd_api *a, rd_req *req, rd_api_then_fn then, void (*dro
     after *w = calloc(1, sizeof *w);
     if (w) {
         *w = (after){.a = a, .then = then, .drop = drop, .arg = arg};
-        if (park(w, req, false) == 0)
+        if (start(w, req, false, false))
             return true;
     }
     rd_reply_error(req, 500, "internal", "out of memory");
@@ -104,24 +110,17 @@ bool rd_api_after_commit(rd_api *a, rd_req *req, rd_api_then_fn then, void (*dro
 
 void rd_api_run_idle(rd_api *a, rd_req *req, rd_http_handler_fn handler)
 {
-    if (!rd_engine_committing(a->eng)) { /* nothing to wait for (always so with SQLite) */
-        if (!req->parked) {
-            handler(req, a);
-            return;
-        }
-        /* Parked already (a held post, a ?wait= answer): this call owns it now, and ends it
-         * once the handler answered, unless the handler handed it on. */
-        static char mine;
-        rd_req_park(req, ignore_gone, &mine);
-        handler(req, a);
-        if (rd_req_parked_by(req) == &mine)
-            rd_req_unpark(req);
+    bool now = !rd_engine_committing(a->eng); /* nothing to wait for (always so with SQLite) */
+    if (now && !req->parked) {
+        handler(req, a); /* evhtp's own request: nothing to park or end */
         return;
     }
+    /* Wait for the commit in flight; or, for a request parked already (a held post, a ?wait=
+     * answer), run now and end it after. */
     after *w = calloc(1, sizeof *w);
     if (w) {
         *w = (after){.a = a, .handler = handler};
-        if (park(w, req, true) == 0)
+        if (start(w, req, now, true))
             return;
     }
     rd_reply_error(req, 500, "internal", "out of memory");

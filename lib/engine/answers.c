@@ -61,7 +61,7 @@ static int answered(rd_engine *eng, rd_active *act, const char *key, const char 
                     json_t **out, rd_apierr *e)
 {
     json_t *run = rd_active_json(act);
-    return rd_engine_reply(eng, json_pack("{s:s, s:o}", key, value, "run", run), out, e);
+    return rd_engine_reply(json_pack("{s:s, s:o}", key, value, "run", run), out, e);
 }
 
 static int answer_approval(rd_engine *eng, rd_active *act, bool approve, const char *comment,

@@ -117,9 +117,8 @@ void rd_engine_after_commit_cancel(rd_engine *eng, void *handle)
     rd_runs_after_commit_cancel(eng->runs, handle);
 }
 
-int rd_engine_reply(rd_engine *eng, json_t *json, json_t **out, rd_apierr *e)
+int rd_engine_reply(json_t *json, json_t **out, rd_apierr *e)
 {
-    (void)eng;
     if (!json)
         return rd_fail(e, 500, "internal", "out of memory");
     *out = json;

@@ -80,6 +80,6 @@ void rd_prune_dispose(rd_engine *eng);
 /* engine.c */
 /** Fills *out with json (stolen), the reply to a change not committed yet: the caller sends it
  * from rd_engine_after_commit. Fails 500 when json is NULL (out of memory). */
-int rd_engine_reply(rd_engine *eng, json_t *json, json_t **out, rd_apierr *e);
+int rd_engine_reply(json_t *json, json_t **out, rd_apierr *e);
 
 #endif

@@ -129,7 +129,7 @@ int rd_engine_create(rd_engine *eng, const rd_create_req *req, json_t **out, boo
     } else {
         rd_active_release(act);
     }
-    rc = rd_engine_reply(eng, rd_active_json(act), out, e);
+    rc = rd_engine_reply(rd_active_json(act), out, e);
     if (rc == 0 && secret[0])
         json_object_set_new(json_object_get(*out, "webhook"), "secret", json_string(secret));
     return rc;
@@ -155,7 +155,7 @@ int rd_engine_cancel(rd_engine *eng, const char *id, json_t **out, rd_apierr *e)
         rd_exec_cancel(eng->exec, act, RD_RS_USER_CANCELLED);
         break;
     }
-    return rd_engine_reply(eng, rd_active_json(act), out, e);
+    return rd_engine_reply(rd_active_json(act), out, e);
 }
 
 int rd_engine_start(rd_engine *eng, const char *id, json_t **out, rd_apierr *e)
@@ -172,7 +172,7 @@ int rd_engine_start(rd_engine *eng, const char *id, json_t **out, rd_apierr *e)
     rd_active_keep(act); /* it becomes active: no longer freed after the commit */
     rd_run_transition(act, RD_ST_QUEUED, RD_RS_NONE, NULL);
     rd_sched_enqueue(eng, act);
-    return rd_engine_reply(eng, rd_active_json(act), out, e);
+    return rd_engine_reply(rd_active_json(act), out, e);
 }
 
 static int not_extendable(const rd_run *r, rd_apierr *e)
@@ -206,7 +206,7 @@ int rd_engine_extend(rd_engine *eng, const char *id, int64_t additional, json_t 
     /* Same run, same items and history: the worker resumes from the last checkpoint. */
     rd_run_transition(act, RD_ST_QUEUED, RD_RS_NONE, NULL);
     rd_sched_enqueue(eng, act);
-    return rd_engine_reply(eng, rd_active_json(act), out, e);
+    return rd_engine_reply(rd_active_json(act), out, e);
 }
 
 int rd_engine_enrich(rd_engine *eng, const char *id, const char *flow_name, json_t *input,
@@ -231,5 +231,5 @@ int rd_engine_enrich(rd_engine *eng, const char *id, const char *flow_name, json
     if (rd_exec_enrich(eng->exec, act, flow, input, e) != 0)
         return -1;
     rd_active_keep(act); /* a finished run stays in memory while it is enriched */
-    return rd_engine_reply(eng, rd_active_json(act), out, e);
+    return rd_engine_reply(rd_active_json(act), out, e);
 }

@@ -310,8 +310,7 @@ int rd_engine_ext_post(rd_engine *eng, const char *id, const char *body, size_t 
     }
     int64_t errs = r->n_proto_errors - errors_before;
     json_t *run = rd_active_json(act);
-    return rd_engine_reply(eng,
-                           json_pack("{s:I, s:I, s:o}", "accepted", (json_int_t)(lines - errs),
+    return rd_engine_reply(json_pack("{s:I, s:I, s:o}", "accepted", (json_int_t)(lines - errs),
                                      "protocol_errors", (json_int_t)errs, "run", run),
                            out, e);
 }

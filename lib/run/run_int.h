@@ -82,14 +82,12 @@ struct rd_runs {
     struct event *commit_io; /* waits on the store's socket for the commit in flight */
     uint64_t tickets;        /* commits started (the last one's ticket) */
     uint64_t inflight;       /* the ticket of the commit in flight, 0: none */
-    uint64_t done;           /* the ticket that completed last, with done_rc */
-    int done_rc;
-    bool again;            /* a commit was asked for while one was in flight */
-    bool commit_late;      /* the one in flight is late: probe_down was set for it */
-    int64_t commit_at;     /* rd_mono_ms when the one in flight started */
-    int n_pending;         /* entries in pending */
-    int cut_n;             /* the first cut_n of them are carried by the commit in flight */
-    int64_t cut_watermark; /* pub_watermark as it was when that commit started */
+    bool again;              /* a commit was asked for while one was in flight */
+    bool commit_late;        /* the one in flight is late: probe_down was set for it */
+    int64_t commit_at;       /* rd_mono_ms when the one in flight started */
+    int n_pending;           /* entries in pending */
+    int cut_n;               /* the first cut_n of them are carried by the commit in flight */
+    int64_t cut_watermark;   /* pub_watermark as it was when that commit started */
     int retry_ms;
     int64_t pub_watermark; /* highest id no listener wanted formatted */
     int n_watches;

@@ -22,6 +22,7 @@
 #include "run/run_int.h"
 
 #include <event2/event.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -277,26 +278,21 @@ void rd_runs_after_commit_cancel(rd_runs *rs, void *handle)
     free(a);
 }
 
-/* Calls those waiting for a ticket up to the one that completed, in order. Each is taken off
- * the list first, so a call may add or cancel others. */
-static void serve_afters(rd_runs *rs)
+/* Calls those waiting for a ticket up to `done`, in order, with rc. Each is taken off the
+ * list first, so a call may add or cancel others. */
+static void serve_afters(rd_runs *rs, uint64_t done, int rc)
 {
     rd_after *a;
-    while ((a = TAILQ_FIRST(&rs->afters)) && a->ticket <= rs->done) {
+    while ((a = TAILQ_FIRST(&rs->afters)) && a->ticket <= done) {
         TAILQ_REMOVE(&rs->afters, a, link);
-        a->fn(a->arg, rs->done_rc);
+        a->fn(a->arg, rc);
         free(a);
     }
 }
 
 void rd_runs_afters_drop(rd_runs *rs)
 {
-    rd_after *a;
-    while ((a = TAILQ_FIRST(&rs->afters))) {
-        TAILQ_REMOVE(&rs->afters, a, link);
-        a->fn(a->arg, RD_ERR);
-        free(a);
-    }
+    serve_afters(rs, UINT64_MAX, RD_ERR);
 }
 
 /* A ticket completed with rc: publishes only what committed. A failed batch stays queued for
@@ -305,8 +301,6 @@ void rd_runs_afters_drop(rd_runs *rs)
 static int commit_done(rd_runs *rs, uint64_t ticket, int rc)
 {
     rs->m_commits++;
-    rs->done = ticket;
-    rs->done_rc = rc != 0 ? RD_EIO : 0;
     if (rc != 0) {
         rd_store_rollback(rs->store);
         rs->m_commit_failures++;
@@ -315,7 +309,7 @@ static int commit_done(rd_runs *rs, uint64_t ticket, int rc)
         rs->store_ok = false;
         rs->cut_n = 0;
         arm_retry(rs);
-        serve_afters(rs);
+        serve_afters(rs, ticket, RD_EIO);
         return RD_EIO;
     }
     if (!rs->store_ok)
@@ -328,7 +322,7 @@ static int commit_done(rd_runs *rs, uint64_t ticket, int rc)
     if (rs->n_watches > 0) /* most commits have no waiter to wake */
         rd_map_each(rs->active, wake_settled, &ticket);
     release_done(rs, ticket);
-    serve_afters(rs);
+    serve_afters(rs, ticket, 0);
     return 0;
 }
 

@@ -74,11 +74,16 @@ void rd_outbox_set_committer(rd_outbox *ob, void (*commit)(void *arg), bool (*bu
     ob->commit_arg = arg;
 }
 
-/* A commit is in flight: the store's calls that need an answer would wait for it, so the
- * outbox waits for the next kick instead (which its completion gives). */
+/* A commit is in flight: the store's calls that need an answer would wait for it. */
+static bool committing(const rd_outbox *ob)
+{
+    return ob->busy && ob->busy(ob->commit_arg);
+}
+
+/* committing(), and then the outbox waits for the next kick (which its completion gives). */
 static bool busy(rd_outbox *ob)
 {
-    if (!ob->busy || !ob->busy(ob->commit_arg))
+    if (!committing(ob))
         return false;
     ob->enqueued = true;
     return true;
@@ -389,13 +394,12 @@ static void arm_due(rd_outbox *ob)
 
 static void pump(rd_outbox *ob)
 {
-    int slots = ob->cfg->hook_max_conns - ob->n_inflight;
     pick_ctx p = {.ob = ob};
 
     if (ob->closing || busy(ob))
         return;
-    settle_ended(ob);
-    slots = ob->cfg->hook_max_conns - ob->n_inflight;
+    settle_ended(ob); /* frees the slots of attempts that ended during a commit */
+    int slots = ob->cfg->hook_max_conns - ob->n_inflight;
     slots = slots > PUMP_BATCH ? PUMP_BATCH : slots;
     p.cap = slots;
     if (slots > 0) {
@@ -554,7 +558,7 @@ static void backlog_collect(rd_outbox *ob)
         wait = 1000;
     if (ob->backlog_at && (!ob->backlog_stale || now - ob->backlog_at < wait))
         return;
-    if (ob->busy && ob->busy(ob->commit_arg))
+    if (committing(ob))
         return; /* the gauge keeps its value until a scrape finds no commit in flight */
     if (rd_store_dlv_backlog(ob->store, &n) != 0)
         return;
