@@ -56,6 +56,24 @@ class PgTest(unittest.TestCase):
                            cwd=d.tmp)
         return r.returncode, r.stderr.decode()
 
+    def items_run(self, d, n):
+        """A run of n items (1 ms apart) and a reader of its events on the global stream, on a
+        thread, until 50 were seen: (run, the reader, the ids it has seen so far)."""
+        run = d.create("items", {"items": n, "item_delay": 0.001})
+        sse = SSEReader(d.port, "/v1/events?run=" + run["id"], timeout=60)
+        seen = []
+
+        def read():
+            try:
+                for f in iter(sse.next_event, None):
+                    if "id" in f:
+                        seen.append(int(f["id"]))
+            except OSError:
+                pass  # closed at the end of the test
+        threading.Thread(target=read, daemon=True).start()
+        wait_for(lambda: len(seen) >= 50, what="items published")
+        return run, sse, seen
+
     def check_run(self, d, run_id, n):
         results = all_results(d, run_id)
         self.assertEqual([x["data"]["i"] for x in results], list(range(n)),
@@ -330,19 +348,7 @@ class TestLoop(PgTest):
         self.daemons.append(d)
         d.start()
         n = 3000
-        run = d.create("items", {"items": n, "item_delay": 0.001})
-        sse = SSEReader(d.port, "/v1/events?run=" + run["id"], timeout=60)
-        seen = []
-
-        def read():
-            try:
-                for f in iter(sse.next_event, None):
-                    if "id" in f:
-                        seen.append(int(f["id"]))
-            except OSError:
-                pass  # closed at the end of the test
-        threading.Thread(target=read, daemon=True).start()
-        wait_for(lambda: len(seen) >= 50, what="items published")
+        run, sse, seen = self.items_run(d, n)
         pid = self.backend_pid(d)
         os.kill(pid, signal.SIGSTOP)  # the daemon's backend: the commit in flight waits
         try:
@@ -500,22 +506,6 @@ class TestDeadline(PgTest):
             return worst[0]
         return stop
 
-    def items_run(self, d):
-        run = d.create("items", {"items": self.N, "item_delay": 0.001})
-        sse = SSEReader(d.port, "/v1/events?run=" + run["id"], timeout=60)
-        seen = []
-
-        def read():
-            try:
-                for f in iter(sse.next_event, None):
-                    if "id" in f:
-                        seen.append(int(f["id"]))
-            except OSError:
-                pass  # closed at the end of the test
-        threading.Thread(target=read, daemon=True).start()
-        wait_for(lambda: len(seen) >= 50, what="items published")
-        return run, sse, seen
-
     def past_timeout(self, d, pid):
         """Waits until the daemon has given up the backend pid and connected again."""
         wait_for(lambda: "dropping the connection" in d.read_log(whole=True), timeout=20,
@@ -592,7 +582,7 @@ class TestDeadline(PgTest):
         # for it, finds it committed, and the daemon does not write it again (before: it wrote
         # it again and "event id N was taken by another writer", for ever).
         d = self.timed_daemon(server="sse_max_buffer = 4M\n")
-        run, sse, seen = self.items_run(d)
+        run, sse, seen = self.items_run(d, self.N)
         stop = self.watch_healthz(d)
         self.locked_past_timeout(d)
         self.check_stored_once(d, run, sse, seen, stop)
@@ -603,7 +593,7 @@ class TestDeadline(PgTest):
         # lookup finds the marker not set, fences it off, and the journal writes the
         # transaction again with the same ids.
         d = self.timed_daemon(server="sse_max_buffer = 4M\n")
-        run, sse, seen = self.items_run(d)
+        run, sse, seen = self.items_run(d, self.N)
         stop = self.watch_healthz(d)
         self.locked_past_timeout(
             d, lambda pid: self.srv.psql("SELECT pg_terminate_backend(%d)" % pid))
@@ -617,7 +607,7 @@ class TestDeadline(PgTest):
         # runs what is in its socket: whether that commit landed depends on where it froze, and
         # either way every item is stored and published once.
         d = self.timed_daemon(server="sse_max_buffer = 4M\n")
-        run, sse, seen = self.items_run(d)
+        run, sse, seen = self.items_run(d, self.N)
         stop = self.watch_healthz(d)
         self.frozen_past_timeout(d)
         self.check_stored_once(d, run, sse, seen, stop)
